@@ -1,0 +1,190 @@
+//! The record-batch (magic 2) header, read in place, and the checks a batch passes before it is
+//! written.
+//!
+//! Layout (big-endian), offsets from the start of the batch:
+//! ```text
+//!  0 baseOffset i64 | 8 batchLength i32 | 12 partitionLeaderEpoch i32 | 16 magic i8 | 17 crc u32
+//! 21 attributes i16 | 23 lastOffsetDelta i32 | 27 baseTimestamp i64 | 35 maxTimestamp i64
+//! 43 producerId i64 | 51 producerEpoch i16 | 53 baseSequence i32 | 57 recordCount i32 | 61 records
+//! ```
+//! `batchLength` counts the bytes after itself; the CRC32C covers `attributes` to the end.
+
+/// Bytes of the header, up to and including `recordCount`.
+pub const HEADER_BYTES: usize = 61;
+/// Bytes before `batchLength`'s count starts (baseOffset + batchLength).
+pub const LOG_OVERHEAD: usize = 12;
+const MAGIC_OFFSET: usize = 16;
+const CRC_OFFSET: usize = 17;
+const ATTRIBUTES_OFFSET: usize = 21;
+
+/// Why a batch is refused; each maps to the Kafka error a producer expects.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum BatchError {
+    /// `CORRUPT_MESSAGE`: truncated, bad length or CRC mismatch.
+    #[error("corrupt batch: {0}")]
+    Corrupt(&'static str),
+    /// `MESSAGE_TOO_LARGE`: larger than `max.message.bytes`.
+    #[error("batch of {size} bytes exceeds max.message.bytes {max}")]
+    TooLarge { size: usize, max: u32 },
+    /// `INVALID_RECORD` / `UNSUPPORTED_FOR_MESSAGE_FORMAT`: magic other than 2, no records, bad count.
+    #[error("invalid batch: {0}")]
+    Invalid(&'static str),
+}
+
+/// A view of one batch's header over its bytes (`bytes.len() >= HEADER_BYTES`).
+#[derive(Clone, Copy, Debug)]
+pub struct BatchHeader<'a> {
+    bytes: &'a [u8],
+}
+
+fn be_i64(b: &[u8], at: usize) -> i64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[at..at + 8]);
+    i64::from_be_bytes(a)
+}
+
+fn be_i32(b: &[u8], at: usize) -> i32 {
+    let mut a = [0u8; 4];
+    a.copy_from_slice(&b[at..at + 4]);
+    i32::from_be_bytes(a)
+}
+
+fn be_i16(b: &[u8], at: usize) -> i16 {
+    i16::from_be_bytes([b[at], b[at + 1]])
+}
+
+impl<'a> BatchHeader<'a> {
+    /// A view over `bytes`, or `None` when fewer than [`HEADER_BYTES`] are there.
+    pub fn parse(bytes: &'a [u8]) -> Option<Self> {
+        (bytes.len() >= HEADER_BYTES).then_some(BatchHeader { bytes })
+    }
+
+    pub fn base_offset(&self) -> i64 {
+        be_i64(self.bytes, 0)
+    }
+    /// `batchLength`: bytes after the length field.
+    pub fn batch_length(&self) -> i32 {
+        be_i32(self.bytes, 8)
+    }
+    /// Bytes of the whole batch, length prefix included; `None` when the length is impossible.
+    pub fn total_bytes(&self) -> Option<usize> {
+        let len = self.batch_length();
+        let min = (HEADER_BYTES - LOG_OVERHEAD) as i32;
+        (len >= min).then(|| len as usize + LOG_OVERHEAD)
+    }
+    pub fn partition_leader_epoch(&self) -> i32 {
+        be_i32(self.bytes, 12)
+    }
+    pub fn magic(&self) -> i8 {
+        self.bytes[MAGIC_OFFSET] as i8
+    }
+    pub fn crc(&self) -> u32 {
+        be_i32(self.bytes, CRC_OFFSET) as u32
+    }
+    pub fn attributes(&self) -> i16 {
+        be_i16(self.bytes, ATTRIBUTES_OFFSET)
+    }
+    /// Compression codec id (0 none, 1 gzip, 2 snappy, 3 lz4, 4 zstd).
+    pub fn compression(&self) -> u8 {
+        (self.attributes() & 0x7) as u8
+    }
+    pub fn is_log_append_time(&self) -> bool {
+        self.attributes() & 0x8 != 0
+    }
+    pub fn is_transactional(&self) -> bool {
+        self.attributes() & 0x10 != 0
+    }
+    pub fn is_control(&self) -> bool {
+        self.attributes() & 0x20 != 0
+    }
+    pub fn last_offset_delta(&self) -> i32 {
+        be_i32(self.bytes, 23)
+    }
+    pub fn base_timestamp(&self) -> i64 {
+        be_i64(self.bytes, 27)
+    }
+    pub fn max_timestamp(&self) -> i64 {
+        be_i64(self.bytes, 35)
+    }
+    pub fn producer_id(&self) -> i64 {
+        be_i64(self.bytes, 43)
+    }
+    pub fn producer_epoch(&self) -> i16 {
+        be_i16(self.bytes, 51)
+    }
+    pub fn base_sequence(&self) -> i32 {
+        be_i32(self.bytes, 53)
+    }
+    pub fn record_count(&self) -> i32 {
+        be_i32(self.bytes, 57)
+    }
+    /// The offset of the batch's last record.
+    pub fn last_offset(&self) -> i64 {
+        self.base_offset() + i64::from(self.last_offset_delta())
+    }
+}
+
+/// Checks one whole batch (exactly `bytes`): length, magic, record count, size limit and CRC32C.
+/// Returns its header on success.
+pub fn validate(bytes: &[u8], max_message_bytes: u32) -> Result<BatchHeader<'_>, BatchError> {
+    let header = BatchHeader::parse(bytes).ok_or(BatchError::Corrupt("shorter than a header"))?;
+    let total = header.total_bytes().ok_or(BatchError::Corrupt("batch length too small"))?;
+    if total != bytes.len() {
+        return Err(BatchError::Corrupt("batch length does not match its bytes"));
+    }
+    if header.magic() != 2 {
+        return Err(BatchError::Invalid("magic is not 2"));
+    }
+    if total > max_message_bytes as usize {
+        return Err(BatchError::TooLarge { size: total, max: max_message_bytes });
+    }
+    if header.record_count() <= 0 {
+        return Err(BatchError::Invalid("record count must be positive"));
+    }
+    if header.last_offset_delta() < 0 || header.last_offset_delta() < header.record_count() - 1 {
+        return Err(BatchError::Invalid("last offset delta does not cover the record count"));
+    }
+    if crc32c::crc32c(&bytes[ATTRIBUTES_OFFSET..]) != header.crc() {
+        return Err(BatchError::Corrupt("CRC32C mismatch"));
+    }
+    Ok(header)
+}
+
+/// Splits a produce request's `records` field into whole batches, validating each. Either every
+/// batch is valid or the whole set is refused.
+pub fn split_batches(mut bytes: &[u8], max_message_bytes: u32) -> Result<Vec<std::ops::Range<usize>>, BatchError> {
+    let mut ranges = Vec::new();
+    let mut at = 0;
+    while !bytes.is_empty() {
+        let header = BatchHeader::parse(bytes).ok_or(BatchError::Corrupt("truncated batch header"))?;
+        let total = header.total_bytes().ok_or(BatchError::Corrupt("batch length too small"))?;
+        if total > bytes.len() {
+            if total > max_message_bytes as usize {
+                return Err(BatchError::TooLarge { size: total, max: max_message_bytes });
+            }
+            return Err(BatchError::Corrupt("truncated batch"));
+        }
+        validate(&bytes[..total], max_message_bytes)?;
+        ranges.push(at..at + total);
+        at += total;
+        bytes = &bytes[total..];
+    }
+    if ranges.is_empty() {
+        return Err(BatchError::Invalid("no batches"));
+    }
+    Ok(ranges)
+}
+
+/// Rewrites `baseOffset` in place.
+pub fn set_base_offset(bytes: &mut [u8], offset: i64) {
+    bytes[0..8].copy_from_slice(&offset.to_be_bytes());
+}
+
+/// Rewrites `maxTimestamp` for LogAppendTime, sets the timestamp-type bit and recomputes the CRC.
+pub fn set_log_append_time(bytes: &mut [u8], timestamp_ms: i64) {
+    let attributes = be_i16(bytes, ATTRIBUTES_OFFSET) | 0x8;
+    bytes[ATTRIBUTES_OFFSET..ATTRIBUTES_OFFSET + 2].copy_from_slice(&attributes.to_be_bytes());
+    bytes[35..43].copy_from_slice(&timestamp_ms.to_be_bytes());
+    let crc = crc32c::crc32c(&bytes[ATTRIBUTES_OFFSET..]);
+    bytes[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
+}

@@ -1,0 +1,69 @@
+//! Per-log settings, named after Kafka's topic configs.
+
+/// When a partition's writes are made durable with `fdatasync`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FlushPolicy {
+    /// Sync whenever an appender awaits durability (acks=all), covering every batch written so far.
+    /// The safe default.
+    SyncBeforeAck,
+    /// Sync every `flush.ms` milliseconds; `durable()` resolves at the next periodic sync.
+    IntervalMs(u64),
+}
+
+/// `message.timestamp.type`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TimestampType {
+    CreateTime,
+    LogAppendTime,
+}
+
+/// The settings of one partition log (Kafka topic-level names in the doc of each field).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogConfig {
+    /// `segment.bytes`: roll the active segment when it would pass this size.
+    pub segment_bytes: u64,
+    /// `segment.ms`: roll the active segment when its first batch is older than this.
+    pub segment_ms: u64,
+    /// `index.interval.bytes`: bytes of log between two sparse offset-index entries.
+    pub index_interval_bytes: u32,
+    /// `max.message.bytes`: the largest batch accepted.
+    pub max_message_bytes: u32,
+    /// `retention.ms`: closed segments whose newest record is older than this are deleted; -1 = keep.
+    pub retention_ms: i64,
+    /// `retention.bytes`: closed segments are deleted while the log is larger; -1 = unlimited.
+    pub retention_bytes: i64,
+    /// `flush.ms` / the sync policy.
+    pub flush: FlushPolicy,
+    /// `message.timestamp.type`.
+    pub timestamp_type: TimestampType,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            segment_bytes: 1 << 30,
+            segment_ms: 7 * 24 * 3600 * 1000,
+            index_interval_bytes: 4096,
+            max_message_bytes: 1 << 20,
+            retention_ms: 7 * 24 * 3600 * 1000,
+            retention_bytes: -1,
+            flush: FlushPolicy::SyncBeforeAck,
+            timestamp_type: TimestampType::CreateTime,
+        }
+    }
+}
+
+/// Memory bounds shared by every log of one shard.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ShardStorageConfig {
+    /// Bytes of not-yet-written batches a shard holds before appends get `AppendError::Backpressure`.
+    pub write_buffer_bytes: usize,
+    /// Bytes of recently written batches kept in memory for tail reads (evicted oldest first).
+    pub tail_cache_bytes: usize,
+}
+
+impl Default for ShardStorageConfig {
+    fn default() -> Self {
+        ShardStorageConfig { write_buffer_bytes: 64 << 20, tail_cache_bytes: 256 << 20 }
+    }
+}

@@ -1,0 +1,31 @@
+//! `odradek-storage`: the log of one Kafka partition.
+//!
+//! A partition is a directory `<topic>-<partition>/` of segments. Each segment is a `.log` file of
+//! Kafka record batches (magic 2) stored exactly as the producer sent them (only `baseOffset`, and
+//! `maxTimestamp` under LogAppendTime, rewritten), a sparse `.index` (relative offset → position)
+//! and a `.timeindex` (max timestamp → relative offset), in Kafka's own file formats.
+//!
+//! A [`PartitionLog`] is owned by exactly one shard (it is `!Send`, used through `Rc`). Appends
+//! assign offsets at once and return an [`AppendReceipt`] whose two milestones — *written* (the
+//! bytes are on the device, via O_DIRECT) and *durable* (covered by an `fdatasync`) — the caller
+//! awaits according to the producer's `acks`. Writes from many appends are coalesced into large
+//! aligned writes by one flusher task per partition; one `fdatasync` covers every batch written
+//! before it (group commit).
+//!
+//! Layout:
+//! - [`batch`]: the 61-byte record-batch header view and validation (CRC32C, bounds, magic).
+//! - [`config`]: per-log settings ([`LogConfig`]) with Kafka's names and defaults.
+//! - [`error`]: operating errors ([`StorageError`]) and append rejections ([`AppendError`]).
+//! - `index`, `segment`, `log`, `cache`, `recovery`, `retention`: the engine (private).
+
+pub mod batch;
+pub mod config;
+pub mod error;
+mod log;
+mod types;
+
+pub use batch::{BatchError, BatchHeader};
+pub use config::{FlushPolicy, LogConfig, ShardStorageConfig, TimestampType};
+pub use error::{AppendError, ReadError, StorageError};
+pub use log::{AppendReceipt, Chunk, FileRegion, PartitionLog, ReadOutcome, RetentionOutcome, ShardStorage};
+pub use types::Offset;
