@@ -1,1 +1,27 @@
-//! net
+//! `odradek-net`: the Kafka wire protocol and the per-connection loop.
+//!
+//! Everything here is transport and framing; what a request *means* lives in the broker's
+//! handlers. Every function that reads bytes from the network returns an error on any input it
+//! cannot use, and never panics: a hostile peer can only get its own connection closed.
+//!
+//! Layout:
+//! - [`error`]: [`NetError`], the operating errors of this crate, with context.
+//! - [`frame`]: length-prefixed frames (`i32` big-endian length, then the payload), bounded.
+//! - [`header`]: the request header (API key, version, correlation id, client id).
+//! - [`codec`]: request bodies and length-prefixed responses, via the `kafka-protocol` crate.
+//! - [`conn`]: the connection loop: pipelined requests, bounded in flight, in-order responses.
+//! - [`shutdown`]: a broadcast "stop now" signal for accept and connection loops.
+
+pub mod codec;
+pub mod conn;
+pub mod error;
+pub mod frame;
+pub mod header;
+pub mod shutdown;
+
+pub use codec::{decode_body, encode_response, encode_response_with_header_version};
+pub use conn::{serve_connection, ConnLimits, Request, Service};
+pub use error::NetError;
+pub use frame::read_frame;
+pub use header::decode_request_header;
+pub use shutdown::Shutdown;
