@@ -128,7 +128,9 @@ impl<'a> BatchHeader<'a> {
 /// Returns its header on success.
 pub fn validate(bytes: &[u8], max_message_bytes: u32) -> Result<BatchHeader<'_>, BatchError> {
     let header = BatchHeader::parse(bytes).ok_or(BatchError::Corrupt("shorter than a header"))?;
-    let total = header.total_bytes().ok_or(BatchError::Corrupt("batch length too small"))?;
+    let total = header
+        .total_bytes()
+        .ok_or(BatchError::Corrupt("batch length too small"))?;
     if total != bytes.len() {
         return Err(BatchError::Corrupt("batch length does not match its bytes"));
     }
@@ -136,13 +138,18 @@ pub fn validate(bytes: &[u8], max_message_bytes: u32) -> Result<BatchHeader<'_>,
         return Err(BatchError::Invalid("magic is not 2"));
     }
     if total > max_message_bytes as usize {
-        return Err(BatchError::TooLarge { size: total, max: max_message_bytes });
+        return Err(BatchError::TooLarge {
+            size: total,
+            max: max_message_bytes,
+        });
     }
     if header.record_count() <= 0 {
         return Err(BatchError::Invalid("record count must be positive"));
     }
     if header.last_offset_delta() < 0 || header.last_offset_delta() < header.record_count() - 1 {
-        return Err(BatchError::Invalid("last offset delta does not cover the record count"));
+        return Err(BatchError::Invalid(
+            "last offset delta does not cover the record count",
+        ));
     }
     if crc32c::crc32c(&bytes[ATTRIBUTES_OFFSET..]) != header.crc() {
         return Err(BatchError::Corrupt("CRC32C mismatch"));
@@ -152,15 +159,24 @@ pub fn validate(bytes: &[u8], max_message_bytes: u32) -> Result<BatchHeader<'_>,
 
 /// Splits a produce request's `records` field into whole batches, validating each. Either every
 /// batch is valid or the whole set is refused.
-pub fn split_batches(mut bytes: &[u8], max_message_bytes: u32) -> Result<Vec<std::ops::Range<usize>>, BatchError> {
+pub fn split_batches(
+    mut bytes: &[u8],
+    max_message_bytes: u32,
+) -> Result<Vec<std::ops::Range<usize>>, BatchError> {
     let mut ranges = Vec::new();
     let mut at = 0;
     while !bytes.is_empty() {
-        let header = BatchHeader::parse(bytes).ok_or(BatchError::Corrupt("truncated batch header"))?;
-        let total = header.total_bytes().ok_or(BatchError::Corrupt("batch length too small"))?;
+        let header =
+            BatchHeader::parse(bytes).ok_or(BatchError::Corrupt("truncated batch header"))?;
+        let total = header
+            .total_bytes()
+            .ok_or(BatchError::Corrupt("batch length too small"))?;
         if total > bytes.len() {
             if total > max_message_bytes as usize {
-                return Err(BatchError::TooLarge { size: total, max: max_message_bytes });
+                return Err(BatchError::TooLarge {
+                    size: total,
+                    max: max_message_bytes,
+                });
             }
             return Err(BatchError::Corrupt("truncated batch"));
         }

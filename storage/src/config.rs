@@ -64,6 +64,9 @@ pub struct ShardStorageConfig {
 
 impl Default for ShardStorageConfig {
     fn default() -> Self {
-        ShardStorageConfig { write_buffer_bytes: 64 << 20, tail_cache_bytes: 256 << 20 }
+        ShardStorageConfig {
+            write_buffer_bytes: 64 << 20,
+            tail_cache_bytes: 256 << 20,
+        }
     }
 }

@@ -10,9 +10,17 @@ use crate::types::Offset;
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
     #[error("{op} {path}: {source}")]
-    Io { op: &'static str, path: PathBuf, source: std::io::Error },
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{op} {path}: {source}")]
-    Glommio { op: &'static str, path: PathBuf, source: Box<glommio::GlommioError<()>> },
+    Glommio {
+        op: &'static str,
+        path: PathBuf,
+        source: Box<glommio::GlommioError<()>>,
+    },
     #[error("{path}: {reason}")]
     Corrupt { path: PathBuf, reason: String },
     #[error("the log is closed")]
@@ -34,7 +42,11 @@ pub enum AppendError {
 #[derive(Debug, thiserror::Error)]
 pub enum ReadError {
     #[error("offset {requested} is outside [{log_start}, {log_end}]")]
-    OffsetOutOfRange { requested: Offset, log_start: Offset, log_end: Offset },
+    OffsetOutOfRange {
+        requested: Offset,
+        log_start: Offset,
+        log_end: Offset,
+    },
     #[error(transparent)]
     Storage(#[from] StorageError),
 }

@@ -16,16 +16,31 @@
 //! - [`batch`]: the 61-byte record-batch header view and validation (CRC32C, bounds, magic).
 //! - [`config`]: per-log settings ([`LogConfig`]) with Kafka's names and defaults.
 //! - [`error`]: operating errors ([`StorageError`]) and append rejections ([`AppendError`]).
-//! - `index`, `segment`, `log`, `cache`, `recovery`, `retention`: the engine (private).
+//! - [`testing`]: builders of valid batches for tests and benchmarks.
+//! - `log` (the public face), `engine`, `flusher`, `read`, `recovery`, `retention`, `segment`,
+//!   `index`, `cache`, `waiters`, `fileio`: the engine (private).
 
 pub mod batch;
+mod cache;
 pub mod config;
+mod engine;
 pub mod error;
+mod fileio;
+mod flusher;
+mod index;
 mod log;
+mod read;
+mod recovery;
+mod retention;
+mod segment;
+pub mod testing;
 mod types;
+mod waiters;
 
 pub use batch::{BatchError, BatchHeader};
 pub use config::{FlushPolicy, LogConfig, ShardStorageConfig, TimestampType};
 pub use error::{AppendError, ReadError, StorageError};
-pub use log::{AppendReceipt, Chunk, FileRegion, PartitionLog, ReadOutcome, RetentionOutcome, ShardStorage};
+pub use log::{
+    AppendReceipt, Chunk, FileRegion, PartitionLog, ReadOutcome, RetentionOutcome, ShardStorage,
+};
 pub use types::Offset;

@@ -1,13 +1,23 @@
-//! The partition log: the public face of the engine. (API contract; the engine fills it in.)
+//! The partition log: the public face of the engine.
+//!
+//! The engine lives in private modules: `engine` (state, appends, milestones), `flusher`
+//! (direct-I/O writes, group commit), `read` (fetch reads, timestamp lookups), `recovery`
+//! (open), `retention` (retention, DeleteRecords), `segment`, `index`, `cache`, `waiters`.
 
+use std::cell::RefCell;
+use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::rc::Rc;
 
 use bytes::Bytes;
 
+use crate::cache::LogCache;
 use crate::config::{LogConfig, ShardStorageConfig};
+use crate::engine::{Engine, ShardState, State};
 use crate::error::{AppendError, ReadError, StorageError};
 use crate::types::Offset;
+use crate::waiters::{Signal, Waiters};
+use crate::{fileio, flusher, read, recovery, retention};
 
 /// What an append was given, and the futures for its two milestones.
 pub struct AppendReceipt {
@@ -19,20 +29,20 @@ pub struct AppendReceipt {
     pub log_append_time_ms: i64,
     /// The log start offset at the time of the append.
     pub log_start_offset: Offset,
-    end_position: u64,
+    /// One past `last_offset`: the point both milestones wait for.
+    end_offset: i64,
     log: Rc<PartitionLog>,
 }
 
 impl AppendReceipt {
     /// Resolves once every byte of the append is on the device (acks=1).
     pub async fn written(&self) -> Result<(), StorageError> {
-        let _ = (self.end_position, &self.log);
-        todo!("storage engine")
+        self.log.engine.wait_written(self.end_offset).await
     }
 
     /// Resolves once an `fdatasync` covers every byte of the append (acks=all).
     pub async fn durable(&self) -> Result<(), StorageError> {
-        todo!("storage engine")
+        self.log.engine.wait_durable(self.end_offset).await
     }
 }
 
@@ -47,7 +57,11 @@ pub struct FileRegion {
 impl FileRegion {
     /// Reads the region into memory (the fallback while zero-copy sends are not wired).
     pub async fn read(&self) -> Result<Bytes, StorageError> {
-        todo!("storage engine")
+        let file = fileio::open_dma_read(&self.path).await?;
+        let result =
+            fileio::read_exact_at(&file, &self.path, self.position, self.len as usize).await;
+        let _ = file.close().await;
+        Ok(Bytes::from(result?))
     }
 }
 
@@ -78,17 +92,36 @@ pub struct RetentionOutcome {
 /// (evicted oldest first). One per shard, created at start.
 pub struct ShardStorage {
     pub config: ShardStorageConfig,
+    pub(crate) state: RefCell<ShardState>,
 }
 
 impl ShardStorage {
     pub fn new(config: ShardStorageConfig) -> Rc<ShardStorage> {
-        Rc::new(ShardStorage { config })
+        let state = RefCell::new(ShardState::new(&config));
+        Rc::new(ShardStorage { config, state })
+    }
+
+    /// Bytes appended on this shard and not yet on the device.
+    pub fn pending_bytes(&self) -> usize {
+        self.state.borrow().pending_bytes
+    }
+
+    /// Bytes of written batches held by the tail cache.
+    pub fn cached_bytes(&self) -> usize {
+        self.state.borrow().tail.cached_bytes()
     }
 }
 
 /// The log of one partition, owned by one shard.
 pub struct PartitionLog {
-    _private: (),
+    engine: Rc<Engine>,
+}
+
+impl Drop for PartitionLog {
+    fn drop(&mut self) {
+        // Let the flusher drain what was appended and stop (no clean marker: that is `close()`).
+        let _ = self.engine.begin_close();
+    }
 }
 
 impl PartitionLog {
@@ -98,96 +131,174 @@ impl PartitionLog {
         config: LogConfig,
         shard: Rc<ShardStorage>,
     ) -> Result<Rc<PartitionLog>, StorageError> {
-        let _ = (dir, config, shard);
-        todo!("storage engine")
+        let recovered = recovery::recover(&dir, &config).await?;
+        let state = State {
+            config,
+            segments: recovered.segments,
+            log_start: recovered.log_start,
+            next_offset: recovered.next_offset,
+            written_end: recovered.next_offset,
+            durable_end: recovered.next_offset,
+            pending: VecDeque::new(),
+            max_timestamp: recovered.max_timestamp,
+            written_waiters: Waiters::default(),
+            durable_waiters: Waiters::default(),
+            data_waiters: Waiters::default(),
+            failure: None,
+            closing: false,
+            interval_sync_due: false,
+            flusher_done: None,
+        };
+        let engine = Rc::new(Engine {
+            dir,
+            shard,
+            state: RefCell::new(state),
+            cache: Rc::new(RefCell::new(LogCache::default())),
+            flusher_wakeup: Signal::default(),
+            checkpoint_lock: glommio::sync::Semaphore::new(1),
+        });
+        flusher::spawn(&engine);
+        Ok(Rc::new(PartitionLog { engine }))
     }
 
     /// Validates and appends the batches of one produce partition (back to back in `batches`).
     /// Offsets are assigned at once; nothing of an invalid set is appended.
-    pub fn append(self: &Rc<Self>, batches: Bytes, now_ms: i64) -> Result<AppendReceipt, AppendError> {
-        let _ = (batches, now_ms);
-        todo!("storage engine")
+    pub fn append(
+        self: &Rc<Self>,
+        batches: Bytes,
+        now_ms: i64,
+    ) -> Result<AppendReceipt, AppendError> {
+        let appended = self.engine.append(batches, now_ms)?;
+        Ok(AppendReceipt {
+            base_offset: Offset(appended.base_offset),
+            last_offset: Offset(appended.last_offset),
+            log_append_time_ms: appended.log_append_time_ms,
+            log_start_offset: Offset(appended.log_start),
+            end_offset: appended.last_offset + 1,
+            log: self.clone(),
+        })
     }
 
     /// Whole batches from the one containing `offset`, at least one even past `max_bytes`
     /// (KIP-74), never past `upper_bound`.
-    pub async fn read(&self, offset: Offset, max_bytes: usize, upper_bound: Offset) -> Result<ReadOutcome, ReadError> {
-        let _ = (offset, max_bytes, upper_bound);
-        todo!("storage engine")
+    pub async fn read(
+        &self,
+        offset: Offset,
+        max_bytes: usize,
+        upper_bound: Offset,
+    ) -> Result<ReadOutcome, ReadError> {
+        read::read(&self.engine, offset.0, max_bytes, upper_bound.0).await
     }
 
     /// Resolves when records at or past `offset` are readable (written end > offset), or at once.
     /// Dropping it is safe (long polling cancels it).
     pub async fn wait_for_data(&self, offset: Offset) {
-        let _ = offset;
-        todo!("storage engine")
+        self.engine.wait_data(offset.0).await
     }
 
     pub fn log_start_offset(&self) -> Offset {
-        todo!("storage engine")
+        Offset(self.engine.state.borrow().log_start)
     }
 
     /// The next offset to be assigned.
     pub fn log_end_offset(&self) -> Offset {
-        todo!("storage engine")
+        Offset(self.engine.state.borrow().next_offset)
     }
 
     /// The end of the bytes on the device; the single-node high watermark.
     pub fn written_end_offset(&self) -> Offset {
-        todo!("storage engine")
+        Offset(self.engine.state.borrow().written_end)
     }
 
     /// The end of the bytes covered by a sync.
     pub fn durable_end_offset(&self) -> Offset {
-        todo!("storage engine")
+        Offset(self.engine.state.borrow().durable_end)
     }
 
     /// The first batch whose max timestamp is >= `timestamp_ms`, as (its base offset, its bytes),
     /// so the caller can find the exact record; `None` when no record is that new.
-    pub async fn batch_for_timestamp(&self, timestamp_ms: i64) -> Result<Option<(Offset, Bytes)>, StorageError> {
-        let _ = timestamp_ms;
-        todo!("storage engine")
+    pub async fn batch_for_timestamp(
+        &self,
+        timestamp_ms: i64,
+    ) -> Result<Option<(Offset, Bytes)>, StorageError> {
+        read::batch_for_timestamp(&self.engine, timestamp_ms).await
     }
 
     /// The largest timestamp in the log and the offset of the batch's last record holding it.
     pub fn max_timestamp(&self) -> Option<(i64, Offset)> {
-        todo!("storage engine")
+        self.engine
+            .state
+            .borrow()
+            .max_timestamp
+            .map(|(ts, offset)| (ts, Offset(offset)))
     }
 
     /// DeleteRecords: moves the log start offset up to `offset` (deleting whole segments below it).
     pub async fn delete_records_before(&self, offset: Offset) -> Result<Offset, StorageError> {
-        let _ = offset;
-        todo!("storage engine")
+        retention::delete_records_before(&self.engine, offset.0).await
     }
 
     /// One retention pass by `retention.ms` and `retention.bytes` over closed segments.
     pub async fn enforce_retention(&self, now_ms: i64) -> Result<RetentionOutcome, StorageError> {
-        let _ = now_ms;
-        todo!("storage engine")
+        retention::enforce(&self.engine, now_ms).await
     }
 
     /// Replaces the settings (IncrementalAlterConfigs); applies from the next append or pass.
     pub fn set_config(&self, config: LogConfig) {
-        let _ = config;
-        todo!("storage engine")
+        self.engine.state.borrow_mut().config = config;
     }
 
     pub fn config(&self) -> LogConfig {
-        todo!("storage engine")
+        self.engine.state.borrow().config.clone()
     }
 
     /// Bytes of all segments on disk.
     pub fn size_bytes(&self) -> u64 {
-        todo!("storage engine")
+        self.engine
+            .state
+            .borrow()
+            .segments
+            .iter()
+            .map(|s| s.size.get())
+            .sum()
     }
 
     /// Flushes, syncs, writes the indexes and the clean-shutdown marker.
     pub async fn close(&self) -> Result<(), StorageError> {
-        todo!("storage engine")
+        let Some(done) = self.engine.begin_close() else {
+            return match &self.engine.state.borrow().failure {
+                Some(failure) => Err(failure.to_error()),
+                None => Ok(()),
+            };
+        };
+        done.await.unwrap_or(Err(StorageError::Closed))?;
+        let active = self.engine.state.borrow().active().clone();
+        if !active.sealed.get() {
+            active.seal().await?;
+        }
+        let segments: Vec<_> = self.engine.state.borrow().segments.clone();
+        for segment in segments {
+            segment.release_file();
+        }
+        self.engine.cache.borrow_mut().clear();
+        let marker = self.engine.dir.join(recovery::CLEAN_MARKER);
+        fileio::write_file_atomic(&marker, Vec::new()).await?;
+        fileio::sync_dir(&self.engine.dir).await
     }
 
     /// Closes the log and removes its directory (DeleteTopics).
     pub async fn delete(&self) -> Result<(), StorageError> {
-        todo!("storage engine")
+        self.close().await?;
+        let dir = self.engine.dir.clone();
+        let (tx, rx) = futures::channel::oneshot::channel();
+        // Removing a directory tree is a run of blocking syscalls: do it off the reactor.
+        std::thread::spawn(move || {
+            let _ = tx.send(std::fs::remove_dir_all(&dir));
+        });
+        let dir = &self.engine.dir;
+        match rx.await {
+            Ok(result) => result.map_err(fileio::io_err("remove directory", dir)),
+            Err(_) => Err(StorageError::Closed),
+        }
     }
 }

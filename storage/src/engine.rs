@@ -1,0 +1,324 @@
+//! The state of one partition log and the synchronous half of the engine: appends, offsets and
+//! milestone bookkeeping. The flusher ([`crate::flusher`]) does the writing; this module decides
+//! what is written where.
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::rc::Rc;
+
+use bytes::{Bytes, BytesMut};
+use futures::channel::oneshot;
+
+use crate::batch::{self, BatchHeader};
+use crate::cache::{CachedBatch, LogCache, TailCache};
+use crate::config::{FlushPolicy, LogConfig, ShardStorageConfig, TimestampType};
+use crate::error::{AppendError, StorageError};
+use crate::segment::{BatchMeta, Segment};
+use crate::waiters::{Failure, Signal, Waiters};
+
+/// The shard-wide memory accounting behind [`crate::ShardStorage`].
+pub(crate) struct ShardState {
+    /// Bytes appended but not yet on the device, across the shard's logs.
+    pub pending_bytes: usize,
+    pub tail: TailCache,
+}
+
+impl ShardState {
+    pub fn new(config: &ShardStorageConfig) -> ShardState {
+        ShardState {
+            pending_bytes: 0,
+            tail: TailCache::new(config.tail_cache_bytes),
+        }
+    }
+}
+
+/// A batch waiting for the flusher.
+pub(crate) struct Pending {
+    pub segment: Rc<Segment>,
+    pub base_offset: i64,
+    /// One past the batch's last offset.
+    pub end_offset: i64,
+    pub bytes: Bytes,
+}
+
+/// What the appending side and the flusher share.
+pub(crate) struct State {
+    pub config: LogConfig,
+    /// Segments in base-offset order; the last one is active.
+    pub segments: Vec<Rc<Segment>>,
+    pub log_start: i64,
+    /// The next offset to assign.
+    pub next_offset: i64,
+    /// Every offset below is on the device.
+    pub written_end: i64,
+    /// Every offset below is covered by a sync.
+    pub durable_end: i64,
+    pub pending: VecDeque<Pending>,
+    pub max_timestamp: Option<(i64, i64)>,
+    pub written_waiters: Waiters,
+    pub durable_waiters: Waiters,
+    pub data_waiters: Waiters,
+    pub failure: Option<Failure>,
+    /// No more appends; the flusher drains and stops.
+    pub closing: bool,
+    /// A periodic sync (flush.ms) is due.
+    pub interval_sync_due: bool,
+    /// The flusher's result, taken by `close()`.
+    pub flusher_done: Option<oneshot::Receiver<Result<(), StorageError>>>,
+}
+
+impl State {
+    pub fn active(&self) -> &Rc<Segment> {
+        self.segments
+            .last()
+            .expect("a log always has an active segment")
+    }
+
+    /// The segment holding `offset`: the last one whose base is at or below it.
+    pub fn segment_for(&self, offset: i64) -> Option<Rc<Segment>> {
+        let after = self.segments.partition_point(|s| s.base_offset <= offset);
+        after.checked_sub(1).map(|i| self.segments[i].clone())
+    }
+
+    /// Whether the flusher should sync now.
+    pub fn sync_wanted(&self) -> bool {
+        let behind = self.durable_end < self.written_end;
+        let acks_wait =
+            self.config.flush == FlushPolicy::SyncBeforeAck && !self.durable_waiters.is_empty();
+        behind && (acks_wait || self.interval_sync_due)
+    }
+
+    pub fn check_usable(&self) -> Result<(), StorageError> {
+        if let Some(failure) = &self.failure {
+            return Err(failure.to_error());
+        }
+        if self.closing {
+            return Err(StorageError::Closed);
+        }
+        Ok(())
+    }
+}
+
+/// One log's engine: its directory, state, cache and flusher wake-up.
+pub(crate) struct Engine {
+    pub dir: PathBuf,
+    pub shard: Rc<crate::ShardStorage>,
+    pub state: RefCell<State>,
+    pub cache: Rc<RefCell<LogCache>>,
+    pub flusher_wakeup: Signal,
+    /// Serializes writes of the log-start checkpoint.
+    pub checkpoint_lock: glommio::sync::Semaphore,
+}
+
+/// What one append produced.
+pub(crate) struct Appended {
+    pub base_offset: i64,
+    pub last_offset: i64,
+    pub log_append_time_ms: i64,
+    pub log_start: i64,
+}
+
+impl Engine {
+    pub fn append(&self, batches: Bytes, now_ms: i64) -> Result<Appended, AppendError> {
+        let mut st = self.state.borrow_mut();
+        st.check_usable()?;
+        let ranges = batch::split_batches(&batches, st.config.max_message_bytes)?;
+        self.reserve_write_buffer(batches.len())?;
+        let lat = st.config.timestamp_type == TimestampType::LogAppendTime;
+        let mut copy = BytesMut::from(&batches[..]);
+        let base_offset = st.next_offset;
+        for range in ranges {
+            let mut one = copy.split_to(range.len());
+            batch::set_base_offset(&mut one, st.next_offset);
+            if lat {
+                batch::set_log_append_time(&mut one, now_ms);
+            }
+            self.place(&mut st, one.freeze(), now_ms);
+        }
+        self.flusher_wakeup.raise();
+        Ok(Appended {
+            base_offset,
+            last_offset: st.next_offset - 1,
+            log_append_time_ms: if lat { now_ms } else { -1 },
+            log_start: st.log_start,
+        })
+    }
+
+    fn reserve_write_buffer(&self, bytes: usize) -> Result<(), AppendError> {
+        let mut shard = self.shard.state.borrow_mut();
+        let limit = self.shard.config.write_buffer_bytes;
+        // One append always fits an empty buffer, so a batch larger than the buffer still goes in.
+        if shard.pending_bytes > 0 && shard.pending_bytes + bytes > limit {
+            return Err(AppendError::Backpressure);
+        }
+        shard.pending_bytes += bytes;
+        Ok(())
+    }
+
+    /// Puts one checked, offset-stamped batch at the end of the log.
+    fn place(&self, st: &mut State, bytes: Bytes, now_ms: i64) {
+        let len = bytes.len() as u64;
+        self.maybe_roll(st, len, now_ms);
+        let header = BatchHeader::parse(&bytes).expect("the batch was validated");
+        let segment = st.active().clone();
+        let meta = BatchMeta::from_header(&header, segment.size.get(), len);
+        assert_eq!(
+            meta.base_offset, st.next_offset,
+            "offsets are assigned in order"
+        );
+        segment.record(&meta, st.config.index_interval_bytes);
+        if segment.first_append_ms.get().is_none() {
+            segment.first_append_ms.set(Some(now_ms));
+        }
+        if st
+            .max_timestamp
+            .is_none_or(|(ts, _)| meta.max_timestamp > ts)
+        {
+            st.max_timestamp = Some((meta.max_timestamp, meta.last_offset));
+        }
+        st.next_offset = meta.last_offset + 1;
+        self.cache.borrow_mut().push(CachedBatch {
+            base_offset: meta.base_offset,
+            last_offset: meta.last_offset,
+            bytes: bytes.clone(),
+        });
+        st.pending.push_back(Pending {
+            segment,
+            base_offset: meta.base_offset,
+            end_offset: st.next_offset,
+            bytes,
+        });
+    }
+
+    /// Starts a new segment when the active one would pass `segment.bytes` or is older than
+    /// `segment.ms`. The new file is created by the flusher when it first writes to it.
+    fn maybe_roll(&self, st: &mut State, len: u64, now_ms: i64) {
+        let active = st.active();
+        if active.size.get() == 0 {
+            return;
+        }
+        let by_size = active.size.get() + len > st.config.segment_bytes;
+        let age_ms = active
+            .first_append_ms
+            .get()
+            .map_or(0, |first| now_ms.saturating_sub(first));
+        let by_time = age_ms >= 0 && age_ms as u64 > st.config.segment_ms;
+        if !(by_size || by_time) {
+            return;
+        }
+        tracing::info!(
+            dir = %self.dir.display(),
+            closed = active.base_offset,
+            base_offset = st.next_offset,
+            bytes = active.size.get(),
+            reason = if by_size { "segment.bytes" } else { "segment.ms" },
+            "segment rolled"
+        );
+        let segment = Rc::new(Segment::new(&self.dir, st.next_offset));
+        st.segments.push(segment);
+    }
+
+    /// The flusher wrote `batches` (in order): move the written end and wake its waiters.
+    pub fn on_written(&self, batches: &[Pending]) {
+        let Some(last) = batches.last() else { return };
+        let bytes: usize = batches.iter().map(|b| b.bytes.len()).sum();
+        {
+            let mut shard = self.shard.state.borrow_mut();
+            assert!(shard.pending_bytes >= bytes, "write buffer accounting");
+            shard.pending_bytes -= bytes;
+            for b in batches {
+                shard
+                    .tail
+                    .written(&self.cache, b.base_offset, b.bytes.len());
+            }
+        }
+        let mut st = self.state.borrow_mut();
+        assert!(
+            last.end_offset > st.written_end,
+            "the written end only grows"
+        );
+        st.written_end = last.end_offset;
+        let reached = st.written_end;
+        st.written_waiters.wake_up_to(reached);
+        st.data_waiters.wake_up_to(reached);
+    }
+
+    /// A sync covering everything below `end` completed.
+    pub fn on_durable(&self, end: i64) {
+        let mut st = self.state.borrow_mut();
+        if end > st.durable_end {
+            st.durable_end = end;
+        }
+        let reached = st.durable_end;
+        st.durable_waiters.wake_up_to(reached);
+    }
+
+    /// The flusher failed: the log refuses appends and every waiter gets the error.
+    pub fn fail(&self, error: &StorageError) {
+        tracing::error!(dir = %self.dir.display(), %error, "partition log failed; it refuses appends until reopened");
+        let failure = Failure::of(error);
+        let mut st = self.state.borrow_mut();
+        st.written_waiters.fail_all(&failure);
+        st.durable_waiters.fail_all(&failure);
+        st.data_waiters.fail_all(&failure);
+        let dropped: usize = st.pending.drain(..).map(|p| p.bytes.len()).sum();
+        st.failure = Some(failure);
+        let mut shard = self.shard.state.borrow_mut();
+        shard.pending_bytes = shard.pending_bytes.saturating_sub(dropped);
+    }
+
+    /// Waits until every offset below `end` is on the device.
+    pub async fn wait_written(&self, end: i64) -> Result<(), StorageError> {
+        let rx = {
+            let mut st = self.state.borrow_mut();
+            if st.written_end >= end {
+                return Ok(());
+            }
+            if let Some(failure) = &st.failure {
+                return Err(failure.to_error());
+            }
+            st.written_waiters.add(end)
+        };
+        crate::waiters::settle(rx).await
+    }
+
+    /// Waits until every offset below `end` is covered by a sync.
+    pub async fn wait_durable(&self, end: i64) -> Result<(), StorageError> {
+        let rx = {
+            let mut st = self.state.borrow_mut();
+            if st.durable_end >= end {
+                return Ok(());
+            }
+            if let Some(failure) = &st.failure {
+                return Err(failure.to_error());
+            }
+            st.durable_waiters.add(end)
+        };
+        self.flusher_wakeup.raise();
+        crate::waiters::settle(rx).await
+    }
+
+    /// Waits until the written end passes `offset` (or the log fails or closes).
+    pub async fn wait_data(&self, offset: i64) {
+        let rx = {
+            let mut st = self.state.borrow_mut();
+            if st.written_end > offset || st.failure.is_some() || st.closing {
+                return;
+            }
+            st.data_waiters.add(offset + 1)
+        };
+        let _ = rx.await;
+    }
+
+    /// Stops appends and lets the flusher drain; returns its completion (once).
+    pub fn begin_close(&self) -> Option<oneshot::Receiver<Result<(), StorageError>>> {
+        let mut st = self.state.borrow_mut();
+        st.closing = true;
+        st.data_waiters.close_all();
+        let done = st.flusher_done.take();
+        drop(st);
+        self.flusher_wakeup.raise();
+        done
+    }
+}

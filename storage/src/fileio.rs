@@ -1,0 +1,172 @@
+//! Small glommio file helpers shared by the engine, each turning failures into a
+//! [`StorageError`] that names the operation and the path.
+
+use std::path::{Path, PathBuf};
+
+use glommio::io::{BufferedFile, DmaFile, OpenOptions};
+
+use crate::error::StorageError;
+
+/// Maps a glommio failure on `path` during `op`.
+pub(crate) fn glommio_err(
+    op: &'static str,
+    path: &Path,
+) -> impl FnOnce(glommio::GlommioError<()>) -> StorageError {
+    let path = path.to_path_buf();
+    move |source| StorageError::Glommio {
+        op,
+        path,
+        source: Box::new(source),
+    }
+}
+
+/// Maps a std I/O failure on `path` during `op`.
+pub(crate) fn io_err(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> StorageError {
+    let path = path.to_path_buf();
+    move |source| StorageError::Io { op, path, source }
+}
+
+/// Opens a segment file for direct I/O, read and write, creating it when missing.
+pub(crate) async fn open_dma_rw(path: &Path) -> Result<DmaFile, StorageError> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .dma_open(path)
+        .await
+        .map_err(glommio_err("open segment", path))
+}
+
+/// Opens a segment file for direct-I/O reads.
+pub(crate) async fn open_dma_read(path: &Path) -> Result<DmaFile, StorageError> {
+    OpenOptions::new()
+        .read(true)
+        .dma_open(path)
+        .await
+        .map_err(glommio_err("open segment", path))
+}
+
+/// Reads `len` bytes at `position` (any alignment) into memory.
+pub(crate) async fn read_exact_at(
+    file: &DmaFile,
+    path: &Path,
+    position: u64,
+    len: usize,
+) -> Result<Vec<u8>, StorageError> {
+    let got = file
+        .read_at(position, len)
+        .await
+        .map_err(glommio_err("read segment", path))?;
+    if got.len() != len {
+        return Err(StorageError::Corrupt {
+            path: path.to_path_buf(),
+            reason: format!("short read: {} of {len} bytes at {position}", got.len()),
+        });
+    }
+    Ok(got.to_vec())
+}
+
+/// Writes `bytes` to `path` atomically: a temporary file is written, synced and renamed over it.
+pub(crate) async fn write_file_atomic(path: &Path, bytes: Vec<u8>) -> Result<(), StorageError> {
+    let tmp = tmp_path(path);
+    let file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .buffered_open(&tmp)
+        .await
+        .map_err(glommio_err("create", &tmp))?;
+    let result = write_all_sync(&file, &tmp, bytes).await;
+    let closed = file.close().await.map_err(glommio_err("close", &tmp));
+    result?;
+    closed?;
+    glommio::io::rename(&tmp, path)
+        .await
+        .map_err(glommio_err("rename", path))
+}
+
+async fn write_all_sync(
+    file: &BufferedFile,
+    path: &Path,
+    bytes: Vec<u8>,
+) -> Result<(), StorageError> {
+    let len = bytes.len();
+    if len > 0 {
+        let written = file
+            .write_at(bytes, 0)
+            .await
+            .map_err(glommio_err("write", path))?;
+        if written != len {
+            return Err(StorageError::Corrupt {
+                path: path.to_path_buf(),
+                reason: format!("short write: {written} of {len} bytes"),
+            });
+        }
+    }
+    file.fdatasync().await.map_err(glommio_err("sync", path))
+}
+
+fn tmp_path(path: &Path) -> PathBuf {
+    let mut name = path
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_default();
+    name.push(".tmp");
+    path.with_file_name(name)
+}
+
+/// Removes a file, ignoring one that is already gone.
+pub(crate) async fn remove_file(path: &Path) -> Result<(), StorageError> {
+    match glommio::io::remove(path).await {
+        Ok(()) => Ok(()),
+        Err(e) if is_not_found(&e) => Ok(()),
+        Err(e) => Err(glommio_err("remove", path)(e)),
+    }
+}
+
+fn is_not_found(e: &glommio::GlommioError<()>) -> bool {
+    match e {
+        glommio::GlommioError::IoError(source)
+        | glommio::GlommioError::EnhancedIoError { source, .. } => {
+            source.kind() == std::io::ErrorKind::NotFound
+        }
+        _ => false,
+    }
+}
+
+/// Syncs a directory so that created, renamed or removed names in it survive a crash.
+pub(crate) async fn sync_dir(dir: &Path) -> Result<(), StorageError> {
+    let d = glommio::io::Directory::open(dir)
+        .await
+        .map_err(glommio_err("open directory", dir))?;
+    d.sync().await.map_err(glommio_err("sync directory", dir))?;
+    d.close().await.map_err(glommio_err("close directory", dir))
+}
+
+thread_local! {
+    static IOPOLL_PROBED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Makes glommio probe the device's polled-I/O support with a non-empty file, once per thread.
+///
+/// glommio 0.9 decides whether a device takes polled I/O by reading a block of the first DMA
+/// file opened on each thread. When that file is empty (a fresh segment), the read succeeds
+/// with 0 bytes whatever the device supports, the device is marked pollable, and every later
+/// direct read on it fails with EOPNOTSUPP (seen on virtio disks). A 4 KiB file read first gives
+/// the true answer. Runs at open, before the log is live, so `std::fs` is allowed here.
+pub(crate) async fn probe_iopoll_once(dir: &Path) -> Result<(), StorageError> {
+    if IOPOLL_PROBED.with(|p| p.get()) {
+        return Ok(());
+    }
+    let path = dir.join(".dma-probe");
+    std::fs::write(&path, vec![0u8; 4096]).map_err(io_err("write probe file", &path))?;
+    let probed = open_dma_read(&path).await;
+    let removed = std::fs::remove_file(&path).map_err(io_err("remove probe file", &path));
+    probed?
+        .close()
+        .await
+        .map_err(glommio_err("close probe file", &path))?;
+    removed?;
+    IOPOLL_PROBED.with(|p| p.set(true));
+    Ok(())
+}

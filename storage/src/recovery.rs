@@ -1,0 +1,362 @@
+//! Opening a partition directory: listing segments, loading or rebuilding indexes, and scanning
+//! the tail segment batch by batch (CRC32C) after an unclean shutdown, truncating a torn or
+//! corrupt tail to the last whole batch.
+//!
+//! Runs before the log is live, so directory listing and metadata use `std::fs`; segment data is
+//! read through glommio.
+
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use glommio::io::DmaFile;
+
+use crate::batch::{self, BatchHeader, HEADER_BYTES};
+use crate::config::LogConfig;
+use crate::error::StorageError;
+use crate::fileio::{self, glommio_err, io_err};
+use crate::index::{OffsetIndex, TimeIndex};
+use crate::retention;
+use crate::segment::{walk_batches, BatchMeta, Segment};
+
+/// The marker a clean `close()` leaves; removed when the log opens.
+pub(crate) const CLEAN_MARKER: &str = ".clean";
+/// Bytes read at once while checking the tail segment.
+const RECOVERY_CHUNK_BYTES: usize = 1 << 20;
+
+/// The recovered shape of a log.
+pub(crate) struct Recovered {
+    pub segments: Vec<Rc<Segment>>,
+    pub log_start: i64,
+    pub next_offset: i64,
+    pub max_timestamp: Option<(i64, i64)>,
+}
+
+pub(crate) async fn recover(dir: &Path, config: &LogConfig) -> Result<Recovered, StorageError> {
+    std::fs::create_dir_all(dir).map_err(io_err("create directory", dir))?;
+    fileio::probe_iopoll_once(dir).await?;
+    let marker = dir.join(CLEAN_MARKER);
+    let clean = marker.exists();
+    if clean {
+        std::fs::remove_file(&marker).map_err(io_err("remove clean marker", &marker))?;
+    }
+    let checkpoint = retention::read_checkpoint(dir)?;
+    let bases = list_segments(dir)?;
+    let mut segments = Vec::with_capacity(bases.len().max(1));
+    for (i, &base) in bases.iter().enumerate() {
+        let segment = Rc::new(Segment::new(dir, base));
+        match bases.get(i + 1) {
+            Some(&next_base) => open_closed(&segment, next_base).await?,
+            None => open_tail(&segment, clean, config).await?,
+        }
+        segments.push(segment);
+    }
+    let next_offset = segments
+        .last()
+        .map_or(checkpoint.unwrap_or(0), |s| s.next_offset.get());
+    if segments.is_empty() {
+        segments.push(Rc::new(Segment::new(dir, next_offset)));
+    }
+    let first_base = segments[0].base_offset;
+    let log_start = checkpoint
+        .map_or(first_base, |c| c.max(first_base))
+        .min(next_offset);
+    let max_timestamp = segments
+        .iter()
+        .filter_map(|s| s.max_timestamp.get())
+        .max_by_key(|(ts, _)| *ts);
+    tracing::debug!(dir = %dir.display(), segments = segments.len(), log_start, next_offset, clean, "log opened");
+    Ok(Recovered {
+        segments,
+        log_start,
+        next_offset,
+        max_timestamp,
+    })
+}
+
+/// Base offsets of the `.log` files in `dir`, ascending. Leftover temporary files are removed.
+fn list_segments(dir: &Path) -> Result<Vec<i64>, StorageError> {
+    let mut bases = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(io_err("list directory", dir))? {
+        let path = entry.map_err(io_err("list directory", dir))?.path();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
+        if name.ends_with(".tmp") {
+            std::fs::remove_file(&path).map_err(io_err("remove temporary file", &path))?;
+        } else if let Some(stem) = name.strip_suffix(".log") {
+            match stem.parse::<i64>() {
+                Ok(base) if stem.len() == 20 && base >= 0 => bases.push(base),
+                _ => {
+                    tracing::warn!(path = %path.display(), "ignoring a .log file whose name is not a base offset")
+                }
+            }
+        }
+    }
+    bases.sort_unstable();
+    Ok(bases)
+}
+
+fn file_len(path: &Path) -> Result<u64, StorageError> {
+    Ok(std::fs::metadata(path)
+        .map_err(io_err("stat segment", path))?
+        .len())
+}
+
+/// Reads an index file when it exists.
+fn read_optional(path: &Path) -> Result<Option<Vec<u8>>, StorageError> {
+    match std::fs::read(path) {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io_err("read index", path)(e)),
+    }
+}
+
+/// Loads both index files of a segment when they exist and look valid.
+fn load_indexes(
+    segment: &Segment,
+    size: u64,
+    offsets: u64,
+) -> Result<Option<(OffsetIndex, TimeIndex)>, StorageError> {
+    let (Some(index), Some(time_index)) = (
+        read_optional(&segment.index_path())?,
+        read_optional(&segment.time_index_path())?,
+    ) else {
+        return Ok(None);
+    };
+    let index = OffsetIndex::decode(&index, size.max(1));
+    let time_index = TimeIndex::decode(&time_index, offsets.max(1));
+    match (index, time_index) {
+        (Ok(index), Ok(time_index)) => Ok(Some((index, time_index))),
+        (Err(stale), _) | (_, Err(stale)) => {
+            tracing::debug!(segment = %segment.log_path().display(), reason = stale.0, "stale index, rebuilding");
+            Ok(None)
+        }
+    }
+}
+
+/// A closed segment: its size from the file, its indexes loaded or rebuilt by walking headers.
+async fn open_closed(segment: &Rc<Segment>, next_base: i64) -> Result<(), StorageError> {
+    let path = segment.log_path();
+    let size = file_len(&path)?;
+    let offsets = (next_base - segment.base_offset) as u64;
+    if let Some((index, time_index)) = load_indexes(segment, size, offsets)? {
+        segment.max_timestamp.set(time_index.last().map(|e| {
+            (
+                e.timestamp_ms,
+                segment.base_offset + i64::from(e.relative_offset),
+            )
+        }));
+        *segment.index.borrow_mut() = index;
+        *segment.time_index.borrow_mut() = time_index;
+        segment.size.set(size);
+        segment.next_offset.set(next_base);
+    } else {
+        let file = segment.file().await?;
+        let mut metas = Vec::new();
+        walk_batches(&file, &path, 0, size, |b| {
+            metas.push(*b);
+            true
+        })
+        .await?;
+        for meta in &metas {
+            segment.record(meta, index_interval_for_rebuild());
+        }
+        segment
+            .next_offset
+            .set(next_base.max(segment.next_offset.get()));
+        segment.write_indexes().await?;
+    }
+    segment.written.set(size);
+    segment.sealed.set(true);
+    Ok(())
+}
+
+/// The interval used when rebuilding a closed segment's index (Kafka's default).
+fn index_interval_for_rebuild() -> u32 {
+    LogConfig::default().index_interval_bytes
+}
+
+/// The tail (active) segment: trusted after a clean shutdown when its indexes load, otherwise
+/// checked batch by batch and truncated at the first torn or corrupt batch.
+async fn open_tail(
+    segment: &Rc<Segment>,
+    clean: bool,
+    config: &LogConfig,
+) -> Result<(), StorageError> {
+    let path = segment.log_path();
+    let size = file_len(&path)?;
+    let file = segment.file().await?;
+    if clean && load_clean_tail(segment, &file, size, config).await? {
+        return Ok(());
+    }
+    let valid_end = check_tail(segment, &file, size, config).await?;
+    if valid_end < size {
+        file.truncate(valid_end)
+            .await
+            .map_err(glommio_err("truncate segment", &path))?;
+        file.fdatasync()
+            .await
+            .map_err(glommio_err("sync segment", &path))?;
+    }
+    segment.written.set(valid_end);
+    Ok(())
+}
+
+/// Loads the tail segment's indexes after a clean shutdown and walks the headers after the last
+/// index entry to find its end. `false` when the indexes are unusable.
+async fn load_clean_tail(
+    segment: &Rc<Segment>,
+    file: &DmaFile,
+    size: u64,
+    config: &LogConfig,
+) -> Result<bool, StorageError> {
+    let Some((index, time_index)) = load_indexes(segment, size, u64::from(u32::MAX))? else {
+        return Ok(false);
+    };
+    let path = segment.log_path();
+    let from = index.last().map_or(0, |e| u64::from(e.position));
+    let mut metas = Vec::new();
+    walk_batches(file, &path, from, size, |b| {
+        metas.push(*b);
+        true
+    })
+    .await?;
+    let end = metas.last().map_or(from, BatchMeta::end_position);
+    if end != size {
+        return Ok(false);
+    }
+    let last_offset = metas.last().map(|m| m.last_offset).or(index
+        .last()
+        .map(|e| segment.base_offset + i64::from(e.relative_offset)));
+    segment.max_timestamp.set(time_index.last().map(|e| {
+        (
+            e.timestamp_ms,
+            segment.base_offset + i64::from(e.relative_offset),
+        )
+    }));
+    for meta in &metas {
+        if segment
+            .max_timestamp
+            .get()
+            .is_none_or(|(ts, _)| meta.max_timestamp > ts)
+        {
+            segment
+                .max_timestamp
+                .set(Some((meta.max_timestamp, meta.last_offset)));
+        }
+    }
+    *segment.index.borrow_mut() = index;
+    *segment.time_index.borrow_mut() = time_index;
+    segment.resume_at(
+        size,
+        last_offset.map_or(segment.base_offset, |o| o + 1),
+        size - from,
+    );
+    if size > 0 {
+        let first = fileio::read_exact_at(file, &path, 0, HEADER_BYTES).await?;
+        let header = BatchHeader::parse(&first).expect("a whole header was read");
+        segment.first_append_ms.set(Some(header.max_timestamp()));
+    }
+    segment.written.set(size);
+    let _ = config;
+    Ok(true)
+}
+
+/// Checks the tail segment batch by batch from its start; returns the end of the last whole,
+/// valid batch and records every valid batch in the segment (rebuilding its indexes).
+async fn check_tail(
+    segment: &Rc<Segment>,
+    file: &DmaFile,
+    size: u64,
+    config: &LogConfig,
+) -> Result<u64, StorageError> {
+    let path = segment.log_path();
+    let mut reader = ChunkReader {
+        file,
+        path: &path,
+        size,
+        start: 0,
+        buf: Vec::new(),
+    };
+    let mut position = 0u64;
+    let mut reason = None;
+    while position < size {
+        match next_valid_batch(&mut reader, position, segment.next_offset.get()).await? {
+            Ok(meta) => {
+                if position == 0 {
+                    segment.first_append_ms.set(Some(meta.max_timestamp));
+                }
+                segment.record(&meta, config.index_interval_bytes);
+                position = meta.end_position();
+            }
+            Err(why) => {
+                reason = Some(why);
+                break;
+            }
+        }
+        glommio::yield_if_needed().await;
+    }
+    if let Some(reason) = reason {
+        tracing::warn!(
+            segment = %path.display(),
+            dropped_bytes = size - position,
+            kept_end_position = position,
+            dropped_from_offset = segment.next_offset.get(),
+            reason,
+            "recovery truncated a torn or corrupt tail; offsets from dropped_from_offset on are gone"
+        );
+    }
+    Ok(position)
+}
+
+/// The batch at `position`, checked (bounds, CRC32C, expected base offset), or why it is not.
+async fn next_valid_batch(
+    reader: &mut ChunkReader<'_>,
+    position: u64,
+    expected_base: i64,
+) -> Result<Result<BatchMeta, &'static str>, StorageError> {
+    if position + HEADER_BYTES as u64 > reader.size {
+        return Ok(Err("torn batch header"));
+    }
+    let header_bytes = reader.get(position, HEADER_BYTES).await?;
+    let header = BatchHeader::parse(header_bytes).expect("a whole header was read");
+    let Some(len) = header.total_bytes() else {
+        return Ok(Err("impossible batch length (zero padding or garbage)"));
+    };
+    if position + len as u64 > reader.size {
+        return Ok(Err("torn batch"));
+    }
+    let max = u32::try_from(reader.size).unwrap_or(u32::MAX);
+    let bytes = reader.get(position, len).await?;
+    let header = match batch::validate(bytes, max) {
+        Ok(header) => header,
+        Err(_) => return Ok(Err("batch fails validation (CRC32C, magic or counts)")),
+    };
+    if header.base_offset() != expected_base {
+        return Ok(Err("batch base offset does not follow the previous batch"));
+    }
+    Ok(Ok(BatchMeta::from_header(&header, position, len as u64)))
+}
+
+/// Sequential reads of a segment in large chunks.
+struct ChunkReader<'a> {
+    file: &'a DmaFile,
+    path: &'a PathBuf,
+    size: u64,
+    start: u64,
+    buf: Vec<u8>,
+}
+
+impl ChunkReader<'_> {
+    async fn get(&mut self, position: u64, len: usize) -> Result<&[u8], StorageError> {
+        let end = position + len as u64;
+        if position < self.start || end > self.start + self.buf.len() as u64 {
+            let want = (len.max(RECOVERY_CHUNK_BYTES) as u64).min(self.size - position) as usize;
+            self.buf = fileio::read_exact_at(self.file, self.path, position, want).await?;
+            self.start = position;
+        }
+        let from = (position - self.start) as usize;
+        Ok(&self.buf[from..from + len])
+    }
+}

@@ -1,0 +1,88 @@
+//! Builders of valid record batches (magic 2) for tests and benchmarks, so that neither needs
+//! the Kafka codec. Not for production paths: the broker receives batches from producers.
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use crate::batch::HEADER_BYTES;
+
+fn put_varint(out: &mut BytesMut, value: i64) {
+    let mut v = ((value << 1) ^ (value >> 63)) as u64;
+    while v >= 0x80 {
+        out.put_u8((v as u8 & 0x7f) | 0x80);
+        v >>= 7;
+    }
+    out.put_u8(v as u8);
+}
+
+/// One record (v2 layout): length, attributes, timestamp delta, offset delta, null key, value,
+/// no headers.
+fn put_record(out: &mut BytesMut, offset_delta: i32, timestamp_delta: i64, value: &[u8]) {
+    let mut body = BytesMut::with_capacity(value.len() + 16);
+    body.put_u8(0);
+    put_varint(&mut body, timestamp_delta);
+    put_varint(&mut body, i64::from(offset_delta));
+    put_varint(&mut body, -1);
+    put_varint(&mut body, value.len() as i64);
+    body.put_slice(value);
+    put_varint(&mut body, 0);
+    put_varint(out, body.len() as i64);
+    out.put_slice(&body);
+}
+
+/// A valid batch of `record_count` records whose values are `value_bytes` bytes of `fill`, with
+/// base offset 0, timestamps `timestamp_ms`, `timestamp_ms + 1`, ... and a correct CRC32C.
+pub fn batch(record_count: usize, value_bytes: usize, timestamp_ms: i64, fill: u8) -> Bytes {
+    assert!(record_count > 0, "a batch holds at least one record");
+    let value = vec![fill; value_bytes];
+    let mut records = BytesMut::new();
+    for i in 0..record_count {
+        put_record(&mut records, i as i32, i as i64, &value);
+    }
+    let last_delta = record_count as i32 - 1;
+    let mut out = BytesMut::with_capacity(HEADER_BYTES + records.len());
+    out.put_i64(0);
+    out.put_i32((HEADER_BYTES - 12 + records.len()) as i32);
+    out.put_i32(0);
+    out.put_i8(2);
+    out.put_u32(0);
+    out.put_i16(0);
+    out.put_i32(last_delta);
+    out.put_i64(timestamp_ms);
+    out.put_i64(timestamp_ms + i64::from(last_delta));
+    out.put_i64(-1);
+    out.put_i16(-1);
+    out.put_i32(-1);
+    out.put_i32(record_count as i32);
+    out.put_slice(&records);
+    let crc = crc32c::crc32c(&out[21..]);
+    out[17..21].copy_from_slice(&crc.to_be_bytes());
+    out.freeze()
+}
+
+/// A batch of about `total_bytes` bytes (one record padded to fit).
+pub fn batch_of_size(total_bytes: usize, timestamp_ms: i64, fill: u8) -> Bytes {
+    let overhead = HEADER_BYTES + 12;
+    batch(1, total_bytes.saturating_sub(overhead), timestamp_ms, fill)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::batch::{split_batches, validate};
+
+    #[test]
+    fn built_batches_validate() {
+        for count in [1, 2, 50] {
+            let b = batch(count, 10, 1_000, 7);
+            let header = validate(&b, 1 << 20).expect("valid");
+            assert_eq!(header.record_count(), count as i32);
+            assert_eq!(header.last_offset_delta(), count as i32 - 1);
+        }
+        let b = batch_of_size(16 << 10, 5, 1);
+        assert!((b.len() as i64 - (16 << 10) as i64).abs() < 8);
+        let mut two = BytesMut::new();
+        two.put_slice(&batch(3, 5, 0, 1));
+        two.put_slice(&batch(2, 5, 0, 2));
+        assert_eq!(split_batches(&two, 1 << 20).expect("valid").len(), 2);
+    }
+}

@@ -1,0 +1,73 @@
+//! Shared helpers of the storage integration tests.
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::rc::Rc;
+
+use bytes::{Bytes, BytesMut};
+use glommio::LocalExecutorBuilder;
+use odradek_storage::{
+    Chunk, LogConfig, PartitionLog, ReadOutcome, ShardStorage, ShardStorageConfig,
+};
+
+pub use odradek_storage::testing::batch;
+
+/// Runs an async test body on a fresh glommio executor.
+pub fn run<F, Fut>(body: F)
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + 'static,
+{
+    LocalExecutorBuilder::default()
+        .spawn(body)
+        .expect("executor starts")
+        .join()
+        .expect("test body");
+}
+
+pub fn tempdir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("odradek-storage-")
+        .tempdir_in("/tmp")
+        .expect("tempdir")
+}
+
+pub fn shard() -> Rc<ShardStorage> {
+    ShardStorage::new(ShardStorageConfig::default())
+}
+
+pub async fn open(
+    dir: &std::path::Path,
+    config: LogConfig,
+    shard: &Rc<ShardStorage>,
+) -> Rc<PartitionLog> {
+    PartitionLog::open(dir.join("topic-0"), config, shard.clone())
+        .await
+        .expect("open")
+}
+
+pub fn partition_dir(dir: &std::path::Path) -> PathBuf {
+    dir.join("topic-0")
+}
+
+/// All the bytes of a read, in order.
+pub async fn bytes_of(outcome: &ReadOutcome) -> Bytes {
+    let mut out = BytesMut::new();
+    for chunk in &outcome.chunks {
+        match chunk {
+            Chunk::Memory(b) => out.extend_from_slice(b),
+            Chunk::File(region) => {
+                out.extend_from_slice(&region.read().await.expect("region read"))
+            }
+        }
+    }
+    out.freeze()
+}
+
+/// `original` with its base offset set to `offset`, as the log stores it.
+pub fn stored(original: &Bytes, offset: i64) -> Bytes {
+    let mut b = BytesMut::from(&original[..]);
+    odradek_storage::batch::set_base_offset(&mut b, offset);
+    b.freeze()
+}
