@@ -45,7 +45,7 @@ pub(crate) async fn recover(dir: &Path, config: &LogConfig) -> Result<Recovered,
     for (i, &base) in bases.iter().enumerate() {
         let segment = Rc::new(Segment::new(dir, base));
         match bases.get(i + 1) {
-            Some(&next_base) => open_closed(&segment, next_base).await?,
+            Some(&next_base) => open_closed(&segment, next_base, config).await?,
             None => open_tail(&segment, clean, config).await?,
         }
         segments.push(segment);
@@ -135,8 +135,13 @@ fn load_indexes(
     }
 }
 
-/// A closed segment: its size from the file, its indexes loaded or rebuilt by walking headers.
-async fn open_closed(segment: &Rc<Segment>, next_base: i64) -> Result<(), StorageError> {
+/// A closed segment: its size from the file, its indexes loaded, or rebuilt by checking it
+/// batch by batch (a damaged tail is truncated, as for the active segment).
+async fn open_closed(
+    segment: &Rc<Segment>,
+    next_base: i64,
+    config: &LogConfig,
+) -> Result<(), StorageError> {
     let path = segment.log_path();
     let size = file_len(&path)?;
     let offsets = (next_base - segment.base_offset) as u64;
@@ -150,31 +155,16 @@ async fn open_closed(segment: &Rc<Segment>, next_base: i64) -> Result<(), Storag
         *segment.index.borrow_mut() = index;
         *segment.time_index.borrow_mut() = time_index;
         segment.size.set(size);
-        segment.next_offset.set(next_base);
     } else {
         let file = segment.file().await?;
-        let mut metas = Vec::new();
-        walk_batches(&file, &path, 0, size, |b| {
-            metas.push(*b);
-            true
-        })
-        .await?;
-        for meta in &metas {
-            segment.record(meta, index_interval_for_rebuild());
-        }
-        segment
-            .next_offset
-            .set(next_base.max(segment.next_offset.get()));
+        let valid_end = check_and_truncate(segment, &file, size, config).await?;
+        segment.size.set(valid_end);
         segment.write_indexes().await?;
     }
-    segment.written.set(size);
+    segment.next_offset.set(next_base);
+    segment.written.set(segment.size.get());
     segment.sealed.set(true);
     Ok(())
-}
-
-/// The interval used when rebuilding a closed segment's index (Kafka's default).
-fn index_interval_for_rebuild() -> u32 {
-    LogConfig::default().index_interval_bytes
 }
 
 /// The tail (active) segment: trusted after a clean shutdown when its indexes load, otherwise
@@ -190,8 +180,21 @@ async fn open_tail(
     if clean && load_clean_tail(segment, &file, size, config).await? {
         return Ok(());
     }
-    let valid_end = check_tail(segment, &file, size, config).await?;
+    let valid_end = check_and_truncate(segment, &file, size, config).await?;
+    segment.written.set(valid_end);
+    Ok(())
+}
+
+/// Checks a segment batch by batch and truncates it after its last whole, valid batch.
+async fn check_and_truncate(
+    segment: &Rc<Segment>,
+    file: &DmaFile,
+    size: u64,
+    config: &LogConfig,
+) -> Result<u64, StorageError> {
+    let valid_end = check_tail(segment, file, size, config).await?;
     if valid_end < size {
+        let path = segment.log_path();
         file.truncate(valid_end)
             .await
             .map_err(glommio_err("truncate segment", &path))?;
@@ -199,8 +202,7 @@ async fn open_tail(
             .await
             .map_err(glommio_err("sync segment", &path))?;
     }
-    segment.written.set(valid_end);
-    Ok(())
+    Ok(valid_end)
 }
 
 /// Loads the tail segment's indexes after a clean shutdown and walks the headers after the last

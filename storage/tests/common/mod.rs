@@ -11,7 +11,7 @@ use odradek_storage::{
     Chunk, LogConfig, PartitionLog, ReadOutcome, ShardStorage, ShardStorageConfig,
 };
 
-pub use odradek_storage::testing::batch;
+pub use odradek_storage::testing::{batch, batch_of_size};
 
 /// Runs an async test body on a fresh glommio executor.
 pub fn run<F, Fut>(body: F)

@@ -1,0 +1,522 @@
+//! Appends, milestones, rolls, validation and reads through the public API.
+
+mod common;
+
+use bytes::{Bytes, BytesMut};
+use common::*;
+use odradek_storage::{
+    AppendError, BatchError, BatchHeader, Chunk, FlushPolicy, LogConfig, Offset, ReadError,
+    ShardStorage, ShardStorageConfig, TimestampType,
+};
+
+fn small_segments(segment_bytes: u64) -> LogConfig {
+    LogConfig {
+        segment_bytes,
+        index_interval_bytes: 512,
+        ..LogConfig::default()
+    }
+}
+
+fn segment_files(dir: &std::path::Path, ext: &str) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(partition_dir(dir))
+        .expect("dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(ext))
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn given_batches_when_appended_should_assign_contiguous_offsets_and_reach_both_milestones() {
+    run(|| async {
+        let tmp = tempdir();
+        let log = open(tmp.path(), LogConfig::default(), &shard()).await;
+        let mut receipts = Vec::new();
+        for i in 0..10 {
+            receipts.push(
+                log.append(batch(5, 50, 1_000 + i, i as u8), 2_000)
+                    .expect("append"),
+            );
+        }
+        for (i, r) in receipts.iter().enumerate() {
+            assert_eq!(r.base_offset, Offset(i as i64 * 5));
+            assert_eq!(r.last_offset, Offset(i as i64 * 5 + 4));
+            assert_eq!(r.log_append_time_ms, -1);
+        }
+        assert_eq!(log.log_end_offset(), Offset(50));
+        for r in &receipts {
+            r.durable().await.expect("durable");
+            r.written().await.expect("written");
+        }
+        assert_eq!(log.written_end_offset(), Offset(50));
+        assert_eq!(log.durable_end_offset(), Offset(50));
+        assert_eq!(log.max_timestamp(), Some((1_009 + 4, Offset(49))));
+        log.close().await.expect("close");
+    });
+}
+
+#[test]
+fn given_several_batches_in_one_append_should_store_each_at_its_own_offset() {
+    run(|| async {
+        let tmp = tempdir();
+        let log = open(tmp.path(), LogConfig::default(), &shard()).await;
+        let (a, b) = (batch(3, 10, 1, 1), batch(2, 10, 2, 2));
+        let mut both = BytesMut::from(&a[..]);
+        both.extend_from_slice(&b);
+        let r = log.append(both.freeze(), 0).expect("append");
+        assert_eq!((r.base_offset, r.last_offset), (Offset(0), Offset(4)));
+        r.written().await.expect("written");
+        let out = log.read(Offset(3), 1 << 20, Offset(5)).await.expect("read");
+        assert_eq!(bytes_of(&out).await, stored(&b, 3));
+        log.close().await.expect("close");
+    });
+}
+
+#[test]
+fn given_invalid_batches_should_refuse_them_with_the_matching_error_and_append_nothing() {
+    run(|| async {
+        let tmp = tempdir();
+        let config = LogConfig {
+            max_message_bytes: 2_000,
+            ..LogConfig::default()
+        };
+        let log = open(tmp.path(), config, &shard()).await;
+        let good = batch(2, 10, 1, 1);
+        let r = log.append(good.clone(), 0).expect("append");
+        let expect_err = |result: Result<_, AppendError>| match result {
+            Err(AppendError::Invalid(e)) => e,
+            Err(other) => panic!("unexpected error {other}"),
+            Ok(_) => panic!("an invalid batch was accepted"),
+        };
+        let mut bad_crc = BytesMut::from(&good[..]);
+        let last = bad_crc.len() - 1;
+        bad_crc[last] ^= 0xff;
+        assert!(matches!(
+            expect_err(log.append(bad_crc.freeze(), 0)),
+            BatchError::Corrupt(_)
+        ));
+        let mut bad_magic = BytesMut::from(&good[..]);
+        bad_magic[16] = 1;
+        assert!(matches!(
+            expect_err(log.append(bad_magic.freeze(), 0)),
+            BatchError::Invalid(_)
+        ));
+        let big = batch(1, 3_000, 1, 1);
+        assert!(matches!(
+            expect_err(log.append(big, 0)),
+            BatchError::TooLarge { .. }
+        ));
+        assert!(matches!(
+            expect_err(log.append(good.slice(..good.len() - 3), 0)),
+            BatchError::Corrupt(_)
+        ));
+        assert!(matches!(
+            expect_err(log.append(Bytes::new(), 0)),
+            BatchError::Invalid(_)
+        ));
+        // A valid batch followed by an invalid one: the whole set is refused.
+        let mut mixed = BytesMut::from(&good[..]);
+        mixed.extend_from_slice(&good[..good.len() - 1]);
+        assert!(log.append(mixed.freeze(), 0).is_err());
+        assert_eq!(log.log_end_offset(), Offset(2));
+        let r2 = log.append(good.clone(), 0).expect("append after refusals");
+        assert_eq!(r2.base_offset, Offset(2));
+        r.written().await.expect("written");
+        r2.written().await.expect("written");
+        let out = log.read(Offset(0), 1 << 20, Offset(4)).await.expect("read");
+        let mut expected = BytesMut::from(&stored(&good, 0)[..]);
+        expected.extend_from_slice(&stored(&good, 2));
+        assert_eq!(bytes_of(&out).await, expected.freeze());
+        log.close().await.expect("close");
+    });
+}
+
+#[test]
+fn given_log_append_time_should_stamp_the_broker_time() {
+    run(|| async {
+        let tmp = tempdir();
+        let config = LogConfig {
+            timestamp_type: TimestampType::LogAppendTime,
+            ..LogConfig::default()
+        };
+        let log = open(tmp.path(), config, &shard()).await;
+        let r = log.append(batch(2, 10, 5, 1), 77_000).expect("append");
+        assert_eq!(r.log_append_time_ms, 77_000);
+        r.written().await.expect("written");
+        let out = bytes_of(&log.read(Offset(0), 1 << 20, Offset(2)).await.expect("read")).await;
+        let header = odradek_storage::batch::validate(&out, 1 << 20).expect("still a valid batch");
+        assert!(header.is_log_append_time());
+        assert_eq!(header.max_timestamp(), 77_000);
+        assert_eq!(log.max_timestamp(), Some((77_000, Offset(1))));
+        log.close().await.expect("close");
+    });
+}
+
+#[test]
+fn given_small_segment_bytes_should_roll_and_read_across_segments() {
+    run(|| async {
+        let tmp = tempdir();
+        let log = open(tmp.path(), small_segments(4_096), &shard()).await;
+        let batches: Vec<Bytes> = (0..20).map(|i| batch_of_size(1_000, i, i as u8)).collect();
+        let mut last = None;
+        for b in &batches {
+            last = Some(log.append(b.clone(), 0).expect("append"));
+        }
+        last.expect("appended").durable().await.expect("durable");
+        // 4 batches of ~1000 bytes fit 4096 bytes: 5 segments.
+        assert_eq!(segment_files(tmp.path(), ".log").len(), 5);
+        assert_eq!(
+            segment_files(tmp.path(), ".log")[1],
+            "00000000000000000004.log"
+        );
+        for (i, b) in batches.iter().enumerate() {
+            let out = log
+                .read(Offset(i as i64), 1, Offset(20))
+                .await
+                .expect("read");
+            assert_eq!(bytes_of(&out).await, stored(b, i as i64));
+        }
+        // Closed segments were sealed: truncated to their logical size, indexes stored.
+        let size = std::fs::metadata(partition_dir(tmp.path()).join("00000000000000000000.log"))
+            .expect("stat")
+            .len();
+        let expected: usize = batches[..4].iter().map(Bytes::len).sum();
+        assert_eq!(size, expected as u64);
+        assert_eq!(segment_files(tmp.path(), ".index").len(), 4);
+        log.close().await.expect("close");
+        assert_eq!(segment_files(tmp.path(), ".index").len(), 5);
+        assert_eq!(segment_files(tmp.path(), ".timeindex").len(), 5);
+    });
+}
+
+#[test]
+fn given_an_old_active_segment_should_roll_by_segment_ms() {
+    run(|| async {
+        let tmp = tempdir();
+        let config = LogConfig {
+            segment_ms: 1_000,
+            ..LogConfig::default()
+        };
+        let log = open(tmp.path(), config, &shard()).await;
+        log.append(batch(1, 10, 0, 1), 10_000).expect("append");
+        log.append(batch(1, 10, 0, 1), 10_500).expect("append");
+        let r = log.append(batch(1, 10, 0, 1), 11_001).expect("append");
+        r.durable().await.expect("durable");
+        assert_eq!(
+            segment_files(tmp.path(), ".log"),
+            vec!["00000000000000000000.log", "00000000000000000002.log"]
+        );
+        log.close().await.expect("close");
+    });
+}
+
+#[test]
+fn given_reads_should_follow_kafka_semantics() {
+    run(|| async {
+        let tmp = tempdir();
+        let log = open(tmp.path(), LogConfig::default(), &shard()).await;
+        let batches: Vec<Bytes> = (0..4).map(|i| batch(5, 100, i, i as u8)).collect();
+        for b in &batches {
+            log.append(b.clone(), 0).expect("append");
+        }
+        log.append(batch(1, 10, 9, 9), 0)
+            .expect("append")
+            .written()
+            .await
+            .expect("written");
+        // Mid-batch offset: the whole containing batch, from its base.
+        let out = log
+            .read(Offset(7), 1 << 20, Offset(10))
+            .await
+            .expect("read");
+        assert_eq!(bytes_of(&out).await, stored(&batches[1], 5));
+        // KIP-74: one batch even when it exceeds max_bytes.
+        let out = log.read(Offset(0), 10, Offset(21)).await.expect("read");
+        assert_eq!(out.bytes, batches[0].len());
+        // max_bytes fits exactly two batches.
+        let two = batches[0].len() + batches[1].len();
+        let out = log.read(Offset(0), two, Offset(21)).await.expect("read");
+        assert_eq!(out.bytes, two);
+        // Never a batch at or past the upper bound.
+        let out = log
+            .read(Offset(0), 1 << 20, Offset(15))
+            .await
+            .expect("read");
+        assert_eq!(
+            out.bytes,
+            batches[..3].iter().map(Bytes::len).sum::<usize>()
+        );
+        let out = log
+            .read(Offset(0), 1 << 20, Offset(11))
+            .await
+            .expect("read");
+        assert_eq!(
+            out.bytes,
+            batches[..3].iter().map(Bytes::len).sum::<usize>(),
+            "batch 10..14 starts below 11"
+        );
+        // At the upper bound: empty. Outside the log: out of range.
+        let out = log
+            .read(Offset(15), 1 << 20, Offset(15))
+            .await
+            .expect("read");
+        assert!(out.chunks.is_empty());
+        let out = log
+            .read(Offset(21), 1 << 20, Offset(21))
+            .await
+            .expect("read at the log end");
+        assert!(out.chunks.is_empty());
+        assert!(matches!(
+            log.read(Offset(22), 1 << 20, Offset(21)).await,
+            Err(ReadError::OffsetOutOfRange {
+                requested: Offset(22),
+                log_start: Offset(0),
+                log_end: Offset(21)
+            })
+        ));
+        log.close().await.expect("close");
+    });
+}
+
+#[test]
+fn given_a_tiny_tail_cache_should_read_older_batches_from_files() {
+    run(|| async {
+        let tmp = tempdir();
+        let shard = ShardStorage::new(ShardStorageConfig {
+            tail_cache_bytes: 3_000,
+            ..ShardStorageConfig::default()
+        });
+        let log = open(tmp.path(), small_segments(1 << 20), &shard).await;
+        let batches: Vec<Bytes> = (0..30).map(|i| batch_of_size(1_000, i, i as u8)).collect();
+        let mut last = None;
+        for b in &batches {
+            last = Some(log.append(b.clone(), 0).expect("append"));
+        }
+        last.expect("appended").written().await.expect("written");
+        assert!(shard.cached_bytes() <= 3_000);
+        let old = log.read(Offset(3), 2_500, Offset(30)).await.expect("read");
+        assert!(
+            matches!(old.chunks[..], [Chunk::File(_)]),
+            "old batches come from the file"
+        );
+        let expected: BytesMut =
+            batches[3..5]
+                .iter()
+                .enumerate()
+                .fold(BytesMut::new(), |mut acc, (i, b)| {
+                    acc.extend_from_slice(&stored(b, 3 + i as i64));
+                    acc
+                });
+        assert_eq!(bytes_of(&old).await, expected.freeze());
+        let recent = log
+            .read(Offset(29), 1 << 20, Offset(30))
+            .await
+            .expect("read");
+        assert!(
+            matches!(recent.chunks[..], [Chunk::Memory(_)]),
+            "the tail comes from memory"
+        );
+        assert_eq!(bytes_of(&recent).await, stored(&batches[29], 29));
+        log.close().await.expect("close");
+    });
+}
+
+#[test]
+fn given_two_logs_on_one_shard_should_evict_the_oldest_first() {
+    run(|| async {
+        let tmp = tempdir();
+        let shard = ShardStorage::new(ShardStorageConfig {
+            tail_cache_bytes: 4_500,
+            ..ShardStorageConfig::default()
+        });
+        let a = odradek_storage::PartitionLog::open(
+            tmp.path().join("a-0"),
+            LogConfig::default(),
+            shard.clone(),
+        )
+        .await
+        .expect("open");
+        let b = odradek_storage::PartitionLog::open(
+            tmp.path().join("b-0"),
+            LogConfig::default(),
+            shard.clone(),
+        )
+        .await
+        .expect("open");
+        for i in 0..3 {
+            a.append(batch_of_size(1_000, i, 1), 0)
+                .expect("append")
+                .written()
+                .await
+                .expect("written");
+            b.append(batch_of_size(1_000, i, 2), 0)
+                .expect("append")
+                .written()
+                .await
+                .expect("written");
+        }
+        // Six 1000-byte batches, room for four: a@0 and b@0 were evicted.
+        let is_memory =
+            |o: &odradek_storage::ReadOutcome| matches!(o.chunks[..], [Chunk::Memory(_)]);
+        assert!(!is_memory(
+            &a.read(Offset(0), 1, Offset(3)).await.expect("read")
+        ));
+        assert!(!is_memory(
+            &b.read(Offset(0), 1, Offset(3)).await.expect("read")
+        ));
+        assert!(is_memory(
+            &a.read(Offset(1), 1, Offset(3)).await.expect("read")
+        ));
+        assert!(is_memory(
+            &b.read(Offset(1), 1, Offset(3)).await.expect("read")
+        ));
+        a.close().await.expect("close");
+        b.close().await.expect("close");
+    });
+}
+
+#[test]
+fn given_a_full_write_buffer_should_refuse_with_backpressure_until_written() {
+    run(|| async {
+        let tmp = tempdir();
+        let shard = ShardStorage::new(ShardStorageConfig {
+            write_buffer_bytes: 10_000,
+            ..ShardStorageConfig::default()
+        });
+        let log = open(tmp.path(), LogConfig::default(), &shard).await;
+        let mut receipts = Vec::new();
+        let refused = loop {
+            match log.append(batch_of_size(3_000, 0, 1), 0) {
+                Ok(r) => receipts.push(r),
+                Err(e) => break e,
+            }
+            assert!(receipts.len() < 10, "the buffer must fill");
+        };
+        assert!(matches!(refused, AppendError::Backpressure));
+        assert_eq!(receipts.len(), 3);
+        receipts
+            .last()
+            .expect("some")
+            .written()
+            .await
+            .expect("written");
+        assert_eq!(shard.pending_bytes(), 0);
+        log.append(batch_of_size(3_000, 0, 1), 0)
+            .expect("room again")
+            .written()
+            .await
+            .expect("written");
+        log.close().await.expect("close");
+    });
+}
+
+#[test]
+fn given_a_waiting_fetch_should_wake_when_data_is_written_and_allow_cancel() {
+    run(|| async {
+        let tmp = tempdir();
+        let log = open(tmp.path(), LogConfig::default(), &shard()).await;
+        // A cancelled wait leaves nothing behind.
+        {
+            let wait = log.wait_for_data(Offset(0));
+            futures::pin_mut!(wait);
+            assert!(futures::poll!(wait.as_mut()).is_pending());
+        }
+        let waiter = {
+            let log = log.clone();
+            glommio::spawn_local(async move { log.wait_for_data(Offset(0)).await })
+        };
+        log.append(batch(1, 10, 0, 1), 0).expect("append");
+        waiter.await;
+        assert!(log.written_end_offset() > Offset(0));
+        log.wait_for_data(Offset(0)).await;
+        log.close().await.expect("close");
+    });
+}
+
+#[test]
+fn given_interval_flush_should_make_appends_durable_at_the_next_tick() {
+    run(|| async {
+        let tmp = tempdir();
+        let config = LogConfig {
+            flush: FlushPolicy::IntervalMs(20),
+            ..LogConfig::default()
+        };
+        let log = open(tmp.path(), config, &shard()).await;
+        let r = log.append(batch(1, 10, 0, 1), 0).expect("append");
+        r.written().await.expect("written");
+        r.durable().await.expect("durable at the tick");
+        assert_eq!(log.durable_end_offset(), Offset(1));
+        log.close().await.expect("close");
+    });
+}
+
+#[test]
+fn given_timestamps_should_find_the_first_batch_at_or_after() {
+    run(|| async {
+        let tmp = tempdir();
+        let shard = ShardStorage::new(ShardStorageConfig {
+            tail_cache_bytes: 0,
+            ..ShardStorageConfig::default()
+        });
+        let log = open(tmp.path(), small_segments(8_192), &shard).await;
+        // Batch i has timestamps 1000*i .. 1000*i + 2 (three records); one late batch is older.
+        let mut last = None;
+        for i in 0..40 {
+            let ts = if i == 20 { 500 } else { 1_000 * i };
+            last = Some(log.append(batch(3, 200, ts, 1), 0).expect("append"));
+        }
+        last.expect("appended").written().await.expect("written");
+        for (ts, expected) in [
+            (0, 0),
+            (1_002, 3),
+            (1_003, 6),
+            (19_002, 57),
+            (19_003, 63),
+            (39_002, 117),
+        ] {
+            let (offset, bytes) = log
+                .batch_for_timestamp(ts)
+                .await
+                .expect("lookup")
+                .expect("found");
+            assert_eq!(offset, Offset(expected), "timestamp {ts}");
+            assert_eq!(
+                BatchHeader::parse(&bytes).expect("header").base_offset(),
+                expected
+            );
+        }
+        assert!(log
+            .batch_for_timestamp(39_003)
+            .await
+            .expect("lookup")
+            .is_none());
+        assert_eq!(log.max_timestamp(), Some((39_002, Offset(119))));
+        log.close().await.expect("close");
+        let log = open(tmp.path(), small_segments(8_192), &shard).await;
+        assert_eq!(log.max_timestamp(), Some((39_002, Offset(119))));
+        let (offset, _) = log
+            .batch_for_timestamp(25_000)
+            .await
+            .expect("lookup")
+            .expect("found");
+        assert_eq!(offset, Offset(75));
+        log.close().await.expect("close");
+    });
+}
+
+#[test]
+fn given_a_deleted_log_should_remove_its_directory() {
+    run(|| async {
+        let tmp = tempdir();
+        let log = open(tmp.path(), LogConfig::default(), &shard()).await;
+        log.append(batch(1, 10, 0, 1), 0)
+            .expect("append")
+            .durable()
+            .await
+            .expect("durable");
+        log.delete().await.expect("delete");
+        assert!(!partition_dir(tmp.path()).exists());
+        assert!(log.append(batch(1, 10, 0, 1), 0).is_err());
+    });
+}
