@@ -199,6 +199,6 @@ fn given_missing_or_stale_indexes_should_rebuild_them() {
             log.close().await.expect("close");
         }
         let index = std::fs::read(dir.join("00000000000000000000.index")).expect("rebuilt");
-        assert!(!index.is_empty() && index.len() % 8 == 0);
+        assert!(!index.is_empty() && index.len().is_multiple_of(8));
     });
 }
