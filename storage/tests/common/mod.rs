@@ -1,5 +1,5 @@
 //! Shared helpers of the storage integration tests.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 use std::future::Future;
 use std::path::PathBuf;
