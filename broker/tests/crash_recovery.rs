@@ -1,0 +1,466 @@
+//! Durability through the real broker: kill -9 under an `acks=all` producer, graceful restarts,
+//! and a segment torn or corrupted in its last batch while the broker is down.
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::{
+    assign_all, consume_exactly, consumer, create_topic, drain_for, flush, producer, send,
+    watermarks, Acked, Broker,
+};
+use rdkafka::message::{Message, OwnedMessage};
+use rdkafka::producer::BaseRecord;
+use rdkafka::Offset;
+
+fn crash_value(id: usize) -> String {
+    format!("crash record {id:09} {}", "x".repeat(id % 200))
+}
+
+fn crash_key(id: usize) -> String {
+    format!("k{}", id % 50)
+}
+
+/// Produces records `first_id..` to `topic` with acks=all until `stop` is set; returns the
+/// acknowledged ones (delivery reported success).
+fn produce_until_stopped(
+    bootstrap: String,
+    topic: String,
+    first_id: usize,
+    stop: Arc<AtomicBool>,
+    acked_min: Arc<AtomicBool>,
+    acked_target: usize,
+) -> Vec<Acked> {
+    let (producer, log) = producer(
+        &bootstrap,
+        &[
+            ("linger.ms", "2"),
+            ("message.timeout.ms", "10000"),
+            ("queue.buffering.max.messages", "20000"),
+        ],
+    );
+    let mut id = first_id;
+    while !stop.load(Ordering::Relaxed) {
+        let value = crash_value(id);
+        let key = crash_key(id);
+        if send(
+            &producer,
+            BaseRecord::with_opaque_to(&topic, id)
+                .key(&key)
+                .payload(&value),
+        )
+        .is_err()
+        {
+            break;
+        }
+        id += 1;
+        if log.acked_count() >= acked_target {
+            acked_min.store(true, Ordering::Relaxed);
+        }
+        if id.is_multiple_of(64) {
+            // Keep the queue shallow so the kill lands among in-flight requests, not behind a
+            // mountain of queued ones.
+            while log.reported_count() + 5000 < id - first_id && !stop.load(Ordering::Relaxed) {
+                thread::sleep(Duration::from_millis(1));
+                if log.acked_count() >= acked_target {
+                    acked_min.store(true, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+    // Dropping the producer purges what is still queued or in flight: those records fail and
+    // are not counted as acknowledged.
+    drop(producer);
+    log.acked()
+}
+
+/// Kills the broker with SIGKILL once at least `acked_target` records of a running acks=all
+/// producer were acknowledged; returns the acknowledged records.
+fn kill_under_load(
+    broker: &mut Broker,
+    topic: &str,
+    first_id: usize,
+    acked_target: usize,
+) -> Vec<Acked> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let reached = Arc::new(AtomicBool::new(false));
+    let worker = {
+        let (bootstrap, topic, stop, reached) = (
+            broker.bootstrap(),
+            topic.to_string(),
+            Arc::clone(&stop),
+            Arc::clone(&reached),
+        );
+        thread::spawn(move || {
+            produce_until_stopped(bootstrap, topic, first_id, stop, reached, acked_target)
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !reached.load(Ordering::Relaxed) {
+        if Instant::now() > deadline || worker.is_finished() {
+            stop.store(true, Ordering::Relaxed);
+            let acked = worker.join().expect("producer thread");
+            panic!(
+                "the producer got only {} acknowledgements (target {acked_target}) before \
+                 giving up\n{}",
+                acked.len(),
+                broker.log_tail(100)
+            );
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+    broker.kill9();
+    stop.store(true, Ordering::Relaxed);
+    worker.join().expect("producer thread")
+}
+
+/// Consumes every partition from its log start to its high watermark.
+fn read_everything(
+    broker: &Broker,
+    topic: &str,
+    partitions: i32,
+) -> HashMap<(i32, i64), OwnedMessage> {
+    let reader = consumer(&broker.bootstrap(), &[]);
+    let mut total = 0;
+    for partition in 0..partitions {
+        let (low, high) = watermarks(&reader, topic, partition);
+        assert_eq!(
+            low, 0,
+            "partition {partition}: nothing was deleted, log start must be 0"
+        );
+        total += (high - low) as usize;
+    }
+    assign_all(&reader, topic, partitions, Offset::Beginning);
+    let messages = consume_exactly(&reader, total, Duration::from_secs(120));
+    messages
+        .into_iter()
+        .map(|m| ((m.partition(), m.offset()), m))
+        .collect()
+}
+
+fn assert_all_acked_present(stored: &HashMap<(i32, i64), OwnedMessage>, acked: &[Acked]) {
+    let mut missing = Vec::new();
+    for ack in acked {
+        match stored.get(&(ack.partition, ack.offset)) {
+            None => missing.push(*ack),
+            Some(message) => {
+                assert_eq!(
+                    message.payload(),
+                    Some(crash_value(ack.id).as_bytes()),
+                    "record {} at {}/{}: wrong value",
+                    ack.id,
+                    ack.partition,
+                    ack.offset
+                );
+                assert_eq!(message.key(), Some(crash_key(ack.id).as_bytes()));
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "{} of {} acknowledged records are gone after kill -9, first: {:?}",
+        missing.len(),
+        acked.len(),
+        &missing[..missing.len().min(10)]
+    );
+}
+
+#[test]
+fn given_acks_all_producer_running_when_broker_killed_with_sigkill_and_restarted_should_keep_every_acknowledged_record(
+) {
+    let mut broker = Broker::start();
+    let topic = "crash";
+    create_topic(&broker.bootstrap(), topic, 3, &[]);
+
+    let acked = kill_under_load(&mut broker, topic, 0, 3000);
+    assert!(acked.len() >= 3000);
+
+    broker.restart();
+    let stored = read_everything(&broker, topic, 3);
+    assert_all_acked_present(&stored, &acked);
+
+    // The recovered log takes appends again, after what it kept.
+    let (producer, log) = producer(&broker.bootstrap(), &[]);
+    send(
+        &producer,
+        BaseRecord::with_opaque_to(topic, 0)
+            .partition(0)
+            .key("after")
+            .payload("restart"),
+    )
+    .expect("queue");
+    flush(&producer);
+    let after = log.acked();
+    assert_eq!(
+        after.len(),
+        1,
+        "produce after recovery failed: {:?}",
+        log.failed()
+    );
+    let high_before = stored.keys().filter(|(p, _)| *p == 0).count() as i64;
+    assert_eq!(
+        after[0].offset, high_before,
+        "the next offset follows the recovered log"
+    );
+}
+
+/// Several crash cycles in a row, each on top of what the previous ones recovered.
+/// Ignored by default (about a minute): CI runs it with `cargo test -- --ignored`.
+#[test]
+#[ignore]
+fn given_repeated_sigkill_under_load_when_restarted_each_time_should_keep_every_acknowledged_record(
+) {
+    let mut broker = Broker::start();
+    let topic = "crash-cycles";
+    create_topic(&broker.bootstrap(), topic, 4, &[]);
+    let mut all_acked = Vec::new();
+    for cycle in 0..5 {
+        let acked = kill_under_load(&mut broker, topic, cycle * 1_000_000, 2000);
+        all_acked.extend(acked);
+        broker.restart();
+        let stored = read_everything(&broker, topic, 4);
+        assert_all_acked_present(&stored, &all_acked);
+    }
+}
+
+#[test]
+fn given_records_when_broker_stopped_with_sigterm_and_restarted_should_exit_zero_and_keep_all() {
+    let mut broker = Broker::start();
+    let topic = "graceful";
+    create_topic(&broker.bootstrap(), topic, 2, &[]);
+    let (producer, log) = producer(&broker.bootstrap(), &[("acks", "1")]);
+    for id in 0..2000 {
+        let (key, value) = (crash_key(id), crash_value(id));
+        send(
+            &producer,
+            BaseRecord::with_opaque_to(topic, id)
+                .key(&key)
+                .payload(&value),
+        )
+        .expect("queue");
+    }
+    flush(&producer);
+    drop(producer);
+    let acked = log.acked();
+    assert_eq!(
+        acked.len(),
+        2000,
+        "failed: {:?}",
+        &log.failed()[..log.failed().len().min(5)]
+    );
+
+    broker.stop();
+    broker.restart();
+    let stored = read_everything(&broker, topic, 2);
+    assert_eq!(stored.len(), 2000, "exactly what was produced");
+    assert_all_acked_present(&stored, &acked);
+}
+
+/// One record batch found in a segment file.
+#[derive(Debug, Clone, Copy)]
+struct BatchSpan {
+    position: u64,
+    length: u64,
+    base_offset: i64,
+    records: i32,
+}
+
+/// Walks the record batches (magic 2) of a segment file, stopping at the first thing that is
+/// not a whole batch (end of file, zero padding).
+fn batches_in(segment: &Path) -> Vec<BatchSpan> {
+    let bytes =
+        std::fs::read(segment).unwrap_or_else(|e| panic!("read {}: {e}", segment.display()));
+    let mut batches = Vec::new();
+    let mut position = 0usize;
+    while position + 61 <= bytes.len() {
+        let at = |from: usize, n: usize| &bytes[position + from..position + from + n];
+        let base_offset = i64::from_be_bytes(at(0, 8).try_into().expect("8 bytes"));
+        let batch_length = i32::from_be_bytes(at(8, 4).try_into().expect("4 bytes"));
+        let magic = at(16, 1)[0];
+        if batch_length < 49 || magic != 2 {
+            break;
+        }
+        let length = 12 + batch_length as usize;
+        if position + length > bytes.len() {
+            break;
+        }
+        let records = i32::from_be_bytes(at(57, 4).try_into().expect("4 bytes"));
+        batches.push(BatchSpan {
+            position: position as u64,
+            length: length as u64,
+            base_offset,
+            records,
+        });
+        position += length;
+    }
+    batches
+}
+
+/// Removes the clean-shutdown marker(s) so the next start must scan and recover. The marker's
+/// exact name is the storage engine's choice; anything named like "clean" in the data
+/// directory or the partition directory is one.
+fn remove_clean_markers(dir: &Path) -> Vec<PathBuf> {
+    let mut removed = Vec::new();
+    for entry in std::fs::read_dir(dir).expect("read the data directory") {
+        let path = entry.expect("directory entry").path();
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().to_lowercase())
+            .unwrap_or_default();
+        if path.is_dir() {
+            removed.extend(remove_clean_markers(&path));
+        } else if name.contains("clean") {
+            std::fs::remove_file(&path).expect("remove the clean-shutdown marker");
+            removed.push(path);
+        }
+    }
+    removed
+}
+
+/// Produces `count` records to partition 0, each in its own batch; returns their values.
+fn produce_one_batch_each(broker: &Broker, topic: &str, count: usize) -> Vec<String> {
+    let (producer, log) = producer(&broker.bootstrap(), &[("linger.ms", "0")]);
+    let mut values = Vec::new();
+    for id in 0..count {
+        let value = format!("torn test record {id} {}", "abcdefgh".repeat(20 + id));
+        send(
+            &producer,
+            BaseRecord::with_opaque_to(topic, id)
+                .partition(0)
+                .key("k")
+                .payload(&value),
+        )
+        .expect("queue");
+        flush(&producer);
+        values.push(value);
+    }
+    let acked = log.acked();
+    assert_eq!(acked.len(), count, "failed: {:?}", log.failed());
+    for ack in &acked {
+        assert_eq!(
+            ack.offset, ack.id as i64,
+            "one record per batch, offsets in order"
+        );
+    }
+    values
+}
+
+/// Stops the broker, damages the last batch of the newest segment with `damage`, restarts, and
+/// checks that exactly the batches before the damaged one come back and that appends go on.
+fn check_recovery_after(damage: impl FnOnce(&Path, BatchSpan), topic: &str) {
+    let mut broker = Broker::start();
+    create_topic(&broker.bootstrap(), topic, 1, &[]);
+    let values = produce_one_batch_each(&broker, topic, 20);
+    broker.stop();
+
+    let partition_dir = broker.partition_dir(topic, 0);
+    let segments = common::segment_files(&partition_dir);
+    let newest = segments
+        .last()
+        .unwrap_or_else(|| panic!("no .log segment in {}", partition_dir.display()))
+        .clone();
+    let batches = batches_in(&newest);
+    assert!(
+        batches.len() >= 2,
+        "expected several batches in {}, found {batches:?}",
+        newest.display()
+    );
+    let last = *batches.last().expect("a last batch");
+    assert_eq!(last.records, 1);
+    assert_eq!(last.base_offset, 19, "the last batch holds the last record");
+    let first_base = batches[0].base_offset;
+    let kept = last.base_offset; // records 0..kept survive
+    damage(&newest, last);
+    let removed = remove_clean_markers(broker.data_dir());
+    eprintln!("removed clean markers: {removed:?}; first batch in segment: offset {first_base}");
+
+    broker.restart();
+    let reader = consumer(&broker.bootstrap(), &[]);
+    assert_eq!(
+        watermarks(&reader, topic, 0),
+        (0, kept),
+        "watermarks after recovery"
+    );
+    assign_all(&reader, topic, 1, Offset::Beginning);
+    let got = consume_exactly(&reader, kept as usize, Duration::from_secs(30));
+    for (i, message) in got.iter().enumerate() {
+        assert_eq!(message.offset(), i as i64);
+        assert_eq!(
+            message.payload(),
+            Some(values[i].as_bytes()),
+            "record {i} after recovery"
+        );
+    }
+    let extra = drain_for(&reader, Duration::from_secs(2));
+    assert!(
+        extra.is_empty(),
+        "records past the damage came back: {:?}",
+        extra.iter().map(|m| m.offset()).collect::<Vec<_>>()
+    );
+
+    // Appends continue right after the last whole batch.
+    let (producer, log) = producer(&broker.bootstrap(), &[]);
+    send(
+        &producer,
+        BaseRecord::with_opaque_to(topic, 0)
+            .partition(0)
+            .key("k")
+            .payload("after recovery"),
+    )
+    .expect("queue");
+    flush(&producer);
+    let acked = log.acked();
+    assert_eq!(
+        acked.len(),
+        1,
+        "append after recovery failed: {:?}",
+        log.failed()
+    );
+    assert_eq!(acked[0].offset, kept, "the first append after recovery");
+    let more = consume_exactly(&reader, 1, Duration::from_secs(30));
+    assert_eq!(more[0].payload(), Some(&b"after recovery"[..]));
+}
+
+#[test]
+fn given_segment_cut_inside_its_last_batch_while_broker_down_when_restarted_should_keep_exactly_the_whole_batches_before_it(
+) {
+    check_recovery_after(
+        |segment, last| {
+            let cut = last.position + last.length / 2;
+            let file = std::fs::OpenOptions::new()
+                .write(true)
+                .open(segment)
+                .expect("open the segment");
+            file.set_len(cut).expect("truncate the segment");
+            eprintln!(
+                "cut {} at byte {cut} (last batch {last:?})",
+                segment.display()
+            );
+        },
+        "torn",
+    );
+}
+
+#[test]
+fn given_byte_flipped_inside_last_batch_while_broker_down_when_restarted_should_drop_that_batch_only(
+) {
+    check_recovery_after(
+        |segment, last| {
+            let mut bytes = std::fs::read(segment).expect("read the segment");
+            // Inside the records, past the 61-byte header: only the CRC can notice.
+            let at = (last.position + 61 + (last.length - 61) / 2) as usize;
+            bytes[at] ^= 0x5a;
+            std::fs::write(segment, &bytes).expect("write the damaged segment");
+            eprintln!(
+                "flipped byte {at} of {} (last batch {last:?})",
+                segment.display()
+            );
+        },
+        "flipped",
+    );
+}

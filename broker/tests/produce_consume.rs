@@ -1,0 +1,380 @@
+//! Produce and consume through the real broker with librdkafka: every compression codec,
+//! ordering, headers, timestamps, ListOffsets (by timestamp, earliest, latest) and long polling.
+
+mod common;
+
+use std::collections::{BTreeMap, HashMap};
+use std::thread;
+use std::time::Duration;
+
+use common::{
+    assign_all, consume_exactly, consumer, create_topic, flush, producer, send, watermarks, Broker,
+};
+use rdkafka::consumer::Consumer;
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
+use rdkafka::producer::BaseRecord;
+use rdkafka::{Offset, Timestamp, TopicPartitionList};
+
+const CODECS: [&str; 5] = ["none", "gzip", "snappy", "lz4", "zstd"];
+const RECORDS_PER_CODEC: usize = 20_000;
+const PARTITIONS: i32 = 6;
+const KEYS: usize = 600;
+/// CreateTime of record `seq` is `BASE_TIMESTAMP_MS + seq` (2024-01-01T00:00:00Z + seq ms).
+const BASE_TIMESTAMP_MS: i64 = 1_704_067_200_000;
+
+/// What record number `seq` (0-based, global across codecs) must look like.
+struct Expected {
+    key: String,
+    value: Vec<u8>,
+    timestamp_ms: i64,
+}
+
+fn expected(seq: usize) -> Expected {
+    let key = format!("key-{:04}", seq % KEYS);
+    // Repetitive text so every codec actually compresses, plus the sequence number so no two
+    // values are equal.
+    let value = format!(
+        "value {seq:08} of {key}; {}",
+        "odradek ".repeat(seq % 17 + 3)
+    )
+    .into_bytes();
+    Expected {
+        key,
+        value,
+        timestamp_ms: BASE_TIMESTAMP_MS + seq as i64,
+    }
+}
+
+fn expected_headers(seq: usize, codec: &str) -> Vec<(String, Option<Vec<u8>>)> {
+    vec![
+        ("seq".to_string(), Some(seq.to_string().into_bytes())),
+        ("codec".to_string(), Some(codec.as_bytes().to_vec())),
+        ("empty".to_string(), Some(Vec::new())),
+        ("null".to_string(), None),
+        // A repeated header key is legal in Kafka and must keep its order.
+        ("seq".to_string(), Some(format!("again-{seq}").into_bytes())),
+    ]
+}
+
+fn headers_of(message: &OwnedMessage) -> Vec<(String, Option<Vec<u8>>)> {
+    match message.headers() {
+        None => Vec::new(),
+        Some(headers) => headers
+            .iter()
+            .map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec)))
+            .collect(),
+    }
+}
+
+fn seq_of(message: &OwnedMessage) -> usize {
+    let headers = message.headers().unwrap_or_else(|| {
+        panic!(
+            "record at {}/{} has no headers",
+            message.partition(),
+            message.offset()
+        )
+    });
+    let seq = headers.get(0);
+    assert_eq!(
+        seq.key,
+        "seq",
+        "first header of {}/{}",
+        message.partition(),
+        message.offset()
+    );
+    std::str::from_utf8(seq.value.expect("seq header has a value"))
+        .expect("seq header is UTF-8")
+        .parse()
+        .expect("seq header is a number")
+}
+
+#[test]
+fn given_six_partition_topic_when_100k_keyed_records_with_headers_produced_under_every_codec_should_consume_all_intact_and_in_order(
+) {
+    let broker = Broker::start();
+    let topic = "codecs";
+    create_topic(&broker.bootstrap(), topic, PARTITIONS, &[]);
+
+    // Produce codec after codec with acks=all; each producer is flushed before the next one
+    // starts, so within a partition the global sequence number must only grow.
+    let mut delivered: HashMap<usize, (i32, i64)> = HashMap::new();
+    for (codec_index, codec) in CODECS.iter().enumerate() {
+        let (producer, log) = producer(
+            &broker.bootstrap(),
+            &[
+                ("compression.type", codec),
+                ("linger.ms", "20"),
+                ("batch.num.messages", "2000"),
+            ],
+        );
+        for i in 0..RECORDS_PER_CODEC {
+            let seq = codec_index * RECORDS_PER_CODEC + i;
+            let record = expected(seq);
+            let mut headers = OwnedHeaders::new();
+            for (key, value) in expected_headers(seq, codec) {
+                headers = headers.insert(Header {
+                    key: &key,
+                    value: value.as_deref(),
+                });
+            }
+            send(
+                &producer,
+                BaseRecord::with_opaque_to(topic, seq)
+                    .key(&record.key)
+                    .payload(&record.value)
+                    .headers(headers)
+                    .timestamp(record.timestamp_ms),
+            )
+            .unwrap_or_else(|e| panic!("queue record {seq} ({codec}): {e}"));
+        }
+        flush(&producer);
+        let failed = log.failed();
+        assert!(
+            failed.is_empty(),
+            "{codec}: {} of {RECORDS_PER_CODEC} records failed, first: {:?}",
+            failed.len(),
+            &failed[..failed.len().min(5)]
+        );
+        let acked = log.acked();
+        assert_eq!(
+            acked.len(),
+            RECORDS_PER_CODEC,
+            "{codec}: every record acknowledged"
+        );
+        for ack in acked {
+            delivered.insert(ack.id, (ack.partition, ack.offset));
+        }
+    }
+    let total = CODECS.len() * RECORDS_PER_CODEC;
+    assert_eq!(delivered.len(), total);
+
+    // The high watermarks add up to what was produced.
+    let reader = consumer(&broker.bootstrap(), &[]);
+    let mut high_sum = 0;
+    for partition in 0..PARTITIONS {
+        let (low, high) = watermarks(&reader, topic, partition);
+        assert_eq!(low, 0, "partition {partition} log start offset");
+        high_sum += high;
+    }
+    assert_eq!(high_sum, total as i64, "sum of high watermarks");
+
+    assign_all(&reader, topic, PARTITIONS, Offset::Beginning);
+    let messages = consume_exactly(&reader, total, Duration::from_secs(180));
+
+    let mut next_offset: BTreeMap<i32, i64> = BTreeMap::new();
+    let mut last_seq_of_partition: HashMap<i32, usize> = HashMap::new();
+    let mut last_seq_of_key: HashMap<Vec<u8>, usize> = HashMap::new();
+    let mut partition_of_key: HashMap<Vec<u8>, i32> = HashMap::new();
+    let mut seen = vec![false; total];
+    for message in &messages {
+        let partition = message.partition();
+        let offset = message.offset();
+        let where_ = format!("{topic}/{partition}@{offset}");
+        assert_eq!(message.topic(), topic);
+
+        // Offsets in a partition are contiguous from 0: no gap, no repeat.
+        let expected_offset = next_offset.entry(partition).or_insert(0);
+        assert_eq!(
+            offset, *expected_offset,
+            "{where_}: offsets must be contiguous"
+        );
+        *expected_offset += 1;
+
+        let seq = seq_of(message);
+        assert!(seq < total, "{where_}: seq {seq} out of range");
+        assert!(!seen[seq], "{where_}: seq {seq} delivered twice");
+        seen[seq] = true;
+        assert_eq!(
+            delivered[&seq],
+            (partition, offset),
+            "{where_}: record {seq} is not where its delivery report put it"
+        );
+
+        let want = expected(seq);
+        let codec = CODECS[seq / RECORDS_PER_CODEC];
+        assert_eq!(
+            message.key(),
+            Some(want.key.as_bytes()),
+            "{where_}: key of {seq}"
+        );
+        assert_eq!(
+            message.payload(),
+            Some(&want.value[..]),
+            "{where_}: value of {seq}"
+        );
+        assert_eq!(
+            headers_of(message),
+            expected_headers(seq, codec),
+            "{where_}: headers of {seq}"
+        );
+        assert_eq!(
+            message.timestamp(),
+            Timestamp::CreateTime(want.timestamp_ms),
+            "{where_}: timestamp of {seq}"
+        );
+
+        if let Some(previous) = last_seq_of_partition.insert(partition, seq) {
+            assert!(
+                previous < seq,
+                "{where_}: partition order broken: {previous} then {seq}"
+            );
+        }
+        let key = want.key.into_bytes();
+        if let Some(previous) = last_seq_of_key.insert(key.clone(), seq) {
+            assert!(
+                previous < seq,
+                "{where_}: key order broken: {previous} then {seq}"
+            );
+        }
+        let first_partition = *partition_of_key.entry(key).or_insert(partition);
+        assert_eq!(
+            first_partition, partition,
+            "{where_}: one key, one partition"
+        );
+    }
+    assert!(seen.iter().all(|s| *s), "every record consumed");
+    assert_eq!(
+        next_offset.len(),
+        PARTITIONS as usize,
+        "600 keys must land on all {PARTITIONS} partitions"
+    );
+}
+
+#[test]
+fn given_records_with_known_timestamps_when_offsets_for_times_and_watermarks_asked_should_return_kafka_offsets(
+) {
+    let broker = Broker::start();
+    let topic = "times";
+    create_topic(&broker.bootstrap(), topic, 2, &[]);
+
+    // Partition 0: ten records, one batch each, timestamps 1000, 2000, ..., 10000 ms after base.
+    let (producer, log) = producer(&broker.bootstrap(), &[("linger.ms", "0")]);
+    for i in 0..10usize {
+        let value = format!("t{i}");
+        send(
+            &producer,
+            BaseRecord::with_opaque_to(topic, i)
+                .partition(0)
+                .payload(&value)
+                .key("k")
+                .timestamp(BASE_TIMESTAMP_MS + 1000 * (i as i64 + 1)),
+        )
+        .expect("queue");
+        flush(&producer);
+    }
+    assert!(log.failed().is_empty(), "failed: {:?}", log.failed());
+    assert_eq!(log.acked_count(), 10);
+
+    let reader = consumer(&broker.bootstrap(), &[]);
+    assert_eq!(
+        watermarks(&reader, topic, 0),
+        (0, 10),
+        "partition 0 watermarks"
+    );
+    assert_eq!(
+        watermarks(&reader, topic, 1),
+        (0, 0),
+        "empty partition 1 watermarks"
+    );
+
+    let cases: [(i64, i64); 5] = [
+        // Earlier than everything: the first offset.
+        (BASE_TIMESTAMP_MS, 0),
+        // Exactly a record's timestamp: that record.
+        (BASE_TIMESTAMP_MS + 1000, 0),
+        (BASE_TIMESTAMP_MS + 4000, 3),
+        // Between two records: the first record at or after it.
+        (BASE_TIMESTAMP_MS + 4500, 4),
+        (BASE_TIMESTAMP_MS + 10_000, 9),
+    ];
+    for (timestamp, want) in cases {
+        let mut query = TopicPartitionList::new();
+        query
+            .add_partition_offset(topic, 0, Offset::Offset(timestamp))
+            .expect("add partition");
+        let answer = reader
+            .offsets_for_times(query, common::CLIENT_TIMEOUT)
+            .unwrap_or_else(|e| panic!("offsets_for_times({timestamp}): {e}"));
+        let element = answer
+            .find_partition(topic, 0)
+            .expect("partition 0 in the answer");
+        assert_eq!(
+            element.offset(),
+            Offset::Offset(want),
+            "offset for timestamp base+{}",
+            timestamp - BASE_TIMESTAMP_MS
+        );
+    }
+
+    // Later than every record: Kafka answers offset -1 (librdkafka shows it as End).
+    let mut query = TopicPartitionList::new();
+    query
+        .add_partition_offset(topic, 0, Offset::Offset(BASE_TIMESTAMP_MS + 60_000))
+        .expect("add partition");
+    let answer = reader
+        .offsets_for_times(query, common::CLIENT_TIMEOUT)
+        .expect("offsets_for_times past the end");
+    let element = answer
+        .find_partition(topic, 0)
+        .expect("partition 0 in the answer");
+    assert_eq!(
+        element.offset(),
+        Offset::End,
+        "timestamp after the last record"
+    );
+
+    // Reading from the offset found by timestamp returns that record.
+    let mut from = TopicPartitionList::new();
+    from.add_partition_offset(topic, 0, Offset::Offset(4))
+        .expect("add partition");
+    reader.assign(&from).expect("assign");
+    let got = consume_exactly(&reader, 6, Duration::from_secs(30));
+    let values: Vec<&[u8]> = got.iter().map(|m| m.payload().expect("payload")).collect();
+    assert_eq!(values, [&b"t4"[..], b"t5", b"t6", b"t7", b"t8", b"t9"]);
+}
+
+#[test]
+fn given_consumer_long_polling_an_empty_partition_when_a_record_is_produced_should_receive_it_before_max_wait(
+) {
+    let broker = Broker::start();
+    let topic = "longpoll";
+    create_topic(&broker.bootstrap(), topic, 1, &[]);
+
+    // fetch.wait.max.ms is 60 s and we give up after 30 s: a fetch that the append does not wake
+    // would return only after 60 s and fail here. 29 s of slack over the 1 s produce delay is no
+    // timing assertion, only a check that the waiter is woken.
+    let reader = consumer(
+        &broker.bootstrap(),
+        &[
+            ("fetch.wait.max.ms", "60000"),
+            ("socket.timeout.ms", "120000"),
+        ],
+    );
+    assign_all(&reader, topic, 1, Offset::Beginning);
+    // Let the consumer reach its first (waiting) fetch; nothing must arrive from an empty log.
+    let early = common::drain_for(&reader, Duration::from_secs(2));
+    assert!(
+        early.is_empty(),
+        "an empty partition returned {} records",
+        early.len()
+    );
+
+    let bootstrap = broker.bootstrap();
+    let writer = thread::spawn(move || {
+        thread::sleep(Duration::from_secs(1));
+        let (producer, log) = producer(&bootstrap, &[]);
+        send(
+            &producer,
+            BaseRecord::with_opaque_to(topic, 0)
+                .key("k")
+                .payload("wake up"),
+        )
+        .expect("queue");
+        flush(&producer);
+        assert_eq!(log.acked_count(), 1, "produce failed: {:?}", log.failed());
+    });
+    let got = consume_exactly(&reader, 1, Duration::from_secs(30));
+    writer.join().expect("producer thread");
+    assert_eq!(got[0].payload(), Some(&b"wake up"[..]));
+    assert_eq!(got[0].offset(), 0);
+}

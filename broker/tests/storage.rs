@@ -1,0 +1,198 @@
+//! The storage engine seen through the broker: size-based retention and the O_DIRECT segment
+//! descriptor.
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::{
+    assign_all, consume_exactly, consumer, create_topic, dir_size_bytes, flush, producer, send,
+    watermarks, Broker,
+};
+use rdkafka::message::Message;
+use rdkafka::producer::BaseRecord;
+use rdkafka::Offset;
+
+const MIB: u64 = 1024 * 1024;
+/// O_DIRECT on x86_64 and most other Linux architectures (asm-generic); arm64 uses 0o200000.
+#[cfg(target_arch = "aarch64")]
+const O_DIRECT: u64 = 0o200000;
+#[cfg(not(target_arch = "aarch64"))]
+const O_DIRECT: u64 = 0o40000;
+
+/// 1 KiB of bytes that do not compress, distinct per record.
+fn kib_value(id: usize) -> Vec<u8> {
+    let mut state = (id as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    (0..1024)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect()
+}
+
+#[test]
+fn given_topic_with_small_segments_and_retention_bytes_when_24_mib_produced_should_delete_old_segments_and_keep_high_watermark(
+) {
+    let broker = Broker::start_with(&[("log.retention.check.interval.ms", "1000")]);
+    let topic = "retained";
+    create_topic(
+        &broker.bootstrap(),
+        topic,
+        1,
+        &[("segment.bytes", "1048576"), ("retention.bytes", "4194304")],
+    );
+
+    let records = 24 * 1024; // 24 MiB of values
+    let (producer, log) = producer(
+        &broker.bootstrap(),
+        &[("linger.ms", "5"), ("compression.type", "none")],
+    );
+    for id in 0..records {
+        let value = kib_value(id);
+        send(
+            &producer,
+            BaseRecord::<str, _, usize>::with_opaque_to(topic, id)
+                .partition(0)
+                .payload(&value),
+        )
+        .expect("queue");
+    }
+    flush(&producer);
+    assert!(
+        log.failed().is_empty(),
+        "failed: {:?}",
+        &log.failed()[..log.failed().len().min(5)]
+    );
+    let offset_of: HashMap<i64, usize> = log.acked().iter().map(|a| (a.offset, a.id)).collect();
+    assert_eq!(offset_of.len(), records);
+
+    let reader = consumer(&broker.bootstrap(), &[]);
+    let (_, high) = watermarks(&reader, topic, 0);
+    assert_eq!(high, records as i64, "high watermark after producing");
+
+    // Retention runs every second; give it a bounded while to catch up.
+    let partition_dir = broker.partition_dir(topic, 0);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (mut low, mut size) = (0, (u64::MAX, u64::MAX));
+    while Instant::now() < deadline {
+        low = watermarks(&reader, topic, 0).0;
+        size = dir_size_bytes(&partition_dir);
+        if low > 0 && size.0 < 12 * MIB && size.1 < 12 * MIB {
+            break;
+        }
+        thread::sleep(Duration::from_millis(500));
+    }
+    let (low_now, high_now) = watermarks(&reader, topic, 0);
+    assert_eq!(high_now, high, "retention must not move the high watermark");
+    assert!(
+        low > 0 && low_now >= low,
+        "the log start offset must move above 0 (is {low_now})"
+    );
+    assert!(
+        size.0 < 12 * MIB && size.1 < 12 * MIB,
+        "{} holds {} bytes ({} allocated), want well under 12 MiB; files: {:?}",
+        partition_dir.display(),
+        size.0,
+        size.1,
+        common::segment_files(&partition_dir)
+    );
+    // retention.bytes is a floor of what stays: at least 4 MiB of the newest records remain.
+    assert!(
+        (high_now - low_now) as u64 * 1024 >= 4 * MIB - MIB,
+        "retention deleted too much: only offsets {low_now}..{high_now} remain"
+    );
+
+    // Consuming from the beginning starts at the new log start offset, with the right record.
+    assign_all(&reader, topic, 1, Offset::Beginning);
+    let first = consume_exactly(&reader, 1, Duration::from_secs(30));
+    assert_eq!(
+        first[0].offset(),
+        low_now,
+        "the first record served is the log start offset"
+    );
+    let id = offset_of[&low_now];
+    assert_eq!(
+        first[0].payload(),
+        Some(&kib_value(id)[..]),
+        "record at the log start offset"
+    );
+}
+
+/// Open descriptors of `pid` that point at a `.log` file under `dir`: (path, flags from fdinfo).
+fn open_log_descriptors(pid: u32, dir: &Path) -> Vec<(PathBuf, u64)> {
+    let dir = dir.canonicalize().expect("canonical data directory");
+    let mut found = Vec::new();
+    let fd_dir = format!("/proc/{pid}/fd");
+    for entry in std::fs::read_dir(&fd_dir).unwrap_or_else(|e| panic!("read {fd_dir}: {e}")) {
+        let entry = entry.expect("fd entry");
+        let Ok(target) = std::fs::read_link(entry.path()) else {
+            continue;
+        };
+        if !target.starts_with(&dir) || target.extension().is_none_or(|e| e != "log") {
+            continue;
+        }
+        let fd = entry.file_name().to_string_lossy().to_string();
+        let Ok(info) = std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{fd}")) else {
+            continue;
+        };
+        let flags = info
+            .lines()
+            .find_map(|l| l.strip_prefix("flags:"))
+            .map(|v| u64::from_str_radix(v.trim(), 8).expect("octal flags in fdinfo"))
+            .unwrap_or_else(|| panic!("no flags line in fdinfo of fd {fd}: {info}"));
+        found.push((target, flags));
+    }
+    found
+}
+
+#[test]
+fn given_records_appended_when_inspecting_the_open_segment_descriptor_should_carry_o_direct() {
+    let broker = Broker::start();
+    let topic = "direct";
+    create_topic(&broker.bootstrap(), topic, 1, &[]);
+    let (producer, log) = producer(&broker.bootstrap(), &[]);
+    for id in 0..200 {
+        let value = kib_value(id);
+        send(
+            &producer,
+            BaseRecord::<str, _, usize>::with_opaque_to(topic, id)
+                .partition(0)
+                .payload(&value),
+        )
+        .expect("queue");
+    }
+    flush(&producer);
+    assert_eq!(log.acked_count(), 200, "failed: {:?}", log.failed());
+
+    let partition_dir = broker
+        .partition_dir(topic, 0)
+        .canonicalize()
+        .expect("partition directory");
+    let active = common::segment_files(&partition_dir)
+        .last()
+        .cloned()
+        .unwrap_or_else(|| panic!("no segment in {}", partition_dir.display()));
+    let descriptors = open_log_descriptors(broker.pid(), broker.data_dir());
+    let on_active: Vec<&(PathBuf, u64)> =
+        descriptors.iter().filter(|(p, _)| *p == active).collect();
+    assert!(
+        !on_active.is_empty(),
+        "no open descriptor on the active segment {}; .log descriptors: {descriptors:?}",
+        active.display()
+    );
+    assert!(
+        on_active.iter().any(|(_, flags)| flags & O_DIRECT != 0),
+        "no descriptor of the active segment {} has O_DIRECT; flags: {:?}",
+        active.display(),
+        on_active
+            .iter()
+            .map(|(_, f)| format!("{f:o}"))
+            .collect::<Vec<_>>()
+    );
+}
