@@ -1,1 +1,142 @@
-fn main() {}
+//! `odradek`: a Kafka-wire-compatible broker, thread-per-core on io_uring.
+//!
+//! Layout:
+//! - [`config`], [`settings`]: the typed broker configuration and the table of its settings.
+//! - [`preflight`], [`signals`], [`server`]: process start, stop signals, one executor per shard.
+//! - [`shard_main`]: one shard's life (bind, mesh, partitions, accept, retention, stop).
+//! - [`shard`]: [`shard::ShardCtx`], what every handler gets.
+//! - [`router`], [`shard_msg`]: cross-shard calls over the channel mesh.
+//! - [`ids`]: typed ids and `shard_for`.
+//! - [`metadata`], [`registry`], [`control`], [`topic_config`]: topics: the snapshot every shard
+//!   reads, its file, the control plane on shard 0, topic configs.
+//! - [`handlers`]: one file per Kafka API and the one table of them; [`service`] plugs it into
+//!   `odradek-net`'s connection loop.
+//! - [`retention`]: the per-shard retention timer.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use clap::Parser;
+
+mod config;
+mod control;
+mod handlers;
+mod ids;
+mod metadata;
+mod preflight;
+mod registry;
+mod retention;
+mod router;
+mod server;
+mod service;
+mod settings;
+mod shard;
+mod shard_main;
+mod shard_msg;
+mod signals;
+mod topic_config;
+
+use config::BrokerConfig;
+
+/// A Kafka-wire-compatible broker, thread-per-core on io_uring.
+///
+/// Settings use Kafka's names (num.partitions, log.retention.ms, auto.create.topics.enable, …);
+/// README lists them. Later sources win: defaults, --config, --set, then the flags below.
+#[derive(Parser, Debug)]
+#[command(name = "odradek", version)]
+struct Cli {
+    /// Address every shard accepts Kafka connections on (port 0: any free port).
+    #[arg(long, value_name = "HOST:PORT")]
+    listen: Option<String>,
+    /// Address given to clients in Metadata (default: the listen address with the bound port).
+    #[arg(long, value_name = "HOST:PORT")]
+    advertise: Option<String>,
+    /// Data directory (Kafka's log.dirs).
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Number of shards, one per CPU (default: every available CPU).
+    #[arg(long, value_name = "N")]
+    cores: Option<usize>,
+    /// A Kafka server.properties file.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// One setting, e.g. --set num.partitions=6 (repeatable).
+    #[arg(long = "set", value_name = "NAME=VALUE")]
+    set: Vec<String>,
+}
+
+fn main() -> ExitCode {
+    init_logging();
+    // Before any thread starts, so that only the signal thread receives SIGTERM and SIGINT.
+    let signal_set = match signals::block_stop_signals() {
+        Ok(set) => set,
+        Err(error) => return fail(format!("cannot block stop signals: {error}")),
+    };
+    let cli = Cli::parse();
+    let (config, cores) = match build_config(&cli) {
+        Ok(config) => config,
+        Err(message) => return fail(message),
+    };
+    if let Err(error) = preflight::check() {
+        return fail(error.to_string());
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    if let Err(error) = signals::spawn_signal_thread(signal_set, Arc::clone(&stop)) {
+        return fail(format!("cannot start the signal thread: {error}"));
+    }
+    match server::run(config, cores, stop) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => fail(error.to_string()),
+    }
+}
+
+fn fail(message: String) -> ExitCode {
+    tracing::error!("{message}");
+    eprintln!("odradek: {message}");
+    ExitCode::FAILURE
+}
+
+fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // The "listening" line is how scripts learn the port: never filtered out.
+    let filter = match "odradek::ready=info".parse() {
+        Ok(directive) => filter.add_directive(directive),
+        Err(_) => filter,
+    };
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi)
+        .init();
+}
+
+/// Applies the config sources in order; an error names the bad setting.
+fn build_config(cli: &Cli) -> Result<(BrokerConfig, Option<usize>), String> {
+    let mut config = BrokerConfig::default();
+    if let Some(path) = &cli.config {
+        config.apply_file(path).map_err(|e| e.to_string())?;
+    }
+    for assignment in &cli.set {
+        config.apply_set(assignment).map_err(|e| e.to_string())?;
+    }
+    if let Some(listen) = &cli.listen {
+        (config.listen_host, config.listen_port) =
+            settings::listener(listen).map_err(|e| format!("--listen {listen}: {e}"))?;
+    }
+    if let Some(advertise) = &cli.advertise {
+        config.advertise = Some(
+            settings::listener(advertise).map_err(|e| format!("--advertise {advertise}: {e}"))?,
+        );
+    }
+    if let Some(dir) = &cli.data_dir {
+        config.data_dir = dir.clone();
+    }
+    if cli.cores == Some(0) {
+        return Err("--cores must be at least 1".into());
+    }
+    Ok((config, cli.cores))
+}

@@ -12,7 +12,11 @@ use kafka_protocol::protocol::{Decodable, Encodable};
 use crate::error::NetError;
 
 /// Decodes a request body of API `api_key` at `version`.
-pub fn decode_body<T: Decodable>(api_key: ApiKey, version: i16, body: Bytes) -> Result<T, NetError> {
+pub fn decode_body<T: Decodable>(
+    api_key: ApiKey,
+    version: i16,
+    body: Bytes,
+) -> Result<T, NetError> {
     let mut buf = body;
     T::decode(&mut buf, version).map_err(|e| NetError::Decode {
         what: "request body",
@@ -55,13 +59,17 @@ pub fn encode_response_with_header_version<T: Encodable>(
         reason: e.to_string(),
     };
     let response_header = ResponseHeader::default().with_correlation_id(header.correlation_id);
-    let header_len = response_header.compute_size(header_version).map_err(encode_err)?;
+    let header_len = response_header
+        .compute_size(header_version)
+        .map_err(encode_err)?;
     let body_len = response.compute_size(version).map_err(encode_err)?;
     let len = header_len + body_len;
     let len_i32 = i32::try_from(len).map_err(|_| NetError::ResponseTooLarge { len })?;
     let mut buf = BytesMut::with_capacity(4 + len);
     buf.put_i32(len_i32);
-    response_header.encode(&mut buf, header_version).map_err(encode_err)?;
+    response_header
+        .encode(&mut buf, header_version)
+        .map_err(encode_err)?;
     response.encode(&mut buf, version).map_err(encode_err)?;
     debug_assert_eq!(buf.len(), 4 + len, "compute_size disagrees with encode");
     Ok(buf.freeze())

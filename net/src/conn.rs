@@ -50,8 +50,13 @@ type Reply = Result<Option<Bytes>, NetError>;
 
 /// Serves one connection until the peer closes it, an error, or `shutdown` (then the requests
 /// already read are answered first). Logs why it closed.
-pub async fn serve_connection<T, S>(stream: T, peer: &str, service: Rc<S>, limits: ConnLimits, shutdown: Shutdown)
-where
+pub async fn serve_connection<T, S>(
+    stream: T,
+    peer: &str,
+    service: Rc<S>,
+    limits: ConnLimits,
+    shutdown: Shutdown,
+) where
     T: AsyncRead + AsyncWrite + Unpin + 'static,
     S: Service,
 {
@@ -99,7 +104,11 @@ where
         };
         let Some(frame) = frame else { return Ok(()) };
         let decoded = decode_request_header(frame)?;
-        let request = Request { api_key: decoded.api_key, header: decoded.header, body: decoded.body };
+        let request = Request {
+            api_key: decoded.api_key,
+            header: decoded.header,
+            body: decoded.body,
+        };
         let task = glommio::spawn_local(Rc::clone(&service).call(request)).detach();
         if tx.send(task).await.is_err() {
             return Ok(()); // The writer is gone: the connection is closing.
@@ -107,13 +116,27 @@ where
     }
 }
 
-async fn write_loop<W: AsyncWrite + Unpin>(mut writer: W, rx: LocalReceiver<JoinHandle<Reply>>) -> Result<(), NetError> {
+async fn write_loop<W: AsyncWrite + Unpin>(
+    mut writer: W,
+    rx: LocalReceiver<JoinHandle<Reply>>,
+) -> Result<(), NetError> {
     while let Some(task) = rx.recv().await {
         // `None` from the handle: the task was cancelled (the shard is stopping).
-        let Some(reply) = task.await else { return Ok(()) };
+        let Some(reply) = task.await else {
+            return Ok(());
+        };
         if let Some(frame) = reply? {
-            writer.write_all(&frame).await.map_err(|source| NetError::Io { op: "write response", source })?;
+            writer
+                .write_all(&frame)
+                .await
+                .map_err(|source| NetError::Io {
+                    op: "write response",
+                    source,
+                })?;
         }
     }
-    writer.close().await.map_err(|source| NetError::Io { op: "close", source })
+    writer.close().await.map_err(|source| NetError::Io {
+        op: "close",
+        source,
+    })
 }

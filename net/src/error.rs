@@ -10,7 +10,9 @@ pub enum NetError {
     Io { op: &'static str, source: io::Error },
     #[error("frame length {len} is negative")]
     NegativeFrameLength { len: i32 },
-    #[error("frame length {len} exceeds the limit of {max_bytes} bytes (socket.request.max.bytes)")]
+    #[error(
+        "frame length {len} exceeds the limit of {max_bytes} bytes (socket.request.max.bytes)"
+    )]
     FrameTooLarge { len: i32, max_bytes: usize },
     #[error("connection closed in the middle of a frame ({read} of {expected} bytes read)")]
     TruncatedFrame { read: usize, expected: usize },
@@ -21,9 +23,18 @@ pub enum NetError {
     #[error("unsupported version {version} of API key {api_key}")]
     UnsupportedVersion { api_key: i16, version: i16 },
     #[error("cannot decode the {what} of API key {api_key} v{version}: {reason}")]
-    Decode { what: &'static str, api_key: i16, version: i16, reason: String },
+    Decode {
+        what: &'static str,
+        api_key: i16,
+        version: i16,
+        reason: String,
+    },
     #[error("cannot encode the response of API key {api_key} v{version}: {reason}")]
-    Encode { api_key: i16, version: i16, reason: String },
+    Encode {
+        api_key: i16,
+        version: i16,
+        reason: String,
+    },
     #[error("response of {len} bytes does not fit a frame")]
     ResponseTooLarge { len: usize },
 }

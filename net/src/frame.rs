@@ -20,13 +20,19 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
         return Ok(None);
     }
     if got < prefix.len() {
-        return Err(NetError::TruncatedFrame { read: got, expected: prefix.len() });
+        return Err(NetError::TruncatedFrame {
+            read: got,
+            expected: prefix.len(),
+        });
     }
     let len = frame_length(i32::from_be_bytes(prefix), frame_bytes_max)?;
     let mut payload = BytesMut::zeroed(len);
     let got = read_full(reader, &mut payload).await?;
     if got < len {
-        return Err(NetError::TruncatedFrame { read: got, expected: len });
+        return Err(NetError::TruncatedFrame {
+            read: got,
+            expected: len,
+        });
     }
     Ok(Some(payload.freeze()))
 }
@@ -37,19 +43,28 @@ pub fn frame_length(len: i32, frame_bytes_max: usize) -> Result<usize, NetError>
         return Err(NetError::NegativeFrameLength { len });
     };
     if len_usize > frame_bytes_max {
-        return Err(NetError::FrameTooLarge { len, max_bytes: frame_bytes_max });
+        return Err(NetError::FrameTooLarge {
+            len,
+            max_bytes: frame_bytes_max,
+        });
     }
     Ok(len_usize)
 }
 
 /// Fills `buf` unless the stream ends first; returns the number of bytes read.
-async fn read_full<R: AsyncRead + Unpin>(reader: &mut R, buf: &mut [u8]) -> Result<usize, NetError> {
+async fn read_full<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    buf: &mut [u8],
+) -> Result<usize, NetError> {
     let mut filled = 0;
     while filled < buf.len() {
         let n = reader
             .read(&mut buf[filled..])
             .await
-            .map_err(|source| NetError::Io { op: "read frame", source })?;
+            .map_err(|source| NetError::Io {
+                op: "read frame",
+                source,
+            })?;
         if n == 0 {
             break;
         }
@@ -88,7 +103,10 @@ mod tests {
         let bytes = frame(b"hello world");
         for cut in 1..bytes.len() {
             let err = read(&bytes[..cut], 100).expect_err("truncated");
-            assert!(matches!(err, NetError::TruncatedFrame { .. }), "cut {cut}: {err}");
+            assert!(
+                matches!(err, NetError::TruncatedFrame { .. }),
+                "cut {cut}: {err}"
+            );
         }
     }
 

@@ -27,8 +27,9 @@ pub fn decode_request_header(frame: Bytes) -> Result<DecodedHeader, NetError> {
     let mut peek = &frame[..4];
     let api_key_raw = peek.get_i16();
     let api_version = peek.get_i16();
-    let api_key =
-        ApiKey::try_from(api_key_raw).map_err(|()| NetError::UnknownApiKey { api_key: api_key_raw })?;
+    let api_key = ApiKey::try_from(api_key_raw).map_err(|()| NetError::UnknownApiKey {
+        api_key: api_key_raw,
+    })?;
     let header_version = api_key.request_header_version(api_version);
     let mut buf = frame;
     let header = RequestHeader::decode(&mut buf, header_version).map_err(|e| NetError::Decode {
@@ -37,7 +38,11 @@ pub fn decode_request_header(frame: Bytes) -> Result<DecodedHeader, NetError> {
         version: api_version,
         reason: e.to_string(),
     })?;
-    Ok(DecodedHeader { api_key, header, body: buf })
+    Ok(DecodedHeader {
+        api_key,
+        header,
+        body: buf,
+    })
 }
 
 #[cfg(test)]
@@ -53,14 +58,20 @@ mod tests {
             .with_correlation_id(42)
             .with_client_id(Some(StrBytes::from_static_str("test-client")));
         let mut buf = BytesMut::new();
-        header.encode(&mut buf, api_key.request_header_version(version)).expect("encode");
+        header
+            .encode(&mut buf, api_key.request_header_version(version))
+            .expect("encode");
         buf.extend_from_slice(b"BODY");
         buf.freeze()
     }
 
     #[test]
     fn round_trip_v1_and_v2_headers() {
-        for (key, version) in [(ApiKey::Metadata, 1), (ApiKey::Metadata, 12), (ApiKey::ApiVersions, 3)] {
+        for (key, version) in [
+            (ApiKey::Metadata, 1),
+            (ApiKey::Metadata, 12),
+            (ApiKey::ApiVersions, 3),
+        ] {
             let decoded = decode_request_header(encoded(key, version)).expect("decode");
             assert_eq!(decoded.api_key, key);
             assert_eq!(decoded.header.request_api_version, version);
@@ -76,7 +87,10 @@ mod tests {
             let full = encoded(key, version);
             let header_len = full.len() - 4;
             for cut in 0..header_len {
-                assert!(decode_request_header(full.slice(..cut)).is_err(), "cut {cut}");
+                assert!(
+                    decode_request_header(full.slice(..cut)).is_err(),
+                    "cut {cut}"
+                );
             }
         }
     }

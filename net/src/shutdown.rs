@@ -14,7 +14,9 @@ pub struct Shutdown {
 
 impl Default for Shutdown {
     fn default() -> Self {
-        Shutdown { gate: Rc::new(Semaphore::new(0)) }
+        Shutdown {
+            gate: Rc::new(Semaphore::new(0)),
+        }
     }
 }
 

@@ -1,0 +1,38 @@
+//! CreatePartitions: raise topics' partition counts (through the control plane on shard 0).
+
+use std::rc::Rc;
+
+use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
+use kafka_protocol::messages::{
+    ApiKey, CreatePartitionsRequest, CreatePartitionsResponse, RequestHeader,
+};
+
+use super::util::str_bytes;
+use crate::control::{self, ControlRequest};
+use crate::shard::ShardCtx;
+
+pub const API_KEY: ApiKey = ApiKey::CreatePartitions;
+pub const VERSIONS: (i16, i16) = (0, 3);
+
+pub async fn handle(
+    ctx: &Rc<ShardCtx>,
+    _header: &RequestHeader,
+    request: CreatePartitionsRequest,
+) -> CreatePartitionsResponse {
+    let mut results = Vec::with_capacity(request.topics.len());
+    for topic in request.topics {
+        let change = ControlRequest::CreatePartitions {
+            name: topic.name.0.to_string(),
+            count: topic.count,
+            validate_only: request.validate_only,
+        };
+        let result = CreatePartitionsTopicResult::default().with_name(topic.name);
+        results.push(match control::call(ctx, change).await {
+            Ok(_) => result,
+            Err(error) => result
+                .with_error_code(error.code())
+                .with_error_message(Some(str_bytes(&error.message))),
+        });
+    }
+    CreatePartitionsResponse::default().with_results(results)
+}

@@ -1,0 +1,135 @@
+//! CreateTopics: new topics with a partition count and config overrides, or just a check
+//! (`validate_only`). Each topic is created by the control plane on shard 0.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::rc::Rc;
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::create_topics_request::CreatableTopic;
+use kafka_protocol::messages::create_topics_response::{
+    CreatableTopicConfigs, CreatableTopicResult,
+};
+use kafka_protocol::messages::{ApiKey, CreateTopicsRequest, CreateTopicsResponse, RequestHeader};
+
+use super::util::str_bytes;
+use crate::control::{self, ControlError, ControlRequest};
+use crate::shard::ShardCtx;
+use crate::topic_config;
+
+pub const API_KEY: ApiKey = ApiKey::CreateTopics;
+pub const VERSIONS: (i16, i16) = (2, 7);
+
+pub async fn handle(
+    ctx: &Rc<ShardCtx>,
+    header: &RequestHeader,
+    request: CreateTopicsRequest,
+) -> CreateTopicsResponse {
+    let mut seen = BTreeSet::new();
+    let duplicates: BTreeSet<String> = request
+        .topics
+        .iter()
+        .map(|t| t.name.0.to_string())
+        .filter(|n| !seen.insert(n.clone()))
+        .collect();
+    let mut results = Vec::with_capacity(request.topics.len());
+    for topic in request.topics {
+        let name = topic.name.clone();
+        let result = if duplicates.contains(name.0.as_str()) {
+            Err(ControlError::new(
+                ResponseError::InvalidRequest,
+                "topic named more than once in the request",
+            ))
+        } else {
+            create_one(ctx, topic, request.validate_only).await
+        };
+        let result = match result {
+            Ok(result) => result,
+            Err(error) => CreatableTopicResult::default()
+                .with_error_code(error.code())
+                .with_error_message(Some(str_bytes(&error.message)))
+                .with_num_partitions(-1)
+                .with_replication_factor(-1),
+        };
+        results.push(result.with_name(name));
+    }
+    let _ = header;
+    CreateTopicsResponse::default().with_topics(results)
+}
+
+async fn create_one(
+    ctx: &Rc<ShardCtx>,
+    topic: CreatableTopic,
+    validate_only: bool,
+) -> Result<CreatableTopicResult, ControlError> {
+    let partitions = partition_count(ctx, &topic)?;
+    if topic.replication_factor != -1 && topic.replication_factor != 1 {
+        let message = format!(
+            "replication factor {} on a single node (only 1)",
+            topic.replication_factor
+        );
+        return Err(ControlError::new(
+            ResponseError::InvalidReplicationFactor,
+            message,
+        ));
+    }
+    let mut configs = BTreeMap::new();
+    for config in &topic.configs {
+        let Some(value) = &config.value else {
+            return Err(ControlError::new(
+                ResponseError::InvalidConfig,
+                format!("null value for `{}`", config.name),
+            ));
+        };
+        configs.insert(config.name.to_string(), value.to_string());
+    }
+    let name = topic.name.0.to_string();
+    let request = ControlRequest::CreateTopic {
+        name,
+        partitions,
+        configs,
+        validate_only,
+    };
+    let meta = control::call(ctx, request).await?;
+    let entries = topic_config::describe(&ctx.config, &meta.configs)
+        .into_iter()
+        .map(|e| {
+            CreatableTopicConfigs::default()
+                .with_name(str_bytes(e.def.name))
+                .with_value(Some(str_bytes(&e.value)))
+                .with_config_source(e.source as i8)
+        })
+        .collect();
+    Ok(CreatableTopicResult::default()
+        .with_topic_id(meta.id)
+        .with_num_partitions(meta.partitions)
+        .with_replication_factor(1)
+        .with_configs(Some(entries)))
+}
+
+/// `num_partitions` (-1: the broker default), or the size of an explicit assignment.
+fn partition_count(ctx: &ShardCtx, topic: &CreatableTopic) -> Result<i32, ControlError> {
+    if topic.assignments.is_empty() {
+        return Ok(if topic.num_partitions == -1 {
+            ctx.config.num_partitions as i32
+        } else {
+            topic.num_partitions
+        });
+    }
+    if topic.num_partitions != -1 {
+        return Err(ControlError::new(
+            ResponseError::InvalidRequest,
+            "both num_partitions and assignments given",
+        ));
+    }
+    let node = ctx.config.node_id;
+    let valid = topic.assignments.iter().enumerate().all(|(i, a)| {
+        a.partition_index == i as i32 && a.broker_ids.len() == 1 && a.broker_ids[0].0 == node
+    });
+    if !valid {
+        return Err(ControlError::new(
+            ResponseError::InvalidReplicaAssignment,
+            format!("only node {node} exists"),
+        ));
+    }
+    Ok(topic.assignments.len() as i32)
+}

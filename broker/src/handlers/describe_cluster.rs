@@ -1,0 +1,44 @@
+//! DescribeCluster: this node, as the only broker and the controller. Runs on any shard.
+
+use std::rc::Rc;
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
+use kafka_protocol::messages::{
+    ApiKey, BrokerId, DescribeClusterRequest, DescribeClusterResponse, RequestHeader,
+};
+
+use super::util::str_bytes;
+use crate::shard::ShardCtx;
+
+pub const API_KEY: ApiKey = ApiKey::DescribeCluster;
+pub const VERSIONS: (i16, i16) = (0, 1);
+
+/// `endpoint_type` 1: brokers (the only kind a single node has).
+const ENDPOINT_TYPE_BROKERS: i8 = 1;
+/// Kafka's "authorized operations not computed" sentinel.
+const OPERATIONS_UNKNOWN: i32 = i32::MIN;
+
+pub async fn handle(
+    ctx: &Rc<ShardCtx>,
+    _header: &RequestHeader,
+    request: DescribeClusterRequest,
+) -> DescribeClusterResponse {
+    let snapshot = ctx.metadata();
+    let node = BrokerId(snapshot.broker.node_id.0);
+    let response = DescribeClusterResponse::default()
+        .with_cluster_id(str_bytes(&snapshot.cluster_id))
+        .with_controller_id(node)
+        .with_endpoint_type(ENDPOINT_TYPE_BROKERS)
+        .with_cluster_authorized_operations(OPERATIONS_UNKNOWN);
+    if request.endpoint_type != ENDPOINT_TYPE_BROKERS {
+        return response
+            .with_error_code(ResponseError::UnsupportedEndpointType.code())
+            .with_error_message(Some(str_bytes("only broker endpoints are served")));
+    }
+    let broker = DescribeClusterBroker::default()
+        .with_broker_id(node)
+        .with_host(str_bytes(&snapshot.broker.host))
+        .with_port(i32::from(snapshot.broker.port));
+    response.with_brokers(vec![broker])
+}

@@ -1,0 +1,142 @@
+//! IncrementalAlterConfigs for TOPIC resources (SET, DELETE, APPEND, SUBTRACT), applied by the
+//! control plane on shard 0, which pushes the new log settings to the owning shards. Broker
+//! settings are static: altering them is refused with INVALID_CONFIG.
+
+use std::collections::BTreeMap;
+use std::rc::Rc;
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::incremental_alter_configs_request::{
+    AlterConfigsResource, AlterableConfig,
+};
+use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse;
+use kafka_protocol::messages::{
+    ApiKey, IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse, RequestHeader,
+};
+
+use super::describe_configs::{RESOURCE_BROKER, RESOURCE_TOPIC};
+use super::util::str_bytes;
+use crate::control::{self, ControlError, ControlRequest};
+use crate::shard::ShardCtx;
+
+pub const API_KEY: ApiKey = ApiKey::IncrementalAlterConfigs;
+pub const VERSIONS: (i16, i16) = (0, 1);
+
+const OP_SET: i8 = 0;
+const OP_DELETE: i8 = 1;
+const OP_APPEND: i8 = 2;
+const OP_SUBTRACT: i8 = 3;
+
+pub async fn handle(
+    ctx: &Rc<ShardCtx>,
+    _header: &RequestHeader,
+    request: IncrementalAlterConfigsRequest,
+) -> IncrementalAlterConfigsResponse {
+    let mut responses = Vec::with_capacity(request.resources.len());
+    for resource in request.resources {
+        let response = AlterConfigsResourceResponse::default()
+            .with_resource_type(resource.resource_type)
+            .with_resource_name(resource.resource_name.clone());
+        let result = alter_resource(ctx, resource, request.validate_only).await;
+        responses.push(match result {
+            Ok(()) => response,
+            Err(error) => response
+                .with_error_code(error.code())
+                .with_error_message(Some(str_bytes(&error.message))),
+        });
+    }
+    IncrementalAlterConfigsResponse::default().with_responses(responses)
+}
+
+async fn alter_resource(
+    ctx: &Rc<ShardCtx>,
+    resource: AlterConfigsResource,
+    validate_only: bool,
+) -> Result<(), ControlError> {
+    match resource.resource_type {
+        RESOURCE_TOPIC => {}
+        RESOURCE_BROKER => {
+            let message = "broker settings are static: set them with --config or --set and restart";
+            return Err(ControlError::new(ResponseError::InvalidConfig, message));
+        }
+        other => {
+            return Err(ControlError::new(
+                ResponseError::InvalidRequest,
+                format!("resource type {other} is not served"),
+            ))
+        }
+    }
+    let name = resource.resource_name.to_string();
+    let Some(meta) = ctx.metadata().topic(&name).cloned() else {
+        return Err(ControlError::new(
+            ResponseError::UnknownTopicOrPartition,
+            format!("topic '{name}' does not exist"),
+        ));
+    };
+    let mut configs = meta.configs;
+    for op in &resource.configs {
+        apply_op(&mut configs, op)?;
+    }
+    control::call(
+        ctx,
+        ControlRequest::SetTopicConfigs {
+            name,
+            configs,
+            validate_only,
+        },
+    )
+    .await
+    .map(|_| ())
+}
+
+fn apply_op(
+    configs: &mut BTreeMap<String, String>,
+    op: &AlterableConfig,
+) -> Result<(), ControlError> {
+    let name = op.name.to_string();
+    let value = op.value.as_ref().map(|v| v.to_string());
+    let invalid = |message: String| Err(ControlError::new(ResponseError::InvalidConfig, message));
+    match (op.config_operation, value) {
+        (OP_SET, Some(value)) => {
+            configs.insert(name, value);
+        }
+        (OP_DELETE, _) => {
+            configs.remove(&name);
+        }
+        (OP_APPEND, Some(value)) => {
+            let mut items = list(configs.get(&name));
+            items.extend(
+                list(Some(&value))
+                    .into_iter()
+                    .filter(|v| !items.contains(v))
+                    .collect::<Vec<_>>(),
+            );
+            configs.insert(name, items.join(","));
+        }
+        (OP_SUBTRACT, Some(value)) => {
+            let remove = list(Some(&value));
+            let items: Vec<String> = list(configs.get(&name))
+                .into_iter()
+                .filter(|v| !remove.contains(v))
+                .collect();
+            configs.insert(name, items.join(","));
+        }
+        (OP_SET | OP_APPEND | OP_SUBTRACT, None) => {
+            return invalid(format!("null value for `{name}`"))
+        }
+        (other, _) => return invalid(format!("unknown operation {other} on `{name}`")),
+    }
+    Ok(())
+}
+
+fn list(value: Option<&String>) -> Vec<String> {
+    value
+        .map(|v| {
+            v.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(String::from)
+                .collect()
+        })
+        .unwrap_or_default()
+}

@@ -1,0 +1,139 @@
+//! Metadata: brokers, the cluster id, and topics with their partitions (this node leads all).
+//!
+//! Unknown topics are created when the broker allows it (`auto.create.topics.enable`) and the
+//! client asks (v4+; always asked before v4), with `num.partitions` partitions, through the
+//! control plane on shard 0. Runs on any shard.
+
+use std::rc::Rc;
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::metadata_response::{
+    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
+use kafka_protocol::messages::{
+    ApiKey, BrokerId, MetadataRequest, MetadataResponse, RequestHeader,
+};
+use uuid::Uuid;
+
+use super::util::{str_bytes, topic_name};
+use crate::control::{self, validate_topic_name, ControlRequest};
+use crate::metadata::{MetadataSnapshot, TopicMeta};
+use crate::shard::ShardCtx;
+
+pub const API_KEY: ApiKey = ApiKey::Metadata;
+pub const VERSIONS: (i16, i16) = (0, 12);
+
+/// Kafka's "authorized operations not computed" sentinel.
+const OPERATIONS_UNKNOWN: i32 = i32::MIN;
+
+pub async fn handle(
+    ctx: &Rc<ShardCtx>,
+    header: &RequestHeader,
+    request: MetadataRequest,
+) -> MetadataResponse {
+    let version = header.request_api_version;
+    let allow_create =
+        ctx.config.auto_create_topics_enable && (version < 4 || request.allow_auto_topic_creation);
+    let snapshot = ctx.metadata();
+    let topics = match request.topics {
+        // v0: an empty list means every topic; v1+: null does.
+        Some(list) if !(version == 0 && list.is_empty()) => {
+            let mut topics = Vec::with_capacity(list.len());
+            for wanted in list {
+                let topic = match wanted.name {
+                    Some(name) => by_name(ctx, &snapshot, name.0.as_str(), allow_create).await,
+                    None => by_id(&snapshot, wanted.topic_id),
+                };
+                topics.push(topic);
+            }
+            topics
+        }
+        _ => snapshot
+            .topics
+            .values()
+            .map(|meta| describe_topic(&snapshot, meta))
+            .collect(),
+    };
+    response(&snapshot, topics)
+}
+
+async fn by_name(
+    ctx: &Rc<ShardCtx>,
+    snapshot: &MetadataSnapshot,
+    name: &str,
+    allow_create: bool,
+) -> MetadataResponseTopic {
+    if let Some(meta) = snapshot.topic(name) {
+        return describe_topic(snapshot, meta);
+    }
+    if let Err(error) = validate_topic_name(name) {
+        return topic_error(name, error.code());
+    }
+    if !allow_create {
+        return topic_error(name, ResponseError::UnknownTopicOrPartition.code());
+    }
+    let request = ControlRequest::CreateTopic {
+        name: name.to_string(),
+        partitions: ctx.config.num_partitions as i32,
+        configs: Default::default(),
+        validate_only: false,
+    };
+    match control::call(ctx, request).await {
+        Ok(meta) => describe_topic(snapshot, &meta),
+        // Created meanwhile by another request: the new snapshot has it.
+        Err(_) => match ctx.metadata().topic(name) {
+            Some(meta) => describe_topic(snapshot, meta),
+            None => topic_error(name, ResponseError::LeaderNotAvailable.code()),
+        },
+    }
+}
+
+fn by_id(snapshot: &MetadataSnapshot, id: Uuid) -> MetadataResponseTopic {
+    match snapshot.topic_by_id(&id) {
+        Some(meta) => describe_topic(snapshot, meta),
+        None => MetadataResponseTopic::default()
+            .with_topic_id(id)
+            .with_error_code(ResponseError::UnknownTopicId.code())
+            .with_topic_authorized_operations(OPERATIONS_UNKNOWN),
+    }
+}
+
+fn topic_error(name: &str, error_code: i16) -> MetadataResponseTopic {
+    MetadataResponseTopic::default()
+        .with_name(Some(topic_name(name)))
+        .with_error_code(error_code)
+        .with_topic_authorized_operations(OPERATIONS_UNKNOWN)
+}
+
+fn describe_topic(snapshot: &MetadataSnapshot, meta: &TopicMeta) -> MetadataResponseTopic {
+    let node = BrokerId(snapshot.broker.node_id.0);
+    let partitions = (0..meta.partitions)
+        .map(|index| {
+            MetadataResponsePartition::default()
+                .with_partition_index(index)
+                .with_leader_id(node)
+                .with_leader_epoch(0)
+                .with_replica_nodes(vec![node])
+                .with_isr_nodes(vec![node])
+        })
+        .collect();
+    MetadataResponseTopic::default()
+        .with_name(Some(topic_name(&meta.name)))
+        .with_topic_id(meta.id)
+        .with_partitions(partitions)
+        .with_topic_authorized_operations(OPERATIONS_UNKNOWN)
+}
+
+fn response(snapshot: &MetadataSnapshot, topics: Vec<MetadataResponseTopic>) -> MetadataResponse {
+    let node = BrokerId(snapshot.broker.node_id.0);
+    let broker = MetadataResponseBroker::default()
+        .with_node_id(node)
+        .with_host(str_bytes(&snapshot.broker.host))
+        .with_port(i32::from(snapshot.broker.port));
+    MetadataResponse::default()
+        .with_brokers(vec![broker])
+        .with_cluster_id(Some(str_bytes(&snapshot.cluster_id)))
+        .with_controller_id(node)
+        .with_topics(topics)
+        .with_cluster_authorized_operations(OPERATIONS_UNKNOWN)
+}

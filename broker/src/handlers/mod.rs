@@ -1,0 +1,199 @@
+//! One file per Kafka API, and THE table of every API this broker serves.
+//!
+//! Every handler file has the same shape: `API_KEY`, `VERSIONS` (the advertised range), and
+//! `handle(ctx, header, request) -> response` (parse → apply → encode: decoding and encoding
+//! happen here, in [`dispatch`]). ApiVersions is built from [`API_TABLE`]; an API key without a
+//! handler file is never advertised.
+//!
+//! Layout (the API each file serves; all run on the connection's shard, and hop to owning shards
+//! or to shard 0 where noted):
+//! - [`api_versions`], [`metadata`] (auto-create: shard 0), [`describe_cluster`]
+//! - [`create_topics`], [`delete_topics`], [`create_partitions`] (shard 0)
+//! - [`describe_configs`], [`incremental_alter_configs`] (alter: shard 0)
+//! - [`produce`], [`fetch`], [`list_offsets`], [`delete_records`] (owning shards)
+
+use std::rc::Rc;
+
+use bytes::Bytes;
+use kafka_protocol::messages::ApiKey;
+use odradek_net::{decode_body, encode_response, NetError, Request};
+
+use crate::shard::ShardCtx;
+
+pub mod api_versions;
+pub mod create_partitions;
+pub mod create_topics;
+pub mod delete_records;
+pub mod delete_topics;
+pub mod describe_cluster;
+pub mod describe_configs;
+pub mod fetch;
+pub mod incremental_alter_configs;
+pub mod list_offsets;
+pub mod metadata;
+pub mod produce;
+mod util;
+
+/// One served API and the version range advertised for it.
+#[derive(Clone, Copy, Debug)]
+pub struct ApiEntry {
+    pub key: ApiKey,
+    /// Advertised (inclusive). May start below what the codec decodes (old librdkafka checks
+    /// for exact old versions); those versions get UNSUPPORTED_VERSION.
+    pub versions: (i16, i16),
+}
+
+/// Every API this broker serves.
+pub const API_TABLE: &[ApiEntry] = &[
+    ApiEntry {
+        key: produce::API_KEY,
+        versions: produce::VERSIONS,
+    },
+    ApiEntry {
+        key: fetch::API_KEY,
+        versions: fetch::VERSIONS,
+    },
+    ApiEntry {
+        key: list_offsets::API_KEY,
+        versions: list_offsets::VERSIONS,
+    },
+    ApiEntry {
+        key: metadata::API_KEY,
+        versions: metadata::VERSIONS,
+    },
+    ApiEntry {
+        key: api_versions::API_KEY,
+        versions: api_versions::VERSIONS,
+    },
+    ApiEntry {
+        key: create_topics::API_KEY,
+        versions: create_topics::VERSIONS,
+    },
+    ApiEntry {
+        key: delete_topics::API_KEY,
+        versions: delete_topics::VERSIONS,
+    },
+    ApiEntry {
+        key: delete_records::API_KEY,
+        versions: delete_records::VERSIONS,
+    },
+    ApiEntry {
+        key: describe_configs::API_KEY,
+        versions: describe_configs::VERSIONS,
+    },
+    ApiEntry {
+        key: create_partitions::API_KEY,
+        versions: create_partitions::VERSIONS,
+    },
+    ApiEntry {
+        key: incremental_alter_configs::API_KEY,
+        versions: incremental_alter_configs::VERSIONS,
+    },
+    ApiEntry {
+        key: describe_cluster::API_KEY,
+        versions: describe_cluster::VERSIONS,
+    },
+];
+
+/// The table entry of `key`, if served.
+pub fn entry(key: ApiKey) -> Option<&'static ApiEntry> {
+    API_TABLE.iter().find(|e| e.key == key)
+}
+
+type Reply = Result<Option<Bytes>, NetError>;
+
+/// Decodes the body at the request's version, runs the handler, encodes its response.
+macro_rules! serve {
+    ($api:ident, $ctx:expr, $request:expr) => {{
+        let request = $request;
+        let version = request.header.request_api_version;
+        let body = decode_body(request.api_key, version, request.body)?;
+        let response = $api::handle($ctx, &request.header, body).await;
+        Ok(Some(encode_response(
+            request.api_key,
+            &request.header,
+            &response,
+        )?))
+    }};
+}
+
+/// Serves one request of a connection.
+pub async fn dispatch(ctx: &Rc<ShardCtx>, request: Request) -> Reply {
+    let key = request.api_key;
+    let version = request.header.request_api_version;
+    if key == ApiKey::ApiVersions {
+        return api_versions::respond(ctx, request).map(Some);
+    }
+    let Some(entry) = entry(key) else {
+        return Err(NetError::UnknownApiKey {
+            api_key: key as i16,
+        });
+    };
+    let (min, max) = entry.versions;
+    if version < min || version > max || version < key.valid_versions().min {
+        // Advertised but older than the codec (Produce 0–2, Fetch 0–3): Kafka answers these
+        // with UNSUPPORTED_VERSION; until a handler does, the connection is closed.
+        return Err(NetError::UnsupportedVersion {
+            api_key: key as i16,
+            version,
+        });
+    }
+    match key {
+        ApiKey::Produce => {
+            let body = decode_body(key, version, request.body)?;
+            match produce::handle(ctx, &request.header, body).await {
+                Some(response) => Ok(Some(encode_response(key, &request.header, &response)?)),
+                None => Ok(None),
+            }
+        }
+        ApiKey::Fetch => serve!(fetch, ctx, request),
+        ApiKey::ListOffsets => serve!(list_offsets, ctx, request),
+        ApiKey::Metadata => serve!(metadata, ctx, request),
+        ApiKey::CreateTopics => serve!(create_topics, ctx, request),
+        ApiKey::DeleteTopics => serve!(delete_topics, ctx, request),
+        ApiKey::DeleteRecords => serve!(delete_records, ctx, request),
+        ApiKey::DescribeConfigs => serve!(describe_configs, ctx, request),
+        ApiKey::CreatePartitions => serve!(create_partitions, ctx, request),
+        ApiKey::IncrementalAlterConfigs => serve!(incremental_alter_configs, ctx, request),
+        ApiKey::DescribeCluster => serve!(describe_cluster, ctx, request),
+        _ => Err(NetError::UnknownApiKey {
+            api_key: key as i16,
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_has_no_duplicates_and_sane_ranges() {
+        for (i, entry) in API_TABLE.iter().enumerate() {
+            assert!(entry.versions.0 <= entry.versions.1, "{:?}", entry.key);
+            assert!(
+                entry.versions.1 <= entry.key.valid_versions().max,
+                "{:?} beyond the codec",
+                entry.key
+            );
+            assert!(
+                API_TABLE[i + 1..].iter().all(|e| e.key != entry.key),
+                "{:?} twice",
+                entry.key
+            );
+        }
+    }
+
+    #[test]
+    fn old_librdkafka_finds_the_versions_it_checks() {
+        let has = |key: ApiKey, v: i16| {
+            entry(key).is_some_and(|e| e.versions.0 <= v && v <= e.versions.1)
+        };
+        for v in [0, 2, 3, 7] {
+            assert!(has(ApiKey::Produce, v), "Produce {v}");
+        }
+        for v in [2, 4, 10] {
+            assert!(has(ApiKey::Fetch, v), "Fetch {v}");
+        }
+        assert!(has(ApiKey::ListOffsets, 1));
+    }
+}

@@ -1,0 +1,74 @@
+//! The topic metadata every shard reads: an immutable snapshot, replaced whole by shard 0.
+
+use std::collections::{BTreeMap, HashMap};
+
+use uuid::Uuid;
+
+use crate::ids::NodeId;
+
+/// One topic as the registry knows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TopicMeta {
+    pub name: String,
+    pub id: Uuid,
+    pub partitions: i32,
+    /// Topic-level config overrides (Kafka names), validated when set.
+    pub configs: BTreeMap<String, String>,
+}
+
+/// The address clients are told to use.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BrokerEndpoint {
+    pub node_id: NodeId,
+    pub host: String,
+    pub port: u16,
+}
+
+/// Immutable topic metadata; shared across shards as `Arc<MetadataSnapshot>`.
+#[derive(Clone, Debug)]
+pub struct MetadataSnapshot {
+    /// Bumped by every change.
+    pub version: u64,
+    pub broker: BrokerEndpoint,
+    pub cluster_id: String,
+    pub topics: BTreeMap<String, TopicMeta>,
+    pub topic_names_by_id: HashMap<Uuid, String>,
+}
+
+impl MetadataSnapshot {
+    pub fn new(
+        version: u64,
+        broker: BrokerEndpoint,
+        cluster_id: String,
+        topics: BTreeMap<String, TopicMeta>,
+    ) -> Self {
+        let topic_names_by_id = topics.values().map(|t| (t.id, t.name.clone())).collect();
+        MetadataSnapshot {
+            version,
+            broker,
+            cluster_id,
+            topics,
+            topic_names_by_id,
+        }
+    }
+
+    pub fn topic(&self, name: &str) -> Option<&TopicMeta> {
+        self.topics.get(name)
+    }
+
+    pub fn topic_by_id(&self, id: &Uuid) -> Option<&TopicMeta> {
+        self.topic_names_by_id
+            .get(id)
+            .and_then(|name| self.topics.get(name))
+    }
+
+    /// A new snapshot with `topics` replaced and the version bumped.
+    pub fn with_topics(&self, topics: BTreeMap<String, TopicMeta>) -> MetadataSnapshot {
+        MetadataSnapshot::new(
+            self.version + 1,
+            self.broker.clone(),
+            self.cluster_id.clone(),
+            topics,
+        )
+    }
+}

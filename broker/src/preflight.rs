@@ -1,0 +1,69 @@
+//! Checks before any executor starts: the memlock limit and io_uring availability. glommio itself
+//! would exit the process with little explanation; these say what the operator should do.
+
+use nix::sys::resource::{getrlimit, setrlimit, Resource};
+
+/// glommio's minimum locked-memory limit.
+pub const MEMLOCK_BYTES_MIN: u64 = 512 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PreflightError {
+    #[error(
+        "the locked-memory limit is {soft_bytes} bytes and could not be raised to {MEMLOCK_BYTES_MIN} \
+         (hard limit {hard_bytes}); glommio needs at least 512 KiB: run `ulimit -l 512` or more before \
+         starting odradek, set LimitMEMLOCK=infinity in a systemd unit, or `--ulimit memlock=-1` in docker"
+    )]
+    Memlock { soft_bytes: u64, hard_bytes: u64 },
+    #[error("cannot read the memlock limit: {0}")]
+    Rlimit(nix::Error),
+    #[error("io_uring is disabled on this host (kernel.io_uring_disabled={0}): run `sysctl -w kernel.io_uring_disabled=0` as root")]
+    IoUringDisabled(String),
+}
+
+/// Runs every check; logs what it changed.
+pub fn check() -> Result<(), PreflightError> {
+    raise_memlock()?;
+    check_io_uring()
+}
+
+fn raise_memlock() -> Result<(), PreflightError> {
+    let (soft, hard) = getrlimit(Resource::RLIMIT_MEMLOCK).map_err(PreflightError::Rlimit)?;
+    if soft >= MEMLOCK_BYTES_MIN {
+        return Ok(());
+    }
+    // Raising the soft limit up to the hard one needs no privilege; past it needs CAP_SYS_RESOURCE.
+    let target = if hard >= MEMLOCK_BYTES_MIN {
+        hard
+    } else {
+        MEMLOCK_BYTES_MIN
+    };
+    match setrlimit(Resource::RLIMIT_MEMLOCK, target, hard.max(target)) {
+        Ok(()) => {
+            tracing::info!(
+                from_bytes = soft,
+                to_bytes = target,
+                "raised the memlock limit"
+            );
+            Ok(())
+        }
+        Err(_) => Err(PreflightError::Memlock {
+            soft_bytes: soft,
+            hard_bytes: hard,
+        }),
+    }
+}
+
+fn check_io_uring() -> Result<(), PreflightError> {
+    // Absent on kernels before 6.6: io_uring is then enabled unless a seccomp profile blocks it.
+    let Ok(text) = std::fs::read_to_string("/proc/sys/kernel/io_uring_disabled") else {
+        return Ok(());
+    };
+    match text.trim() {
+        "0" => Ok(()),
+        "1" => {
+            tracing::warn!("kernel.io_uring_disabled=1: only members of kernel.io_uring_group may use io_uring");
+            Ok(())
+        }
+        other => Err(PreflightError::IoUringDisabled(other.to_string())),
+    }
+}

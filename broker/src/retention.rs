@@ -1,0 +1,51 @@
+//! The retention timer of one shard: every `log.retention.check.interval.ms`, one retention pass
+//! over each partition the shard owns.
+
+use std::rc::Rc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use futures::future::{select, Either};
+use odradek_net::Shutdown;
+
+use crate::shard::ShardCtx;
+
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Runs until `shutdown`.
+pub async fn run(ctx: Rc<ShardCtx>, shutdown: Shutdown) {
+    let interval = Duration::from_millis(ctx.config.log_retention_check_interval_ms);
+    loop {
+        let tick = std::pin::pin!(glommio::timer::sleep(interval));
+        let stop = std::pin::pin!(shutdown.wait());
+        if let Either::Right(_) = select(tick, stop).await {
+            return;
+        }
+        pass(&ctx).await;
+    }
+}
+
+async fn pass(ctx: &ShardCtx) {
+    let logs: Vec<_> = ctx
+        .partitions
+        .borrow()
+        .iter()
+        .map(|(tp, log)| (tp.clone(), Rc::clone(log)))
+        .collect();
+    for (tp, log) in logs {
+        match log.enforce_retention(now_ms()).await {
+            Ok(outcome) if outcome.segments_deleted > 0 => tracing::info!(
+                partition = %tp,
+                segments = outcome.segments_deleted,
+                bytes = outcome.bytes_deleted,
+                log_start_offset = %outcome.log_start_offset,
+                "retention deleted segments"
+            ),
+            Ok(_) => {}
+            Err(error) => tracing::warn!(partition = %tp, %error, "retention pass failed"),
+        }
+    }
+}

@@ -1,0 +1,144 @@
+//! The process: pick CPUs, load the registry, start one pinned executor per shard, print the
+//! listening line once every shard is ready, and wait for them to stop.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize};
+use std::sync::mpsc;
+use std::sync::Arc;
+
+use glommio::{CpuSet, LocalExecutorBuilder, Placement};
+
+use crate::config::BrokerConfig;
+use crate::ids::ShardId;
+use crate::registry::{self, RegistryError};
+use crate::router;
+use crate::shard_main::{self, Shared, StartEvent};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot list the CPUs: {0}")]
+    Cpus(String),
+    #[error("--cores {wanted} but only {available} CPUs are available")]
+    TooManyCores { wanted: usize, available: usize },
+    #[error("cannot create the data directory {path}: {source}")]
+    DataDir {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    #[error("cannot start shard {shard}: {reason}")]
+    Shard { shard: usize, reason: String },
+    #[error("shard {shard} stopped abnormally")]
+    ShardPanicked { shard: usize },
+}
+
+/// The CPUs this process may run on, in order.
+fn available_cpus() -> Result<Vec<usize>, StartError> {
+    let online = CpuSet::online().map_err(|e| StartError::Cpus(e.to_string()))?;
+    let mut cpus: Vec<usize> = online.iter().map(|l| l.cpu).collect();
+    cpus.sort_unstable();
+    cpus.dedup();
+    Ok(cpus)
+}
+
+/// Runs the broker until every shard has stopped.
+pub fn run(
+    config: BrokerConfig,
+    cores: Option<usize>,
+    stop: Arc<AtomicBool>,
+) -> Result<(), StartError> {
+    let cpus = available_cpus()?;
+    let shard_count = cores.unwrap_or(cpus.len()).max(1);
+    if shard_count > cpus.len() {
+        return Err(StartError::TooManyCores {
+            wanted: shard_count,
+            available: cpus.len(),
+        });
+    }
+    std::fs::create_dir_all(&config.data_dir).map_err(|source| StartError::DataDir {
+        path: config.data_dir.display().to_string(),
+        source,
+    })?;
+    let registry = load_registry(&config)?;
+    let shared = Arc::new(Shared {
+        config: Arc::new(config),
+        registry: Arc::new(registry),
+        shard_count,
+        stop,
+        drained: Arc::new(AtomicUsize::new(0)),
+        closed: Arc::new(AtomicUsize::new(0)),
+    });
+    let mesh = (shard_count > 1).then(|| router::new_mesh(shard_count));
+    let (events_tx, events) = mpsc::channel();
+    let mut handles = Vec::with_capacity(shard_count);
+    let mut port = shared.config.listen_port;
+    for (shard, &cpu) in cpus.iter().take(shard_count).enumerate() {
+        let (shared, events_tx, mesh) = (Arc::clone(&shared), events_tx.clone(), mesh.clone());
+        let handle = LocalExecutorBuilder::new(Placement::Fixed(cpu))
+            .name(&format!("odradek-shard-{shard}"))
+            .spawn(move || shard_main::run(ShardId(shard), port, shared, mesh, events_tx))
+            .map_err(|e| StartError::Shard {
+                shard,
+                reason: e.to_string(),
+            })?;
+        handles.push(handle);
+        // One shard at a time: shard 0 finds the port, and mesh peer ids follow shard order.
+        port = wait_bound(&events, shard)?;
+    }
+    drop(events_tx);
+    wait_ready(&events, shard_count)?;
+    let listen = format!("{}:{port}", shared.config.listen_host);
+    tracing::info!(target: "odradek::ready", shards = shard_count, data_dir = %shared.config.data_dir.display(), "odradek listening on {listen}");
+    for (shard, handle) in handles.into_iter().enumerate() {
+        handle
+            .join()
+            .map_err(|_| StartError::ShardPanicked { shard })?;
+    }
+    tracing::info!("odradek stopped");
+    Ok(())
+}
+
+fn load_registry(config: &BrokerConfig) -> Result<registry::Registry, StartError> {
+    let registry = registry::load(&config.data_dir)?;
+    if !registry::path_in(&config.data_dir).exists() {
+        // Persist the new cluster id at once, so it survives a restart without topics.
+        registry::store_blocking(&config.data_dir, &registry::encode(&registry))?;
+    }
+    tracing::info!(topics = registry.topics.len(), cluster_id = %registry.cluster_id, "topic registry loaded");
+    Ok(registry)
+}
+
+fn wait_bound(events: &mpsc::Receiver<StartEvent>, shard: usize) -> Result<u16, StartError> {
+    match events.recv() {
+        Ok(StartEvent::Bound { port, .. }) => Ok(port),
+        Ok(StartEvent::Failed { shard, reason }) => Err(StartError::Shard { shard, reason }),
+        Ok(other) => Err(StartError::Shard {
+            shard,
+            reason: format!("unexpected {other:?}"),
+        }),
+        Err(_) => Err(StartError::ShardPanicked { shard }),
+    }
+}
+
+fn wait_ready(events: &mpsc::Receiver<StartEvent>, shard_count: usize) -> Result<(), StartError> {
+    let mut ready = 0;
+    while ready < shard_count {
+        match events.recv() {
+            Ok(StartEvent::Ready { shard }) => {
+                tracing::debug!(shard, "shard ready");
+                ready += 1;
+            }
+            Ok(StartEvent::Failed { shard, reason }) => {
+                return Err(StartError::Shard { shard, reason })
+            }
+            Ok(StartEvent::Bound { shard, .. }) => {
+                return Err(StartError::Shard {
+                    shard,
+                    reason: "bound twice".into(),
+                })
+            }
+            Err(_) => return Err(StartError::ShardPanicked { shard: ready }),
+        }
+    }
+    Ok(())
+}

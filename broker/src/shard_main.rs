@@ -1,0 +1,276 @@
+//! The life of one shard: bind the Kafka port, join the mesh, open the partitions it owns,
+//! accept connections, run retention, and on stop drain connections and close every log.
+
+use std::cell::Cell;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc::Sender;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::{select, Either};
+use glommio::net::TcpListener;
+use odradek_net::{serve_connection, ConnLimits, Shutdown};
+use odradek_storage::{ShardStorage, ShardStorageConfig};
+
+use crate::config::BrokerConfig;
+use crate::control::owned_at_start;
+use crate::ids::{NodeId, ShardId};
+use crate::metadata::{BrokerEndpoint, MetadataSnapshot};
+use crate::registry::Registry;
+use crate::retention;
+use crate::router::Mesh;
+use crate::service::BrokerService;
+use crate::shard::ShardCtx;
+use crate::shard_msg;
+
+/// What a shard tells the main thread while starting.
+#[derive(Debug)]
+pub enum StartEvent {
+    /// Bound the Kafka port (shard 0 reports the real port when asked for port 0).
+    Bound {
+        shard: usize,
+        port: u16,
+    },
+    /// Partitions open; accepting.
+    Ready {
+        shard: usize,
+    },
+    Failed {
+        shard: usize,
+        reason: String,
+    },
+}
+
+/// Shared by every shard and the main thread.
+pub struct Shared {
+    pub config: Arc<BrokerConfig>,
+    pub registry: Arc<Registry>,
+    pub shard_count: usize,
+    pub stop: Arc<AtomicBool>,
+    /// Shards done with their connections (stop phase 1), then with their logs (phase 2).
+    pub drained: Arc<AtomicUsize>,
+    pub closed: Arc<AtomicUsize>,
+}
+
+/// How often a shard checks the stop flag and the stop barriers.
+const STOP_POLL: Duration = Duration::from_millis(50);
+/// The longest a shard waits for its connections to finish at stop.
+const DRAIN_WAIT_MAX: Duration = Duration::from_secs(10);
+
+/// The shard's whole life; returns when it has stopped.
+pub async fn run(
+    shard: ShardId,
+    port: u16,
+    shared: Arc<Shared>,
+    mesh: Option<Mesh>,
+    events: Sender<StartEvent>,
+) {
+    let config = Arc::clone(&shared.config);
+    let listener = match TcpListener::bind((config.listen_host.as_str(), port)) {
+        Ok(listener) => listener,
+        Err(error) => {
+            let reason = format!("cannot listen on {}:{port}: {error}", config.listen_host);
+            let _ = events.send(StartEvent::Failed {
+                shard: shard.0,
+                reason,
+            });
+            return;
+        }
+    };
+    let port = listener.local_addr().map(|a| a.port()).unwrap_or(port);
+    let _ = events.send(StartEvent::Bound {
+        shard: shard.0,
+        port,
+    });
+    let ctx = match build_ctx(shard, port, &shared, mesh).await {
+        Ok(ctx) => ctx,
+        Err(reason) => {
+            let _ = events.send(StartEvent::Failed {
+                shard: shard.0,
+                reason,
+            });
+            return;
+        }
+    };
+    if let Err(reason) = open_owned(&ctx, &shared.registry).await {
+        let _ = events.send(StartEvent::Failed {
+            shard: shard.0,
+            reason,
+        });
+        return;
+    }
+    let _ = events.send(StartEvent::Ready { shard: shard.0 });
+    serve_until_stop(ctx, listener, &shared).await;
+}
+
+async fn build_ctx(
+    shard: ShardId,
+    port: u16,
+    shared: &Shared,
+    mesh: Option<Mesh>,
+) -> Result<Rc<ShardCtx>, String> {
+    let senders = match mesh {
+        Some(mesh) => {
+            let (senders, receivers) = mesh
+                .join()
+                .await
+                .map_err(|e| format!("cannot join the mesh: {e}"))?;
+            Some((senders, receivers))
+        }
+        None => None,
+    };
+    let config = &shared.config;
+    let (host, port) = config
+        .advertise
+        .clone()
+        .unwrap_or_else(|| (advertised_host(&config.listen_host), port));
+    let endpoint = BrokerEndpoint {
+        node_id: NodeId(config.node_id),
+        host,
+        port,
+    };
+    let snapshot = MetadataSnapshot::new(
+        0,
+        endpoint,
+        shared.registry.cluster_id.clone(),
+        shared.registry.topics.clone(),
+    );
+    let storage = ShardStorage::new(ShardStorageConfig::default());
+    let (senders, receivers) = match senders {
+        Some((s, r)) => (Some(s), Some(r)),
+        None => (None, None),
+    };
+    let ctx = ShardCtx::new(
+        shard,
+        shared.shard_count,
+        Arc::clone(config),
+        Arc::new(snapshot),
+        storage,
+        senders,
+    );
+    if let Some(receivers) = receivers {
+        crate::router::Router::start(&ctx, receivers);
+    }
+    Ok(ctx)
+}
+
+/// A wildcard listen address is not something a client can connect to.
+fn advertised_host(listen_host: &str) -> String {
+    match listen_host {
+        "0.0.0.0" | "::" | "" => "127.0.0.1".to_string(),
+        host => host.to_string(),
+    }
+}
+
+async fn open_owned(ctx: &ShardCtx, registry: &Registry) -> Result<(), String> {
+    let snapshot = ctx.metadata();
+    let _ = registry;
+    for (topic, partitions, config) in
+        owned_at_start(&ctx.config, &snapshot, ctx.shard, ctx.shard_count)
+    {
+        if let shard_msg::ShardReply::Failed(reason) =
+            shard_msg::open_partitions(ctx, &topic, &partitions, &config).await
+        {
+            return Err(reason);
+        }
+    }
+    Ok(())
+}
+
+async fn serve_until_stop(ctx: Rc<ShardCtx>, listener: TcpListener, shared: &Shared) {
+    let shutdown = Shutdown::new();
+    let active = Rc::new(Cell::new(0usize));
+    glommio::spawn_local(retention::run(Rc::clone(&ctx), shutdown.clone())).detach();
+    let accepting = glommio::spawn_local(accept_loop(
+        Rc::clone(&ctx),
+        listener,
+        shutdown.clone(),
+        Rc::clone(&active),
+    ));
+    while !shared.stop.load(Ordering::SeqCst) {
+        glommio::timer::sleep(STOP_POLL).await;
+    }
+    shutdown.trigger();
+    accepting.await;
+    drain(&active).await;
+    barrier(&shared.drained, shared.shard_count).await;
+    close_logs(&ctx).await;
+    barrier(&shared.closed, shared.shard_count).await;
+    ctx.router.close();
+}
+
+async fn accept_loop(
+    ctx: Rc<ShardCtx>,
+    listener: TcpListener,
+    shutdown: Shutdown,
+    active: Rc<Cell<usize>>,
+) {
+    let service = Rc::new(BrokerService {
+        ctx: Rc::clone(&ctx),
+    });
+    let limits = ConnLimits {
+        frame_bytes_max: ctx.config.socket_request_max_bytes,
+        in_flight_max: ctx.config.queued_max_requests,
+    };
+    loop {
+        let accept = std::pin::pin!(listener.accept());
+        let stop = std::pin::pin!(shutdown.wait());
+        let stream = match select(accept, stop).await {
+            Either::Left((Ok(stream), _)) => stream,
+            Either::Left((Err(error), _)) => {
+                tracing::warn!(shard = %ctx.shard, %error, "accept failed");
+                glommio::timer::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+            Either::Right(_) => return,
+        };
+        if active.get() >= ctx.config.max_connections {
+            tracing::warn!(shard = %ctx.shard, max = ctx.config.max_connections, "max.connections reached: refusing a connection");
+            continue;
+        }
+        let _ = stream.set_nodelay(true);
+        let peer = stream
+            .peer_addr()
+            .map_or_else(|_| "unknown".to_string(), |a| a.to_string());
+        active.set(active.get() + 1);
+        let (service, shutdown, active) =
+            (Rc::clone(&service), shutdown.clone(), Rc::clone(&active));
+        glommio::spawn_local(async move {
+            serve_connection(stream, &peer, service, limits, shutdown).await;
+            active.set(active.get() - 1);
+        })
+        .detach();
+    }
+}
+
+async fn drain(active: &Cell<usize>) {
+    let mut waited = Duration::ZERO;
+    while active.get() > 0 && waited < DRAIN_WAIT_MAX {
+        glommio::timer::sleep(STOP_POLL).await;
+        waited += STOP_POLL;
+    }
+    if active.get() > 0 {
+        tracing::warn!(
+            connections = active.get(),
+            "stopping with connections still open"
+        );
+    }
+}
+
+/// Counts this shard in and waits until every shard has arrived.
+async fn barrier(counter: &AtomicUsize, shard_count: usize) {
+    counter.fetch_add(1, Ordering::SeqCst);
+    while counter.load(Ordering::SeqCst) < shard_count {
+        glommio::timer::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+async fn close_logs(ctx: &ShardCtx) {
+    let logs: Vec<_> = ctx.partitions.borrow_mut().drain().collect();
+    for (tp, log) in logs {
+        if let Err(error) = log.close().await {
+            tracing::error!(partition = %tp, %error, "closing the log failed");
+        }
+    }
+}

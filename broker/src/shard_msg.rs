@@ -1,0 +1,116 @@
+//! What one shard asks another: [`ShardRequest`] and [`ShardReply`], and [`serve`], which runs a
+//! request on the shard that receives it. Everything in these enums is `Send` (it crosses
+//! threads over the mesh); data-path variants (produce, fetch, …) are added here too.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use odradek_storage::{LogConfig, PartitionLog};
+
+use crate::control::{self, ControlReply, ControlRequest};
+use crate::ids::TopicPartition;
+use crate::metadata::MetadataSnapshot;
+use crate::shard::ShardCtx;
+
+/// A request to one shard.
+#[derive(Debug)]
+pub enum ShardRequest {
+    /// Open (creating when missing) these partitions of `topic`, owned by the receiving shard.
+    OpenPartitions {
+        topic: String,
+        partitions: Vec<i32>,
+        config: LogConfig,
+    },
+    /// Close and remove these partitions of `topic` (DeleteTopics).
+    DeletePartitions { topic: String, partitions: Vec<i32> },
+    /// New settings for every partition of `topic` the receiving shard owns.
+    SetTopicConfig { topic: String, config: LogConfig },
+    /// Replace the shard's metadata snapshot.
+    PublishMetadata(Arc<MetadataSnapshot>),
+    /// A topic change for the control plane (shard 0 only).
+    Control(ControlRequest),
+}
+
+/// The answer to a [`ShardRequest`].
+#[derive(Debug)]
+pub enum ShardReply {
+    Done,
+    Failed(String),
+    Control(ControlReply),
+    /// The shard could not be reached (it is stopping).
+    Unreachable,
+}
+
+/// Runs `request` on this shard.
+pub async fn serve(ctx: &ShardCtx, request: ShardRequest) -> ShardReply {
+    match request {
+        ShardRequest::OpenPartitions {
+            topic,
+            partitions,
+            config,
+        } => open_partitions(ctx, &topic, &partitions, &config).await,
+        ShardRequest::DeletePartitions { topic, partitions } => {
+            delete_partitions(ctx, &topic, &partitions).await
+        }
+        ShardRequest::SetTopicConfig { topic, config } => {
+            for (tp, log) in ctx.partitions.borrow().iter() {
+                if tp.topic == topic {
+                    log.set_config(config.clone());
+                }
+            }
+            ShardReply::Done
+        }
+        ShardRequest::PublishMetadata(snapshot) => {
+            *ctx.metadata.borrow_mut() = snapshot;
+            ShardReply::Done
+        }
+        ShardRequest::Control(request) => {
+            // Boxed: control changes call other shards (and this one) through the router.
+            let change: Pin<Box<dyn Future<Output = ControlReply> + '_>> =
+                Box::pin(control::serve(ctx, request));
+            ShardReply::Control(change.await)
+        }
+    }
+}
+
+/// Opens partitions of `topic` on this shard (skipping those already open).
+pub async fn open_partitions(
+    ctx: &ShardCtx,
+    topic: &str,
+    partitions: &[i32],
+    config: &LogConfig,
+) -> ShardReply {
+    for &partition in partitions {
+        let tp = TopicPartition::new(topic, partition);
+        if ctx.partitions.borrow().contains_key(&tp) {
+            continue;
+        }
+        let dir = ctx.config.data_dir.join(tp.dir_name());
+        match PartitionLog::open(dir, config.clone(), ctx.storage.clone()).await {
+            Ok(log) => {
+                ctx.partitions.borrow_mut().insert(tp, log);
+            }
+            Err(error) => return ShardReply::Failed(format!("open {tp}: {error}")),
+        }
+    }
+    ShardReply::Done
+}
+
+async fn delete_partitions(ctx: &ShardCtx, topic: &str, partitions: &[i32]) -> ShardReply {
+    let mut failures = Vec::new();
+    for &partition in partitions {
+        let tp = TopicPartition::new(topic, partition);
+        let Some(log) = ctx.partitions.borrow_mut().remove(&tp) else {
+            continue;
+        };
+        if let Err(error) = log.delete().await {
+            failures.push(format!("delete {tp}: {error}"));
+        }
+    }
+    if failures.is_empty() {
+        ShardReply::Done
+    } else {
+        ShardReply::Failed(failures.join("; "))
+    }
+}

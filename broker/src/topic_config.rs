@@ -1,0 +1,273 @@
+//! Topic-level configs (Kafka names), their broker-wide defaults, and how they make a
+//! [`LogConfig`]. CreateTopics, IncrementalAlterConfigs and DescribeConfigs use this table.
+
+use std::collections::BTreeMap;
+
+use odradek_storage::{FlushPolicy, LogConfig};
+
+use crate::config::BrokerConfig;
+use crate::settings::{self, cleanup_policy, int_in, timestamp_type, SETTINGS};
+
+/// One topic config.
+pub struct TopicConfigDef {
+    pub name: &'static str,
+    /// The broker setting that gives its default.
+    pub broker_name: &'static str,
+    pub doc: &'static str,
+    /// Checks a value; returns it normalized.
+    pub validate: fn(&str) -> Result<String, String>,
+    /// Applies a validated value to a log config.
+    pub apply: fn(&mut LogConfig, &str),
+}
+
+fn int_check<T>(min: T, max: T) -> impl Fn(&str) -> Result<String, String>
+where
+    T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy,
+{
+    move |v| int_in(v, min, max).map(|n| n.to_string())
+}
+
+/// Parses a value `validate` accepted (so a failure here is a bug).
+fn parsed<T: std::str::FromStr>(value: &str) -> T {
+    match value.parse() {
+        Ok(v) => v,
+        Err(_) => panic!("topic config value `{value}` was validated but does not parse"),
+    }
+}
+
+/// Every topic config this broker knows.
+pub const TOPIC_CONFIGS: &[TopicConfigDef] = &[
+    TopicConfigDef {
+        name: "retention.ms",
+        broker_name: "log.retention.ms",
+        doc: "Delete closed segments older than this; -1 keeps them.",
+        validate: |v| int_check(-1i64, i64::MAX)(v),
+        apply: |c, v| c.retention_ms = parsed(v),
+    },
+    TopicConfigDef {
+        name: "retention.bytes",
+        broker_name: "log.retention.bytes",
+        doc: "Delete closed segments while the partition is larger; -1 = no limit.",
+        validate: |v| int_check(-1i64, i64::MAX)(v),
+        apply: |c, v| c.retention_bytes = parsed(v),
+    },
+    TopicConfigDef {
+        name: "segment.bytes",
+        broker_name: "log.segment.bytes",
+        doc: "Roll a segment when it would pass this size.",
+        validate: |v| int_check(1024u64, i32::MAX as u64)(v),
+        apply: |c, v| c.segment_bytes = parsed(v),
+    },
+    TopicConfigDef {
+        name: "segment.ms",
+        broker_name: "log.roll.ms",
+        doc: "Roll a segment when its first record is this old.",
+        validate: |v| int_check(1u64, i64::MAX as u64)(v),
+        apply: |c, v| c.segment_ms = parsed(v),
+    },
+    TopicConfigDef {
+        name: "max.message.bytes",
+        broker_name: "message.max.bytes",
+        doc: "The largest record batch accepted.",
+        validate: |v| int_check(0u32, i32::MAX as u32)(v),
+        apply: |c, v| c.max_message_bytes = parsed(v),
+    },
+    TopicConfigDef {
+        name: "message.timestamp.type",
+        broker_name: "log.message.timestamp.type",
+        doc: "CreateTime or LogAppendTime.",
+        validate: |v| timestamp_type(v).map(|t| settings::timestamp_type_name(t).to_string()),
+        apply: |c, v| c.timestamp_type = timestamp_type(v).unwrap_or(c.timestamp_type),
+    },
+    TopicConfigDef {
+        name: "cleanup.policy",
+        broker_name: "log.cleanup.policy",
+        doc: "delete or compact (stored; compaction comes later).",
+        validate: cleanup_policy,
+        apply: |_, _| {},
+    },
+    TopicConfigDef {
+        name: "flush.ms",
+        broker_name: "log.flush.interval.ms",
+        doc: "Sync every N ms instead of before each acks=all answer.",
+        validate: |v| int_check(0i64, i64::MAX)(v),
+        apply: |c, v| {
+            let ms: i64 = parsed(v);
+            c.flush = if ms == 0 || ms == i64::MAX {
+                FlushPolicy::SyncBeforeAck
+            } else {
+                FlushPolicy::IntervalMs(ms as u64)
+            };
+        },
+    },
+    TopicConfigDef {
+        name: "index.interval.bytes",
+        broker_name: "log.index.interval.bytes",
+        doc: "Bytes of log between two offset-index entries.",
+        validate: |v| int_check(0u32, i32::MAX as u32)(v),
+        apply: |c, v| c.index_interval_bytes = parsed(v),
+    },
+];
+
+/// Why a topic config cannot be set.
+#[derive(Debug, thiserror::Error)]
+pub enum TopicConfigError {
+    #[error("unknown topic config `{0}`")]
+    Unknown(String),
+    #[error("bad value `{value}` for `{name}`: {reason}")]
+    BadValue {
+        name: String,
+        value: String,
+        reason: String,
+    },
+}
+
+pub fn find(name: &str) -> Option<&'static TopicConfigDef> {
+    TOPIC_CONFIGS.iter().find(|d| d.name == name)
+}
+
+/// Validates one override; returns it normalized.
+pub fn validate(name: &str, value: &str) -> Result<String, TopicConfigError> {
+    let def = find(name).ok_or_else(|| TopicConfigError::Unknown(name.into()))?;
+    (def.validate)(value.trim()).map_err(|reason| TopicConfigError::BadValue {
+        name: name.into(),
+        value: value.into(),
+        reason,
+    })
+}
+
+/// Validates a whole set of overrides.
+pub fn validate_all(
+    configs: &BTreeMap<String, String>,
+) -> Result<BTreeMap<String, String>, TopicConfigError> {
+    configs
+        .iter()
+        .map(|(name, value)| Ok((name.clone(), validate(name, value)?)))
+        .collect()
+}
+
+/// The log settings of a topic: broker defaults, then the topic's (validated) overrides.
+pub fn log_config(broker: &BrokerConfig, overrides: &BTreeMap<String, String>) -> LogConfig {
+    let mut config = broker.log_defaults();
+    for (name, value) in overrides {
+        if let Some(def) = find(name) {
+            (def.apply)(&mut config, value);
+        }
+    }
+    config
+}
+
+/// The broker-wide default of a topic config, as text.
+pub fn broker_default(broker: &BrokerConfig, def: &TopicConfigDef) -> String {
+    SETTINGS
+        .iter()
+        .find(|s| s.name == def.broker_name)
+        .map(|s| (s.get)(broker))
+        .unwrap_or_default()
+}
+
+/// Where a described value comes from (Kafka's `ConfigSource` numbers).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConfigSource {
+    TopicConfig = 1,
+    StaticBrokerConfig = 4,
+    DefaultConfig = 5,
+}
+
+/// One topic config as DescribeConfigs and CreateTopics report it.
+pub struct DescribedConfig {
+    pub def: &'static TopicConfigDef,
+    pub value: String,
+    pub source: ConfigSource,
+}
+
+/// Every topic config's effective value for a topic with `overrides`.
+pub fn describe(
+    broker: &BrokerConfig,
+    overrides: &BTreeMap<String, String>,
+) -> Vec<DescribedConfig> {
+    TOPIC_CONFIGS
+        .iter()
+        .map(|def| match overrides.get(def.name) {
+            Some(value) => DescribedConfig {
+                def,
+                value: value.clone(),
+                source: ConfigSource::TopicConfig,
+            },
+            None => DescribedConfig {
+                def,
+                value: broker_default(broker, def),
+                source: broker_source(broker, def.broker_name),
+            },
+        })
+        .collect()
+}
+
+/// Whether a broker setting was set explicitly or is the embedded default.
+pub fn broker_source(broker: &BrokerConfig, broker_name: &str) -> ConfigSource {
+    if broker.explicitly_set.contains(broker_name) {
+        ConfigSource::StaticBrokerConfig
+    } else {
+        ConfigSource::DefaultConfig
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overrides_reach_the_log_config() {
+        let broker = BrokerConfig::default();
+        let overrides: BTreeMap<String, String> = [
+            ("retention.ms", "1000"),
+            ("segment.bytes", "1048576"),
+            ("message.timestamp.type", "LogAppendTime"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let overrides = validate_all(&overrides).expect("valid");
+        let config = log_config(&broker, &overrides);
+        assert_eq!(config.retention_ms, 1000);
+        assert_eq!(config.segment_bytes, 1 << 20);
+        assert_eq!(
+            config.timestamp_type,
+            odradek_storage::TimestampType::LogAppendTime
+        );
+    }
+
+    #[test]
+    fn unknown_and_bad_values_are_rejected() {
+        assert!(matches!(
+            validate("retention.mss", "1"),
+            Err(TopicConfigError::Unknown(_))
+        ));
+        assert!(matches!(
+            validate("retention.ms", "soon"),
+            Err(TopicConfigError::BadValue { .. })
+        ));
+        assert!(matches!(
+            validate("cleanup.policy", "shred"),
+            Err(TopicConfigError::BadValue { .. })
+        ));
+    }
+
+    #[test]
+    fn every_topic_config_has_a_broker_default() {
+        let broker = BrokerConfig::default();
+        for def in TOPIC_CONFIGS {
+            assert!(
+                SETTINGS.iter().any(|s| s.name == def.broker_name),
+                "{}",
+                def.name
+            );
+            let default = broker_default(&broker, def);
+            assert!(
+                (def.validate)(&default).is_ok(),
+                "{} default {default}",
+                def.name
+            );
+        }
+    }
+}
