@@ -74,3 +74,124 @@ pub fn encode_response_with_header_version<T: Encodable>(
     debug_assert_eq!(buf.len(), 4 + len, "compute_size disagrees with encode");
     Ok(buf.freeze())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Buf;
+    use kafka_protocol::messages::{
+        ApiVersionsRequest, CreateTopicsRequest, FetchRequest, MetadataRequest, MetadataResponse,
+        ProduceRequest,
+    };
+    use proptest::prelude::*;
+
+    fn header(api_key: ApiKey, version: i16) -> RequestHeader {
+        RequestHeader::default()
+            .with_request_api_key(api_key as i16)
+            .with_request_api_version(version)
+            .with_correlation_id(99)
+    }
+
+    #[test]
+    fn response_round_trip_every_metadata_version() {
+        for version in 0..=12 {
+            let response =
+                MetadataResponse::default().with_throttle_time_ms(if version >= 3 { 5 } else { 0 });
+            let frame = encode_response(
+                ApiKey::Metadata,
+                &header(ApiKey::Metadata, version),
+                &response,
+            )
+            .expect("encode");
+            let mut buf = frame.clone();
+            assert_eq!(buf.get_i32() as usize, frame.len() - 4);
+            let header_version = ApiKey::Metadata.response_header_version(version);
+            let decoded_header = ResponseHeader::decode(&mut buf, header_version).expect("header");
+            assert_eq!(decoded_header.correlation_id, 99);
+            let decoded = MetadataResponse::decode(&mut buf, version).expect("body");
+            assert_eq!(decoded, response);
+            assert!(!buf.has_remaining());
+        }
+    }
+
+    #[test]
+    fn api_versions_response_header_is_always_v0() {
+        let response = kafka_protocol::messages::ApiVersionsResponse::default();
+        let frame = encode_response(
+            ApiKey::ApiVersions,
+            &header(ApiKey::ApiVersions, 3),
+            &response,
+        )
+        .expect("encode");
+        // length, correlation id, then directly the body (no tagged-field byte of header v1).
+        assert_eq!(&frame[4..8], &99i32.to_be_bytes());
+        assert_eq!(
+            &frame[8..10],
+            &[0, 0],
+            "error code follows the correlation id"
+        );
+    }
+
+    #[test]
+    fn request_body_round_trip_and_truncations() {
+        let request = MetadataRequest::default().with_allow_auto_topic_creation(true);
+        for version in 4..=12 {
+            let mut buf = BytesMut::new();
+            request.encode(&mut buf, version).expect("encode");
+            let full = buf.freeze();
+            let decoded: MetadataRequest =
+                decode_body(ApiKey::Metadata, version, full.clone()).expect("decode");
+            assert_eq!(decoded, request);
+            for cut in 0..full.len() {
+                let err =
+                    decode_body::<MetadataRequest>(ApiKey::Metadata, version, full.slice(..cut));
+                assert!(err.is_err(), "v{version} cut {cut}");
+            }
+        }
+    }
+
+    fn decode_any(api_key: ApiKey, version: i16, body: Bytes) {
+        let _ = match api_key {
+            ApiKey::Produce => decode_body::<ProduceRequest>(api_key, version, body).map(drop),
+            ApiKey::Fetch => decode_body::<FetchRequest>(api_key, version, body).map(drop),
+            ApiKey::Metadata => decode_body::<MetadataRequest>(api_key, version, body).map(drop),
+            ApiKey::CreateTopics => {
+                decode_body::<CreateTopicsRequest>(api_key, version, body).map(drop)
+            }
+            _ => decode_body::<ApiVersionsRequest>(api_key, version, body).map(drop),
+        };
+    }
+
+    proptest! {
+        #[test]
+        fn random_bytes_never_panic_the_decoders(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+            let frame = Bytes::from(bytes);
+            if let Ok(decoded) = crate::header::decode_request_header(frame.clone()) {
+                let version = decoded.header.request_api_version;
+                decode_any(decoded.api_key, version, decoded.body);
+            }
+            for (api_key, versions) in [
+                (ApiKey::Produce, 3..=11),
+                (ApiKey::Fetch, 4..=16),
+                (ApiKey::Metadata, 0..=12),
+                (ApiKey::CreateTopics, 2..=7),
+                (ApiKey::ApiVersions, 0..=3),
+            ] {
+                for version in versions {
+                    decode_any(api_key, version, frame.clone());
+                }
+            }
+        }
+
+        #[test]
+        fn hostile_lengths_never_allocate(prefix in proptest::collection::vec(any::<u8>(), 0..8), len in any::<i32>()) {
+            // An array or string length right after a few bytes: must fail, not abort.
+            let mut bytes = prefix;
+            bytes.extend_from_slice(&len.to_be_bytes());
+            bytes.extend_from_slice(&[0xff; 5]);
+            for version in 0..=12 {
+                decode_any(ApiKey::Metadata, version, Bytes::from(bytes.clone()));
+            }
+        }
+    }
+}

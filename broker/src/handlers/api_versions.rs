@@ -19,14 +19,14 @@ pub const API_KEY: ApiKey = ApiKey::ApiVersions;
 pub const VERSIONS: (i16, i16) = (0, 3);
 
 /// Decodes, serves and encodes an ApiVersions request of any version.
-pub fn respond(ctx: &Rc<ShardCtx>, request: Request) -> Result<Bytes, NetError> {
+pub fn respond(request: Request) -> Result<Bytes, NetError> {
     let version = request.header.request_api_version;
     if version < VERSIONS.0 || version > VERSIONS.1 {
         let response = response_with(ResponseError::UnsupportedVersion.code());
         return encode_response_with_header_version(API_KEY, &request.header, &response, 0, 0);
     }
     let response = match decode_body::<ApiVersionsRequest>(API_KEY, version, request.body) {
-        Ok(body) => handle_now(ctx, &request.header, body),
+        Ok(body) => handle_now(&request.header, body),
         Err(error) => {
             tracing::debug!(%error, "ApiVersions request body undecodable");
             response_with(ResponseError::InvalidRequest.code())
@@ -37,18 +37,14 @@ pub fn respond(ctx: &Rc<ShardCtx>, request: Request) -> Result<Bytes, NetError> 
 
 #[allow(dead_code)] // Same shape as every handler; `respond` serves every version.
 pub async fn handle(
-    ctx: &Rc<ShardCtx>,
+    _ctx: &Rc<ShardCtx>,
     header: &RequestHeader,
     request: ApiVersionsRequest,
 ) -> ApiVersionsResponse {
-    handle_now(ctx, header, request)
+    handle_now(header, request)
 }
 
-fn handle_now(
-    _ctx: &Rc<ShardCtx>,
-    _header: &RequestHeader,
-    _request: ApiVersionsRequest,
-) -> ApiVersionsResponse {
+fn handle_now(_header: &RequestHeader, _request: ApiVersionsRequest) -> ApiVersionsResponse {
     response_with(0)
 }
 
@@ -66,4 +62,85 @@ pub fn response_with(error_code: i16) -> ApiVersionsResponse {
     ApiVersionsResponse::default()
         .with_error_code(error_code)
         .with_api_keys(api_keys)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kafka_protocol::protocol::StrBytes;
+
+    fn request(version: i16, body: &'static [u8]) -> Request {
+        let header = RequestHeader::default()
+            .with_request_api_key(API_KEY as i16)
+            .with_request_api_version(version)
+            .with_correlation_id(0x0102_0304)
+            .with_client_id(Some(StrBytes::from_static_str("t")));
+        Request {
+            api_key: API_KEY,
+            header,
+            body: Bytes::from_static(body),
+        }
+    }
+
+    /// The table as ApiVersions v0 writes it: i32 count, then (key, min, max) as i16s.
+    fn table_bytes_v0() -> Vec<u8> {
+        let mut out = (API_TABLE.len() as i32).to_be_bytes().to_vec();
+        for e in API_TABLE {
+            for v in [e.key as i16, e.versions.0, e.versions.1] {
+                out.extend_from_slice(&v.to_be_bytes());
+            }
+        }
+        out
+    }
+
+    fn framed(payload: Vec<u8>) -> Vec<u8> {
+        let mut out = (payload.len() as i32).to_be_bytes().to_vec();
+        out.extend(payload);
+        out
+    }
+
+    #[test]
+    fn v0_exact_bytes() {
+        let got = respond(request(0, b"")).expect("respond");
+        let mut payload = vec![1, 2, 3, 4, 0, 0];
+        payload.extend(table_bytes_v0());
+        assert_eq!(&got[..], &framed(payload)[..]);
+    }
+
+    #[test]
+    fn newer_version_gets_unsupported_version_in_v0() {
+        let got = respond(request(9, b"")).expect("respond");
+        let mut payload = vec![1, 2, 3, 4, 0, 35];
+        payload.extend(table_bytes_v0());
+        assert_eq!(&got[..], &framed(payload)[..]);
+    }
+
+    #[test]
+    fn v3_exact_bytes() {
+        // v3 body: compact strings client_software_name "a", version "1", no tagged fields.
+        let got = respond(request(3, b"\x02a\x021\x00")).expect("respond");
+        let mut payload = vec![1, 2, 3, 4, 0, 0];
+        payload.push(API_TABLE.len() as u8 + 1); // compact array length
+        for e in API_TABLE {
+            for v in [e.key as i16, e.versions.0, e.versions.1] {
+                payload.extend_from_slice(&v.to_be_bytes());
+            }
+            payload.push(0); // tagged fields
+        }
+        payload.extend_from_slice(&0i32.to_be_bytes()); // throttle_time_ms
+        payload.push(0); // tagged fields
+        assert_eq!(&got[..], &framed(payload)[..]);
+    }
+
+    #[test]
+    fn every_advertised_key_has_a_codec_range_overlap() {
+        for e in API_TABLE {
+            let codec = e.key.valid_versions();
+            assert!(
+                e.versions.1 >= codec.min,
+                "{:?} advertises nothing the codec decodes",
+                e.key
+            );
+        }
+    }
 }

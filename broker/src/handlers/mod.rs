@@ -122,7 +122,7 @@ pub async fn dispatch(ctx: &Rc<ShardCtx>, request: Request) -> Reply {
     let key = request.api_key;
     let version = request.header.request_api_version;
     if key == ApiKey::ApiVersions {
-        return api_versions::respond(ctx, request).map(Some);
+        return api_versions::respond(request).map(Some);
     }
     let Some(entry) = entry(key) else {
         return Err(NetError::UnknownApiKey {
