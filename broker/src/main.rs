@@ -22,9 +22,11 @@ use clap::Parser;
 
 mod config;
 mod control;
+mod data_path;
 mod handlers;
 mod ids;
 mod metadata;
+mod partition_ops;
 mod preflight;
 mod registry;
 mod retention;

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use odradek_storage::{LogConfig, PartitionLog};
 
 use crate::control::{self, ControlReply, ControlRequest};
+use crate::data_path::{self, DataReply, DataRequest};
 use crate::ids::TopicPartition;
 use crate::metadata::MetadataSnapshot;
 use crate::shard::ShardCtx;
@@ -30,6 +31,8 @@ pub enum ShardRequest {
     PublishMetadata(Arc<MetadataSnapshot>),
     /// A topic change for the control plane (shard 0 only).
     Control(ControlRequest),
+    /// Produce, Fetch, ListOffsets, DeleteRecords work for partitions the receiver owns.
+    Data(DataRequest),
 }
 
 /// The answer to a [`ShardRequest`].
@@ -38,6 +41,7 @@ pub enum ShardReply {
     Done,
     Failed(String),
     Control(ControlReply),
+    Data(DataReply),
     /// The shard could not be reached (it is stopping).
     Unreachable,
 }
@@ -65,6 +69,7 @@ pub async fn serve(ctx: &ShardCtx, request: ShardRequest) -> ShardReply {
             *ctx.metadata.borrow_mut() = snapshot;
             ShardReply::Done
         }
+        ShardRequest::Data(request) => ShardReply::Data(data_path::serve(ctx, request).await),
         ShardRequest::Control(request) => {
             // Boxed: control changes call other shards (and this one) through the router.
             let change: Pin<Box<dyn Future<Output = ControlReply> + '_>> =

@@ -1,10 +1,10 @@
-//! DeleteRecords: move partitions' log start offsets forward.
+//! DeleteRecords: move partitions' log start offsets forward (offset -1: to the high watermark).
 //!
-//! Runs on the connection's shard; each partition hops to its owning shard.
+//! Runs on the connection's shard; each partition hops to its owning shard, whose log deletes
+//! the whole segments below the new start and persists the start offset.
 
 use std::rc::Rc;
 
-use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::delete_records_response::{
     DeleteRecordsPartitionResult, DeleteRecordsTopicResult,
 };
@@ -12,6 +12,7 @@ use kafka_protocol::messages::{
     ApiKey, DeleteRecordsRequest, DeleteRecordsResponse, RequestHeader,
 };
 
+use crate::data_path::{for_known_partitions, DataReply, DataRequest};
 use crate::shard::ShardCtx;
 
 pub const API_KEY: ApiKey = ApiKey::DeleteRecords;
@@ -19,11 +20,30 @@ pub const VERSIONS: (i16, i16) = (0, 2);
 
 pub async fn handle(
     ctx: &Rc<ShardCtx>,
-    header: &RequestHeader,
+    _header: &RequestHeader,
     request: DeleteRecordsRequest,
 ) -> DeleteRecordsResponse {
-    // lead engineer: data path
-    let _ = (ctx, header);
+    let items = request
+        .topics
+        .iter()
+        .flat_map(|t| {
+            t.partitions
+                .iter()
+                .map(|p| (t.name.to_string(), p.partition_index, p.offset))
+        })
+        .collect();
+    let mut answers = for_known_partitions(
+        ctx,
+        items,
+        |items| DataRequest::DeleteRecords { items },
+        |reply| match reply {
+            DataReply::Deleted(results) => Some(results),
+            _ => None,
+        },
+        |error| (error.code(), -1),
+    )
+    .await
+    .into_iter();
     let topics = request
         .topics
         .into_iter()
@@ -31,11 +51,12 @@ pub async fn handle(
             let partitions = topic
                 .partitions
                 .iter()
-                .map(|p| {
+                .zip(answers.by_ref())
+                .map(|(p, (error_code, low_watermark))| {
                     DeleteRecordsPartitionResult::default()
                         .with_partition_index(p.partition_index)
-                        .with_low_watermark(-1)
-                        .with_error_code(ResponseError::UnknownServerError.code())
+                        .with_error_code(error_code)
+                        .with_low_watermark(low_watermark)
                 })
                 .collect();
             DeleteRecordsTopicResult::default()

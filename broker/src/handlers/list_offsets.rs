@@ -1,15 +1,19 @@
 //! ListOffsets: earliest, latest, by timestamp, max timestamp.
 //!
-//! Runs on the connection's shard; each partition hops to its owning shard.
+//! Runs on the connection's shard; each partition hops to its owning shard. Without
+//! transactions the last stable offset is the high watermark, so both isolation levels get the
+//! same answer. A timestamp lookup finds the first batch whose max timestamp is recent enough
+//! through the time index, then the first record in it at or after the timestamp.
 
 use std::rc::Rc;
 
-use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::list_offsets_response::{
     ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
 };
 use kafka_protocol::messages::{ApiKey, ListOffsetsRequest, ListOffsetsResponse, RequestHeader};
 
+use crate::data_path::{for_known_partitions, DataReply, DataRequest};
+use crate::partition_ops::ListOffsetResult;
 use crate::shard::ShardCtx;
 
 pub const API_KEY: ApiKey = ApiKey::ListOffsets;
@@ -20,8 +24,33 @@ pub async fn handle(
     header: &RequestHeader,
     request: ListOffsetsRequest,
 ) -> ListOffsetsResponse {
-    // lead engineer: data path
-    let _ = (ctx, header);
+    // The leader epoch exists from v4; the codec refuses it set on older versions.
+    let has_epoch = header.request_api_version >= 4;
+    let items = request
+        .topics
+        .iter()
+        .flat_map(|t| {
+            t.partitions
+                .iter()
+                .map(|p| (t.name.to_string(), p.partition_index, p.timestamp))
+        })
+        .collect();
+    let mut answers = for_known_partitions(
+        ctx,
+        items,
+        |items| DataRequest::ListOffsets { items },
+        |reply| match reply {
+            DataReply::Listed(results) => Some(results),
+            _ => None,
+        },
+        |error| ListOffsetResult {
+            error_code: error.code(),
+            timestamp: -1,
+            offset: -1,
+        },
+    )
+    .await
+    .into_iter();
     let topics = request
         .topics
         .into_iter()
@@ -29,10 +58,18 @@ pub async fn handle(
             let partitions = topic
                 .partitions
                 .iter()
-                .map(|p| {
+                .zip(answers.by_ref())
+                .map(|(p, answer)| {
                     ListOffsetsPartitionResponse::default()
                         .with_partition_index(p.partition_index)
-                        .with_error_code(ResponseError::UnknownServerError.code())
+                        .with_error_code(answer.error_code)
+                        .with_timestamp(answer.timestamp)
+                        .with_offset(answer.offset)
+                        .with_leader_epoch(if has_epoch && answer.offset >= 0 {
+                            0
+                        } else {
+                            -1
+                        })
                 })
                 .collect();
             ListOffsetsTopicResponse::default()

@@ -1,0 +1,248 @@
+//! What a shard does to a partition it owns for the data-path APIs: Produce, Fetch, ListOffsets
+//! and DeleteRecords. Each function runs on the owning shard; its inputs and outputs are plain
+//! `Send` data (`Bytes`, integers) so that they cross the channel mesh unchanged.
+//!
+//! Kafka errors are error codes in these results, never a Rust `Err`: the handler copies them
+//! into the response for the partition concerned.
+
+use std::rc::Rc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use futures::future::{select, select_all};
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::records::RecordBatchDecoder;
+use odradek_storage::{AppendError, BatchError, Chunk, Offset, PartitionLog, ReadError};
+
+/// The outcome of appending one partition's records.
+#[derive(Debug, Clone, Default)]
+pub struct ProduceResult {
+    pub error_code: i16,
+    pub error_message: Option<String>,
+    pub base_offset: i64,
+    pub log_append_time_ms: i64,
+    pub log_start_offset: i64,
+}
+
+/// The outcome of reading one partition.
+#[derive(Debug, Clone, Default)]
+pub struct FetchResult {
+    pub error_code: i16,
+    pub high_watermark: i64,
+    pub last_stable_offset: i64,
+    pub log_start_offset: i64,
+    /// Whole batches, back to back, or empty.
+    pub records: Bytes,
+}
+
+/// The outcome of one ListOffsets lookup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListOffsetResult {
+    pub error_code: i16,
+    pub timestamp: i64,
+    pub offset: i64,
+}
+
+/// ListOffsets sentinels (KIP-734, KIP-405, KIP-1005).
+pub const LATEST_TIMESTAMP: i64 = -1;
+pub const EARLIEST_TIMESTAMP: i64 = -2;
+pub const MAX_TIMESTAMP: i64 = -3;
+pub const EARLIEST_LOCAL_TIMESTAMP: i64 = -4;
+pub const LATEST_TIERED_TIMESTAMP: i64 = -5;
+
+pub fn now_ms() -> i64 {
+    let since_epoch = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    i64::try_from(since_epoch.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// Appends `records` and waits for the milestone `acks` asks for: `-1` durable, `1` written,
+/// `0` nothing (the append is still ordered before any later one on this partition).
+pub async fn produce(log: &Rc<PartitionLog>, records: Bytes, acks: i16) -> ProduceResult {
+    let receipt = match log.append(records, now_ms()) {
+        Ok(receipt) => receipt,
+        Err(e) => return ProduceResult::failed(append_error(&e), e.to_string()),
+    };
+    let milestone = match acks {
+        -1 => receipt.durable().await,
+        1 => receipt.written().await,
+        _ => Ok(()),
+    };
+    if let Err(e) = milestone {
+        tracing::error!(error = %e, "append failed on the device");
+        return ProduceResult::failed(ResponseError::KafkaStorageError, e.to_string());
+    }
+    ProduceResult {
+        error_code: 0,
+        error_message: None,
+        base_offset: receipt.base_offset.get(),
+        log_append_time_ms: receipt.log_append_time_ms,
+        log_start_offset: receipt.log_start_offset.get(),
+    }
+}
+
+impl ProduceResult {
+    pub fn failed(error: ResponseError, message: String) -> ProduceResult {
+        ProduceResult {
+            error_code: error.code(),
+            error_message: Some(message),
+            base_offset: -1,
+            log_append_time_ms: -1,
+            log_start_offset: -1,
+        }
+    }
+}
+
+fn append_error(e: &AppendError) -> ResponseError {
+    match e {
+        AppendError::Invalid(BatchError::Corrupt(_)) => ResponseError::CorruptMessage,
+        AppendError::Invalid(BatchError::TooLarge { .. }) => ResponseError::MessageTooLarge,
+        AppendError::Invalid(BatchError::Invalid(_)) => ResponseError::InvalidRecord,
+        // Retriable: the producer backs off and sends again once the flusher has caught up.
+        AppendError::Backpressure => ResponseError::RequestTimedOut,
+        AppendError::Storage(_) => ResponseError::KafkaStorageError,
+    }
+}
+
+/// Reads whole batches from the one containing `offset`, up to the high watermark. Regions of
+/// closed segments are read into memory here, on the owning shard.
+pub async fn fetch(log: &PartitionLog, offset: i64, max_bytes: usize) -> FetchResult {
+    let high_watermark = log.written_end_offset();
+    let mut result = FetchResult {
+        error_code: 0,
+        high_watermark: high_watermark.get(),
+        last_stable_offset: high_watermark.get(),
+        log_start_offset: log.log_start_offset().get(),
+        records: Bytes::new(),
+    };
+    match log.read(Offset(offset), max_bytes, high_watermark).await {
+        Ok(outcome) => match gather(outcome.chunks, outcome.bytes).await {
+            Ok(records) => result.records = records,
+            Err(e) => {
+                tracing::error!(error = %e, "fetch read failed");
+                result.error_code = ResponseError::KafkaStorageError.code();
+            }
+        },
+        Err(ReadError::OffsetOutOfRange { .. }) => {
+            result.error_code = ResponseError::OffsetOutOfRange.code();
+        }
+        Err(ReadError::Storage(e)) => {
+            tracing::error!(error = %e, "fetch read failed");
+            result.error_code = ResponseError::KafkaStorageError.code();
+        }
+    }
+    result
+}
+
+/// Joins the chunks of a read into one buffer (one copy; zero-copy sends come later).
+async fn gather(chunks: Vec<Chunk>, bytes: usize) -> Result<Bytes, odradek_storage::StorageError> {
+    if let [Chunk::Memory(only)] = chunks.as_slice() {
+        return Ok(only.clone());
+    }
+    let mut out = BytesMut::with_capacity(bytes);
+    for chunk in chunks {
+        match chunk {
+            Chunk::Memory(b) => out.extend_from_slice(&b),
+            Chunk::File(region) => out.extend_from_slice(&region.read().await?),
+        }
+    }
+    Ok(out.freeze())
+}
+
+/// Waits until any of `(log, offset)` has data at or past its offset, or `timeout` passes.
+pub async fn wait_for_any(waits: Vec<(Rc<PartitionLog>, i64)>, timeout: Duration) {
+    if waits.is_empty() {
+        glommio::timer::sleep(timeout).await;
+        return;
+    }
+    let waiters = waits
+        .iter()
+        .map(|(log, offset)| Box::pin(log.wait_for_data(Offset(*offset))))
+        .collect::<Vec<_>>();
+    let timer = Box::pin(glommio::timer::sleep(timeout));
+    let _ = select(select_all(waiters), timer).await;
+}
+
+/// ListOffsets for one partition: a sentinel (latest, earliest, max timestamp) or the first
+/// record whose timestamp is at or after `timestamp`.
+pub async fn list_offset(log: &PartitionLog, timestamp: i64) -> ListOffsetResult {
+    let found = |timestamp, offset| ListOffsetResult {
+        error_code: 0,
+        timestamp,
+        offset,
+    };
+    match timestamp {
+        LATEST_TIMESTAMP | LATEST_TIERED_TIMESTAMP => found(-1, log.written_end_offset().get()),
+        EARLIEST_TIMESTAMP | EARLIEST_LOCAL_TIMESTAMP => found(-1, log.log_start_offset().get()),
+        MAX_TIMESTAMP => match log.max_timestamp() {
+            Some((ts, offset)) => found(ts, offset.get()),
+            None => found(-1, -1),
+        },
+        t if t < 0 => ListOffsetResult {
+            error_code: ResponseError::InvalidRequest.code(),
+            timestamp: -1,
+            offset: -1,
+        },
+        t => offset_for_timestamp(log, t).await,
+    }
+}
+
+async fn offset_for_timestamp(log: &PartitionLog, timestamp: i64) -> ListOffsetResult {
+    let not_found = ListOffsetResult {
+        error_code: 0,
+        timestamp: -1,
+        offset: -1,
+    };
+    let batch = match log.batch_for_timestamp(timestamp).await {
+        Ok(Some((_, batch))) => batch,
+        Ok(None) => return not_found,
+        Err(e) => {
+            tracing::error!(error = %e, "timestamp lookup failed");
+            return ListOffsetResult {
+                error_code: ResponseError::KafkaStorageError.code(),
+                ..not_found
+            };
+        }
+    };
+    let high_watermark = log.written_end_offset().get();
+    match first_record_at_or_after(batch, timestamp) {
+        Some((ts, offset)) if offset < high_watermark => ListOffsetResult {
+            error_code: 0,
+            timestamp: ts,
+            offset,
+        },
+        _ => not_found,
+    }
+}
+
+/// The (timestamp, offset) of the first record in `batch` stamped at or after `timestamp`.
+/// Under LogAppendTime every record carries the batch's max timestamp.
+fn first_record_at_or_after(mut batch: Bytes, timestamp: i64) -> Option<(i64, i64)> {
+    let header = odradek_storage::BatchHeader::parse(&batch)?;
+    if header.is_log_append_time() {
+        let ts = header.max_timestamp();
+        return (ts >= timestamp).then(|| (ts, header.base_offset()));
+    }
+    let set = RecordBatchDecoder::decode(&mut batch).ok()?;
+    set.records
+        .iter()
+        .find(|r| r.timestamp >= timestamp)
+        .map(|r| (r.timestamp, r.offset))
+}
+
+/// DeleteRecords for one partition: `offset` -1 means the high watermark.
+pub async fn delete_records(log: &PartitionLog, offset: i64) -> (i16, i64) {
+    let high_watermark = log.written_end_offset().get();
+    let target = if offset == -1 { high_watermark } else { offset };
+    if target < 0 || target > high_watermark {
+        return (ResponseError::OffsetOutOfRange.code(), -1);
+    }
+    match log.delete_records_before(Offset(target)).await {
+        Ok(low_watermark) => (0, low_watermark.get()),
+        Err(e) => {
+            tracing::error!(error = %e, "delete records failed");
+            (ResponseError::KafkaStorageError.code(), -1)
+        }
+    }
+}
