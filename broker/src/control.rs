@@ -11,7 +11,6 @@ use std::sync::Arc;
 
 use glommio::sync::Semaphore;
 use kafka_protocol::error::ResponseError;
-use uuid::Uuid;
 
 use crate::config::BrokerConfig;
 use crate::ids::{PartitionId, ShardId};
@@ -177,7 +176,7 @@ async fn create_topic(
     let configs = validated_configs(&configs)?;
     let meta = TopicMeta {
         name: name.clone(),
-        id: Uuid::from_bytes(rand::random()),
+        id: uuid::Builder::from_random_bytes(rand::random()).into_uuid(),
         partitions,
         configs,
     };
@@ -292,7 +291,7 @@ fn unknown_topic(name: &str) -> ControlError {
 }
 
 fn check_partition_count(partitions: i32) -> Result<(), ControlError> {
-    if partitions < 1 || partitions > PARTITIONS_MAX {
+    if !(1..=PARTITIONS_MAX).contains(&partitions) {
         let message = format!("partition count {partitions} is outside [1, {PARTITIONS_MAX}]");
         return Err(ControlError::new(ResponseError::InvalidPartitions, message));
     }

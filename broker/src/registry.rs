@@ -136,7 +136,10 @@ pub fn load(data_dir: &Path) -> Result<Registry, RegistryError> {
 
 fn new_cluster_id() -> String {
     // Kafka cluster ids are 22 characters of URL-safe base64 of a UUID; any stable string works.
-    Uuid::from_bytes(rand::random()).simple().to_string()
+    uuid::Builder::from_random_bytes(rand::random())
+        .into_uuid()
+        .simple()
+        .to_string()
 }
 
 /// Writes the registry atomically (blocking: call from the blocking pool or at start).

@@ -169,9 +169,12 @@ pub fn broker_default(broker: &BrokerConfig, def: &TopicConfigDef) -> String {
 /// Where a described value comes from (Kafka's `ConfigSource` numbers).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ConfigSource {
-    TopicConfig = 1,
-    StaticBrokerConfig = 4,
-    DefaultConfig = 5,
+    /// TOPIC_CONFIG
+    Topic = 1,
+    /// STATIC_BROKER_CONFIG
+    StaticBroker = 4,
+    /// DEFAULT_CONFIG
+    Default = 5,
 }
 
 /// One topic config as DescribeConfigs and CreateTopics report it.
@@ -192,7 +195,7 @@ pub fn describe(
             Some(value) => DescribedConfig {
                 def,
                 value: value.clone(),
-                source: ConfigSource::TopicConfig,
+                source: ConfigSource::Topic,
             },
             None => DescribedConfig {
                 def,
@@ -206,9 +209,9 @@ pub fn describe(
 /// Whether a broker setting was set explicitly or is the embedded default.
 pub fn broker_source(broker: &BrokerConfig, broker_name: &str) -> ConfigSource {
     if broker.explicitly_set.contains(broker_name) {
-        ConfigSource::StaticBrokerConfig
+        ConfigSource::StaticBroker
     } else {
-        ConfigSource::DefaultConfig
+        ConfigSource::Default
     }
 }
 

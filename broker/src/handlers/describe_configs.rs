@@ -70,7 +70,7 @@ fn describe_resource(
     match configs {
         Ok(mut configs) => {
             if let Some(keys) = wanted {
-                configs.retain(|c| keys.iter().any(|k| *k == c.name));
+                configs.retain(|c| keys.contains(&c.name));
             }
             result.with_configs(configs)
         }
@@ -95,12 +95,8 @@ fn topic_configs(ctx: &ShardCtx, name: &str, detail: Detail) -> Described {
         .map(|entry| {
             let mut synonyms = Vec::new();
             if detail.synonyms {
-                if entry.source == ConfigSource::TopicConfig {
-                    synonyms.push(synonym(
-                        entry.def.name,
-                        &entry.value,
-                        ConfigSource::TopicConfig,
-                    ));
+                if entry.source == ConfigSource::Topic {
+                    synonyms.push(synonym(entry.def.name, &entry.value, ConfigSource::Topic));
                 }
                 let broker_value = topic_config::broker_default(&ctx.config, entry.def);
                 synonyms.push(synonym(

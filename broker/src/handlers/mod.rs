@@ -34,6 +34,9 @@ pub mod metadata;
 pub mod produce;
 mod util;
 
+#[cfg(test)]
+mod admin_tests;
+
 /// One served API and the version range advertised for it.
 #[derive(Clone, Copy, Debug)]
 pub struct ApiEntry {
