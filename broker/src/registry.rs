@@ -163,6 +163,44 @@ pub fn store_blocking(data_dir: &Path, bytes: &[u8]) -> Result<(), RegistryError
         .map_err(io("sync dir", data_dir))
 }
 
+/// Whether `dir_name` (`<topic>-<partition>`) names a partition the registry holds. Directories
+/// that look like partitions but are not held are left by a crash between a registry write and
+/// the deletion of logs (DeleteTopics) or before the registry write (CreateTopics).
+pub fn holds_partition_dir(registry: &Registry, dir_name: &str) -> Option<bool> {
+    let (topic, partition) = dir_name.rsplit_once('-')?;
+    let partition: i32 = partition.parse().ok()?;
+    Some(
+        registry
+            .topics
+            .get(topic)
+            .is_some_and(|t| (0..t.partitions).contains(&partition)),
+    )
+}
+
+/// Removes partition directories the registry does not hold (at start, before any shard runs).
+pub fn remove_orphans_blocking(
+    data_dir: &Path,
+    registry: &Registry,
+) -> Result<usize, RegistryError> {
+    let io = |op: &'static str, path: &Path| {
+        let path = path.to_path_buf();
+        move |source| RegistryError::Io { op, path, source }
+    };
+    let mut removed = 0;
+    for entry in fs::read_dir(data_dir).map_err(io("list", data_dir))? {
+        let entry = entry.map_err(io("list", data_dir))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let is_dir = entry.file_type().map(|t| t.is_dir()).unwrap_or(false);
+        if is_dir && holds_partition_dir(registry, &name) == Some(false) {
+            let path = entry.path();
+            tracing::warn!(dir = %path.display(), "removing a partition directory no topic holds");
+            fs::remove_dir_all(&path).map_err(io("remove", &path))?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -204,6 +242,16 @@ mod tests {
         for cut in 0..bytes.len() {
             assert!(decode(&bytes[..cut], Path::new("x")).is_err(), "cut {cut}");
         }
+    }
+
+    #[test]
+    fn orphan_partition_dirs_are_recognized() {
+        let registry = sample();
+        assert_eq!(holds_partition_dir(&registry, "orders-5"), Some(true));
+        assert_eq!(holds_partition_dir(&registry, "orders-6"), Some(false));
+        assert_eq!(holds_partition_dir(&registry, "gone-0"), Some(false));
+        assert_eq!(holds_partition_dir(&registry, "not-a-partition"), None);
+        assert_eq!(holds_partition_dir(&registry, "lost+found"), None);
     }
 
     #[test]

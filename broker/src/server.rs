@@ -104,6 +104,7 @@ fn load_registry(config: &BrokerConfig) -> Result<registry::Registry, StartError
         // Persist the new cluster id at once, so it survives a restart without topics.
         registry::store_blocking(&config.data_dir, &registry::encode(&registry))?;
     }
+    registry::remove_orphans_blocking(&config.data_dir, &registry)?;
     tracing::info!(topics = registry.topics.len(), cluster_id = %registry.cluster_id, "topic registry loaded");
     Ok(registry)
 }

@@ -93,7 +93,7 @@ pub async fn run(
             return;
         }
     };
-    if let Err(reason) = open_owned(&ctx, &shared.registry).await {
+    if let Err(reason) = open_owned(&ctx).await {
         let _ = events.send(StartEvent::Failed {
             shard: shard.0,
             reason,
@@ -163,9 +163,8 @@ fn advertised_host(listen_host: &str) -> String {
     }
 }
 
-async fn open_owned(ctx: &ShardCtx, registry: &Registry) -> Result<(), String> {
+async fn open_owned(ctx: &ShardCtx) -> Result<(), String> {
     let snapshot = ctx.metadata();
-    let _ = registry;
     for (topic, partitions, config) in
         owned_at_start(&ctx.config, &snapshot, ctx.shard, ctx.shard_count)
     {
