@@ -18,7 +18,7 @@ use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 
 mod config;
 mod control;
@@ -46,7 +46,7 @@ use config::BrokerConfig;
 ///
 /// Settings use Kafka's names (num.partitions, log.retention.ms, auto.create.topics.enable, …);
 /// README lists them. Later sources win: defaults, --config, --set, then the flags below.
-#[derive(Parser, Debug)]
+#[derive(clap::Parser, Debug)]
 #[command(name = "odradek", version)]
 struct Cli {
     /// Address every shard accepts Kafka connections on (port 0: any free port).
@@ -76,7 +76,7 @@ fn main() -> ExitCode {
         Ok(set) => set,
         Err(error) => return fail(format!("cannot block stop signals: {error}")),
     };
-    let cli = Cli::parse();
+    let cli = parse_cli();
     let (config, cores) = match build_config(&cli) {
         Ok(config) => config,
         Err(message) => return fail(message),
@@ -95,9 +95,27 @@ fn main() -> ExitCode {
 }
 
 fn fail(message: String) -> ExitCode {
-    tracing::error!("{message}");
+    // Plain stderr, not tracing: a failed start must be readable whatever RUST_LOG says.
     eprintln!("odradek: {message}");
     ExitCode::FAILURE
+}
+
+/// Parses the command line; `--help` also lists every setting from the settings table.
+fn parse_cli() -> Cli {
+    let mut list = String::from("Settings (--set NAME=VALUE or --config FILE; Kafka's names):\n");
+    let defaults = BrokerConfig::default();
+    for setting in settings::SETTINGS {
+        let default = (setting.get)(&defaults);
+        list.push_str(&format!(
+            "  {:<34} {} [default: {default}]\n",
+            setting.name, setting.doc
+        ));
+    }
+    let matches = Cli::command().after_long_help(list).get_matches();
+    match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(error) => error.exit(),
+    }
 }
 
 fn init_logging() {
