@@ -24,25 +24,41 @@ pub fn decode_request_header(frame: Bytes) -> Result<DecodedHeader, NetError> {
     if frame.len() < 8 {
         return Err(NetError::HeaderTooShort { len: frame.len() });
     }
-    let mut peek = &frame[..4];
+    let mut peek = &frame[..8];
     let api_key_raw = peek.get_i16();
     let api_version = peek.get_i16();
+    let correlation_id = peek.get_i32();
     let api_key = ApiKey::try_from(api_key_raw).map_err(|()| NetError::UnknownApiKey {
         api_key: api_key_raw,
     })?;
     let header_version = api_key.request_header_version(api_version);
     let mut buf = frame;
-    let header = RequestHeader::decode(&mut buf, header_version).map_err(|e| NetError::Decode {
-        what: "request header",
-        api_key: api_key_raw,
-        version: api_version,
-        reason: e.to_string(),
-    })?;
-    Ok(DecodedHeader {
-        api_key,
-        header,
-        body: buf,
-    })
+    match RequestHeader::decode(&mut buf, header_version) {
+        Ok(header) => Ok(DecodedHeader {
+            api_key,
+            header,
+            body: buf,
+        }),
+        // ApiVersions must be answered whatever its version (clients downgrade from the
+        // UNSUPPORTED_VERSION answer), and the answer needs only the correlation id.
+        Err(_) if api_key == ApiKey::ApiVersions => {
+            let header = RequestHeader::default()
+                .with_request_api_key(api_key_raw)
+                .with_request_api_version(api_version)
+                .with_correlation_id(correlation_id);
+            Ok(DecodedHeader {
+                api_key,
+                header,
+                body: Bytes::new(),
+            })
+        }
+        Err(e) => Err(NetError::Decode {
+            what: "request header",
+            api_key: api_key_raw,
+            version: api_version,
+            reason: e.to_string(),
+        }),
+    }
 }
 
 #[cfg(test)]
@@ -93,6 +109,16 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn api_versions_header_is_read_leniently() {
+        // A v127 ApiVersions with a v1-style header (no tagged fields): still answerable.
+        let frame = Bytes::from_static(&[0, 18, 0, 127, 0, 0, 0, 55, 0, 1, b'x']);
+        let decoded = decode_request_header(frame).expect("lenient");
+        assert_eq!(decoded.api_key, ApiKey::ApiVersions);
+        assert_eq!(decoded.header.request_api_version, 127);
+        assert_eq!(decoded.header.correlation_id, 55);
     }
 
     #[test]
