@@ -22,7 +22,7 @@ pub fn decode_body<T: Decodable>(
         what: "request body",
         api_key: api_key as i16,
         version,
-        reason: e.to_string(),
+        reason: crate::error::one_line(e),
     })
 }
 
@@ -56,7 +56,7 @@ pub fn encode_response_with_header_version<T: Encodable>(
     let encode_err = |e: anyhow::Error| NetError::Encode {
         api_key: api_key as i16,
         version,
-        reason: e.to_string(),
+        reason: crate::error::one_line(e),
     };
     let response_header = ResponseHeader::default().with_correlation_id(header.correlation_id);
     let header_len = response_header

@@ -38,3 +38,8 @@ pub enum NetError {
     #[error("response of {len} bytes does not fit a frame")]
     ResponseTooLarge { len: usize },
 }
+
+/// A codec error as one log-friendly line (the codec's messages may end in a newline).
+pub(crate) fn one_line(error: impl std::fmt::Display) -> String {
+    error.to_string().split_whitespace().collect::<Vec<_>>().join(" ")
+}

@@ -56,7 +56,7 @@ pub fn decode_request_header(frame: Bytes) -> Result<DecodedHeader, NetError> {
             what: "request header",
             api_key: api_key_raw,
             version: api_version,
-            reason: e.to_string(),
+            reason: crate::error::one_line(e),
         }),
     }
 }
