@@ -32,6 +32,8 @@ mod registry;
 mod retention;
 mod router;
 mod server;
+#[cfg(test)]
+mod server_tests;
 mod service;
 mod settings;
 mod shard;

@@ -47,6 +47,16 @@ pub fn run(
     cores: Option<usize>,
     stop: Arc<AtomicBool>,
 ) -> Result<(), StartError> {
+    run_with(config, cores, stop, |_port| {})
+}
+
+/// [`run`], calling `on_ready` with the bound port once every shard serves.
+pub fn run_with(
+    config: BrokerConfig,
+    cores: Option<usize>,
+    stop: Arc<AtomicBool>,
+    on_ready: impl FnOnce(u16),
+) -> Result<(), StartError> {
     let cpus = available_cpus()?;
     let shard_count = cores.unwrap_or(cpus.len()).max(1);
     if shard_count > cpus.len() {
@@ -87,8 +97,16 @@ pub fn run(
     }
     drop(events_tx);
     wait_ready(&events, shard_count)?;
+    if shared.config.advertise.is_none()
+        && matches!(shared.config.listen_host.as_str(), "0.0.0.0" | "::")
+    {
+        tracing::warn!(
+            "listening on a wildcard address without --advertise: clients are told 127.0.0.1"
+        );
+    }
     let listen = format!("{}:{port}", shared.config.listen_host);
     tracing::info!(target: "odradek::ready", shards = shard_count, data_dir = %shared.config.data_dir.display(), "odradek listening on {listen}");
+    on_ready(port);
     for (shard, handle) in handles.into_iter().enumerate() {
         handle
             .join()

@@ -174,6 +174,10 @@ async fn open_owned(ctx: &ShardCtx) -> Result<(), String> {
             return Err(reason);
         }
     }
+    let opened = ctx.partitions.borrow().len();
+    if opened > 0 {
+        tracing::info!(shard = %ctx.shard, partitions = opened, "partition logs opened");
+    }
     Ok(())
 }
 
