@@ -9,23 +9,23 @@
 //! only grow: an entry `(t, o)` says no batch up to offset `o` has a timestamp above `t`.
 
 /// Bytes of one offset-index entry.
-pub(crate) const OFFSET_ENTRY_BYTES: usize = 8;
+pub const OFFSET_ENTRY_BYTES: usize = 8;
 /// Bytes of one time-index entry.
-pub(crate) const TIME_ENTRY_BYTES: usize = 12;
+pub const TIME_ENTRY_BYTES: usize = 12;
 
 /// Why an index file is not usable (it is then rebuilt from the segment).
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) struct StaleIndex(pub &'static str);
+pub struct StaleIndex(pub &'static str);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct OffsetEntry {
+pub struct OffsetEntry {
     pub relative_offset: u32,
     pub position: u32,
 }
 
 /// Sparse map from relative offset to file position, in ascending order of both.
 #[derive(Debug, Default)]
-pub(crate) struct OffsetIndex {
+pub struct OffsetIndex {
     entries: Vec<OffsetEntry>,
 }
 
@@ -44,9 +44,12 @@ impl OffsetIndex {
         });
     }
 
-    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
     }
 
     pub fn last(&self) -> Option<OffsetEntry> {
@@ -60,6 +63,21 @@ impl OffsetIndex {
             .entries
             .partition_point(|e| e.relative_offset <= relative_offset);
         after.checked_sub(1).map_or(0, |i| self.entries[i].position)
+    }
+
+    /// The furthest indexed batch start at or below `position_max` such that every batch before
+    /// it holds only offsets below `relative_offset_max` (its entry's offset is at most that).
+    pub fn furthest_within(&self, position_max: u64, relative_offset_max: i64) -> Option<u32> {
+        let by_position = self
+            .entries
+            .partition_point(|e| u64::from(e.position) <= position_max);
+        let by_offset = self
+            .entries
+            .partition_point(|e| i64::from(e.relative_offset) <= relative_offset_max);
+        by_position
+            .min(by_offset)
+            .checked_sub(1)
+            .map(|i| self.entries[i].position)
     }
 
     pub fn encode(&self) -> Vec<u8> {
@@ -98,14 +116,14 @@ impl OffsetIndex {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct TimeEntry {
+pub struct TimeEntry {
     pub timestamp_ms: i64,
     pub relative_offset: u32,
 }
 
 /// Sparse map from max timestamp so far to the relative offset holding it.
 #[derive(Debug, Default)]
-pub(crate) struct TimeIndex {
+pub struct TimeIndex {
     entries: Vec<TimeEntry>,
 }
 
@@ -222,6 +240,18 @@ mod tests {
     #[test]
     fn entries_are_counted() {
         assert_eq!(offsets().len(), 3);
+        assert!(OffsetIndex::default().is_empty());
+    }
+
+    #[test]
+    fn furthest_within_respects_both_bounds() {
+        let index = offsets();
+        assert_eq!(index.furthest_within(100_000, 1_000), Some(12400));
+        assert_eq!(index.furthest_within(12_399, 1_000), Some(8300));
+        assert_eq!(index.furthest_within(100_000, 28), Some(8300));
+        assert_eq!(index.furthest_within(100_000, 19), Some(8300));
+        assert_eq!(index.furthest_within(4_099, 1_000), None);
+        assert_eq!(index.furthest_within(100_000, -5), None);
     }
 
     #[test]

@@ -16,9 +16,10 @@
 //! - [`batch`]: the 61-byte record-batch header view and validation (CRC32C, bounds, magic).
 //! - [`config`]: per-log settings ([`LogConfig`]) with Kafka's names and defaults.
 //! - [`error`]: operating errors ([`StorageError`]) and append rejections ([`AppendError`]).
+//! - [`index`]: the sparse offset index and the time index, in Kafka's file formats.
 //! - [`testing`]: builders of valid batches for tests and benchmarks.
 //! - `log` (the public face), `engine`, `flusher`, `read`, `recovery`, `retention`, `segment`,
-//!   `index`, `cache`, `waiters`, `fileio`: the engine (private).
+//!   `cache`, `waiters`, `fileio`: the engine (private).
 
 pub mod batch;
 mod cache;
@@ -27,7 +28,7 @@ mod engine;
 pub mod error;
 mod fileio;
 mod flusher;
-mod index;
+pub mod index;
 mod log;
 mod read;
 mod recovery;

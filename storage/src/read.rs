@@ -65,6 +65,9 @@ fn read_cached(
 }
 
 /// Whole written batches of `segment` from the one holding `offset`, as one file region.
+///
+/// The region's start is found through the index and a short header walk; its end jumps to the
+/// furthest indexed batch start that fits, then walks the few headers after it.
 async fn read_segment(
     segment: &Rc<Segment>,
     offset: i64,
@@ -72,37 +75,42 @@ async fn read_segment(
     upper_bound: i64,
 ) -> Result<ReadOutcome, StorageError> {
     let written = segment.written.get();
-    let start = u64::from(segment.index.borrow().lookup(segment.relative(offset)));
+    let from = u64::from(segment.index.borrow().lookup(segment.relative(offset)));
     let file = segment.file().await?;
     let path = segment.log_path();
-    let mut region: Option<(u64, u64)> = None;
-    walk_batches(&file, &path, start, written, |b| {
+    let mut first: Option<BatchMeta> = None;
+    walk_batches(&file, &path, from, written, |b| {
         if b.last_offset < offset {
             return true;
         }
-        if b.base_offset >= upper_bound {
-            return false;
-        }
-        match &mut region {
-            None => {
-                region = Some((b.position, b.len));
-                true
-            }
-            Some((_, len)) if *len + b.len > max_bytes as u64 => false,
-            Some((_, len)) => {
-                *len += b.len;
-                true
-            }
-        }
+        first = Some(*b);
+        false
     })
     .await?;
-    let Some((position, len)) = region else {
+    let Some(first) = first.filter(|b| b.base_offset < upper_bound) else {
         return Ok(ReadOutcome::default());
     };
+    // KIP-74: the first batch goes out whole even when it is larger than max_bytes.
+    let limit = (first.position + (max_bytes as u64).max(first.len)).min(written);
+    let jump = segment
+        .index
+        .borrow()
+        .furthest_within(limit, upper_bound - segment.base_offset);
+    let mut end = jump.map_or(0, u64::from).max(first.end_position());
+    walk_batches(&file, &path, end, written, |b| {
+        if b.base_offset >= upper_bound || b.end_position() > limit {
+            return false;
+        }
+        end = b.end_position();
+        true
+    })
+    .await?;
+    let len = end - first.position;
+    assert!(len <= u64::from(u32::MAX), "a read region fits a segment");
     Ok(ReadOutcome {
         chunks: vec![Chunk::File(FileRegion {
             path,
-            position,
+            position: first.position,
             len: len as u32,
         })],
         bytes: len as usize,

@@ -17,7 +17,7 @@ use crate::fileio::{self, glommio_err};
 use crate::index::{OffsetIndex, TimeIndex};
 
 /// Bytes read at once when walking batch headers through a segment file.
-const SCAN_CHUNK_BYTES: usize = 64 << 10;
+const SCAN_CHUNK_BYTES: usize = 16 << 10;
 
 /// The name stem of a segment: its base offset as 20 zero-padded digits.
 pub(crate) fn file_stem(base_offset: i64) -> String {

@@ -11,16 +11,33 @@ use proptest::prelude::*;
 
 #[derive(Clone, Debug)]
 enum Op {
-    Append { records: usize, value_bytes: usize },
-    Read { pick: usize, max_bytes: usize },
-    Retention { keep_bytes: i64 },
-    DeleteRecords { pick: usize },
+    Append {
+        records: usize,
+        value_bytes: usize,
+    },
+    /// Appends without waiting in between, reads the first one back while the rest may be
+    /// pending, then waits for durability of the last.
+    Burst {
+        count: usize,
+        value_bytes: usize,
+    },
+    Read {
+        pick: usize,
+        max_bytes: usize,
+    },
+    Retention {
+        keep_bytes: i64,
+    },
+    DeleteRecords {
+        pick: usize,
+    },
     Reopen,
 }
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         6 => (1usize..4, 10usize..1_500).prop_map(|(records, value_bytes)| Op::Append { records, value_bytes }),
+        2 => (2usize..12, 10usize..3_000).prop_map(|(count, value_bytes)| Op::Burst { count, value_bytes }),
         4 => (any::<usize>(), 1usize..6_000).prop_map(|(pick, max_bytes)| Op::Read { pick, max_bytes }),
         1 => (4_000i64..20_000).prop_map(|keep_bytes| Op::Retention { keep_bytes }),
         1 => any::<usize>().prop_map(|pick| Op::DeleteRecords { pick }),
@@ -97,6 +114,38 @@ fn run_ops(ops: Vec<Op>, cache_bytes: usize) {
                         .push((model.next, r.last_offset.get(), stored(&b, model.next)));
                     model.next = r.last_offset.get() + 1;
                 }
+                Op::Burst { count, value_bytes } => {
+                    let mut receipts = Vec::new();
+                    for j in 0..count {
+                        let b = batch(1 + j % 3, value_bytes + j * 7, i as i64, j as u8);
+                        let r = log.append(b.clone(), 0).expect("append");
+                        model.batches.push((
+                            model.next,
+                            r.last_offset.get(),
+                            stored(&b, model.next),
+                        ));
+                        model.next = r.last_offset.get() + 1;
+                        receipts.push(r);
+                    }
+                    let first = receipts[0].base_offset;
+                    let out = log
+                        .read(first, 1, log.log_end_offset())
+                        .await
+                        .expect("read pending");
+                    assert_eq!(
+                        &bytes_of(&out).await,
+                        &model.containing(first.get()).expect("modelled").2
+                    );
+                    receipts
+                        .last()
+                        .expect("some")
+                        .durable()
+                        .await
+                        .expect("durable");
+                    for r in &receipts {
+                        r.durable().await.expect("durable");
+                    }
+                }
                 Op::Read { pick, max_bytes } => {
                     let start = log.log_start_offset().get();
                     if model.next == start {
@@ -122,8 +171,13 @@ fn run_ops(ops: Vec<Op>, cache_bytes: usize) {
                     let mut c = log.config();
                     c.retention_bytes = keep_bytes;
                     log.set_config(c);
+                    let before = log.log_start_offset();
                     let outcome = log.enforce_retention(0).await.expect("retention");
-                    assert!(log.size_bytes() >= keep_bytes as u64 || outcome.segments_deleted == 0);
+                    assert_eq!(outcome.log_start_offset, log.log_start_offset());
+                    assert!(
+                        before <= outcome.log_start_offset
+                            && outcome.log_start_offset <= Offset(model.next)
+                    );
                 }
                 Op::DeleteRecords { pick } => {
                     let target = (pick as i64).rem_euclid(model.next + 1);
@@ -155,7 +209,7 @@ fn run_ops(ops: Vec<Op>, cache_bytes: usize) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 24, failure_persistence: None, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 32, failure_persistence: None, ..ProptestConfig::default() })]
 
     #[test]
     fn every_synced_batch_reads_back_byte_identical(ops in proptest::collection::vec(op(), 1..60), tiny_cache in any::<bool>()) {
