@@ -73,6 +73,7 @@ struct Cli {
 
 fn main() -> ExitCode {
     init_logging();
+    exit_on_panic();
     // Before any thread starts, so that only the signal thread receives SIGTERM and SIGINT.
     let signal_set = match signals::block_stop_signals() {
         Ok(set) => set,
@@ -100,6 +101,17 @@ fn fail(message: String) -> ExitCode {
     // Plain stderr, not tracing: a failed start must be readable whatever RUST_LOG says.
     eprintln!("odradek: {message}");
     ExitCode::FAILURE
+}
+
+/// A panic is a bug: a shard that died would leave the others serving a broker with holes in
+/// it, so the whole process exits (the logs recover on restart like after a crash).
+fn exit_on_panic() {
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        default_hook(info);
+        eprintln!("odradek: a shard panicked (a bug); exiting");
+        std::process::exit(101);
+    }));
 }
 
 /// Parses the command line; `--help` also lists every setting from the settings table.

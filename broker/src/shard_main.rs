@@ -55,6 +55,9 @@ pub struct Shared {
 
 /// How often a shard checks the stop flag and the stop barriers.
 const STOP_POLL: Duration = Duration::from_millis(50);
+const BARRIER_POLL: Duration = Duration::from_millis(5);
+/// The longest a shard waits for the others at a stop barrier.
+const BARRIER_WAIT_MAX: Duration = Duration::from_secs(30);
 /// The longest a shard waits for its connections to finish at stop.
 const DRAIN_WAIT_MAX: Duration = Duration::from_secs(10);
 
@@ -261,11 +264,17 @@ async fn drain(active: &Cell<usize>) {
     }
 }
 
-/// Counts this shard in and waits until every shard has arrived.
+/// Counts this shard in and waits until every shard has arrived (or a bounded time passed).
 async fn barrier(counter: &AtomicUsize, shard_count: usize) {
     counter.fetch_add(1, Ordering::SeqCst);
+    let mut waited = Duration::ZERO;
     while counter.load(Ordering::SeqCst) < shard_count {
-        glommio::timer::sleep(Duration::from_millis(5)).await;
+        if waited >= BARRIER_WAIT_MAX {
+            tracing::warn!("some shard did not reach the stop barrier; stopping anyway");
+            return;
+        }
+        glommio::timer::sleep(BARRIER_POLL).await;
+        waited += BARRIER_POLL;
     }
 }
 
