@@ -6,7 +6,7 @@
 //! unknown name or a bad value stops the start with a message naming it. The table of settings is
 //! in [`crate::settings`].
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use odradek_storage::{FlushPolicy, LogConfig, TimestampType};
@@ -89,6 +89,8 @@ pub struct BrokerConfig {
     pub offsets_topic_num_partitions: u32,
     /// Names set explicitly by a file or `--set` (DescribeConfigs reports them as static).
     pub explicitly_set: BTreeSet<String>,
+    /// Names changed at run time (IncrementalAlterConfigs on the BROKER resource).
+    pub dynamic_set: BTreeSet<String>,
 }
 
 impl Default for BrokerConfig {
@@ -119,6 +121,7 @@ impl Default for BrokerConfig {
             group_initial_rebalance_delay_ms: 3000,
             offsets_topic_num_partitions: 50,
             explicitly_set: BTreeSet::new(),
+            dynamic_set: BTreeSet::new(),
         }
     }
 }
@@ -189,6 +192,20 @@ impl BrokerConfig {
                 text: assignment.into(),
             }),
         }
+    }
+
+    /// This config with run-time overrides applied (Kafka names; the registry stores them).
+    pub fn with_dynamic(
+        &self,
+        overrides: &BTreeMap<String, String>,
+    ) -> Result<BrokerConfig, ConfigError> {
+        let mut config = self.clone();
+        for (name, value) in overrides {
+            config.apply(name, value, "a dynamic broker config")?;
+            config.explicitly_set.remove(name);
+            config.dynamic_set.insert(name.clone());
+        }
+        Ok(config)
     }
 
     /// The broker-wide defaults of every topic's log settings.

@@ -12,7 +12,6 @@ use std::sync::Arc;
 use glommio::sync::Semaphore;
 use kafka_protocol::error::ResponseError;
 
-use crate::config::BrokerConfig;
 use crate::ids::{PartitionId, ShardId};
 use crate::metadata::{MetadataSnapshot, TopicMeta};
 use crate::registry::{self, Registry};
@@ -38,6 +37,11 @@ pub enum ControlRequest {
     CreatePartitions {
         name: String,
         count: i32,
+        validate_only: bool,
+    },
+    /// Replaces the broker's run-time settings (Kafka names of dynamic broker settings).
+    SetBrokerConfigs {
+        configs: BTreeMap<String, String>,
         validate_only: bool,
     },
     /// Replaces the topic's whole set of overrides (the handler computes it from the operations).
@@ -68,22 +72,28 @@ impl ControlError {
     }
 }
 
-pub type ControlReply = Result<TopicMeta, ControlError>;
+/// What a successful change returns.
+#[derive(Clone, Debug)]
+pub enum ControlDone {
+    /// The topic as it now is (or would be, under `validate_only`).
+    Topic(TopicMeta),
+    BrokerConfigs,
+}
+
+pub type ControlReply = Result<ControlDone, ControlError>;
 
 /// Shard 0's registry state.
 pub struct ControlPlane {
     data_dir: PathBuf,
     /// One change at a time.
     lock: Semaphore,
-    config: Arc<BrokerConfig>,
 }
 
 impl ControlPlane {
-    pub fn new(config: Arc<BrokerConfig>) -> ControlPlane {
+    pub fn new(data_dir: PathBuf) -> ControlPlane {
         ControlPlane {
-            data_dir: config.data_dir.clone(),
+            data_dir,
             lock: Semaphore::new(1),
-            config,
         }
     }
 }
@@ -99,6 +109,20 @@ pub async fn call(ctx: &ShardCtx, request: ControlRequest) -> ControlReply {
         other => Err(ControlError::new(
             ResponseError::UnknownServerError,
             format!("control plane: {other:?}"),
+        )),
+    }
+}
+
+/// [`call`] for a topic change: the topic as it now is.
+pub async fn call_topic(
+    ctx: &ShardCtx,
+    request: ControlRequest,
+) -> Result<TopicMeta, ControlError> {
+    match call(ctx, request).await? {
+        ControlDone::Topic(meta) => Ok(meta),
+        ControlDone::BrokerConfigs => Err(ControlError::new(
+            ResponseError::UnknownServerError,
+            "a topic change answered as a broker change",
         )),
     }
 }
@@ -141,18 +165,32 @@ pub async fn serve(ctx: &ShardCtx, request: ControlRequest) -> ControlReply {
             partitions,
             configs,
             validate_only,
-        } => create_topic(ctx, plane, name, partitions, configs, validate_only).await,
-        ControlRequest::DeleteTopic { name } => delete_topic(ctx, plane, name).await,
+        } => create_topic(ctx, plane, name, partitions, configs, validate_only)
+            .await
+            .map(ControlDone::Topic),
+        ControlRequest::DeleteTopic { name } => {
+            delete_topic(ctx, plane, name).await.map(ControlDone::Topic)
+        }
         ControlRequest::CreatePartitions {
             name,
             count,
             validate_only,
-        } => create_partitions(ctx, plane, name, count, validate_only).await,
+        } => create_partitions(ctx, plane, name, count, validate_only)
+            .await
+            .map(ControlDone::Topic),
         ControlRequest::SetTopicConfigs {
             name,
             configs,
             validate_only,
-        } => set_topic_configs(ctx, plane, name, configs, validate_only).await,
+        } => set_topic_configs(ctx, plane, name, configs, validate_only)
+            .await
+            .map(ControlDone::Topic),
+        ControlRequest::SetBrokerConfigs {
+            configs,
+            validate_only,
+        } => set_broker_configs(ctx, plane, configs, validate_only)
+            .await
+            .map(|()| ControlDone::BrokerConfigs),
     }
 }
 
@@ -163,7 +201,7 @@ async fn create_topic(
     partitions: i32,
     configs: BTreeMap<String, String>,
     validate_only: bool,
-) -> ControlReply {
+) -> Result<TopicMeta, ControlError> {
     validate_topic_name(&name)?;
     let snapshot = ctx.metadata();
     if snapshot.topic(&name).is_some() {
@@ -183,15 +221,19 @@ async fn create_topic(
     if validate_only {
         return Ok(meta);
     }
-    open_partitions(ctx, plane, &meta, 0..partitions).await?;
+    open_partitions(ctx, &meta, 0..partitions).await?;
     let mut topics = snapshot.topics.clone();
     topics.insert(name.clone(), meta.clone());
-    commit(ctx, plane, &snapshot, topics).await?;
+    commit(ctx, plane, snapshot.with_topics(topics)).await?;
     tracing::info!(topic = %name, partitions, id = %meta.id, "topic created");
     Ok(meta)
 }
 
-async fn delete_topic(ctx: &ShardCtx, plane: &ControlPlane, name: String) -> ControlReply {
+async fn delete_topic(
+    ctx: &ShardCtx,
+    plane: &ControlPlane,
+    name: String,
+) -> Result<TopicMeta, ControlError> {
     let snapshot = ctx.metadata();
     let Some(meta) = snapshot.topic(&name).cloned() else {
         return Err(unknown_topic(&name));
@@ -199,7 +241,7 @@ async fn delete_topic(ctx: &ShardCtx, plane: &ControlPlane, name: String) -> Con
     let mut topics = snapshot.topics.clone();
     topics.remove(&name);
     // Unpublish first so no new request reaches the logs, then delete them.
-    commit(ctx, plane, &snapshot, topics).await?;
+    commit(ctx, plane, snapshot.with_topics(topics)).await?;
     for (shard, partitions) in owners(ctx, &name, 0..meta.partitions) {
         let request = ShardRequest::DeletePartitions {
             topic: name.clone(),
@@ -219,7 +261,7 @@ async fn create_partitions(
     name: String,
     count: i32,
     validate_only: bool,
-) -> ControlReply {
+) -> Result<TopicMeta, ControlError> {
     let snapshot = ctx.metadata();
     let Some(old) = snapshot.topic(&name).cloned() else {
         return Err(unknown_topic(&name));
@@ -239,10 +281,10 @@ async fn create_partitions(
     if validate_only {
         return Ok(meta);
     }
-    open_partitions(ctx, plane, &meta, old.partitions..count).await?;
+    open_partitions(ctx, &meta, old.partitions..count).await?;
     let mut topics = snapshot.topics.clone();
     topics.insert(name.clone(), meta.clone());
-    commit(ctx, plane, &snapshot, topics).await?;
+    commit(ctx, plane, snapshot.with_topics(topics)).await?;
     tracing::info!(topic = %name, from = old.partitions, to = count, "partitions added");
     Ok(meta)
 }
@@ -253,7 +295,7 @@ async fn set_topic_configs(
     name: String,
     configs: BTreeMap<String, String>,
     validate_only: bool,
-) -> ControlReply {
+) -> Result<TopicMeta, ControlError> {
     let snapshot = ctx.metadata();
     let Some(old) = snapshot.topic(&name).cloned() else {
         return Err(unknown_topic(&name));
@@ -265,7 +307,7 @@ async fn set_topic_configs(
     if validate_only {
         return Ok(meta);
     }
-    let log_config = topic_config::log_config(&plane.config, &meta.configs);
+    let log_config = topic_config::log_config(&snapshot.broker_config, &meta.configs);
     for shard in (0..ctx.shard_count).map(ShardId) {
         let request = ShardRequest::SetTopicConfig {
             topic: name.clone(),
@@ -278,7 +320,7 @@ async fn set_topic_configs(
     }
     let mut topics = snapshot.topics.clone();
     topics.insert(name.clone(), meta.clone());
-    commit(ctx, plane, &snapshot, topics).await?;
+    commit(ctx, plane, snapshot.with_topics(topics)).await?;
     tracing::info!(topic = %name, configs = ?meta.configs, "topic configs changed");
     Ok(meta)
 }
@@ -319,11 +361,10 @@ fn owners(ctx: &ShardCtx, topic: &str, range: std::ops::Range<i32>) -> BTreeMap<
 
 async fn open_partitions(
     ctx: &ShardCtx,
-    plane: &ControlPlane,
     meta: &TopicMeta,
     range: std::ops::Range<i32>,
 ) -> Result<(), ControlError> {
-    let config = topic_config::log_config(&plane.config, &meta.configs);
+    let config = topic_config::log_config(&ctx.metadata().broker_config, &meta.configs);
     for (shard, partitions) in owners(ctx, &meta.name, range) {
         let request = ShardRequest::OpenPartitions {
             topic: meta.name.clone(),
@@ -352,16 +393,16 @@ fn expect_done(reply: ShardReply, what: &str) -> Result<(), ControlError> {
     }
 }
 
-/// Writes the registry with `topics`, then publishes the new snapshot to every shard.
+/// Writes the registry as of `snapshot`, then publishes `snapshot` to every shard.
 async fn commit(
     ctx: &ShardCtx,
     plane: &ControlPlane,
-    old: &MetadataSnapshot,
-    topics: BTreeMap<String, TopicMeta>,
+    snapshot: MetadataSnapshot,
 ) -> Result<(), ControlError> {
     let bytes = registry::encode(&Registry {
-        cluster_id: old.cluster_id.clone(),
-        topics: topics.clone(),
+        cluster_id: snapshot.cluster_id.clone(),
+        topics: snapshot.topics.clone(),
+        broker_configs: snapshot.broker_overrides.clone(),
     });
     let data_dir = plane.data_dir.clone();
     let stored = glommio::executor()
@@ -374,7 +415,7 @@ async fn commit(
             error.to_string(),
         ));
     }
-    let snapshot = Arc::new(old.with_topics(topics));
+    let snapshot = Arc::new(snapshot);
     for shard in (0..ctx.shard_count).map(ShardId) {
         let reply = ctx
             .router
@@ -387,9 +428,47 @@ async fn commit(
     Ok(())
 }
 
+/// Run-time broker settings: only the broker-wide defaults of topic configs may change.
+async fn set_broker_configs(
+    ctx: &ShardCtx,
+    plane: &ControlPlane,
+    configs: BTreeMap<String, String>,
+    validate_only: bool,
+) -> Result<(), ControlError> {
+    let invalid = |message: String| ControlError::new(ResponseError::InvalidConfig, message);
+    if let Some(name) = configs.keys().find(|n| !topic_config::is_dynamic(n)) {
+        return Err(invalid(format!(
+            "`{name}` cannot change at run time: set it with --config or --set and restart"
+        )));
+    }
+    let effective = ctx
+        .config
+        .with_dynamic(&configs)
+        .map_err(|e| invalid(e.to_string()))?;
+    if validate_only {
+        return Ok(());
+    }
+    let snapshot = ctx.metadata();
+    commit(
+        ctx,
+        plane,
+        snapshot.with_broker_config(configs.clone(), Arc::new(effective)),
+    )
+    .await?;
+    for shard in (0..ctx.shard_count).map(ShardId) {
+        expect_done(
+            ctx.router
+                .call(shard, ShardRequest::RefreshLogConfigs)
+                .await,
+            "apply the broker config",
+        )?;
+    }
+    tracing::info!(?configs, "broker configs changed");
+    Ok(())
+}
+
 /// Topics of the registry whose partitions `shard` owns: (topic, partitions, log config).
 pub fn owned_at_start(
-    config: &BrokerConfig,
     snapshot: &MetadataSnapshot,
     shard: ShardId,
     shard_count: usize,
@@ -403,7 +482,7 @@ pub fn owned_at_start(
             owned.push((
                 meta.name.clone(),
                 partitions,
-                topic_config::log_config(config, &meta.configs),
+                topic_config::log_config(&snapshot.broker_config, &meta.configs),
             ));
         }
     }

@@ -4,6 +4,9 @@ use std::collections::{BTreeMap, HashMap};
 
 use uuid::Uuid;
 
+use std::sync::Arc;
+
+use crate::config::BrokerConfig;
 use crate::ids::NodeId;
 
 /// One topic as the registry knows it.
@@ -33,6 +36,10 @@ pub struct MetadataSnapshot {
     pub cluster_id: String,
     pub topics: BTreeMap<String, TopicMeta>,
     pub topic_names_by_id: HashMap<Uuid, String>,
+    /// Broker settings changed at run time (Kafka names), as stored in the registry.
+    pub broker_overrides: BTreeMap<String, String>,
+    /// The static broker config with `broker_overrides` applied.
+    pub broker_config: Arc<BrokerConfig>,
 }
 
 impl MetadataSnapshot {
@@ -41,6 +48,8 @@ impl MetadataSnapshot {
         broker: BrokerEndpoint,
         cluster_id: String,
         topics: BTreeMap<String, TopicMeta>,
+        broker_overrides: BTreeMap<String, String>,
+        broker_config: Arc<BrokerConfig>,
     ) -> Self {
         let topic_names_by_id = topics.values().map(|t| (t.id, t.name.clone())).collect();
         MetadataSnapshot {
@@ -49,6 +58,8 @@ impl MetadataSnapshot {
             cluster_id,
             topics,
             topic_names_by_id,
+            broker_overrides,
+            broker_config,
         }
     }
 
@@ -69,6 +80,24 @@ impl MetadataSnapshot {
             self.broker.clone(),
             self.cluster_id.clone(),
             topics,
+            self.broker_overrides.clone(),
+            Arc::clone(&self.broker_config),
+        )
+    }
+
+    /// A new snapshot with new run-time broker settings and the version bumped.
+    pub fn with_broker_config(
+        &self,
+        broker_overrides: BTreeMap<String, String>,
+        broker_config: Arc<BrokerConfig>,
+    ) -> MetadataSnapshot {
+        MetadataSnapshot::new(
+            self.version + 1,
+            self.broker.clone(),
+            self.cluster_id.clone(),
+            self.topics.clone(),
+            broker_overrides,
+            broker_config,
         )
     }
 }

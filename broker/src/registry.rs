@@ -44,6 +44,8 @@ struct TopicRecord {
 struct RegistryFile {
     cluster_id: String,
     topics: Vec<TopicRecord>,
+    #[serde(default)]
+    broker_configs: BTreeMap<String, String>,
 }
 
 /// What the registry holds.
@@ -51,6 +53,8 @@ struct RegistryFile {
 pub struct Registry {
     pub cluster_id: String,
     pub topics: BTreeMap<String, TopicMeta>,
+    /// Broker settings changed at run time (IncrementalAlterConfigs, BROKER resource).
+    pub broker_configs: BTreeMap<String, String>,
 }
 
 pub fn path_in(data_dir: &Path) -> PathBuf {
@@ -71,6 +75,7 @@ pub fn encode(registry: &Registry) -> Vec<u8> {
                 configs: t.configs.clone(),
             })
             .collect(),
+        broker_configs: registry.broker_configs.clone(),
     };
     let json = serde_json::to_vec_pretty(&file).unwrap_or_default();
     let mut out = format!("crc32c={:08x}\n", crc32c::crc32c(&json)).into_bytes();
@@ -114,6 +119,7 @@ pub fn decode(bytes: &[u8], path: &Path) -> Result<Registry, RegistryError> {
     Ok(Registry {
         cluster_id: file.cluster_id,
         topics,
+        broker_configs: file.broker_configs,
     })
 }
 
@@ -125,6 +131,7 @@ pub fn load(data_dir: &Path) -> Result<Registry, RegistryError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Registry {
             cluster_id: new_cluster_id(),
             topics: BTreeMap::new(),
+            broker_configs: BTreeMap::new(),
         }),
         Err(source) => Err(RegistryError::Io {
             op: "read",
@@ -220,6 +227,7 @@ mod tests {
         Registry {
             cluster_id: "c1".into(),
             topics,
+            broker_configs: [("log.retention.ms".to_string(), "5000".to_string())].into(),
         }
     }
 

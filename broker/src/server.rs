@@ -26,6 +26,8 @@ pub enum StartError {
     },
     #[error(transparent)]
     Registry(#[from] RegistryError),
+    #[error("the registry's run-time broker settings are invalid: {0}")]
+    StoredBrokerConfig(String),
     #[error("cannot start shard {shard}: {reason}")]
     Shard { shard: usize, reason: String },
     #[error("shard {shard} stopped abnormally")]
@@ -70,9 +72,13 @@ pub fn run_with(
         source,
     })?;
     let registry = load_registry(&config)?;
+    let effective = config
+        .with_dynamic(&registry.broker_configs)
+        .map_err(|e| StartError::StoredBrokerConfig(e.to_string()))?;
     let shared = Arc::new(Shared {
         config: Arc::new(config),
         registry: Arc::new(registry),
+        effective_config: Arc::new(effective),
         shard_count,
         stop,
         drained: Arc::new(AtomicUsize::new(0)),

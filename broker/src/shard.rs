@@ -39,7 +39,7 @@ impl ShardCtx {
         storage: Rc<ShardStorage>,
         senders: Option<Senders<MeshMsg>>,
     ) -> Rc<ShardCtx> {
-        let control = (shard.0 == 0).then(|| ControlPlane::new(Arc::clone(&config)));
+        let control = (shard.0 == 0).then(|| ControlPlane::new(config.data_dir.clone()));
         Rc::new_cyclic(|weak: &Weak<ShardCtx>| ShardCtx {
             shard,
             shard_count,

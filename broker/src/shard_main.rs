@@ -46,6 +46,8 @@ pub enum StartEvent {
 pub struct Shared {
     pub config: Arc<BrokerConfig>,
     pub registry: Arc<Registry>,
+    /// `config` with the registry's run-time broker settings applied.
+    pub effective_config: Arc<BrokerConfig>,
     pub shard_count: usize,
     pub stop: Arc<AtomicBool>,
     /// Shards done with their connections (stop phase 1), then with their logs (phase 2).
@@ -138,6 +140,8 @@ async fn build_ctx(
         endpoint,
         shared.registry.cluster_id.clone(),
         shared.registry.topics.clone(),
+        shared.registry.broker_configs.clone(),
+        Arc::clone(&shared.effective_config),
     );
     let storage = ShardStorage::new(ShardStorageConfig::default());
     let (senders, receivers) = match senders {
@@ -168,9 +172,7 @@ fn advertised_host(listen_host: &str) -> String {
 
 async fn open_owned(ctx: &ShardCtx) -> Result<(), String> {
     let snapshot = ctx.metadata();
-    for (topic, partitions, config) in
-        owned_at_start(&ctx.config, &snapshot, ctx.shard, ctx.shard_count)
-    {
+    for (topic, partitions, config) in owned_at_start(&snapshot, ctx.shard, ctx.shard_count) {
         if let shard_msg::ShardReply::Failed(reason) =
             shard_msg::open_partitions(ctx, &topic, &partitions, &config).await
         {

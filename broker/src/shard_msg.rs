@@ -27,6 +27,9 @@ pub enum ShardRequest {
     DeletePartitions { topic: String, partitions: Vec<i32> },
     /// New settings for every partition of `topic` the receiving shard owns.
     SetTopicConfig { topic: String, config: LogConfig },
+    /// Recompute the log settings of every partition the receiver owns from its snapshot
+    /// (after a broker-wide default changed).
+    RefreshLogConfigs,
     /// Replace the shard's metadata snapshot.
     PublishMetadata(Arc<MetadataSnapshot>),
     /// A topic change for the control plane (shard 0 only).
@@ -65,6 +68,10 @@ pub async fn serve(ctx: &ShardCtx, request: ShardRequest) -> ShardReply {
             }
             ShardReply::Done
         }
+        ShardRequest::RefreshLogConfigs => {
+            refresh_log_configs(ctx);
+            ShardReply::Done
+        }
         ShardRequest::PublishMetadata(snapshot) => {
             *ctx.metadata.borrow_mut() = snapshot;
             ShardReply::Done
@@ -75,6 +82,18 @@ pub async fn serve(ctx: &ShardCtx, request: ShardRequest) -> ShardReply {
             let change: Pin<Box<dyn Future<Output = ControlReply> + '_>> =
                 Box::pin(control::serve(ctx, request));
             ShardReply::Control(change.await)
+        }
+    }
+}
+
+fn refresh_log_configs(ctx: &ShardCtx) {
+    let snapshot = ctx.metadata();
+    for (tp, log) in ctx.partitions.borrow().iter() {
+        if let Some(meta) = snapshot.topic(&tp.topic) {
+            log.set_config(crate::topic_config::log_config(
+                &snapshot.broker_config,
+                &meta.configs,
+            ));
         }
     }
 }

@@ -122,6 +122,11 @@ pub enum TopicConfigError {
     },
 }
 
+/// Whether a broker setting may change at run time (it is the default of a topic config).
+pub fn is_dynamic(broker_name: &str) -> bool {
+    TOPIC_CONFIGS.iter().any(|d| d.broker_name == broker_name)
+}
+
 pub fn find(name: &str) -> Option<&'static TopicConfigDef> {
     TOPIC_CONFIGS.iter().find(|d| d.name == name)
 }
@@ -171,6 +176,8 @@ pub fn broker_default(broker: &BrokerConfig, def: &TopicConfigDef) -> String {
 pub enum ConfigSource {
     /// TOPIC_CONFIG
     Topic = 1,
+    /// DYNAMIC_DEFAULT_BROKER_CONFIG
+    DynamicDefaultBroker = 3,
     /// STATIC_BROKER_CONFIG
     StaticBroker = 4,
     /// DEFAULT_CONFIG
@@ -208,7 +215,9 @@ pub fn describe(
 
 /// Whether a broker setting was set explicitly or is the embedded default.
 pub fn broker_source(broker: &BrokerConfig, broker_name: &str) -> ConfigSource {
-    if broker.explicitly_set.contains(broker_name) {
+    if broker.dynamic_set.contains(broker_name) {
+        ConfigSource::DynamicDefaultBroker
+    } else if broker.explicitly_set.contains(broker_name) {
         ConfigSource::StaticBroker
     } else {
         ConfigSource::Default

@@ -47,16 +47,17 @@ where
                 host: "127.0.0.1".into(),
                 port: 9092,
             };
-            let snapshot = MetadataSnapshot::new(0, endpoint, "cluster".into(), Default::default());
-            let storage = ShardStorage::new(ShardStorageConfig::default());
-            let ctx = ShardCtx::new(
-                ShardId(0),
-                1,
-                Arc::new(config),
-                Arc::new(snapshot),
-                storage,
-                None,
+            let config = Arc::new(config);
+            let snapshot = MetadataSnapshot::new(
+                0,
+                endpoint,
+                "cluster".into(),
+                Default::default(),
+                Default::default(),
+                Arc::clone(&config),
             );
+            let storage = ShardStorage::new(ShardStorageConfig::default());
+            let ctx = ShardCtx::new(ShardId(0), 1, config, Arc::new(snapshot), storage, None);
             test(ctx).await;
         })
         .expect("executor");
@@ -466,5 +467,78 @@ fn describe_cluster_every_version() {
             assert_eq!(response.brokers.len(), 1);
             assert_eq!(response.cluster_id.as_str(), "cluster");
         }
+    });
+}
+
+fn alter_broker(key: &str, value: &str) -> IncrementalAlterConfigsRequest {
+    let op = AlterableConfig::default()
+        .with_name(str_bytes(key))
+        .with_value(Some(str_bytes(value)));
+    let resource = AlterConfigsResource::default()
+        .with_resource_type(4)
+        .with_resource_name(str_bytes(""))
+        .with_configs(vec![op]);
+    IncrementalAlterConfigsRequest::default().with_resources(vec![resource])
+}
+
+#[test]
+fn broker_defaults_change_at_run_time() {
+    on_shard(false, |ctx| async move {
+        create(&ctx, 7, creatable("plain", 1, &[]), false).await;
+        let key = ApiKey::IncrementalAlterConfigs;
+        let ok: IncrementalAlterConfigsResponse =
+            call(&ctx, key, 1, &alter_broker("log.retention.ms", "5000")).await;
+        assert_eq!(
+            ok.responses[0].error_code, 0,
+            "{:?}",
+            ok.responses[0].error_message
+        );
+        for (name, value) in [("num.partitions", "7"), ("log.retention.ms", "soon")] {
+            let refused: IncrementalAlterConfigsResponse =
+                call(&ctx, key, 1, &alter_broker(name, value)).await;
+            assert_eq!(
+                refused.responses[0].error_code,
+                ResponseError::InvalidConfig.code(),
+                "{name}"
+            );
+        }
+        let broker: DescribeConfigsResponse =
+            call(&ctx, ApiKey::DescribeConfigs, 4, &describe_request(4, "")).await;
+        assert_eq!(
+            value_of(&broker, "log.retention.ms").as_deref(),
+            Some("5000")
+        );
+        let entry = broker.results[0]
+            .configs
+            .iter()
+            .find(|c| c.name.as_str() == "log.retention.ms");
+        assert_eq!(
+            entry.map(|c| (c.config_source, c.read_only)),
+            Some((3, false))
+        );
+        let topic: DescribeConfigsResponse = call(
+            &ctx,
+            ApiKey::DescribeConfigs,
+            4,
+            &describe_request(2, "plain"),
+        )
+        .await;
+        assert_eq!(
+            value_of(&topic, "retention.ms").as_deref(),
+            Some("5000"),
+            "the topic default follows"
+        );
+        let log = ctx
+            .partitions
+            .borrow()
+            .values()
+            .next()
+            .cloned()
+            .expect("the partition");
+        assert_eq!(
+            log.config().retention_ms,
+            5000,
+            "the open log got the new default"
+        );
     });
 }

@@ -27,7 +27,7 @@ pub async fn handle(
             validate_only: request.validate_only,
         };
         let result = CreatePartitionsTopicResult::default().with_name(topic.name);
-        results.push(match control::call(ctx, change).await {
+        results.push(match control::call_topic(ctx, change).await {
             Ok(_) => result,
             Err(error) => result
                 .with_error_code(error.code())

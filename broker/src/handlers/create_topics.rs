@@ -89,8 +89,8 @@ async fn create_one(
         configs,
         validate_only,
     };
-    let meta = control::call(ctx, request).await?;
-    let entries = topic_config::describe(&ctx.config, &meta.configs)
+    let meta = control::call_topic(ctx, request).await?;
+    let entries = topic_config::describe(&ctx.metadata().broker_config, &meta.configs)
         .into_iter()
         .map(|e| {
             CreatableTopicConfigs::default()

@@ -55,7 +55,7 @@ async fn delete_one(ctx: &Rc<ShardCtx>, name: Option<TopicName>, id: Uuid) -> De
         },
     };
     let result = DeletableTopicResult::default().with_name(Some(topic_name(&name)));
-    match control::call(ctx, ControlRequest::DeleteTopic { name }).await {
+    match control::call_topic(ctx, ControlRequest::DeleteTopic { name }).await {
         Ok(meta) => result.with_topic_id(meta.id),
         Err(error) => result
             .with_topic_id(id)

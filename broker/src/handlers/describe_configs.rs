@@ -90,7 +90,8 @@ fn topic_configs(ctx: &ShardCtx, name: &str, detail: Detail) -> Described {
             format!("topic '{name}' does not exist"),
         ));
     };
-    let configs = topic_config::describe(&ctx.config, &meta.configs)
+    let broker = &snapshot.broker_config;
+    let configs = topic_config::describe(broker, &meta.configs)
         .into_iter()
         .map(|entry| {
             let mut synonyms = Vec::new();
@@ -98,11 +99,11 @@ fn topic_configs(ctx: &ShardCtx, name: &str, detail: Detail) -> Described {
                 if entry.source == ConfigSource::Topic {
                     synonyms.push(synonym(entry.def.name, &entry.value, ConfigSource::Topic));
                 }
-                let broker_value = topic_config::broker_default(&ctx.config, entry.def);
+                let broker_value = topic_config::broker_default(broker, entry.def);
                 synonyms.push(synonym(
                     entry.def.broker_name,
                     &broker_value,
-                    broker_source(&ctx.config, entry.def.broker_name),
+                    broker_source(broker, entry.def.broker_name),
                 ));
             }
             config_result(
@@ -126,11 +127,13 @@ fn broker_configs(ctx: &ShardCtx, name: &str, detail: Detail) -> Described {
             format!("this is broker {node}, not '{name}'"),
         ));
     }
+    let snapshot = ctx.metadata();
     let configs = SETTINGS
         .iter()
         .map(|setting| {
-            let value = (setting.get)(&ctx.config);
-            let source = broker_source(&ctx.config, setting.name);
+            let value = (setting.get)(&snapshot.broker_config);
+            let source = broker_source(&snapshot.broker_config, setting.name);
+            let read_only = !topic_config::is_dynamic(setting.name);
             let synonyms = if detail.synonyms {
                 vec![synonym(setting.name, &value, source)]
             } else {
@@ -140,7 +143,7 @@ fn broker_configs(ctx: &ShardCtx, name: &str, detail: Detail) -> Described {
                 setting.name,
                 &value,
                 source,
-                true,
+                read_only,
                 detail.documentation.then_some(setting.doc),
             )
             .with_synonyms(synonyms)

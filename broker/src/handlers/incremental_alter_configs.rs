@@ -54,18 +54,42 @@ async fn alter_resource(
     validate_only: bool,
 ) -> Result<(), ControlError> {
     match resource.resource_type {
-        RESOURCE_TOPIC => {}
-        RESOURCE_BROKER => {
-            let message = "broker settings are static: set them with --config or --set and restart";
-            return Err(ControlError::new(ResponseError::InvalidConfig, message));
-        }
-        other => {
-            return Err(ControlError::new(
-                ResponseError::InvalidRequest,
-                format!("resource type {other} is not served"),
-            ))
-        }
+        RESOURCE_TOPIC => alter_topic(ctx, resource, validate_only).await,
+        RESOURCE_BROKER => alter_broker(ctx, resource, validate_only).await,
+        other => Err(ControlError::new(
+            ResponseError::InvalidRequest,
+            format!("resource type {other} is not served"),
+        )),
     }
+}
+
+/// Broker resource `""` (cluster-wide default) or this node's id: the run-time overrides.
+async fn alter_broker(
+    ctx: &Rc<ShardCtx>,
+    resource: AlterConfigsResource,
+    validate_only: bool,
+) -> Result<(), ControlError> {
+    let name = resource.resource_name.as_str();
+    if !name.is_empty() && name != ctx.config.node_id.to_string() {
+        let message = format!("this is broker {}, not '{name}'", ctx.config.node_id);
+        return Err(ControlError::new(ResponseError::InvalidRequest, message));
+    }
+    let mut configs = ctx.metadata().broker_overrides.clone();
+    for op in &resource.configs {
+        apply_op(&mut configs, op)?;
+    }
+    let request = ControlRequest::SetBrokerConfigs {
+        configs,
+        validate_only,
+    };
+    control::call(ctx, request).await.map(|_| ())
+}
+
+async fn alter_topic(
+    ctx: &Rc<ShardCtx>,
+    resource: AlterConfigsResource,
+    validate_only: bool,
+) -> Result<(), ControlError> {
     let name = resource.resource_name.to_string();
     let Some(meta) = ctx.metadata().topic(&name).cloned() else {
         return Err(ControlError::new(
@@ -77,7 +101,7 @@ async fn alter_resource(
     for op in &resource.configs {
         apply_op(&mut configs, op)?;
     }
-    control::call(
+    control::call_topic(
         ctx,
         ControlRequest::SetTopicConfigs {
             name,

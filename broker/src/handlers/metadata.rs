@@ -78,7 +78,7 @@ async fn by_name(
         configs: Default::default(),
         validate_only: false,
     };
-    match control::call(ctx, request).await {
+    match control::call_topic(ctx, request).await {
         Ok(meta) => describe_topic(snapshot, &meta),
         // Created meanwhile by another request: the new snapshot has it.
         Err(_) => match ctx.metadata().topic(name) {
