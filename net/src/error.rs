@@ -41,5 +41,9 @@ pub enum NetError {
 
 /// A codec error as one log-friendly line (the codec's messages may end in a newline).
 pub(crate) fn one_line(error: impl std::fmt::Display) -> String {
-    error.to_string().split_whitespace().collect::<Vec<_>>().join(" ")
+    error
+        .to_string()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
 }
