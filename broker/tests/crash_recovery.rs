@@ -62,6 +62,16 @@ fn produce_until_stopped(
         if log.acked_count() >= acked_target {
             acked_min.store(true, Ordering::Relaxed);
         }
+        if !stop.load(Ordering::Relaxed) && !log.failed().is_empty() {
+            // Before the kill nothing may fail: give up at once and let the caller report it.
+            let failed = log.failed();
+            eprintln!(
+                "{} records failed before the kill, first: {:?}",
+                failed.len(),
+                &failed[..failed.len().min(5)]
+            );
+            break;
+        }
         if id.is_multiple_of(64) {
             // Keep the queue shallow so the kill lands among in-flight requests, not behind a
             // mountain of queued ones.

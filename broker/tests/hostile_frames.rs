@@ -268,7 +268,10 @@ fn given_hostile_frames_when_sent_on_raw_connections_should_close_them_and_keep_
 
     // 8. Unsupported versions. ApiVersions must answer UNSUPPORTED_VERSION (clients downgrade
     //    from that answer); other APIs may close or answer with an error.
-    let verdict = send_and_judge(addr, &frame(API_API_VERSIONS, 127, 55, &[]), false);
+    //    Shaped as a newer client sends it: request header v2 (tagged fields after the client
+    //    id) and a v3-like body (client software name and version, tagged fields).
+    let body = [&[0u8][..], &[13], b"odradek-test", &[4], b"1.0", &[0]].concat();
+    let verdict = send_and_judge(addr, &frame(API_API_VERSIONS, 127, 55, &body), false);
     let Verdict::Answered(response) = verdict else {
         panic!("ApiVersions v127 must be answered with UNSUPPORTED_VERSION, got {verdict:?}");
     };
@@ -315,17 +318,9 @@ fn given_hostile_frames_when_sent_on_raw_connections_should_close_them_and_keep_
             78,
         );
     }
-    //  A Produce v3 request whose record batch is junk: a well-formed request, a bad batch. It
-    //  must be refused per partition (CORRUPT_MESSAGE) or closed, never stored.
-    let verdict = send_and_judge(addr, &produce_v3_with_junk_batch(topic, 91), false);
-    if let Verdict::Answered(response) = &verdict {
-        assert_eq!(
-            produce_v3_partition_error(response, topic),
-            CORRUPT_MESSAGE,
-            "produce v3 with a bad CRC: partition error code"
-        );
-    }
-    assert_closed_or_error_response("produce v3 with a junk batch", verdict, 91);
+    //  A Produce v3 request whose record set is junk: never stored (checked at the end).
+    let verdict = send_and_judge(addr, &produce_v3(topic, 91, &junk), false);
+    assert_closed_or_error_response("produce v3 with a junk record set", verdict, 91);
 
     // 10. A good request after a bad one on the same connection is not required to work, but a
     //     fresh connection must be served right away.
@@ -343,8 +338,8 @@ fn given_hostile_frames_when_sent_on_raw_connections_should_close_them_and_keep_
     assert_eq!(common::watermarks(&reader, topic, 0), (0, round as i64 + 1));
 }
 
-/// Produce v3 (acks=1) for `topic` partition 0 with a record set of junk bytes.
-fn produce_v3_with_junk_batch(topic: &str, correlation_id: i32) -> Vec<u8> {
+/// Produce v3 (acks=1) for `topic` partition 0 carrying `records` as its record set.
+fn produce_v3(topic: &str, correlation_id: i32, records: &[u8]) -> Vec<u8> {
     let mut body = Vec::new();
     body.extend_from_slice(&(-1i16).to_be_bytes()); // transactional_id: null
     body.extend_from_slice(&1i16.to_be_bytes()); // acks
@@ -354,21 +349,46 @@ fn produce_v3_with_junk_batch(topic: &str, correlation_id: i32) -> Vec<u8> {
     body.extend_from_slice(topic.as_bytes());
     body.extend_from_slice(&1i32.to_be_bytes()); // one partition
     body.extend_from_slice(&0i32.to_be_bytes()); // partition 0
-    let mut records = Vec::new();
-    records.extend_from_slice(&0i64.to_be_bytes()); // base offset
-    records.extend_from_slice(&80i32.to_be_bytes()); // batch length
-    records.extend_from_slice(&0i32.to_be_bytes()); // partition leader epoch
-    records.push(2); // magic 2
-    records.extend_from_slice(&[0xde, 0xad, 0xbe, 0xef]); // a wrong CRC
-    records.extend((0..76u8).map(|i| i.wrapping_mul(13)));
     body.extend_from_slice(&(records.len() as i32).to_be_bytes());
-    body.extend_from_slice(&records);
+    body.extend_from_slice(records);
     frame(API_PRODUCE, 3, correlation_id, &body)
 }
 
-/// The error code of the single partition in a Produce v3 response (after the correlation id:
-/// topics[name, partitions[index, error_code, base_offset, log_append_time]], throttle).
-fn produce_v3_partition_error(response: &[u8], topic: &str) -> i16 {
+/// A record batch (magic 2) holding one record with a null key and `value`, with a correct
+/// CRC32C. Layout: baseOffset, batchLength, partitionLeaderEpoch, magic, crc, then the CRC'd part:
+/// attributes, lastOffsetDelta, baseTimestamp, maxTimestamp, producerId, producerEpoch,
+/// baseSequence, records count, records.
+fn record_batch(value: &[u8], timestamp_ms: i64) -> Vec<u8> {
+    assert!(value.len() < 60, "one-byte varints only");
+    let mut record = vec![0u8, 0, 0, 1]; // attributes, timestampDelta 0, offsetDelta 0, key -1
+    record.push((value.len() as u8) << 1); // value length (zigzag varint)
+    record.extend_from_slice(value);
+    record.push(0); // no headers
+    let mut crc_part = Vec::new();
+    crc_part.extend_from_slice(&0i16.to_be_bytes()); // attributes: no compression, CreateTime
+    crc_part.extend_from_slice(&0i32.to_be_bytes()); // lastOffsetDelta
+    crc_part.extend_from_slice(&timestamp_ms.to_be_bytes()); // baseTimestamp
+    crc_part.extend_from_slice(&timestamp_ms.to_be_bytes()); // maxTimestamp
+    crc_part.extend_from_slice(&(-1i64).to_be_bytes()); // producerId
+    crc_part.extend_from_slice(&(-1i16).to_be_bytes()); // producerEpoch
+    crc_part.extend_from_slice(&(-1i32).to_be_bytes()); // baseSequence
+    crc_part.extend_from_slice(&1i32.to_be_bytes()); // records count
+    crc_part.push((record.len() as u8) << 1); // record length (zigzag varint)
+    crc_part.extend_from_slice(&record);
+    let mut batch = Vec::new();
+    batch.extend_from_slice(&0i64.to_be_bytes()); // baseOffset
+    batch.extend_from_slice(&((4 + 1 + 4 + crc_part.len()) as i32).to_be_bytes()); // batchLength
+    batch.extend_from_slice(&0i32.to_be_bytes()); // partitionLeaderEpoch
+    batch.push(2); // magic
+    batch.extend_from_slice(&crc32c::crc32c(&crc_part).to_be_bytes());
+    batch.extend_from_slice(&crc_part);
+    batch
+}
+
+/// The single partition's (error code, base offset) in a Produce v3 response: after the
+/// correlation id come topics[name, partitions[index, error_code, base_offset,
+/// log_append_time]], throttle.
+fn produce_v3_partition_result(response: &[u8], topic: &str) -> (i16, i64) {
     let mut at = 4; // correlation id
     let topics = i32::from_be_bytes(response[at..at + 4].try_into().expect("topic count"));
     assert_eq!(topics, 1, "one topic in the produce response");
@@ -385,5 +405,64 @@ fn produce_v3_partition_error(response: &[u8], topic: &str) -> i16 {
     let partitions = i32::from_be_bytes(response[at..at + 4].try_into().expect("partition count"));
     assert_eq!(partitions, 1, "one partition in the produce response");
     at += 4 + 4; // count, partition index
-    i16::from_be_bytes(response[at..at + 2].try_into().expect("error code"))
+    let error_code = i16::from_be_bytes(response[at..at + 2].try_into().expect("error code"));
+    let base_offset =
+        i64::from_be_bytes(response[at + 2..at + 10].try_into().expect("base offset"));
+    (error_code, base_offset)
+}
+
+/// Sends one raw Produce v3 and returns the partition's (error code, base offset).
+fn raw_produce(addr: SocketAddr, topic: &str, correlation_id: i32, records: &[u8]) -> (i16, i64) {
+    let verdict = send_and_judge(addr, &produce_v3(topic, correlation_id, records), false);
+    let Verdict::Answered(response) = verdict else {
+        panic!("a well-formed Produce v3 request must be answered, got {verdict:?}");
+    };
+    assert_eq!(correlation_id_of(&response), correlation_id);
+    produce_v3_partition_result(&response, topic)
+}
+
+#[test]
+fn given_raw_produce_with_damaged_batch_when_sent_should_answer_corrupt_message_and_store_nothing()
+{
+    let broker = Broker::start();
+    let topic = "raw";
+    create_topic(&broker.bootstrap(), topic, 1, &[]);
+    let addr = broker.addr();
+
+    // A correct batch is stored at offset 0: proves the raw encoding used below is right.
+    let good = record_batch(b"hello", 1_700_000_000_000);
+    assert_eq!(raw_produce(addr, topic, 1, &good), (0, 0), "a valid batch");
+
+    // A wrong CRC: CORRUPT_MESSAGE (Kafka checks the CRC before reading the batch).
+    let mut bad_crc = record_batch(b"crc", 1_700_000_000_001);
+    bad_crc[40] ^= 0x01; // inside the CRC'd part
+    let (error_code, _) = raw_produce(addr, topic, 2, &bad_crc);
+    assert_eq!(error_code, CORRUPT_MESSAGE, "a batch with a wrong CRC");
+
+    // A batch length that runs past the record set: refused (any error code).
+    let mut too_long = record_batch(b"long", 1_700_000_000_002);
+    too_long[8..12].copy_from_slice(&1000i32.to_be_bytes());
+    let (error_code, _) = raw_produce(addr, topic, 3, &too_long);
+    assert_ne!(
+        error_code, 0,
+        "a batch whose length runs past the record set"
+    );
+
+    // Magic 1 (an old message format): refused (any error code).
+    let mut old_magic = record_batch(b"old", 1_700_000_000_003);
+    old_magic[16] = 1;
+    let (error_code, _) = raw_produce(addr, topic, 4, &old_magic);
+    assert_ne!(error_code, 0, "a batch with magic 1");
+
+    // Only the good record is there, and a real client reads it.
+    let reader = consumer(&broker.bootstrap(), &[]);
+    assert_eq!(common::watermarks(&reader, topic, 0), (0, 1));
+    assign_all(&reader, topic, 1, Offset::Beginning);
+    let got = consume_exactly(&reader, 1, Duration::from_secs(30));
+    assert_eq!(got[0].payload(), Some(&b"hello"[..]));
+    assert_eq!(got[0].key(), None);
+    assert_eq!(
+        got[0].timestamp(),
+        rdkafka::Timestamp::CreateTime(1_700_000_000_000)
+    );
 }
