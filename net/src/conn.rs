@@ -9,9 +9,10 @@
 
 use std::rc::Rc;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures::future::{select, Either};
 use futures::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use futures::FutureExt;
 use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
 use glommio::task::JoinHandle;
 use kafka_protocol::messages::{ApiKey, RequestHeader};
@@ -120,23 +121,171 @@ async fn write_loop<W: AsyncWrite + Unpin>(
     mut writer: W,
     rx: LocalReceiver<JoinHandle<Reply>>,
 ) -> Result<(), NetError> {
-    while let Some(task) = rx.recv().await {
-        // `None` from the handle: the task was cancelled (the shard is stopping).
+    let mut next = None;
+    loop {
+        let task = match next.take() {
+            Some(task) => task,
+            None => match rx.recv().await {
+                Some(task) => task,
+                None => break,
+            },
+        };
+        // `None` from a handle: the task was cancelled (the shard is stopping).
         let Some(reply) = task.await else {
             return Ok(());
         };
-        if let Some(frame) = reply? {
-            writer
-                .write_all(&frame)
-                .await
-                .map_err(|source| NetError::Io {
-                    op: "write response",
-                    source,
-                })?;
-        }
+        let mut frames: Vec<Bytes> = reply?.into_iter().collect();
+        next = gather_ready(&rx, &mut frames)?;
+        write_frames(&mut writer, frames).await?;
     }
     writer.close().await.map_err(|source| NetError::Io {
         op: "close",
         source,
     })
+}
+
+/// Responses gathered into one write at most (several small answers, one syscall).
+const COALESCE_BYTES_MAX: usize = 64 * 1024;
+const COALESCE_FRAMES_MAX: usize = 64;
+
+/// Appends the responses that are already complete, in order, without waiting; returns the
+/// first queued request that is still running (the caller awaits it next).
+fn gather_ready(
+    rx: &LocalReceiver<JoinHandle<Reply>>,
+    frames: &mut Vec<Bytes>,
+) -> Result<Option<JoinHandle<Reply>>, NetError> {
+    let mut bytes: usize = frames.iter().map(Bytes::len).sum();
+    while bytes < COALESCE_BYTES_MAX && frames.len() < COALESCE_FRAMES_MAX {
+        let Some(Some(mut task)) = rx.recv().now_or_never() else {
+            return Ok(None);
+        };
+        match (&mut task).now_or_never() {
+            Some(Some(reply)) => {
+                if let Some(frame) = reply? {
+                    bytes += frame.len();
+                    frames.push(frame);
+                }
+            }
+            // Cancelled: nothing more will be answered; send what is ready.
+            Some(None) => return Ok(None),
+            None => return Ok(Some(task)),
+        }
+    }
+    Ok(None)
+}
+
+async fn write_frames<W: AsyncWrite + Unpin>(
+    writer: &mut W,
+    frames: Vec<Bytes>,
+) -> Result<(), NetError> {
+    let total: usize = frames.iter().map(Bytes::len).sum();
+    let io = |source| NetError::Io {
+        op: "write response",
+        source,
+    };
+    if frames.len() > 1 && total <= COALESCE_BYTES_MAX {
+        let mut joined = BytesMut::with_capacity(total);
+        frames.iter().for_each(|f| joined.extend_from_slice(f));
+        return writer.write_all(&joined).await.map_err(io);
+    }
+    for frame in frames {
+        writer.write_all(&frame).await.map_err(io)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::BufMut;
+    use futures::io::{AsyncReadExt, AsyncWriteExt};
+    use glommio::net::{TcpListener, TcpStream};
+    use kafka_protocol::protocol::Encodable;
+    use std::time::Duration;
+
+    const REQUESTS: i32 = 20;
+
+    /// Answers with the correlation id; later requests finish first; Produce gets no answer.
+    struct SlowEcho;
+
+    impl Service for SlowEcho {
+        async fn call(self: Rc<Self>, request: Request) -> Result<Option<Bytes>, NetError> {
+            let id = request.header.correlation_id;
+            let delay_ms = u64::try_from(REQUESTS - id).unwrap_or(0) * 2;
+            glommio::timer::sleep(Duration::from_millis(delay_ms)).await;
+            if request.api_key == ApiKey::Produce {
+                return Ok(None);
+            }
+            let mut frame = BytesMut::new();
+            frame.put_i32(4);
+            frame.put_i32(id);
+            Ok(Some(frame.freeze()))
+        }
+    }
+
+    fn request_frame(api_key: ApiKey, correlation_id: i32) -> Vec<u8> {
+        let header = RequestHeader::default()
+            .with_request_api_key(api_key as i16)
+            .with_request_api_version(1)
+            .with_correlation_id(correlation_id);
+        let mut payload = BytesMut::new();
+        header
+            .encode(&mut payload, api_key.request_header_version(1))
+            .expect("encode");
+        let mut out = (payload.len() as i32).to_be_bytes().to_vec();
+        out.extend_from_slice(&payload);
+        out
+    }
+
+    async fn serve_one(listener: TcpListener) {
+        let stream = listener.accept().await.expect("accept");
+        let limits = ConnLimits {
+            frame_bytes_max: 1024,
+            in_flight_max: 4,
+        };
+        serve_connection(stream, "test", Rc::new(SlowEcho), limits, Shutdown::new()).await;
+    }
+
+    #[test]
+    fn responses_go_back_in_request_order_and_bad_frames_close() {
+        let handle = glommio::LocalExecutorBuilder::default()
+            .spawn(|| async {
+                let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+                let addr = listener.local_addr().expect("addr");
+                let server = glommio::spawn_local(serve_one(listener));
+                let mut client = TcpStream::connect(addr).await.expect("connect");
+                let mut expected = Vec::new();
+                for id in 0..REQUESTS {
+                    let key = if id % 5 == 0 {
+                        ApiKey::Produce
+                    } else {
+                        ApiKey::Metadata
+                    };
+                    if key != ApiKey::Produce {
+                        expected.push(id);
+                    }
+                    client
+                        .write_all(&request_frame(key, id))
+                        .await
+                        .expect("write");
+                }
+                let mut got = Vec::new();
+                for _ in 0..expected.len() {
+                    let mut frame = [0u8; 8];
+                    client.read_exact(&mut frame).await.expect("response");
+                    got.push(i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]));
+                }
+                assert_eq!(got, expected);
+                client
+                    .write_all(&(-1i32).to_be_bytes())
+                    .await
+                    .expect("write");
+                let mut rest = Vec::new();
+                client.read_to_end(&mut rest).await.expect("closed");
+                assert!(rest.is_empty());
+                server.await;
+            })
+            .expect("executor");
+        handle.join().expect("test");
+    }
 }
