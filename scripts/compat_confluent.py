@@ -5,6 +5,7 @@
 Exits 1 with a message naming the first mismatch. Run by scripts/compat.sh.
 """
 
+import functools
 import sys
 import time
 
@@ -104,11 +105,12 @@ def produce(bootstrap):
     errors = []
     delivered = {}
 
-    def on_delivery(error, message):
+    def on_delivery(seq, error, message):
+        # Delivery reports carry no headers: the sequence number comes bound to the callback.
         if error is not None:
             errors.append(error)
         else:
-            delivered[int(message.headers()[0][1])] = (message.partition(), message.offset())
+            delivered[seq] = (message.partition(), message.offset())
 
     producer = Producer(
         {"bootstrap.servers": bootstrap, "acks": "all", "compression.type": "lz4", "linger.ms": 5}
@@ -120,7 +122,7 @@ def produce(bootstrap):
             value=f"value-{i}".encode() * (1 + i % 5),
             headers=[("seq", str(i).encode()), ("client", b"confluent-kafka")],
             timestamp=1_700_000_000_000 + i,
-            on_delivery=on_delivery,
+            on_delivery=functools.partial(on_delivery, i),
         )
         producer.poll(0)
     left = producer.flush(60)
@@ -177,6 +179,14 @@ def consume(bootstrap, delivered):
     consumer.close()
 
 
+def watermarks(bootstrap, partition):
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "compat-py-watermarks"})
+    try:
+        return consumer.get_watermark_offsets(TopicPartition(TOPIC, partition), timeout=TIMEOUT_S)
+    finally:
+        consumer.close()
+
+
 def main():
     if len(sys.argv) != 2:
         fail("usage: compat_confluent.py HOST:PORT")
@@ -187,6 +197,22 @@ def main():
     delivered = produce(bootstrap)
     log("consume them back")
     consume(bootstrap, delivered)
+
+    log("describe_cluster")
+    try:
+        cluster = admin.describe_cluster(request_timeout=TIMEOUT_S).result(timeout=TIMEOUT_S)
+    except Exception as error:  # noqa: BLE001
+        fail(f"describe_cluster: {error}")
+    check(cluster.cluster_id, f"describe_cluster: empty cluster id: {cluster}")
+    check(len(cluster.nodes) == 1, f"describe_cluster: want one node, got {cluster.nodes}")
+
+    log("delete_records before offset 10 of partition 0")
+    low_before, high_before = watermarks(bootstrap, 0)
+    check(high_before > 10, f"partition 0 has only {high_before} records")
+    futures = admin.delete_records([TopicPartition(TOPIC, 0, 10)], request_timeout=TIMEOUT_S)
+    wait_all({str(k): v for k, v in futures.items()}, "delete_records")
+    low_after, high_after = watermarks(bootstrap, 0)
+    check((low_after, high_after) == (10, high_before), f"watermarks after delete_records: {(low_after, high_after)}")
 
     log("create_partitions to 4, then delete the topic")
     wait_all(admin.create_partitions([NewPartitions(TOPIC, 4)]), "create_partitions")

@@ -192,6 +192,11 @@ fn given_acks_all_producer_running_when_broker_killed_with_sigkill_and_restarted
 
     broker.restart();
     let stored = read_everything(&broker, topic, 3);
+    eprintln!(
+        "kill -9 with {} records acknowledged; {} records stored after restart",
+        acked.len(),
+        stored.len()
+    );
     assert_all_acked_present(&stored, &acked);
 
     // The recovered log takes appends again, after what it kept.

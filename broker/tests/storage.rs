@@ -89,6 +89,12 @@ fn given_topic_with_small_segments_and_retention_bytes_when_24_mib_produced_shou
         thread::sleep(Duration::from_millis(500));
     }
     let (low_now, high_now) = watermarks(&reader, topic, 0);
+    eprintln!(
+        "after retention: offsets {low_now}..{high_now}, {} bytes ({} allocated) in {:?}",
+        size.0,
+        size.1,
+        common::segment_files(&partition_dir)
+    );
     assert_eq!(high_now, high, "retention must not move the high watermark");
     assert!(
         low > 0 && low_now >= low,
@@ -179,6 +185,7 @@ fn given_records_appended_when_inspecting_the_open_segment_descriptor_should_car
         .cloned()
         .unwrap_or_else(|| panic!("no segment in {}", partition_dir.display()));
     let descriptors = open_log_descriptors(broker.pid(), broker.data_dir());
+    eprintln!("open .log descriptors: {descriptors:?}");
     let on_active: Vec<&(PathBuf, u64)> =
         descriptors.iter().filter(|(p, _)| *p == active).collect();
     assert!(
