@@ -16,6 +16,8 @@ pub enum PreflightError {
     Memlock { soft_bytes: u64, hard_bytes: u64 },
     #[error("cannot read the memlock limit: {0}")]
     Rlimit(nix::Error),
+    #[error("kernel {0} is too old: glommio needs io_uring from Linux 5.8 or newer")]
+    KernelTooOld(String),
     #[error("io_uring is disabled on this host (kernel.io_uring_disabled={0}): run `sysctl -w kernel.io_uring_disabled=0` as root")]
     IoUringDisabled(String),
 }
@@ -53,7 +55,20 @@ fn raise_memlock() -> Result<(), PreflightError> {
     }
 }
 
+/// `major.minor` of a kernel release string such as `6.8.0-45-generic`.
+fn kernel_version(release: &str) -> Option<(u32, u32)> {
+    let mut parts = release.trim().split(['.', '-']);
+    let major = parts.next()?.parse().ok()?;
+    let minor = parts.next()?.parse().ok()?;
+    Some((major, minor))
+}
+
 fn check_io_uring() -> Result<(), PreflightError> {
+    if let Ok(release) = std::fs::read_to_string("/proc/sys/kernel/osrelease") {
+        if kernel_version(&release).is_some_and(|v| v < (5, 8)) {
+            return Err(PreflightError::KernelTooOld(release.trim().to_string()));
+        }
+    }
     // Absent on kernels before 6.6: io_uring is then enabled unless a seccomp profile blocks it.
     let Ok(text) = std::fs::read_to_string("/proc/sys/kernel/io_uring_disabled") else {
         return Ok(());
@@ -65,5 +80,17 @@ fn check_io_uring() -> Result<(), PreflightError> {
             Ok(())
         }
         other => Err(PreflightError::IoUringDisabled(other.to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kernel_versions_parse() {
+        assert_eq!(kernel_version("6.8.0-45-generic\n"), Some((6, 8)));
+        assert_eq!(kernel_version("5.4.0"), Some((5, 4)));
+        assert_eq!(kernel_version("garbage"), None);
     }
 }

@@ -221,6 +221,7 @@ async fn accept_loop(
         frame_bytes_max: ctx.config.socket_request_max_bytes,
         in_flight_max: ctx.config.queued_max_requests,
     };
+    let mut at_limit = false;
     loop {
         let accept = std::pin::pin!(listener.accept());
         let stop = std::pin::pin!(shutdown.wait());
@@ -234,9 +235,14 @@ async fn accept_loop(
             Either::Right(_) => return,
         };
         if active.get() >= ctx.config.max_connections {
-            tracing::warn!(shard = %ctx.shard, max = ctx.config.max_connections, "max.connections reached: refusing a connection");
+            // One line per crossing of the limit, not one per refused connection.
+            if !at_limit {
+                tracing::warn!(shard = %ctx.shard, max = ctx.config.max_connections, "max.connections reached: refusing connections");
+            }
+            at_limit = true;
             continue;
         }
+        at_limit = false;
         let _ = stream.set_nodelay(true);
         let peer = stream
             .peer_addr()
