@@ -9,6 +9,7 @@
 //! - [`frame`]: length-prefixed frames (`i32` big-endian length, then the payload), bounded.
 //! - [`header`]: the request header (API key, version, correlation id, client id).
 //! - [`codec`]: request bodies and length-prefixed responses, via the `kafka-protocol` crate.
+//! - [`legacy`]: Produce v0–2, advertised for old clients, answered with UNSUPPORTED_VERSION.
 //! - [`conn`]: the connection loop: pipelined requests, bounded in flight, in-order responses.
 //! - [`shutdown`]: a broadcast "stop now" signal for accept and connection loops.
 
@@ -17,6 +18,7 @@ pub mod conn;
 pub mod error;
 pub mod frame;
 pub mod header;
+pub mod legacy;
 pub mod shutdown;
 
 pub use codec::{decode_body, encode_response, encode_response_with_header_version};

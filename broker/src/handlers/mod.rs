@@ -16,7 +16,7 @@ use std::rc::Rc;
 
 use bytes::Bytes;
 use kafka_protocol::messages::ApiKey;
-use odradek_net::{decode_body, encode_response, NetError, Request};
+use odradek_net::{decode_body, encode_response, legacy, NetError, Request};
 
 use crate::shard::ShardCtx;
 
@@ -133,13 +133,20 @@ pub async fn dispatch(ctx: &Rc<ShardCtx>, request: Request) -> Reply {
         });
     };
     let (min, max) = entry.versions;
-    if version < min || version > max || version < key.valid_versions().min {
-        // Advertised but older than the codec (Produce 0–2, Fetch 0–3): Kafka answers these
-        // with UNSUPPORTED_VERSION; until a handler does, the connection is closed.
-        return Err(NetError::UnsupportedVersion {
-            api_key: key as i16,
-            version,
-        });
+    let unsupported = NetError::UnsupportedVersion {
+        api_key: key as i16,
+        version,
+    };
+    if version < min || version > max {
+        return Err(unsupported);
+    }
+    if version < key.valid_versions().min {
+        // Advertised for old clients but older than the codec: Produce 0–2 is answered with
+        // UNSUPPORTED_VERSION per partition (as Kafka 4 does); Fetch 0–3 closes the connection.
+        return match key {
+            ApiKey::Produce => legacy::produce_unsupported(&request.header, request.body),
+            _ => Err(unsupported),
+        };
     }
     match key {
         ApiKey::Produce => {
