@@ -25,6 +25,7 @@ pub enum PreflightError {
 /// Runs every check; logs what it changed.
 pub fn check() -> Result<(), PreflightError> {
     raise_memlock()?;
+    raise_open_files();
     check_io_uring()
 }
 
@@ -61,6 +62,22 @@ fn kernel_version(release: &str) -> Option<(u32, u32)> {
     let major = parts.next()?.parse().ok()?;
     let minor = parts.next()?.parse().ok()?;
     Some((major, minor))
+}
+
+/// Connections and segment files need descriptors; the usual soft limit (1024) is low.
+fn raise_open_files() {
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+        return;
+    };
+    // An unlimited hard limit is refused above the kernel's nr_open (1 Mi by default).
+    let target = hard.min(1 << 20);
+    if soft >= target {
+        return;
+    }
+    match setrlimit(Resource::RLIMIT_NOFILE, target, hard) {
+        Ok(()) => tracing::info!(from = soft, to = target, "raised the open-files limit"),
+        Err(error) => tracing::warn!(soft, hard, %error, "cannot raise the open-files limit"),
+    }
 }
 
 fn check_io_uring() -> Result<(), PreflightError> {

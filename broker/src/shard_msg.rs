@@ -73,7 +73,11 @@ pub async fn serve(ctx: &ShardCtx, request: ShardRequest) -> ShardReply {
             ShardReply::Done
         }
         ShardRequest::PublishMetadata(snapshot) => {
-            *ctx.metadata.borrow_mut() = snapshot;
+            let mut current = ctx.metadata.borrow_mut();
+            // Changes are serialized on shard 0, so versions only grow; never step back.
+            if snapshot.version > current.version {
+                *current = snapshot;
+            }
             ShardReply::Done
         }
         ShardRequest::Data(request) => ShardReply::Data(data_path::serve(ctx, request).await),
