@@ -422,3 +422,73 @@ fn given_topic_with_configs_when_described_and_altered_should_report_the_new_val
             .collect::<Vec<_>>()
     );
 }
+
+#[test]
+fn given_records_when_deleted_before_an_offset_should_move_the_log_start_offset() {
+    let broker = Broker::start();
+    let name = "trimmed";
+    create_topic(&broker.bootstrap(), name, 1, &[]);
+    let (producer, log) = producer(&broker.bootstrap(), &[]);
+    for id in 0..100usize {
+        let value = format!("record {id}");
+        send(
+            &producer,
+            BaseRecord::with_opaque_to(name, id)
+                .partition(0)
+                .key("k")
+                .payload(&value),
+        )
+        .expect("queue");
+    }
+    flush(&producer);
+    assert_eq!(log.acked_count(), 100);
+
+    let admin = admin(&broker.bootstrap());
+    let mut before = rdkafka::TopicPartitionList::new();
+    before
+        .add_partition_offset(name, 0, Offset::Offset(40))
+        .expect("add partition");
+    let result = block_on(admin.delete_records(&before, &admin_options())).expect("DeleteRecords");
+    let element = result
+        .find_partition(name, 0)
+        .expect("partition 0 in the result");
+    assert_eq!(element.error(), Ok(()), "DeleteRecords before 40");
+    assert_eq!(
+        element.offset(),
+        Offset::Offset(40),
+        "the new low watermark"
+    );
+
+    let reader = consumer(&broker.bootstrap(), &[]);
+    assert_eq!(common::watermarks(&reader, name, 0), (40, 100));
+    let mut list = rdkafka::TopicPartitionList::new();
+    list.add_partition_offset(name, 0, Offset::Beginning)
+        .expect("add partition");
+    rdkafka::consumer::Consumer::assign(&reader, &list).expect("assign");
+    let got = consume_exactly(&reader, 60, Duration::from_secs(30));
+    assert_eq!(
+        got[0].offset(),
+        40,
+        "reading from the beginning starts at the new log start"
+    );
+    assert_eq!(got[0].payload(), Some(&b"record 40"[..]));
+
+    // Past the high watermark: OFFSET_OUT_OF_RANGE for that partition, nothing moves.
+    let mut past = rdkafka::TopicPartitionList::new();
+    past.add_partition_offset(name, 0, Offset::Offset(500))
+        .expect("add partition");
+    let result = block_on(admin.delete_records(&past, &admin_options()));
+    let refused = match result {
+        Err(_) => true,
+        Ok(list) => list
+            .find_partition(name, 0)
+            .expect("partition 0")
+            .error()
+            .is_err(),
+    };
+    assert!(
+        refused,
+        "DeleteRecords past the high watermark must be refused"
+    );
+    assert_eq!(common::watermarks(&reader, name, 0), (40, 100));
+}

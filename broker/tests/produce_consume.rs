@@ -378,3 +378,209 @@ fn given_consumer_long_polling_an_empty_partition_when_a_record_is_produced_shou
     assert_eq!(got[0].payload(), Some(&b"wake up"[..]));
     assert_eq!(got[0].offset(), 0);
 }
+
+#[test]
+fn given_acks_zero_and_acks_one_producers_when_records_sent_should_store_them_all() {
+    let broker = Broker::start();
+    let topic = "acks";
+    create_topic(&broker.bootstrap(), topic, 2, &[]);
+    for (acks, first) in [("0", 0usize), ("1", 1000)] {
+        let (producer, log) = producer(&broker.bootstrap(), &[("acks", acks)]);
+        for id in first..first + 1000 {
+            let value = format!("acks={acks} #{id}");
+            send(
+                &producer,
+                BaseRecord::with_opaque_to(topic, id)
+                    .partition((id % 2) as i32)
+                    .key("k")
+                    .payload(&value),
+            )
+            .expect("queue");
+        }
+        flush(&producer);
+        assert!(
+            log.failed().is_empty(),
+            "acks={acks}: {:?}",
+            &log.failed()[..1]
+        );
+        assert_eq!(
+            log.acked_count(),
+            1000,
+            "acks={acks}: every record reported"
+        );
+        if acks == "1" {
+            // acks=1 reports real offsets; both partitions already hold 500 acks=0 records.
+            assert!(
+                log.acked().iter().all(|a| a.offset >= 500),
+                "acks=1 offsets follow acks=0"
+            );
+        }
+    }
+    let reader = consumer(&broker.bootstrap(), &[]);
+    assign_all(&reader, topic, 2, Offset::Beginning);
+    let got = consume_exactly(&reader, 2000, Duration::from_secs(60));
+    let mut values: Vec<String> = got
+        .iter()
+        .map(|m| String::from_utf8(m.payload().expect("payload").to_vec()).expect("UTF-8"))
+        .collect();
+    values.sort();
+    values.dedup();
+    assert_eq!(values.len(), 2000, "every acks=0 and acks=1 record, once");
+}
+
+#[test]
+fn given_consumer_positioned_past_the_end_when_fetching_should_reset_by_offset_out_of_range() {
+    let broker = Broker::start();
+    let topic = "out-of-range";
+    create_topic(&broker.bootstrap(), topic, 1, &[]);
+    let (producer, log) = producer(&broker.bootstrap(), &[]);
+    for id in 0..10usize {
+        let value = format!("r{id}");
+        send(
+            &producer,
+            BaseRecord::with_opaque_to(topic, id)
+                .partition(0)
+                .key("k")
+                .payload(&value),
+        )
+        .expect("queue");
+    }
+    flush(&producer);
+    assert_eq!(log.acked_count(), 10);
+
+    // Fetching offset 1000 of a 10-record log must answer OFFSET_OUT_OF_RANGE; librdkafka then
+    // resets to the earliest offset. An empty answer instead would leave the consumer waiting.
+    let reader = consumer(&broker.bootstrap(), &[("auto.offset.reset", "earliest")]);
+    let mut list = TopicPartitionList::new();
+    list.add_partition_offset(topic, 0, Offset::Offset(1000))
+        .expect("add partition");
+    reader.assign(&list).expect("assign");
+    let got = consume_exactly(&reader, 10, Duration::from_secs(30));
+    assert_eq!(got[0].offset(), 0, "reset to the earliest offset");
+    assert_eq!(got[9].payload(), Some(&b"r9"[..]));
+
+    // With auto.offset.reset=error the client reports the out-of-range error instead.
+    let strict = consumer(&broker.bootstrap(), &[("auto.offset.reset", "error")]);
+    let mut list = TopicPartitionList::new();
+    list.add_partition_offset(topic, 0, Offset::Offset(1000))
+        .expect("add partition");
+    strict.assign(&list).expect("assign");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let error = loop {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no out-of-range error within 30 s"
+        );
+        match strict.poll(Duration::from_millis(200)) {
+            Some(Err(error)) => break error,
+            Some(Ok(message)) => panic!("got a record at offset {}", message.offset()),
+            None => {}
+        }
+    };
+    // librdkafka reports it as AUTO_OFFSET_RESET ("no offset to automatically reset to"),
+    // which for an absolute start offset only an OFFSET_OUT_OF_RANGE answer causes.
+    assert_eq!(
+        error.rdkafka_error_code(),
+        Some(rdkafka::types::RDKafkaErrorCode::AutoOffsetReset),
+        "want the offset-out-of-range reset error, got {error}"
+    );
+}
+
+#[test]
+fn given_log_append_time_topic_when_records_produced_should_carry_the_broker_time() {
+    let broker = Broker::start();
+    let topic = "append-time";
+    create_topic(
+        &broker.bootstrap(),
+        topic,
+        1,
+        &[("message.timestamp.type", "LogAppendTime")],
+    );
+    let now_ms = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock after 1970")
+            .as_millis() as i64
+    };
+    let before = now_ms();
+    let (producer, log) = producer(&broker.bootstrap(), &[]);
+    for id in 0..20usize {
+        // The producer's own (old) timestamp must be replaced.
+        send(
+            &producer,
+            BaseRecord::with_opaque_to(topic, id)
+                .key("k")
+                .payload("v")
+                .timestamp(BASE_TIMESTAMP_MS),
+        )
+        .expect("queue");
+    }
+    flush(&producer);
+    let after = now_ms();
+    assert_eq!(log.acked_count(), 20, "failed: {:?}", log.failed());
+
+    let reader = consumer(&broker.bootstrap(), &[]);
+    assign_all(&reader, topic, 1, Offset::Beginning);
+    let got = consume_exactly(&reader, 20, Duration::from_secs(30));
+    for message in &got {
+        match message.timestamp() {
+            // The clock is the same machine's; 1 s either side only absorbs rounding.
+            Timestamp::LogAppendTime(t) => assert!(
+                (before - 1000..=after + 1000).contains(&t),
+                "offset {}: log append time {t} outside [{before}, {after}]",
+                message.offset()
+            ),
+            other => panic!(
+                "offset {}: want LogAppendTime, got {other:?}",
+                message.offset()
+            ),
+        }
+    }
+}
+
+#[test]
+fn given_batches_larger_than_the_fetch_limits_when_consumed_should_still_return_one_batch_per_fetch(
+) {
+    let broker = Broker::start();
+    let topic = "big-batches";
+    create_topic(&broker.bootstrap(), topic, 1, &[]);
+    let (producer, log) = producer(
+        &broker.bootstrap(),
+        &[("linger.ms", "0"), ("compression.type", "none")],
+    );
+    let value = |id: usize| -> Vec<u8> {
+        (0..100 * 1024)
+            .map(|i| ((i * 31 + id * 7) % 251) as u8)
+            .collect()
+    };
+    for id in 0..30usize {
+        let payload = value(id);
+        send(
+            &producer,
+            BaseRecord::with_opaque_to(topic, id)
+                .partition(0)
+                .key("k")
+                .payload(&payload),
+        )
+        .expect("queue");
+    }
+    flush(&producer);
+    assert_eq!(log.acked_count(), 30, "failed: {:?}", log.failed());
+
+    // Limits far below one 100 KiB batch: KIP-74 says the first batch comes anyway.
+    let reader = consumer(
+        &broker.bootstrap(),
+        &[
+            ("message.max.bytes", "1000"),
+            ("fetch.max.bytes", "1024"),
+            ("max.partition.fetch.bytes", "1024"),
+            ("receive.message.max.bytes", "10000000"),
+        ],
+    );
+    assign_all(&reader, topic, 1, Offset::Beginning);
+    let got = consume_exactly(&reader, 30, Duration::from_secs(60));
+    for (id, message) in got.iter().enumerate() {
+        assert_eq!(message.offset(), id as i64);
+        assert_eq!(message.payload(), Some(&value(id)[..]), "record {id}");
+    }
+}

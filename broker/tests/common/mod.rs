@@ -52,6 +52,8 @@ pub struct Broker {
     addr: SocketAddr,
     data_dir: TempDir,
     settings: Vec<String>,
+    /// More command-line arguments (e.g. `--config FILE`), after the harness's own.
+    extra_args: Vec<String>,
     cores: u32,
     /// Every stderr line of every incarnation of this broker, in order.
     log: Arc<Mutex<Vec<String>>>,
@@ -67,6 +69,11 @@ impl Broker {
 
     /// Starts a broker with extra `--set name=value` settings.
     pub fn start_with(settings: &[(&str, &str)]) -> Broker {
+        Broker::start_with_args(settings, &[])
+    }
+
+    /// Starts a broker with extra `--set name=value` settings and extra command-line arguments.
+    pub fn start_with_args(settings: &[(&str, &str)], extra_args: &[&str]) -> Broker {
         let data_dir = tempfile::Builder::new()
             .prefix("odradek-test-")
             .tempdir()
@@ -76,6 +83,7 @@ impl Broker {
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             data_dir,
             settings: settings.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+            extra_args: extra_args.iter().map(|a| a.to_string()).collect(),
             cores: 2,
             log: Arc::new(Mutex::new(Vec::new())),
             incarnation: 0,
@@ -216,6 +224,7 @@ impl Broker {
         for setting in &self.settings {
             command.arg("--set").arg(setting);
         }
+        command.args(&self.extra_args);
         command
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -286,6 +295,58 @@ impl Drop for Broker {
             let _ = child.wait();
         }
     }
+}
+
+/// Runs `odradek` with `args` to its exit (bounded by [`BROKER_START_TIMEOUT`]); returns the
+/// exit status, stdout and stderr. For command lines that must stop the start (bad settings,
+/// `--help`).
+pub fn run_to_exit(args: &[&str]) -> (ExitStatus, String, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_odradek"))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn the odradek binary");
+    let collect = |pipe: Option<Box<dyn std::io::Read + Send>>| {
+        thread::spawn(move || {
+            let mut text = String::new();
+            if let Some(mut pipe) = pipe {
+                let _ = std::io::Read::read_to_string(&mut pipe, &mut text);
+            }
+            text
+        })
+    };
+    let stdout = collect(
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
+    );
+    let stderr = collect(
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
+    );
+    let deadline = Instant::now() + BROKER_START_TIMEOUT;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for odradek") {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            let stderr = stderr.join().unwrap_or_default();
+            panic!(
+                "odradek {args:?} did not exit within {BROKER_START_TIMEOUT:?}; stderr:\n{stderr}"
+            );
+        }
+        thread::sleep(Duration::from_millis(20));
+    };
+    let stdout = stdout.join().unwrap_or_default();
+    let stderr = stderr.join().unwrap_or_default();
+    (status, stdout, stderr)
 }
 
 /// Finds `odradek listening on 127.0.0.1:PORT` in a log line (ANSI colour codes ignored).

@@ -1,0 +1,187 @@
+//! The command line and settings: `--help`, `--config FILE`, `--set`, refusal of unknown or bad
+//! settings, and the auto-creation settings.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{consumer, flush, producer, run_to_exit, send, topic_names, Broker};
+use rdkafka::consumer::Consumer;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::BaseRecord;
+
+#[test]
+fn given_help_flag_when_run_should_list_the_flags_and_exit_zero() {
+    let (status, stdout, stderr) = run_to_exit(&["--help"]);
+    assert!(
+        status.success(),
+        "odradek --help exited with {status}; stderr: {stderr}"
+    );
+    for flag in [
+        "--listen",
+        "--advertise",
+        "--data-dir",
+        "--cores",
+        "--config",
+        "--set",
+    ] {
+        assert!(
+            stdout.contains(flag),
+            "odradek --help does not mention {flag}:\n{stdout}"
+        );
+    }
+}
+
+/// Runs odradek with `args` on a fresh data directory; it must refuse to start, naming `name`.
+fn assert_start_refused(args: &[&str], name: &str) {
+    let data_dir = tempfile::tempdir().expect("temporary data directory");
+    let data = data_dir.path().to_str().expect("UTF-8 path");
+    let mut full = vec![
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        data,
+        "--cores",
+        "1",
+    ];
+    full.extend_from_slice(args);
+    let (status, _, stderr) = run_to_exit(&full);
+    assert!(
+        !status.success(),
+        "odradek {args:?} must refuse to start, exited with {status}"
+    );
+    assert!(
+        stderr.contains(name),
+        "odradek {args:?}: the message must name {name:?}; stderr:\n{stderr}"
+    );
+    assert!(
+        !stderr.contains("odradek listening on"),
+        "odradek {args:?} listened before refusing:\n{stderr}"
+    );
+}
+
+#[test]
+fn given_unknown_or_bad_settings_when_starting_should_refuse_naming_them() {
+    assert_start_refused(&["--set", "no.such.setting=1"], "no.such.setting");
+    assert_start_refused(&["--set", "num.partitions=many"], "num.partitions");
+    assert_start_refused(&["--set", "log.segment.bytes=-5"], "log.segment.bytes");
+    assert_start_refused(
+        &["--set", "auto.create.topics.enable=maybe"],
+        "auto.create.topics.enable",
+    );
+
+    let config_dir = tempfile::tempdir().expect("temporary directory");
+    let config = config_dir.path().join("server.properties");
+    std::fs::write(&config, "num.partitions=2\nlog.retention.hours.typo=5\n")
+        .expect("write config");
+    assert_start_refused(
+        &["--config", config.to_str().expect("UTF-8")],
+        "log.retention.hours.typo",
+    );
+}
+
+#[test]
+fn given_server_properties_file_when_topic_auto_created_should_use_its_num_partitions() {
+    let config_dir = tempfile::tempdir().expect("temporary directory");
+    let config = config_dir.path().join("server.properties");
+    std::fs::write(
+        &config,
+        "# an operator's server.properties\n\nnum.partitions=4\nauto.create.topics.enable=true\n",
+    )
+    .expect("write config");
+    let broker = Broker::start_with_args(&[], &["--config", config.to_str().expect("UTF-8")]);
+
+    let (producer, log) = producer(&broker.bootstrap(), &[]);
+    send(
+        &producer,
+        BaseRecord::with_opaque_to("auto-created", 0)
+            .key("k")
+            .payload("v"),
+    )
+    .expect("queue");
+    flush(&producer);
+    assert_eq!(
+        log.acked_count(),
+        1,
+        "produce to an auto-created topic: {:?}",
+        log.failed()
+    );
+    common::wait_for_topic(&broker.bootstrap(), "auto-created", 4);
+}
+
+#[test]
+fn given_set_overriding_the_config_file_when_topic_auto_created_should_use_the_set_value() {
+    let config_dir = tempfile::tempdir().expect("temporary directory");
+    let config = config_dir.path().join("server.properties");
+    std::fs::write(&config, "num.partitions=4\n").expect("write config");
+    let broker = Broker::start_with_args(
+        &[("num.partitions", "3")],
+        &["--config", config.to_str().expect("UTF-8")],
+    );
+    let (producer, log) = producer(&broker.bootstrap(), &[]);
+    send(
+        &producer,
+        BaseRecord::with_opaque_to("overridden", 0)
+            .key("k")
+            .payload("v"),
+    )
+    .expect("queue");
+    flush(&producer);
+    assert_eq!(
+        log.acked_count(),
+        1,
+        "produce to an auto-created topic: {:?}",
+        log.failed()
+    );
+    common::wait_for_topic(&broker.bootstrap(), "overridden", 3);
+}
+
+#[test]
+fn given_auto_create_disabled_when_producing_to_unknown_topic_should_fail_and_not_create_it() {
+    let broker = Broker::start_with(&[("auto.create.topics.enable", "false")]);
+    let (producer, log) = producer(&broker.bootstrap(), &[("message.timeout.ms", "5000")]);
+    send(
+        &producer,
+        BaseRecord::with_opaque_to("not-there", 0)
+            .key("k")
+            .payload("v"),
+    )
+    .expect("queue");
+    flush(&producer);
+    let failed = log.failed();
+    assert_eq!(
+        failed.len(),
+        1,
+        "the record must fail; acked: {:?}",
+        log.acked()
+    );
+    assert!(
+        matches!(
+            failed[0].1,
+            KafkaError::MessageProduction(
+                RDKafkaErrorCode::UnknownTopicOrPartition
+                    | RDKafkaErrorCode::UnknownTopic
+                    | RDKafkaErrorCode::MessageTimedOut
+            )
+        ),
+        "unexpected error: {:?}",
+        failed[0].1
+    );
+    assert!(!topic_names(&broker.bootstrap())
+        .iter()
+        .any(|n| n == "not-there"));
+
+    // A metadata request naming the topic does not create it either.
+    let reader = consumer(&broker.bootstrap(), &[("allow.auto.create.topics", "true")]);
+    let metadata = reader
+        .fetch_metadata(Some("not-there"), Duration::from_secs(10))
+        .expect("metadata");
+    let topic = metadata.topics().iter().find(|t| t.name() == "not-there");
+    assert!(
+        topic.is_none_or(|t| t.error().is_some()),
+        "metadata shows the topic without an error"
+    );
+    assert!(!topic_names(&broker.bootstrap())
+        .iter()
+        .any(|n| n == "not-there"));
+}
