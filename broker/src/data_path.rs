@@ -139,7 +139,9 @@ pub async fn scatter<T, R>(
     unreachable: impl Fn() -> R,
 ) -> Vec<R> {
     let count = items.len();
-    let mut groups: BTreeMap<ShardId, (Vec<usize>, Vec<(TopicPartition, T)>)> = BTreeMap::new();
+    // Per owner: the indexes of its items in `items`, and the items.
+    type Share<T> = (Vec<usize>, Vec<(TopicPartition, T)>);
+    let mut groups: BTreeMap<ShardId, Share<T>> = BTreeMap::new();
     for (index, (tp, item)) in items.into_iter().enumerate() {
         let group = groups
             .entry(ctx.owner_of(&tp.topic, tp.partition))

@@ -22,6 +22,10 @@ use std::sync::Arc;
 
 use clap::{CommandFactory, FromArgMatches};
 
+/// Hostile length prefixes make the codec reserve what they declare; see `guard_alloc`.
+#[global_allocator]
+static ALLOCATOR: odradek_net::guard_alloc::GuardedAlloc = odradek_net::guard_alloc::GuardedAlloc;
+
 mod config;
 mod control;
 mod data_path;

@@ -26,7 +26,21 @@ pub enum PreflightError {
 pub fn check() -> Result<(), PreflightError> {
     raise_memlock()?;
     raise_open_files();
+    warn_on_strict_overcommit();
     check_io_uring()
+}
+
+/// Under strict overcommit the guard allocator's reservations count against the commit limit, so
+/// a hostile length prefix can abort the process again (see `odradek_net::guard_alloc`).
+fn warn_on_strict_overcommit() {
+    // Read once at start, before any executor runs.
+    let mode = std::fs::read_to_string("/proc/sys/vm/overcommit_memory").unwrap_or_default();
+    if mode.trim() == "2" {
+        tracing::warn!(
+            "vm.overcommit_memory=2 (strict): a malformed request declaring a huge array can exhaust \
+             the commit limit and stop the broker; set vm.overcommit_memory=0 or 1"
+        );
+    }
 }
 
 fn raise_memlock() -> Result<(), PreflightError> {

@@ -12,11 +12,14 @@
 //! - [`legacy`]: Produce v0–2, advertised for old clients, answered with UNSUPPORTED_VERSION.
 //! - [`conn`]: the connection loop: pipelined requests, bounded in flight, in-order responses.
 //! - [`shutdown`]: a broadcast "stop now" signal for accept and connection loops.
+//! - [`guard_alloc`]: the global allocator that keeps a lying length prefix from aborting the
+//!   process (the codec reserves what a peer declares before reading it).
 
 pub mod codec;
 pub mod conn;
 pub mod error;
 pub mod frame;
+pub mod guard_alloc;
 pub mod header;
 pub mod legacy;
 pub mod shutdown;
@@ -27,3 +30,8 @@ pub use error::NetError;
 pub use frame::read_frame;
 pub use header::decode_request_header;
 pub use shutdown::Shutdown;
+
+// Unit tests feed hostile bytes to the codec, so they run under the broker's allocator too.
+#[cfg(test)]
+#[global_allocator]
+static TEST_ALLOCATOR: guard_alloc::GuardedAlloc = guard_alloc::GuardedAlloc;
