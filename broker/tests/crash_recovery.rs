@@ -97,6 +97,18 @@ fn kill_under_load(
     first_id: usize,
     acked_target: usize,
 ) -> Vec<Acked> {
+    interrupt_under_load(broker, topic, first_id, acked_target, Broker::kill9)
+}
+
+/// Runs an acks=all producer, calls `interrupt` on the broker once at least `acked_target`
+/// records were acknowledged, stops the producer and returns the acknowledged records.
+fn interrupt_under_load(
+    broker: &mut Broker,
+    topic: &str,
+    first_id: usize,
+    acked_target: usize,
+    interrupt: fn(&mut Broker),
+) -> Vec<Acked> {
     let stop = Arc::new(AtomicBool::new(false));
     let reached = Arc::new(AtomicBool::new(false));
     let worker = {
@@ -124,7 +136,7 @@ fn kill_under_load(
         }
         thread::sleep(Duration::from_millis(10));
     }
-    broker.kill9();
+    interrupt(broker);
     stop.store(true, Ordering::Relaxed);
     worker.join().expect("producer thread")
 }
@@ -222,6 +234,30 @@ fn given_acks_all_producer_running_when_broker_killed_with_sigkill_and_restarted
         after[0].offset, high_before,
         "the next offset follows the recovered log"
     );
+}
+
+#[test]
+fn given_acks_all_producer_running_when_broker_stopped_with_sigterm_should_exit_zero_and_keep_every_acknowledged_record(
+) {
+    let mut broker = Broker::start();
+    let topic = "sigterm-under-load";
+    create_topic(&broker.bootstrap(), topic, 3, &[]);
+
+    // Broker::stop asserts exit status 0 within the stop timeout.
+    let acked = interrupt_under_load(&mut broker, topic, 0, 3000, Broker::stop);
+    broker.restart();
+    let stored = read_everything(&broker, topic, 3);
+    eprintln!(
+        "SIGTERM with {} records acknowledged; {} records stored after restart",
+        acked.len(),
+        stored.len()
+    );
+    assert_all_acked_present(&stored, &acked);
+    let recovered = broker
+        .log_lines()
+        .iter()
+        .any(|l| l.contains("recovery truncated"));
+    assert!(!recovered, "a clean shutdown left a torn tail behind");
 }
 
 /// Several crash cycles in a row, each on top of what the previous ones recovered.

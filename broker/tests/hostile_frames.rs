@@ -80,34 +80,7 @@ fn send_and_judge(addr: SocketAddr, bytes: &[u8], half_close: bool) -> Verdict {
     if half_close {
         let _ = stream.shutdown(Shutdown::Write);
     }
-    let deadline = Instant::now() + VERDICT_TIMEOUT;
-    let mut received = Vec::new();
-    let mut chunk = [0u8; 4096];
-    loop {
-        if received.len() >= 4 {
-            let length = i32::from_be_bytes(received[..4].try_into().expect("4 bytes"));
-            assert!(
-                length >= 4,
-                "the broker sent a response frame of length {length}"
-            );
-            if received.len() >= 4 + length as usize {
-                return Verdict::Answered(received[4..4 + length as usize].to_vec());
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the connection was neither closed nor answered within {VERDICT_TIMEOUT:?} \
-             (got {} bytes)",
-            received.len()
-        );
-        match stream.read(&mut chunk) {
-            Ok(0) => return Verdict::Closed,
-            Ok(n) => received.extend_from_slice(&chunk[..n]),
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
-            Err(e) if e.kind() == ErrorKind::ConnectionReset => return Verdict::Closed,
-            Err(e) => panic!("read from the broker: {e}"),
-        }
-    }
+    read_any_verdict(&mut stream)
 }
 
 fn correlation_id_of(response: &[u8]) -> i32 {
@@ -465,4 +438,93 @@ fn given_raw_produce_with_damaged_batch_when_sent_should_answer_corrupt_message_
         got[0].timestamp(),
         rdkafka::Timestamp::CreateTime(1_700_000_000_000)
     );
+}
+
+#[test]
+fn given_more_connections_than_max_connections_when_opened_should_refuse_the_excess_and_recover() {
+    const PER_SHARD: usize = 4;
+    const SHARDS: usize = 2;
+    const OPENED: usize = 24;
+    let mut broker = Broker::start_with(&[("max.connections", &PER_SHARD.to_string())]);
+    let addr = broker.addr();
+
+    // Open them all first, then ask each for ApiVersions.
+    let mut streams: Vec<TcpStream> = (0..OPENED).map(|_| connect(addr)).collect();
+    let mut answered = 0;
+    let mut closed = 0;
+    for (i, stream) in streams.iter_mut().enumerate() {
+        let correlation_id = 1000 + i as i32;
+        if stream
+            .write_all(&frame(API_API_VERSIONS, 0, correlation_id, &[]))
+            .is_err()
+        {
+            closed += 1;
+            continue;
+        }
+        match read_verdict(stream, correlation_id) {
+            Verdict::Closed => closed += 1,
+            Verdict::Answered(_) => answered += 1,
+        }
+    }
+    eprintln!("{OPENED} connections: {answered} answered, {closed} refused");
+    assert!(answered >= 1, "no connection was served at all");
+    assert!(
+        answered <= PER_SHARD * SHARDS,
+        "{answered} connections served with max.connections={PER_SHARD} on {SHARDS} shards"
+    );
+    assert_eq!(
+        answered + closed,
+        OPENED,
+        "every connection is served or closed"
+    );
+
+    // Once they are gone, the slots are free again.
+    drop(streams);
+    std::thread::sleep(Duration::from_millis(500));
+    let topic = "after-limit";
+    create_topic(&broker.bootstrap(), topic, 1, &[]);
+    assert_normal_service(&mut broker, topic, 0);
+}
+
+/// Waits for one response frame carrying `correlation_id`, or the close of the connection.
+fn read_verdict(stream: &mut TcpStream, correlation_id: i32) -> Verdict {
+    let verdict = read_any_verdict(stream);
+    if let Verdict::Answered(response) = &verdict {
+        assert_eq!(correlation_id_of(response), correlation_id);
+    }
+    verdict
+}
+
+/// Waits for one complete response frame, or the close of the connection; panics if neither
+/// happens within [`VERDICT_TIMEOUT`].
+fn read_any_verdict(stream: &mut TcpStream) -> Verdict {
+    let deadline = Instant::now() + VERDICT_TIMEOUT;
+    let mut received = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        if received.len() >= 4 {
+            let length = i32::from_be_bytes(received[..4].try_into().expect("4 bytes"));
+            assert!(
+                length >= 4,
+                "the broker sent a response frame of length {length}"
+            );
+            let length = length as usize;
+            if received.len() >= 4 + length {
+                return Verdict::Answered(received[4..4 + length].to_vec());
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the connection was neither closed nor answered within {VERDICT_TIMEOUT:?} \
+             (got {} bytes)",
+            received.len()
+        );
+        match stream.read(&mut chunk) {
+            Ok(0) => return Verdict::Closed,
+            Ok(n) => received.extend_from_slice(&chunk[..n]),
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+            Err(e) if e.kind() == ErrorKind::ConnectionReset => return Verdict::Closed,
+            Err(e) => panic!("read from the broker: {e}"),
+        }
+    }
 }
