@@ -260,21 +260,32 @@ fn given_acks_all_producer_running_when_broker_stopped_with_sigterm_should_exit_
     assert!(!recovered, "a clean shutdown left a torn tail behind");
 }
 
-/// Several crash cycles in a row, each on top of what the previous ones recovered.
-/// Ignored by default (about a minute): CI runs it with `cargo test -- --ignored`.
+/// Thirty crash cycles in a row, each on top of what the previous ones recovered, the log
+/// growing to over 100k records in small segments. Ignored by default (a minute or more in a
+/// debug build): CI runs it in its own step with `cargo test -- --ignored`.
 #[test]
 #[ignore]
 fn given_repeated_sigkill_under_load_when_restarted_each_time_should_keep_every_acknowledged_record(
 ) {
     let mut broker = Broker::start();
     let topic = "crash-cycles";
-    create_topic(&broker.bootstrap(), topic, 4, &[]);
+    create_topic(
+        &broker.bootstrap(),
+        topic,
+        4,
+        &[("segment.bytes", "1048576")],
+    );
     let mut all_acked = Vec::new();
-    for cycle in 0..5 {
-        let acked = kill_under_load(&mut broker, topic, cycle * 1_000_000, 2000);
+    for cycle in 0..30 {
+        let acked = kill_under_load(&mut broker, topic, cycle * 1_000_000, 4000);
         all_acked.extend(acked);
         broker.restart();
         let stored = read_everything(&broker, topic, 4);
+        eprintln!(
+            "cycle {cycle}: {} acknowledged so far, {} stored",
+            all_acked.len(),
+            stored.len()
+        );
         assert_all_acked_present(&stored, &all_acked);
     }
 }
