@@ -124,6 +124,27 @@ done
 "${KCAT[@]}" -L -t compat-kcat-zstd | grep -q 'topic "compat-kcat-zstd" with' ||
     fail "kcat -L does not show the auto-created topic compat-kcat-zstd"
 
+# Reading from an offset inside a compressed batch: the broker returns the containing batch and
+# the client skips to the offset.
+got="$("${KCAT[@]}" -C -t compat-kcat-zstd -p 0 -o 150 -c 1 -e -q -f '%o %k\n')"
+expect_eq "first record read from offset 150 of a zstd batch" "150 key-$((151 % 7))" "$got"
+
+# ListOffsets by timestamp (old librdkafka: ListOffsets v1): records carry increasing
+# CreateTime stamps; asking for the 5th one's timestamp returns offset 4.
+topic="compat-times"
+for i in $(seq 0 9); do
+    printf 'time-%d\n' "$i" | "${KCAT[@]}" -P -t "$topic" -p 0 -X request.required.acks=-1 ||
+        fail "kcat produce to $topic failed"
+done
+stamps="$("${KCAT[@]}" -C -t "$topic" -p 0 -o beginning -e -q -f '%T\n')"
+fifth="$(sed -n 5p <<<"$stamps")"
+[[ "$fifth" =~ ^[0-9]+$ ]] || fail "kcat shows no timestamps for $topic: $stamps"
+first_with_fifth="$(grep -n -x "$fifth" <<<"$stamps" | head -1 | cut -d: -f1)"
+want_offset=$((first_with_fifth - 1))
+answer="$("${KCAT[@]}" -Q -t "$topic:0:$fifth")" || fail "kcat -Q failed"
+grep -q "offset $want_offset\b" <<<"$answer" ||
+    fail "kcat -Q $topic:0:$fifth: want offset $want_offset, got: $answer"
+
 # --- kcat: a torn last batch is recovered and readable --------------------------------------------
 topic="compat-torn"
 log "kcat: 10 single-record batches to $topic, then tear the last one while the broker is down"

@@ -24,6 +24,7 @@ from confluent_kafka.admin import (
     ConfigResource,
     NewPartitions,
     NewTopic,
+    OffsetSpec,
 )
 
 TOPIC = "compat-py"
@@ -205,6 +206,22 @@ def main():
         fail(f"describe_cluster: {error}")
     check(cluster.cluster_id, f"describe_cluster: empty cluster id: {cluster}")
     check(len(cluster.nodes) == 1, f"describe_cluster: want one node, got {cluster.nodes}")
+
+    log("list_offsets: earliest, latest, max timestamp")
+    partition0 = TopicPartition(TOPIC, 0)
+    low, high = watermarks(bootstrap, 0)
+    max_seq = max(seq for seq, (p, _) in delivered.items() if p == 0)
+    for name, spec, want in [
+        ("earliest", OffsetSpec.earliest(), low),
+        ("latest", OffsetSpec.latest(), high),
+        ("max_timestamp", OffsetSpec.max_timestamp(), delivered[max_seq][1]),
+    ]:
+        futures = admin.list_offsets({partition0: spec}, request_timeout=TIMEOUT_S)
+        try:
+            got = futures[partition0].result(timeout=TIMEOUT_S).offset
+        except Exception as error:  # noqa: BLE001
+            fail(f"list_offsets {name}: {error}")
+        check(got == want, f"list_offsets {name}: want {want}, got {got}")
 
     log("delete_records before offset 10 of partition 0")
     low_before, high_before = watermarks(bootstrap, 0)

@@ -238,6 +238,26 @@ fn given_six_partition_topic_when_100k_keyed_records_with_headers_produced_under
         PARTITIONS as usize,
         "600 keys must land on all {PARTITIONS} partitions"
     );
+
+    // Starting in the middle of a (compressed) batch: the broker returns the batch that contains
+    // the offset and the client skips to it.
+    let by_position: HashMap<(i32, i64), usize> =
+        delivered.iter().map(|(seq, at)| (*at, *seq)).collect();
+    for partition in 0..PARTITIONS {
+        let middle = next_offset[&partition] / 2 + 1;
+        let from_middle = consumer(&broker.bootstrap(), &[]);
+        let mut list = TopicPartitionList::new();
+        list.add_partition_offset(topic, partition, Offset::Offset(middle))
+            .expect("add partition");
+        from_middle.assign(&list).expect("assign");
+        let first = consume_exactly(&from_middle, 1, Duration::from_secs(30));
+        assert_eq!(
+            first[0].offset(),
+            middle,
+            "partition {partition}: first record read"
+        );
+        assert_eq!(seq_of(&first[0]), by_position[&(partition, middle)]);
+    }
 }
 
 #[test]
