@@ -22,6 +22,8 @@ pub(crate) struct ShardState {
     /// Bytes appended but not yet on the device, across the shard's logs.
     pub pending_bytes: usize,
     pub tail: TailCache,
+    /// Whole-size write buffers kept for reuse by the shard's flushers (bounded).
+    pub write_buffers: Vec<glommio::io::DmaBuffer>,
 }
 
 impl ShardState {
@@ -29,6 +31,7 @@ impl ShardState {
         ShardState {
             pending_bytes: 0,
             tail: TailCache::new(config.tail_cache_bytes),
+            write_buffers: Vec::new(),
         }
     }
 }
@@ -55,6 +58,8 @@ pub(crate) struct State {
     /// Every offset below is covered by a sync.
     pub durable_end: i64,
     pub pending: VecDeque<Pending>,
+    /// Bytes of `pending`.
+    pub pending_bytes: usize,
     pub max_timestamp: Option<(i64, i64)>,
     pub written_waiters: Waiters,
     pub durable_waiters: Waiters,
@@ -87,6 +92,13 @@ impl State {
         let acks_wait =
             self.config.flush == FlushPolicy::SyncBeforeAck && !self.durable_waiters.is_empty();
         behind && (acks_wait || self.interval_sync_due)
+    }
+
+    /// Takes the oldest pending batch.
+    pub fn take_pending(&mut self) -> Option<Pending> {
+        let batch = self.pending.pop_front()?;
+        self.pending_bytes -= batch.bytes.len();
+        Some(batch)
     }
 
     pub fn check_usable(&self) -> Result<(), StorageError> {
@@ -183,6 +195,7 @@ impl Engine {
             last_offset: meta.last_offset,
             bytes: bytes.clone(),
         });
+        st.pending_bytes += bytes.len();
         st.pending.push_back(Pending {
             segment,
             base_offset: meta.base_offset,
@@ -254,15 +267,19 @@ impl Engine {
         st.durable_waiters.wake_up_to(reached);
     }
 
-    /// The flusher failed: the log refuses appends and every waiter gets the error.
-    pub fn fail(&self, error: &StorageError) {
+    /// The flusher failed: the log refuses appends and every waiter gets the error. `unwritten`
+    /// are the batches it had taken but not written; with the pending ones they leave the shard's
+    /// write buffer.
+    pub fn fail(&self, error: &StorageError, unwritten: &[Pending]) {
         tracing::error!(dir = %self.dir.display(), %error, "partition log failed; it refuses appends until reopened");
         let failure = Failure::of(error);
         let mut st = self.state.borrow_mut();
         st.written_waiters.fail_all(&failure);
         st.durable_waiters.fail_all(&failure);
         st.data_waiters.fail_all(&failure);
-        let dropped: usize = st.pending.drain(..).map(|p| p.bytes.len()).sum();
+        let pending: usize = st.pending.drain(..).map(|p| p.bytes.len()).sum();
+        st.pending_bytes = 0;
+        let dropped = pending + unwritten.iter().map(|p| p.bytes.len()).sum::<usize>();
         st.failure = Some(failure);
         let mut shard = self.shard.state.borrow_mut();
         shard.pending_bytes = shard.pending_bytes.saturating_sub(dropped);

@@ -1,17 +1,28 @@
 //! The flusher: one task per partition that moves appended batches onto the device.
 //!
-//! It takes everything pending (up to [`ROUND_BYTES_MAX`]), copies it into DMA buffers starting
-//! at the aligned-down written position (the partial last block is kept in memory and rewritten
-//! with more data next time), and issues large aligned writes, several in flight. While a round
-//! is in flight new appends accumulate: that is the batching. After each round, when an appender
-//! awaits durability (or a `flush.ms` tick is due), one `fdatasync` covers everything written so
-//! far: that is the group commit.
+//! Pending batches are copied into DMA buffers of [`WRITE_BYTES_MAX`] and written with aligned
+//! writes, up to [`WRITES_IN_FLIGHT_MAX`] in flight at once (a pipeline, like a queue depth).
+//! While writes are in flight, new appends accumulate and go out in the next whole-size writes:
+//! that is the batching. Whole-size buffers are reused through a bounded per-shard pool. A
+//! partial write (the data so far, its last block zero-padded) goes out only when the pipeline
+//! is nearly idle, so light load still gets low latency. A padded write is a barrier: the next
+//! write rewrites its last block with more data, so it waits for the padded one to complete
+//! (overlapping direct writes have no order).
+//!
+//! Writes complete in any order; the written position advances over the completed prefix. When
+//! an appender awaits durability (or a `flush.ms` tick is due), one `fdatasync` covers everything
+//! written so far: that is the group commit. At most one sync is in flight; appends that arrive
+//! during it are covered by the next one.
 
+use std::collections::VecDeque;
 use std::rc::{Rc, Weak};
 use std::time::Duration;
 
+use bytes::Bytes;
 use futures::channel::oneshot;
-use glommio::io::DmaFile;
+use futures::future::{Either, LocalBoxFuture};
+use futures::stream::{FuturesUnordered, StreamExt};
+use glommio::io::{DmaBuffer, DmaFile};
 
 use crate::config::FlushPolicy;
 use crate::engine::{Engine, Pending};
@@ -21,10 +32,18 @@ use crate::segment::Segment;
 
 /// Device block: every write starts and ends on it.
 pub(crate) const BLOCK_BYTES: u64 = 4096;
-/// Bytes of one write call.
+/// Bytes of one whole-size write.
 const WRITE_BYTES_MAX: usize = 1 << 20;
-/// Bytes taken from the pending queue per round (so at most 8 writes are in flight).
-const ROUND_BYTES_MAX: usize = 8 << 20;
+/// Writes in flight at once (a queue depth).
+const WRITES_IN_FLIGHT_MAX: usize = 16;
+/// Partial writes go out only while fewer writes than this are in flight.
+const PARTIAL_WRITES_IN_FLIGHT_MAX: usize = 2;
+/// Whole-size write buffers a shard keeps for reuse.
+const WRITE_BUFFERS_KEPT_MAX: usize = 2 * WRITES_IN_FLIGHT_MAX;
+/// The file is extended ahead of the writes by up to this much (`fallocate`): a direct write
+/// past the end of the file is serialized and waited for inside the submitting syscall on ext4
+/// and XFS, which would stall the reactor; writes inside the file's size run in parallel.
+const PREALLOCATE_BYTES: u64 = 64 << 20;
 /// How often the `flush.ms` timer re-reads the policy when it is not periodic.
 const POLICY_POLL_MS: u64 = 100;
 
@@ -40,14 +59,30 @@ fn align_up(v: u64) -> u64 {
 pub(crate) fn spawn(engine: &Rc<Engine>) {
     let (done_tx, done_rx) = oneshot::channel();
     engine.state.borrow_mut().flusher_done = Some(done_rx);
-    let flusher = Flusher {
-        engine: engine.clone(),
-        current: None,
-        file: None,
-        tail: Vec::new(),
-    };
-    glommio::spawn_local(flusher.run(done_tx)).detach();
+    glommio::spawn_local(Flusher::new(engine.clone()).run(done_tx)).detach();
     glommio::spawn_local(interval_timer(Rc::downgrade(engine))).detach();
+}
+
+/// A completion the flusher waits for.
+enum Event {
+    Wrote {
+        seq: u64,
+        buffer: Rc<DmaBuffer>,
+        result: Result<(), StorageError>,
+    },
+    Synced {
+        covered: i64,
+        result: Result<(), StorageError>,
+    },
+}
+
+/// A write in issue order.
+struct WriteSlot {
+    seq: u64,
+    /// The logical position below which everything is on the device once this write and all
+    /// before it completed.
+    covers: u64,
+    done: bool,
 }
 
 struct Flusher {
@@ -55,201 +90,420 @@ struct Flusher {
     /// The segment being written and its file.
     current: Option<Rc<Segment>>,
     file: Option<Rc<DmaFile>>,
-    /// The bytes of the current segment from `align_down(written)` to `written`.
-    tail: Vec<u8>,
+    /// Bytes taken but not yet in a whole-size write: the file's bytes from `carry_start`
+    /// (block-aligned) to `carry_start + carry.len()`, the end of the taken batches.
+    carry: Vec<u8>,
+    carry_start: u64,
+    /// The end of the data in issued writes.
+    issued_end: u64,
+    /// The size the file was extended to.
+    allocated: u64,
+    /// A padded write in flight: nothing overlapping its last block may be issued.
+    barrier: Option<u64>,
+    writes: VecDeque<WriteSlot>,
+    next_seq: u64,
+    /// Taken batches whose bytes are not all on the device yet, with their end positions.
+    staged: VecDeque<(u64, Pending)>,
+    sync_in_flight: bool,
+    events: FuturesUnordered<LocalBoxFuture<'static, Event>>,
 }
 
 impl Flusher {
+    fn new(engine: Rc<Engine>) -> Flusher {
+        Flusher {
+            engine,
+            current: None,
+            file: None,
+            carry: Vec::new(),
+            carry_start: 0,
+            issued_end: 0,
+            allocated: 0,
+            barrier: None,
+            writes: VecDeque::new(),
+            next_seq: 0,
+            staged: VecDeque::new(),
+            sync_in_flight: false,
+            events: FuturesUnordered::new(),
+        }
+    }
+
+    fn staged_end(&self) -> u64 {
+        self.carry_start + self.carry.len() as u64
+    }
+
+    /// Taken bytes that no issued write covers.
+    fn unissued(&self) -> bool {
+        self.staged_end() > self.issued_end
+    }
+
     async fn run(mut self, done: oneshot::Sender<Result<(), StorageError>>) {
-        let result = self.run_rounds().await;
+        let mut result = self.run_loop().await;
         if let Err(error) = &result {
-            self.engine.fail(error);
+            let staged: Vec<Pending> = self.staged.drain(..).map(|(_, batch)| batch).collect();
+            self.engine.fail(error, &staged);
+            // Let in-flight I/O finish before the buffers and the file go away.
+            while self.events.next().await.is_some() {}
+        }
+        if result.is_ok() {
+            result = self.finish().await;
         }
         let _ = done.send(result);
     }
 
-    async fn run_rounds(&mut self) -> Result<(), StorageError> {
+    async fn run_loop(&mut self) -> Result<(), StorageError> {
         loop {
-            if let Some((segment, batches)) = self.take_round() {
-                self.switch_to(&segment).await?;
-                self.write_round(&segment, &batches).await?;
-                self.engine.on_written(&batches);
+            self.issue().await?;
+            self.maybe_start_sync();
+            if self.events.is_empty() {
+                let (pending, closing) = {
+                    let st = self.engine.state.borrow();
+                    (!st.pending.is_empty(), st.closing)
+                };
+                if !pending && !self.unissued() {
+                    if closing {
+                        return Ok(());
+                    }
+                    self.engine.flusher_wakeup.wait().await;
+                }
+                continue;
             }
-            if self.engine.state.borrow().sync_wanted() {
-                self.sync().await?;
-            }
-            let (idle, closing) = {
-                let st = self.engine.state.borrow();
-                (st.pending.is_empty(), st.closing)
+            let event = {
+                let next = self.events.next();
+                let wakeup = self.engine.flusher_wakeup.wait();
+                futures::pin_mut!(next, wakeup);
+                match futures::future::select(next, wakeup).await {
+                    Either::Left((event, _)) => event,
+                    Either::Right(((), _)) => None,
+                }
             };
-            if idle && closing {
-                return self.finish().await;
-            }
-            if idle {
-                self.engine.flusher_wakeup.wait().await;
+            if let Some(event) = event {
+                self.handle(event)?;
             }
         }
     }
 
-    /// Takes the pending batches of the oldest pending segment, up to the round bound.
-    fn take_round(&self) -> Option<(Rc<Segment>, Vec<Pending>)> {
-        let mut st = self.engine.state.borrow_mut();
-        let segment = st.pending.front()?.segment.clone();
-        let mut batches = Vec::new();
-        let mut bytes = 0;
-        while let Some(next) = st.pending.front() {
-            if !Rc::ptr_eq(&next.segment, &segment)
-                || (bytes > 0 && bytes + next.bytes.len() > ROUND_BYTES_MAX)
-            {
-                break;
+    /// Issues as many writes as the pipeline allows.
+    async fn issue(&mut self) -> Result<(), StorageError> {
+        while self.barrier.is_none() && self.writes.len() < WRITES_IN_FLIGHT_MAX {
+            let front = self
+                .engine
+                .state
+                .borrow()
+                .pending
+                .front()
+                .map(|p| p.segment.clone());
+            match front {
+                Some(segment) if self.is_current(&segment) => {
+                    self.extend_file(&segment).await?;
+                    let pending_bytes = self.engine.state.borrow().pending_bytes;
+                    let whole = self.carry.len() + pending_bytes >= WRITE_BYTES_MAX;
+                    let partial_allowed = self.writes.len() < PARTIAL_WRITES_IN_FLIGHT_MAX;
+                    if !whole && !partial_allowed {
+                        return Ok(());
+                    }
+                    let taken = self.take(&segment, WRITE_BYTES_MAX);
+                    let have = self.carry.len() + taken.iter().map(Bytes::len).sum::<usize>();
+                    if have >= WRITE_BYTES_MAX {
+                        self.issue_whole(&taken);
+                    } else if partial_allowed {
+                        self.issue_partial(&taken);
+                    } else {
+                        // The rest of the pending bytes belong to the next segment.
+                        taken.iter().for_each(|b| self.carry.extend_from_slice(b));
+                        return Ok(());
+                    }
+                }
+                Some(segment) => {
+                    if !self.ready_to_switch() {
+                        return Ok(());
+                    }
+                    self.switch_to(&segment).await?;
+                }
+                None => {
+                    if self.unissued() && self.writes.len() < PARTIAL_WRITES_IN_FLIGHT_MAX {
+                        self.issue_partial(&[]);
+                    }
+                    return Ok(());
+                }
             }
-            bytes += next.bytes.len();
-            batches.extend(st.pending.pop_front());
         }
-        Some((segment, batches))
+        Ok(())
+    }
+
+    fn is_current(&self, segment: &Rc<Segment>) -> bool {
+        self.current
+            .as_ref()
+            .is_some_and(|c| Rc::ptr_eq(c, segment))
+    }
+
+    /// Whether the segment being written is drained (all its bytes issued, nothing in flight), so
+    /// that it can be sealed. Issues its last partial write when that is what is missing.
+    fn ready_to_switch(&mut self) -> bool {
+        if self.current.is_some() && self.unissued() && self.writes.is_empty() {
+            self.issue_partial(&[]);
+        }
+        !self.unissued() && self.events.is_empty()
     }
 
     /// Makes `segment` the one being written, sealing the previous one (no batch goes to it
     /// any more: pending batches are in segment order).
     async fn switch_to(&mut self, segment: &Rc<Segment>) -> Result<(), StorageError> {
-        if self
-            .current
-            .as_ref()
-            .is_some_and(|c| Rc::ptr_eq(c, segment))
-        {
-            return Ok(());
-        }
         if let Some(previous) = self.current.take() {
             previous.seal().await?;
             let written_end = self.engine.state.borrow().written_end;
             self.engine.on_durable(written_end);
         }
+        let path = segment.log_path();
         let fresh = segment.written.get() == 0;
         let file = segment.file().await?;
         if fresh {
             fileio::sync_dir(&self.engine.dir).await?;
         }
-        let written = segment.written.get();
-        let tail_start = align_down(written);
-        self.tail = if written > tail_start {
-            fileio::read_exact_at(
-                &file,
-                &segment.log_path(),
-                tail_start,
-                (written - tail_start) as usize,
-            )
-            .await?
-        } else {
-            Vec::new()
-        };
-        self.file = Some(file);
-        self.current = Some(segment.clone());
-        Ok(())
-    }
-
-    /// Writes the batches after the segment's written end, in aligned 1 MiB writes in flight
-    /// together.
-    async fn write_round(
-        &mut self,
-        segment: &Segment,
-        batches: &[Pending],
-    ) -> Result<(), StorageError> {
-        let file = self.file.clone().expect("switch_to opened the file");
         assert!(
             BLOCK_BYTES.is_multiple_of(file.alignment()),
             "the device block divides 4096"
         );
         let written = segment.written.get();
-        let start = align_down(written);
-        assert_eq!(
-            written - start,
-            self.tail.len() as u64,
-            "the tail block matches the written end"
-        );
-        let data: u64 = batches.iter().map(|b| b.bytes.len() as u64).sum();
-        let end = written + data;
-        assert!(
-            end <= segment.size.get(),
-            "never write past the logical size"
-        );
-        let buffers = self.fill_buffers(&file, start, end, batches);
-        self.tail = last_partial_block(&buffers, start, end);
-        let path = segment.log_path();
-        let mut writes = Vec::with_capacity(buffers.len());
-        let mut at = start;
-        for buffer in buffers {
-            let len = buffer.len();
-            writes.push(write_all_at(&file, &path, buffer, at));
-            at += len as u64;
-        }
-        for result in futures::future::join_all(writes).await {
-            result?;
-        }
-        segment.written.set(end);
+        self.carry_start = align_down(written);
+        self.carry = if written > self.carry_start {
+            let len = (written - self.carry_start) as usize;
+            fileio::read_exact_at(&file, &path, self.carry_start, len).await?
+        } else {
+            Vec::new()
+        };
+        self.issued_end = written;
+        self.allocated = file
+            .file_size()
+            .await
+            .map_err(glommio_err("stat segment", &path))?;
+        self.file = Some(file);
+        self.current = Some(segment.clone());
         Ok(())
     }
 
-    /// Copies the kept tail block and the batches into aligned DMA buffers, zero-padded to a
-    /// block boundary at the end.
-    fn fill_buffers(
-        &self,
-        file: &DmaFile,
-        start: u64,
-        end: u64,
-        batches: &[Pending],
-    ) -> Vec<glommio::io::DmaBuffer> {
-        let total = (align_up(end) - start) as usize;
-        let mut buffers = Vec::with_capacity(total.div_ceil(WRITE_BYTES_MAX));
-        let mut sources =
-            std::iter::once(&self.tail[..]).chain(batches.iter().map(|b| &b.bytes[..]));
-        let mut source: &[u8] = &[];
-        let mut left = total;
-        while left > 0 {
-            let size = left.min(WRITE_BYTES_MAX);
-            let mut buffer = file.alloc_dma_buffer(size);
-            let dst = buffer.as_bytes_mut();
-            let mut filled = 0;
-            while filled < size {
-                if source.is_empty() {
-                    match sources.next() {
-                        Some(next) => source = next,
-                        None => {
-                            dst[filled..].fill(0);
-                            break;
-                        }
-                    }
-                    continue;
-                }
-                let n = source.len().min(size - filled);
-                dst[filled..filled + n].copy_from_slice(&source[..n]);
-                source = &source[n..];
-                filled += n;
-            }
-            buffers.push(buffer);
-            left -= size;
+    /// Makes room in the file for the next write. Past the logical end the file holds zeros
+    /// until written; sealing truncates them, and recovery drops them as a torn tail.
+    async fn extend_file(&mut self, segment: &Segment) -> Result<(), StorageError> {
+        let needed = self.carry_start + 2 * WRITE_BYTES_MAX as u64;
+        if needed <= self.allocated {
+            return Ok(());
         }
-        buffers
+        let segment_bytes = self.engine.state.borrow().config.segment_bytes;
+        let target = (self.carry_start + PREALLOCATE_BYTES)
+            .min(segment_bytes.max(needed))
+            .max(needed);
+        let file = self.file.clone().expect("switch_to opened the file");
+        file.pre_allocate(target, false)
+            .await
+            .map_err(glommio_err("preallocate segment", &segment.log_path()))?;
+        self.allocated = target;
+        Ok(())
     }
 
-    /// One fdatasync covering everything written so far (group commit).
-    async fn sync(&mut self) -> Result<(), StorageError> {
+    /// Moves pending batches of `segment` into the staged list until the carry and the taken
+    /// batches reach `want` bytes (at least one batch when any is pending). Returns them.
+    fn take(&mut self, segment: &Rc<Segment>, want: usize) -> Vec<Bytes> {
+        let mut taken = Vec::new();
+        let mut have = self.carry.len();
+        let mut end = self.staged_end();
+        let mut st = self.engine.state.borrow_mut();
+        while have < want
+            && st
+                .pending
+                .front()
+                .is_some_and(|p| Rc::ptr_eq(&p.segment, segment))
+        {
+            let batch = st.take_pending().expect("a pending batch");
+            have += batch.bytes.len();
+            end += batch.bytes.len() as u64;
+            taken.push(batch.bytes.clone());
+            self.staged.push_back((end, batch));
+        }
+        drop(st);
+        assert!(
+            end <= segment.size.get(),
+            "never stage past the logical size"
+        );
+        taken
+    }
+
+    /// Issues one whole-size write: the carry, then pending batches; what is left of the last
+    /// batch becomes the carry.
+    fn issue_whole(&mut self, taken: &[Bytes]) {
+        let mut buffer = self.write_buffer();
+        let dst = buffer.as_bytes_mut();
+        assert_eq!(dst.len(), WRITE_BYTES_MAX, "whole-size buffers");
+        let mut filled = self.carry.len().min(WRITE_BYTES_MAX);
+        dst[..filled].copy_from_slice(&self.carry[..filled]);
+        let mut rest = self.carry.split_off(filled);
+        for bytes in taken {
+            let n = bytes.len().min(WRITE_BYTES_MAX - filled);
+            dst[filled..filled + n].copy_from_slice(&bytes[..n]);
+            filled += n;
+            rest.extend_from_slice(&bytes[n..]);
+        }
+        assert_eq!(filled, WRITE_BYTES_MAX, "a whole write is full");
+        let at = self.carry_start;
+        self.carry = rest;
+        self.carry_start += WRITE_BYTES_MAX as u64;
+        self.issue_write(buffer, at, at + WRITE_BYTES_MAX as u64);
+    }
+
+    /// Writes the carry and `taken`, zero-padded to a block; keeps the partial last block as
+    /// the new carry.
+    fn issue_partial(&mut self, taken: &[Bytes]) {
+        let len = self.carry.len() + taken.iter().map(Bytes::len).sum::<usize>();
+        let end = self.carry_start + len as u64;
+        let file = self.file.clone().expect("writes go to an open segment");
+        let mut buffer = file.alloc_dma_buffer(align_up(len as u64) as usize);
+        let dst = buffer.as_bytes_mut();
+        let mut filled = 0;
+        for bytes in std::iter::once(&self.carry[..]).chain(taken.iter().map(|b| &b[..])) {
+            dst[filled..filled + bytes.len()].copy_from_slice(bytes);
+            filled += bytes.len();
+        }
+        assert!(
+            self.staged.back().is_none_or(|(e, _)| *e == end) || taken.is_empty(),
+            "the taken batches end at the staged end"
+        );
+        dst[len..].fill(0);
+        let keep_from = (align_down(end) - self.carry_start) as usize;
+        self.carry = dst[keep_from..len].to_vec();
+        let at = self.carry_start;
+        self.carry_start = align_down(end);
+        let seq = self.issue_write(buffer, at, end);
+        if !self.carry.is_empty() {
+            self.barrier = Some(seq);
+        }
+    }
+
+    /// A whole-size buffer from the shard's pool, or a new one.
+    fn write_buffer(&self) -> DmaBuffer {
+        let kept = self.engine.shard.state.borrow_mut().write_buffers.pop();
+        kept.unwrap_or_else(|| {
+            self.file
+                .as_ref()
+                .expect("an open segment")
+                .alloc_dma_buffer(WRITE_BYTES_MAX)
+        })
+    }
+
+    fn issue_write(&mut self, buffer: DmaBuffer, at: u64, covers: u64) -> u64 {
+        assert!(covers > self.issued_end, "writes move forward");
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.issued_end = covers;
+        self.writes.push_back(WriteSlot {
+            seq,
+            covers,
+            done: false,
+        });
+        let file = self.file.clone().expect("writes go to an open segment");
+        let path = self
+            .current
+            .as_ref()
+            .expect("writes go to a segment")
+            .log_path();
+        let buffer = Rc::new(buffer);
+        self.events.push(Box::pin(async move {
+            let result = write_all_at(&file, &path, buffer.clone(), at).await;
+            Event::Wrote {
+                seq,
+                buffer,
+                result,
+            }
+        }));
+        seq
+    }
+
+    fn maybe_start_sync(&mut self) {
+        if self.sync_in_flight || !self.engine.state.borrow().sync_wanted() {
+            return;
+        }
         let covered = {
             let mut st = self.engine.state.borrow_mut();
             st.interval_sync_due = false;
             st.written_end
         };
-        if let (Some(file), Some(segment)) = (&self.file, &self.current) {
-            file.fdatasync()
+        let Some((file, segment)) = self.file.clone().zip(self.current.clone()) else {
+            // Everything written so far was synced when its segment was sealed.
+            self.engine.on_durable(covered);
+            return;
+        };
+        self.sync_in_flight = true;
+        self.events.push(Box::pin(async move {
+            let path = segment.log_path();
+            let result = file
+                .fdatasync()
                 .await
-                .map_err(glommio_err("sync segment", &segment.log_path()))?;
+                .map_err(glommio_err("sync segment", &path));
+            Event::Synced { covered, result }
+        }));
+    }
+
+    fn handle(&mut self, event: Event) -> Result<(), StorageError> {
+        match event {
+            Event::Wrote {
+                seq,
+                buffer,
+                result,
+            } => {
+                self.keep_buffer(buffer);
+                result?;
+                self.complete_write(seq);
+            }
+            Event::Synced { covered, result } => {
+                result?;
+                self.sync_in_flight = false;
+                self.engine.on_durable(covered);
+            }
         }
-        self.engine.on_durable(covered);
         Ok(())
     }
 
-    /// Everything is written: seal the segment being written (truncate the padding, sync, store
-    /// its indexes). The log is closing.
+    fn keep_buffer(&self, buffer: Rc<DmaBuffer>) {
+        let Ok(buffer) = Rc::try_unwrap(buffer) else {
+            return;
+        };
+        let mut shard = self.engine.shard.state.borrow_mut();
+        if buffer.len() == WRITE_BYTES_MAX && shard.write_buffers.len() < WRITE_BUFFERS_KEPT_MAX {
+            shard.write_buffers.push(buffer);
+        }
+    }
+
+    /// Marks a write done and moves the written position over the completed prefix.
+    fn complete_write(&mut self, seq: u64) {
+        if self.barrier == Some(seq) {
+            self.barrier = None;
+        }
+        let slot = self
+            .writes
+            .iter_mut()
+            .find(|w| w.seq == seq)
+            .expect("a write in flight");
+        slot.done = true;
+        let segment = self.current.clone().expect("writes go to a segment");
+        while self.writes.front().is_some_and(|w| w.done) {
+            let slot = self.writes.pop_front().expect("front");
+            if slot.covers > segment.written.get() {
+                segment.written.set(slot.covers);
+            }
+        }
+        let written = segment.written.get();
+        let mut now_written = Vec::new();
+        while self.staged.front().is_some_and(|(end, _)| *end <= written) {
+            now_written.extend(self.staged.pop_front().map(|(_, batch)| batch));
+        }
+        self.engine.on_written(&now_written);
+    }
+
+    /// The log is closing and everything is written: seal the segment being written (truncate
+    /// the padding, sync, store its indexes).
     async fn finish(&mut self) -> Result<(), StorageError> {
+        assert!(
+            self.events.is_empty() && self.staged.is_empty(),
+            "the flusher finishes drained"
+        );
         if let Some(segment) = self.current.take() {
             segment.seal().await?;
         }
@@ -260,36 +514,19 @@ impl Flusher {
     }
 }
 
-/// The bytes from the last block boundary at or below `end` to `end`, out of the buffers that
-/// start at `start`.
-fn last_partial_block(buffers: &[glommio::io::DmaBuffer], start: u64, end: u64) -> Vec<u8> {
-    let tail_start = align_down(end);
-    if tail_start == end {
-        return Vec::new();
-    }
-    let last_start = start + ((buffers.len() - 1) * WRITE_BYTES_MAX) as u64;
-    assert!(
-        tail_start >= last_start,
-        "the tail block lies in the last buffer"
-    );
-    let from = (tail_start - last_start) as usize;
-    let to = (end - last_start) as usize;
-    buffers[buffers.len() - 1].as_bytes()[from..to].to_vec()
-}
-
 async fn write_all_at(
     file: &DmaFile,
     path: &std::path::Path,
-    buffer: glommio::io::DmaBuffer,
+    buffer: Rc<DmaBuffer>,
     at: u64,
 ) -> Result<(), StorageError> {
+    let len = buffer.len();
     assert!(
-        at.is_multiple_of(BLOCK_BYTES) && (buffer.len() as u64).is_multiple_of(BLOCK_BYTES),
+        at.is_multiple_of(BLOCK_BYTES) && (len as u64).is_multiple_of(BLOCK_BYTES),
         "direct writes are aligned"
     );
-    let len = buffer.len();
     let written = file
-        .write_at(buffer, at)
+        .write_rc_at(buffer, at)
         .await
         .map_err(glommio_err("write segment", path))?;
     if written != len {
@@ -324,5 +561,16 @@ async fn interval_timer(engine: Weak<Engine>) {
             engine.state.borrow_mut().interval_sync_due = true;
             engine.flusher_wakeup.raise();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn alignment_helpers() {
+        assert_eq!(align_down(4095), 0);
+        assert_eq!(align_down(4096), 4096);
     }
 }

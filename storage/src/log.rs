@@ -140,6 +140,7 @@ impl PartitionLog {
             written_end: recovered.next_offset,
             durable_end: recovered.next_offset,
             pending: VecDeque::new(),
+            pending_bytes: 0,
             max_timestamp: recovered.max_timestamp,
             written_waiters: Waiters::default(),
             durable_waiters: Waiters::default(),

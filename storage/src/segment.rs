@@ -222,8 +222,8 @@ impl Segment {
     }
 }
 
-/// Walks batch headers from `position` up to `end`, calling `visit` for each whole batch until
-/// it returns `false`. Batches are trusted (they were checked before they were written, or by
+/// Walks batch headers from `position` up to `end`, calling `visit` for each batch wholly below
+/// `end` until it returns `false`. Batches are trusted (they were checked before they were written, or by
 /// recovery); a header that makes no sense ends the walk with an error.
 pub(crate) async fn walk_batches(
     file: &DmaFile,
@@ -242,7 +242,8 @@ pub(crate) async fn walk_batches(
                 .ok_or_else(|| corrupt(path, position))? as u64;
             let meta = BatchMeta::from_header(&header, position, len);
             if meta.end_position() > end {
-                return Err(corrupt(path, position));
+                // The batch is not wholly written yet (or `end` cuts it): the walk ends before it.
+                return Ok(());
             }
             if !visit(&meta) {
                 return Ok(());

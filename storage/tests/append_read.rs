@@ -520,3 +520,69 @@ fn given_a_deleted_log_should_remove_its_directory() {
         assert!(log.append(batch(1, 10, 0, 1), 0).is_err());
     });
 }
+
+#[test]
+fn given_concurrent_appenders_should_store_every_batch_byte_identical() {
+    run(|| async {
+        let tmp = tempdir();
+        let config = LogConfig {
+            segment_bytes: 3 << 20,
+            ..LogConfig::default()
+        };
+        let log = open(tmp.path(), config.clone(), &shard()).await;
+        let appended = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+        let tasks: Vec<_> = (0..4u64)
+            .map(|t| {
+                let (log, appended) = (log.clone(), appended.clone());
+                glommio::spawn_local(async move {
+                    let mut seed = t * 7919 + 1;
+                    let mut receipts = Vec::new();
+                    for i in 0..150u64 {
+                        seed = seed
+                            .wrapping_mul(6364136223846793005)
+                            .wrapping_add(1442695040888963407);
+                        let size = 100 + (seed >> 33) as usize % 40_000;
+                        let b = batch(1 + (i % 3) as usize, size, i as i64, (seed >> 20) as u8);
+                        let r = log.append(b.clone(), 0).expect("append");
+                        appended.borrow_mut().push((r.base_offset, b));
+                        receipts.push(r);
+                        if seed % 5 == 0 {
+                            glommio::yield_if_needed().await;
+                            glommio::executor().yield_task_queue_now().await;
+                        }
+                    }
+                    for r in &receipts {
+                        if t % 2 == 0 {
+                            r.durable().await.expect("durable");
+                        } else {
+                            r.written().await.expect("written");
+                        }
+                    }
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await;
+        }
+        let end = log.log_end_offset();
+        assert_eq!(log.written_end_offset(), end);
+        log.close().await.expect("close");
+        drop(log);
+        let shard = ShardStorage::new(ShardStorageConfig {
+            tail_cache_bytes: 0,
+            ..ShardStorageConfig::default()
+        });
+        let log = open(tmp.path(), config, &shard).await;
+        assert_eq!(log.log_end_offset(), end);
+        let appended = appended.borrow().clone();
+        for (offset, b) in &appended {
+            let out = log.read(*offset, 1, end).await.expect("read");
+            assert_eq!(
+                bytes_of(&out).await,
+                stored(b, offset.get()),
+                "batch at {offset}"
+            );
+        }
+        log.close().await.expect("close");
+    });
+}
