@@ -53,9 +53,11 @@ const READ_BATCHES: i64 = 256;
 
 async fn serve(dir: PathBuf, commands: mpsc::Receiver<(Command, mpsc::Sender<Duration>)>) {
     let config = LogConfig { segment_bytes: 256 << 20, ..LogConfig::default() };
+    // Each log has its own shard, so the appends cannot evict the hot log's cached batches.
+    let appending = ShardStorage::new(ShardStorageConfig::default());
     let cached = ShardStorage::new(ShardStorageConfig::default());
     let uncached = ShardStorage::new(ShardStorageConfig { tail_cache_bytes: 0, ..ShardStorageConfig::default() });
-    let appends = PartitionLog::open(dir.join("append-0"), config.clone(), cached.clone()).await.expect("open");
+    let appends = PartitionLog::open(dir.join("append-0"), config.clone(), appending).await.expect("open");
     let hot = filled(dir.join("hot-0"), &config, &cached).await;
     let cold = filled(dir.join("cold-0"), &config, &uncached).await;
     // Blocking between commands is fine: this executor runs nothing else, and every command

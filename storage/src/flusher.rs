@@ -293,10 +293,14 @@ impl Flusher {
             .min(segment_bytes.max(needed))
             .max(needed);
         let file = self.file.clone().expect("switch_to opened the file");
-        file.pre_allocate(target, false)
-            .await
-            .map_err(glommio_err("preallocate segment", &segment.log_path()))?;
-        self.allocated = target;
+        match file.pre_allocate(target, false).await {
+            Ok(()) => self.allocated = target,
+            Err(error) => {
+                // Not every filesystem can; writes then extend the file as they go (slower).
+                tracing::debug!(segment = %segment.log_path().display(), %error, "cannot preallocate");
+                self.allocated = u64::MAX;
+            }
+        }
         Ok(())
     }
 
