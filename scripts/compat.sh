@@ -29,7 +29,7 @@ command -v python3 >/dev/null || fail "python3 not found"
 if [[ -z "${ODRADEK_BIN:-}" ]]; then
     profile="${COMPAT_PROFILE:-dev}"
     log "building odradek (profile $profile)"
-    cargo build --profile "$profile" -p odradek-broker --bin odradek >&2
+    cargo build --profile "$profile" --workspace --bin odradek >&2
     target_dir="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')"
     if [[ "$profile" == "dev" ]]; then out="debug"; else out="$profile"; fi
     ODRADEK_BIN="$target_dir/$out/odradek"
