@@ -17,6 +17,10 @@ use crate::error::{AppendError, StorageError};
 use crate::segment::{BatchMeta, Segment};
 use crate::waiters::{Failure, Signal, Waiters};
 
+/// The largest segment, whatever `segment.bytes` says (Kafka's own bound): index positions are
+/// 32-bit, and a segment ends at most one batch (< 2 GiB) past this.
+const SEGMENT_BYTES_MAX: u64 = i32::MAX as u64;
+
 /// The shard-wide memory accounting behind [`crate::ShardStorage`].
 pub(crate) struct ShardState {
     /// Bytes appended but not yet on the device, across the shard's logs.
@@ -211,7 +215,7 @@ impl Engine {
         if active.size.get() == 0 {
             return;
         }
-        let by_size = active.size.get() + len > st.config.segment_bytes;
+        let by_size = active.size.get() + len > st.config.segment_bytes.min(SEGMENT_BYTES_MAX);
         let age_ms = active
             .first_append_ms
             .get()
