@@ -177,7 +177,7 @@ async fn open_tail(
     let path = segment.log_path();
     let size = file_len(&path)?;
     let file = segment.file().await?;
-    if clean && load_clean_tail(segment, &file, size, config).await? {
+    if clean && load_clean_tail(segment, &file, size).await? {
         return Ok(());
     }
     let valid_end = check_and_truncate(segment, &file, size, config).await?;
@@ -211,7 +211,6 @@ async fn load_clean_tail(
     segment: &Rc<Segment>,
     file: &DmaFile,
     size: u64,
-    config: &LogConfig,
 ) -> Result<bool, StorageError> {
     let Some((index, time_index)) = load_indexes(segment, size, u64::from(u32::MAX))? else {
         return Ok(false);
@@ -261,7 +260,6 @@ async fn load_clean_tail(
         segment.first_append_ms.set(Some(header.max_timestamp()));
     }
     segment.written.set(size);
-    let _ = config;
     Ok(true)
 }
 

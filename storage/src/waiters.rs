@@ -134,3 +134,43 @@ impl Signal {
         .await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::future::Future;
+
+    #[test]
+    fn waiters_resolve_in_reach_and_forget_cancelled_ones() {
+        let mut waiters = Waiters::default();
+        let mut early = waiters.add(5);
+        let mut late = waiters.add(10);
+        drop(waiters.add(7));
+        waiters.wake_up_to(6);
+        assert!(matches!(early.try_recv(), Ok(Some(Ok(())))));
+        assert!(matches!(late.try_recv(), Ok(None)));
+        assert_eq!(waiters.waiting.len(), 1, "the cancelled waiter is gone");
+        let failure = Failure::of(&StorageError::Closed);
+        waiters.fail_all(&failure);
+        assert!(matches!(
+            late.try_recv(),
+            Ok(Some(Err(StorageError::Io { .. })))
+        ));
+        assert!(waiters.is_empty());
+    }
+
+    #[test]
+    fn a_raised_signal_is_seen_once() {
+        let signal = Signal::default();
+        signal.raise();
+        signal.raise();
+        futures::executor::block_on(signal.wait());
+        let waiting = signal.wait();
+        futures::pin_mut!(waiting);
+        let waker = futures::task::noop_waker();
+        let mut cx = std::task::Context::from_waker(&waker);
+        assert!(waiting.as_mut().poll(&mut cx).is_pending());
+        signal.raise();
+        assert!(waiting.as_mut().poll(&mut cx).is_ready());
+    }
+}
