@@ -73,6 +73,8 @@ pub(crate) struct State {
     pub closing: bool,
     /// A periodic sync (flush.ms) is due.
     pub interval_sync_due: bool,
+    /// A `flush.ms` timer task runs.
+    pub interval_timer_running: bool,
     /// The flusher's result, taken by `close()`.
     pub flusher_done: Option<oneshot::Receiver<Result<(), StorageError>>>,
 }

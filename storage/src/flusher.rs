@@ -44,8 +44,6 @@ const WRITE_BUFFERS_KEPT_MAX: usize = 2 * WRITES_IN_FLIGHT_MAX;
 /// past the end of the file is serialized and waited for inside the submitting syscall on ext4
 /// and XFS, which would stall the reactor; writes inside the file's size run in parallel.
 const PREALLOCATE_BYTES: u64 = 64 << 20;
-/// How often the `flush.ms` timer re-reads the policy when it is not periodic.
-const POLICY_POLL_MS: u64 = 100;
 
 fn align_down(v: u64) -> u64 {
     v & !(BLOCK_BYTES - 1)
@@ -60,7 +58,7 @@ pub(crate) fn spawn(engine: &Rc<Engine>) {
     let (done_tx, done_rx) = oneshot::channel();
     engine.state.borrow_mut().flusher_done = Some(done_rx);
     glommio::spawn_local(Flusher::new(engine.clone()).run(done_tx)).detach();
-    glommio::spawn_local(interval_timer(Rc::downgrade(engine))).detach();
+    start_interval_timer(engine);
 }
 
 /// A completion the flusher waits for.
@@ -546,25 +544,41 @@ async fn write_all_at(
     Ok(())
 }
 
-/// Raises a sync every `flush.ms` while the policy is periodic; ends when the log closes.
+/// Starts the `flush.ms` timer when the policy is periodic and none runs.
+pub(crate) fn start_interval_timer(engine: &Rc<Engine>) {
+    {
+        let mut st = engine.state.borrow_mut();
+        if !matches!(st.config.flush, FlushPolicy::IntervalMs(_)) || st.interval_timer_running {
+            return;
+        }
+        st.interval_timer_running = true;
+    }
+    glommio::spawn_local(interval_timer(Rc::downgrade(engine))).detach();
+}
+
+/// Raises a sync every `flush.ms` while the policy is periodic; ends when it no longer is or the
+/// log closes.
 async fn interval_timer(engine: Weak<Engine>) {
     loop {
-        let policy = match engine.upgrade() {
-            Some(e) if !e.state.borrow().closing => e.state.borrow().config.flush,
-            _ => return,
+        let period_ms = match engine.upgrade() {
+            Some(e) => {
+                let mut st = e.state.borrow_mut();
+                match st.config.flush {
+                    FlushPolicy::IntervalMs(ms) if !st.closing => ms.max(1),
+                    _ => {
+                        st.interval_timer_running = false;
+                        return;
+                    }
+                }
+            }
+            None => return,
         };
-        let sleep_ms = match policy {
-            FlushPolicy::IntervalMs(ms) => ms.max(1),
-            FlushPolicy::SyncBeforeAck => POLICY_POLL_MS,
-        };
-        glommio::timer::sleep(Duration::from_millis(sleep_ms)).await;
+        glommio::timer::sleep(Duration::from_millis(period_ms)).await;
         let Some(engine) = engine.upgrade() else {
             return;
         };
-        if let FlushPolicy::IntervalMs(_) = policy {
-            engine.state.borrow_mut().interval_sync_due = true;
-            engine.flusher_wakeup.raise();
-        }
+        engine.state.borrow_mut().interval_sync_due = true;
+        engine.flusher_wakeup.raise();
     }
 }
 

@@ -148,6 +148,7 @@ impl PartitionLog {
             failure: None,
             closing: false,
             interval_sync_due: false,
+            interval_timer_running: false,
             flusher_done: None,
         };
         let engine = Rc::new(Engine {
@@ -247,6 +248,9 @@ impl PartitionLog {
     /// Replaces the settings (IncrementalAlterConfigs); applies from the next append or pass.
     pub fn set_config(&self, config: LogConfig) {
         self.engine.state.borrow_mut().config = config;
+        flusher::start_interval_timer(&self.engine);
+        // A waiter may now be due a sync under the new policy.
+        self.engine.flusher_wakeup.raise();
     }
 
     pub fn config(&self) -> LogConfig {

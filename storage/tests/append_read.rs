@@ -447,6 +447,23 @@ fn given_interval_flush_should_make_appends_durable_at_the_next_tick() {
         r.written().await.expect("written");
         r.durable().await.expect("durable at the tick");
         assert_eq!(log.durable_end_offset(), Offset(1));
+        // Back to syncing before acks, then periodic again: both take effect.
+        let mut config = log.config();
+        config.flush = FlushPolicy::SyncBeforeAck;
+        log.set_config(config.clone());
+        log.append(batch(1, 10, 0, 1), 0)
+            .expect("append")
+            .durable()
+            .await
+            .expect("durable");
+        config.flush = FlushPolicy::IntervalMs(10);
+        log.set_config(config);
+        log.append(batch(1, 10, 0, 1), 0)
+            .expect("append")
+            .durable()
+            .await
+            .expect("durable");
+        assert_eq!(log.durable_end_offset(), Offset(3));
         log.close().await.expect("close");
     });
 }
