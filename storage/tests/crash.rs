@@ -202,3 +202,59 @@ fn given_missing_or_stale_indexes_should_rebuild_them() {
         assert!(!index.is_empty() && index.len().is_multiple_of(8));
     });
 }
+
+#[test]
+fn given_a_log_abandoned_mid_flight_should_recover_every_durable_batch() {
+    let tmp = tempdir();
+    let dir = tmp.path().to_path_buf();
+    let batches: Vec<Bytes> = (0..200)
+        .map(|i| batch_of_size(5_000 + i * 37, i as i64, i as u8))
+        .collect();
+    let durable = {
+        let (dir, batches) = (dir.clone(), batches.clone());
+        let (tx, rx) = std::sync::mpsc::channel();
+        run(move || async move {
+            let log = open(&dir, config(), &shard()).await;
+            let mut last = None;
+            for b in &batches[..150] {
+                last = Some(log.append(b.clone(), 0).expect("append"));
+            }
+            last.expect("appended").durable().await.expect("durable");
+            // More appends in flight, then the process "dies": the executor ends with the flusher
+            // mid-way, no close, no clean marker, the preallocated tail of the file still there.
+            for b in &batches[150..] {
+                std::mem::forget(log.append(b.clone(), 0).expect("append"));
+            }
+            tx.send(log.durable_end_offset()).expect("send");
+            std::mem::forget(log);
+        });
+        rx.recv().expect("durable end")
+    };
+    assert!(durable >= Offset(150));
+    let segment = std::fs::metadata(partition_dir(&dir).join(SEGMENT))
+        .expect("stat")
+        .len();
+    let logical: usize = batches.iter().map(Bytes::len).sum();
+    assert!(
+        segment > logical as u64,
+        "the crash left the preallocated zeros for recovery to cut"
+    );
+    run(move || async move {
+        let log = open(&dir, config(), &shard()).await;
+        let end = log.log_end_offset();
+        assert!(
+            end >= durable,
+            "every durable batch is back: {end} >= {durable}"
+        );
+        for (i, b) in batches.iter().enumerate().take(end.get() as usize) {
+            let out = log.read(Offset(i as i64), 1, end).await.expect("read");
+            assert_eq!(bytes_of(&out).await, stored(b, i as i64), "batch {i}");
+        }
+        let r = log
+            .append(batch(1, 10, 0, 1), 0)
+            .expect("append after recovery");
+        assert_eq!(r.base_offset, end);
+        r.durable().await.expect("durable");
+        log.close().await.expect("close");
+    });
+}
