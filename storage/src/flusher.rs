@@ -247,7 +247,7 @@ impl Flusher {
     /// any more: pending batches are in segment order).
     async fn switch_to(&mut self, segment: &Rc<Segment>) -> Result<(), StorageError> {
         if let Some(previous) = self.current.take() {
-            previous.seal().await?;
+            previous.seal_in_background().await?;
             let written_end = self.engine.state.borrow().written_end;
             self.engine.on_durable(written_end);
         }

@@ -283,6 +283,7 @@ impl PartitionLog {
         }
         let segments: Vec<_> = self.engine.state.borrow().segments.clone();
         for segment in segments {
+            segment.indexes_stored().await;
             segment.release_file();
         }
         self.engine.cache.borrow_mut().clear();

@@ -112,11 +112,20 @@ async fn remove_all(engine: &Engine, victims: &[Rc<Segment>]) -> Result<u64, Sto
     Ok(bytes)
 }
 
+/// Lets the background index writes of rolled segments finish, so that those segments count.
+async fn settle_rolled(engine: &Engine) {
+    let segments: Vec<Rc<Segment>> = engine.state.borrow().segments.clone();
+    for segment in segments {
+        segment.indexes_stored().await;
+    }
+}
+
 /// One retention pass.
 pub(crate) async fn enforce(
     engine: &Engine,
     now_ms: i64,
 ) -> Result<RetentionOutcome, StorageError> {
+    settle_rolled(engine).await;
     let before = engine.state.borrow().log_start;
     let victims = detach(engine, Some(now_ms));
     let log_start = engine.state.borrow().log_start;
@@ -149,6 +158,7 @@ pub(crate) async fn delete_records_before(
         }
         moved
     };
+    settle_rolled(engine).await;
     let victims = detach(engine, None);
     if moved || !victims.is_empty() {
         write_checkpoint(engine).await?;

@@ -72,6 +72,8 @@ pub(crate) struct Segment {
     /// indexes are stored.
     pub sealed: Cell<bool>,
     file: RefCell<Option<Rc<DmaFile>>>,
+    /// The background task storing the indexes of a rolled segment.
+    index_writer: RefCell<Option<glommio::task::JoinHandle<()>>>,
 }
 
 impl Segment {
@@ -89,6 +91,7 @@ impl Segment {
             bytes_since_index_entry: Cell::new(0),
             sealed: Cell::new(false),
             file: RefCell::new(None),
+            index_writer: RefCell::new(None),
         }
     }
 
@@ -192,9 +195,43 @@ impl Segment {
         fileio::write_file_atomic(&self.time_index_path(), time_index).await
     }
 
-    /// Truncates the file to its logical size (dropping O_DIRECT padding), syncs it and stores
-    /// its indexes. Called once no more batches go to the segment and all are written.
+    /// Truncates the file to its logical size (dropping O_DIRECT padding and preallocated
+    /// space), syncs it and stores its indexes. Called once no more batches go to the segment
+    /// and all are written.
     pub async fn seal(&self) -> Result<(), StorageError> {
+        self.finish_data().await?;
+        self.write_indexes().await?;
+        self.sealed.set(true);
+        Ok(())
+    }
+
+    /// Seals a segment that was just rolled away from: its data is finished (truncated, synced)
+    /// before returning, and its indexes are stored by a background task, so the writes of the
+    /// next segment do not wait for them. A failed index write is only logged: a missing or
+    /// stale index is rebuilt at the next open.
+    pub async fn seal_in_background(self: &Rc<Self>) -> Result<(), StorageError> {
+        self.finish_data().await?;
+        let segment = self.clone();
+        let task = glommio::spawn_local(async move {
+            if let Err(error) = segment.write_indexes().await {
+                tracing::warn!(segment = %segment.log_path().display(), %error, "storing the indexes failed");
+            }
+            segment.sealed.set(true);
+        })
+        .detach();
+        *self.index_writer.borrow_mut() = Some(task);
+        Ok(())
+    }
+
+    /// Waits for a background index write started by [`Segment::seal_in_background`].
+    pub async fn indexes_stored(&self) {
+        let task = self.index_writer.borrow_mut().take();
+        if let Some(task) = task {
+            task.await;
+        }
+    }
+
+    async fn finish_data(&self) -> Result<(), StorageError> {
         assert_eq!(
             self.written.get(),
             self.size.get(),
@@ -207,10 +244,7 @@ impl Segment {
             .map_err(glommio_err("truncate segment", &path))?;
         file.fdatasync()
             .await
-            .map_err(glommio_err("sync segment", &path))?;
-        self.write_indexes().await?;
-        self.sealed.set(true);
-        Ok(())
+            .map_err(glommio_err("sync segment", &path))
     }
 
     /// Removes the segment's files (after it left the segment list).
