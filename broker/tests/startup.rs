@@ -185,3 +185,21 @@ fn given_auto_create_disabled_when_producing_to_unknown_topic_should_fail_and_no
         .iter()
         .any(|n| n == "not-there"));
 }
+
+#[test]
+fn given_advertise_flag_when_metadata_asked_should_return_the_advertised_address() {
+    // Clients reach the broker through the bootstrap address; Metadata tells them where to go
+    // next. 127.0.0.2:9999 only has to appear in the answer, nobody connects to it here.
+    let broker = Broker::start_with_args(&[], &["--advertise", "127.0.0.2:9999"]);
+    let reader = consumer(&broker.bootstrap(), &[]);
+    let metadata = reader
+        .fetch_metadata(None, Duration::from_secs(10))
+        .expect("metadata over the bootstrap connection");
+    let brokers: Vec<(String, i32)> = metadata
+        .brokers()
+        .iter()
+        .map(|b| (b.host().to_string(), b.port()))
+        .collect();
+    assert_eq!(brokers, vec![("127.0.0.2".to_string(), 9999)]);
+    assert_eq!(metadata.brokers()[0].id(), 0, "node id 0 by default");
+}

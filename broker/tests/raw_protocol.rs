@@ -1,0 +1,162 @@
+//! Raw Kafka requests that real clients rarely send this way: damaged record batches in a
+//! well-formed Produce, deep pipelining over partitions of every shard, and more connections
+//! than `max.connections` allows.
+
+mod common;
+
+use std::io::Write;
+use std::net::TcpStream;
+use std::time::Duration;
+
+use common::{
+    assert_round_trip, assign_all, connect, consume_exactly, consumer, correlation_id_of,
+    create_topic, frame, next_response, produce_v3_partition_result, produce_v3_to, raw_produce,
+    read_verdict, record_batch, Broker, Verdict, API_API_VERSIONS, CORRUPT_MESSAGE,
+};
+use rdkafka::message::Message;
+use rdkafka::Offset;
+
+#[test]
+fn given_raw_produce_with_damaged_batch_when_sent_should_answer_corrupt_message_and_store_nothing()
+{
+    let broker = Broker::start();
+    let topic = "raw";
+    create_topic(&broker.bootstrap(), topic, 1, &[]);
+    let addr = broker.addr();
+
+    // A correct batch is stored at offset 0: proves the raw encoding used below is right.
+    let good = record_batch(b"hello", 1_700_000_000_000);
+    assert_eq!(raw_produce(addr, topic, 1, &good), (0, 0), "a valid batch");
+
+    // A wrong CRC: CORRUPT_MESSAGE (Kafka checks the CRC before reading the batch).
+    let mut bad_crc = record_batch(b"crc", 1_700_000_000_001);
+    bad_crc[40] ^= 0x01; // inside the CRC'd part
+    let (error_code, _) = raw_produce(addr, topic, 2, &bad_crc);
+    assert_eq!(error_code, CORRUPT_MESSAGE, "a batch with a wrong CRC");
+
+    // A batch length that runs past the record set: refused (any error code).
+    let mut too_long = record_batch(b"long", 1_700_000_000_002);
+    too_long[8..12].copy_from_slice(&1000i32.to_be_bytes());
+    let (error_code, _) = raw_produce(addr, topic, 3, &too_long);
+    assert_ne!(
+        error_code, 0,
+        "a batch whose length runs past the record set"
+    );
+
+    // Magic 1 (an old message format): refused (any error code).
+    let mut old_magic = record_batch(b"old", 1_700_000_000_003);
+    old_magic[16] = 1;
+    let (error_code, _) = raw_produce(addr, topic, 4, &old_magic);
+    assert_ne!(error_code, 0, "a batch with magic 1");
+
+    // Only the good record is there, and a real client reads it.
+    let reader = consumer(&broker.bootstrap(), &[]);
+    assert_eq!(common::watermarks(&reader, topic, 0), (0, 1));
+    assign_all(&reader, topic, 1, Offset::Beginning);
+    let got = consume_exactly(&reader, 1, Duration::from_secs(30));
+    assert_eq!(got[0].payload(), Some(&b"hello"[..]));
+    assert_eq!(got[0].key(), None);
+    assert_eq!(
+        got[0].timestamp(),
+        rdkafka::Timestamp::CreateTime(1_700_000_000_000)
+    );
+}
+
+#[test]
+fn given_more_connections_than_max_connections_when_opened_should_refuse_the_excess_and_recover() {
+    const PER_SHARD: usize = 4;
+    const SHARDS: usize = 2;
+    const OPENED: usize = 24;
+    let mut broker = Broker::start_with(&[("max.connections", &PER_SHARD.to_string())]);
+    let addr = broker.addr();
+
+    // Open them all first, then ask each for ApiVersions.
+    let mut streams: Vec<TcpStream> = (0..OPENED).map(|_| connect(addr)).collect();
+    let mut answered = 0;
+    let mut closed = 0;
+    for (i, stream) in streams.iter_mut().enumerate() {
+        let correlation_id = 1000 + i as i32;
+        if stream
+            .write_all(&frame(API_API_VERSIONS, 0, correlation_id, &[]))
+            .is_err()
+        {
+            closed += 1;
+            continue;
+        }
+        match read_verdict(stream, correlation_id) {
+            Verdict::Closed => closed += 1,
+            Verdict::Answered(_) => answered += 1,
+        }
+    }
+    eprintln!("{OPENED} connections: {answered} answered, {closed} refused");
+    assert!(answered >= 1, "no connection was served at all");
+    assert!(
+        answered <= PER_SHARD * SHARDS,
+        "{answered} connections served with max.connections={PER_SHARD} on {SHARDS} shards"
+    );
+    assert_eq!(
+        answered + closed,
+        OPENED,
+        "every connection is served or closed"
+    );
+
+    // Once they are gone, the slots are free again.
+    drop(streams);
+    std::thread::sleep(Duration::from_millis(500));
+    let topic = "after-limit";
+    create_topic(&broker.bootstrap(), topic, 1, &[]);
+    assert_round_trip(&mut broker, topic, 0);
+}
+
+#[test]
+fn given_pipelined_requests_over_many_partitions_when_sent_without_waiting_should_answer_in_request_order(
+) {
+    const REQUESTS: i32 = 120;
+    const PARTITIONS: i32 = 4;
+    let broker = Broker::start();
+    let topic = "pipelined";
+    create_topic(&broker.bootstrap(), topic, PARTITIONS, &[]);
+
+    // Produce requests for partitions on every shard, interleaved with ApiVersions (answered
+    // on the connection's own shard at once): all written before any response is read.
+    let mut bytes = Vec::new();
+    for correlation_id in 0..REQUESTS {
+        if correlation_id % 3 == 2 {
+            bytes.extend_from_slice(&frame(API_API_VERSIONS, 0, correlation_id, &[]));
+        } else {
+            let partition = correlation_id % PARTITIONS;
+            let value = format!("p{partition}-c{correlation_id}");
+            let batch = record_batch(value.as_bytes(), 1_700_000_000_000);
+            bytes.extend_from_slice(&produce_v3_to(topic, partition, correlation_id, &batch));
+        }
+    }
+    let mut stream = connect(broker.addr());
+    stream
+        .write_all(&bytes)
+        .expect("write the pipelined requests");
+
+    let mut next_offset = [0i64; PARTITIONS as usize];
+    let mut pending = Vec::new();
+    for correlation_id in 0..REQUESTS {
+        let response = next_response(&mut stream, &mut pending)
+            .unwrap_or_else(|| panic!("the connection closed before response {correlation_id}"));
+        assert_eq!(
+            correlation_id_of(&response),
+            correlation_id,
+            "responses must come back in request order"
+        );
+        if correlation_id % 3 != 2 {
+            let partition = correlation_id % PARTITIONS;
+            let (error_code, base_offset) = produce_v3_partition_result(&response, topic);
+            assert_eq!(
+                error_code, 0,
+                "produce {correlation_id} to partition {partition}"
+            );
+            assert_eq!(
+                base_offset, next_offset[partition as usize],
+                "offsets of partition {partition} follow request order"
+            );
+            next_offset[partition as usize] += 1;
+        }
+    }
+}
