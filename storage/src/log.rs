@@ -2,7 +2,8 @@
 //!
 //! The engine lives in private modules: `engine` (state, appends, milestones), `flusher`
 //! (direct-I/O writes, group commit), `read` (fetch reads, timestamp lookups), `recovery`
-//! (open), `retention` (retention, DeleteRecords), `segment`, `index`, `cache`, `waiters`.
+//! (open), `retention` (retention, DeleteRecords), `segment`, `cache`, `waiters`, `fileio`, and
+//! the public `index`.
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -46,7 +47,9 @@ impl AppendReceipt {
     }
 }
 
-/// A byte range of a closed segment file that can be sent without passing through user space.
+/// A byte range of a segment file (whole batches, all on the device) that can be sent without
+/// passing through user space. The segment may be deleted by retention after the read returned;
+/// reading the region then fails with an I/O error naming the path.
 #[derive(Clone, Debug)]
 pub struct FileRegion {
     pub path: PathBuf,
