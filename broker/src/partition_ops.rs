@@ -137,8 +137,12 @@ pub async fn fetch(log: &PartitionLog, offset: i64, max_bytes: usize) -> FetchRe
 
 /// Joins the chunks of a read into one buffer (one copy; zero-copy sends come later).
 async fn gather(chunks: Vec<Chunk>, bytes: usize) -> Result<Bytes, odradek_storage::StorageError> {
-    if let [Chunk::Memory(only)] = chunks.as_slice() {
-        return Ok(only.clone());
+    // The common cases, one piece, need no copy here.
+    match chunks.as_slice() {
+        [] => return Ok(Bytes::new()),
+        [Chunk::Memory(only)] => return Ok(only.clone()),
+        [Chunk::File(region)] => return region.read().await,
+        _ => {}
     }
     let mut out = BytesMut::with_capacity(bytes);
     for chunk in chunks {
