@@ -402,7 +402,12 @@ pub fn dir_size_bytes(dir: &Path) -> (u64, u64) {
         std::fs::read_dir(dir).unwrap_or_else(|e| panic!("read_dir {}: {e}", dir.display()))
     {
         let entry = entry.expect("directory entry");
-        let metadata = entry.metadata().expect("file metadata");
+        // The broker may delete a segment between read_dir and metadata (retention runs).
+        let metadata = match entry.metadata() {
+            Ok(metadata) => metadata,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(error) => panic!("metadata of {}: {error}", entry.path().display()),
+        };
         if metadata.is_dir() {
             let (a, b) = dir_size_bytes(&entry.path());
             apparent += a;

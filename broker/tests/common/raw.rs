@@ -50,6 +50,10 @@ pub fn connect(addr: SocketAddr) -> TcpStream {
     stream
         .set_read_timeout(Some(Duration::from_millis(500)))
         .expect("set read timeout");
+    // A broker that stops reading must fail the test, not block it.
+    stream
+        .set_write_timeout(Some(VERDICT_TIMEOUT))
+        .expect("set write timeout");
     stream
 }
 
