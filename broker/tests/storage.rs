@@ -1,5 +1,5 @@
-//! The storage engine seen through the broker: size-based retention and the O_DIRECT segment
-//! descriptor.
+//! The storage engine seen through the broker: retention by size and by time, the O_DIRECT
+//! segment descriptor, and indexes rebuilt after they are lost.
 
 mod common;
 
@@ -12,9 +12,10 @@ use common::{
     assign_all, consume_exactly, consumer, create_topic, dir_size_bytes, flush, producer, send,
     watermarks, Broker,
 };
+use rdkafka::consumer::Consumer;
 use rdkafka::message::Message;
 use rdkafka::producer::BaseRecord;
-use rdkafka::Offset;
+use rdkafka::{Offset, TopicPartitionList};
 
 const MIB: u64 = 1024 * 1024;
 /// O_DIRECT on x86_64 and most other Linux architectures (asm-generic); arm64 uses 0o200000.
@@ -202,4 +203,152 @@ fn given_records_appended_when_inspecting_the_open_segment_descriptor_should_car
             .map(|(_, f)| format!("{f:o}"))
             .collect::<Vec<_>>()
     );
+}
+
+/// Produces `count` 1 KiB records to partition 0, record `id` stamped `timestamp_of(id)`;
+/// returns the offset of each id.
+fn produce_kib_records(
+    broker: &Broker,
+    topic: &str,
+    ids: std::ops::Range<usize>,
+    timestamp_of: impl Fn(usize) -> i64,
+) -> HashMap<usize, i64> {
+    let (producer, log) = producer(
+        &broker.bootstrap(),
+        &[("linger.ms", "5"), ("compression.type", "none")],
+    );
+    for id in ids.clone() {
+        let value = kib_value(id);
+        send(
+            &producer,
+            BaseRecord::<str, _, usize>::with_opaque_to(topic, id)
+                .partition(0)
+                .payload(&value)
+                .timestamp(timestamp_of(id)),
+        )
+        .expect("queue");
+    }
+    flush(&producer);
+    assert!(log.failed().is_empty(), "failed: {:?}", &log.failed()[..1]);
+    assert_eq!(log.acked_count(), ids.len());
+    log.acked().iter().map(|a| (a.id, a.offset)).collect()
+}
+
+#[test]
+fn given_records_older_than_retention_ms_when_retention_runs_should_delete_their_closed_segments() {
+    let broker = Broker::start_with(&[("log.retention.check.interval.ms", "1000")]);
+    let topic = "aged";
+    create_topic(
+        &broker.bootstrap(),
+        topic,
+        1,
+        &[("segment.bytes", "1048576"), ("retention.ms", "3600000")],
+    );
+    // 4 MiB stamped in 2020, far beyond an hour old, then 2 MiB stamped now.
+    let old_ms = 1_577_836_800_000; // 2020-01-01
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_millis() as i64;
+    let old = produce_kib_records(&broker, topic, 0..4096, |_| old_ms);
+    let new = produce_kib_records(&broker, topic, 4096..6144, |_| now_ms);
+    let first_new = new[&4096];
+    assert_eq!(first_new, 4096);
+    assert_eq!(old.len(), 4096);
+
+    let reader = consumer(&broker.bootstrap(), &[]);
+    // Segments wholly older than an hour go; the one holding the first new record stays.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while watermarks(&reader, topic, 0).0 <= 3000 && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(500));
+    }
+    let (low, high) = watermarks(&reader, topic, 0);
+    eprintln!("after time retention: offsets {low}..{high}");
+    assert!(
+        low > 3000,
+        "old segments were not deleted: log start offset {low}"
+    );
+    assert!(
+        low <= first_new,
+        "a segment with fresh records was deleted: log start {low}"
+    );
+    assert_eq!(high, 6144, "retention must not move the high watermark");
+}
+
+#[test]
+fn given_index_files_deleted_while_broker_down_when_restarted_should_rebuild_them_and_serve_lookups(
+) {
+    let mut broker = Broker::start();
+    let topic = "reindexed";
+    create_topic(
+        &broker.bootstrap(),
+        topic,
+        1,
+        &[("segment.bytes", "1048576")],
+    );
+    // 3 MiB over several segments; record id is stamped BASE + id seconds.
+    const BASE_MS: i64 = 1_704_067_200_000;
+    let offsets = produce_kib_records(&broker, topic, 0..3000, |id| BASE_MS + id as i64 * 1000);
+    broker.stop();
+
+    let partition_dir = broker.partition_dir(topic, 0);
+    let mut removed = Vec::new();
+    for entry in std::fs::read_dir(&partition_dir).expect("read the partition directory") {
+        let path = entry.expect("directory entry").path();
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default();
+        if name.ends_with(".index") || name.ends_with(".timeindex") || name.contains("clean") {
+            std::fs::remove_file(&path).expect("remove an index file");
+            removed.push(name);
+        }
+    }
+    assert!(
+        removed.iter().any(|n| n.ends_with(".index"))
+            && removed.iter().any(|n| n.ends_with(".timeindex")),
+        "expected offset and time indexes in {}, found to remove: {removed:?}",
+        partition_dir.display()
+    );
+    assert!(
+        common::segment_files(&partition_dir).len() >= 3,
+        "several segments"
+    );
+
+    broker.restart();
+    let reader = consumer(&broker.bootstrap(), &[]);
+    assert_eq!(watermarks(&reader, topic, 0), (0, 3000));
+
+    // Lookups by time land on the right records in every segment.
+    for id in [0usize, 1, 999, 1500, 2222, 2999] {
+        let mut query = TopicPartitionList::new();
+        query
+            .add_partition_offset(topic, 0, Offset::Offset(BASE_MS + id as i64 * 1000 - 500))
+            .expect("add partition");
+        let answer = reader
+            .offsets_for_times(query, common::CLIENT_TIMEOUT)
+            .expect("offsets_for_times");
+        let element = answer.find_partition(topic, 0).expect("partition 0");
+        assert_eq!(
+            element.offset(),
+            Offset::Offset(offsets[&id]),
+            "offset for record {id}'s time"
+        );
+    }
+
+    // Reads from the middle of every segment start at the right record.
+    for id in [700usize, 1700, 2700] {
+        let from = consumer(&broker.bootstrap(), &[]);
+        let mut list = TopicPartitionList::new();
+        list.add_partition_offset(topic, 0, Offset::Offset(offsets[&id]))
+            .expect("add partition");
+        from.assign(&list).expect("assign");
+        let got = consume_exactly(&from, 1, Duration::from_secs(30));
+        assert_eq!(got[0].offset(), offsets[&id]);
+        assert_eq!(
+            got[0].payload(),
+            Some(&kib_value(id)[..]),
+            "record {id} after reindexing"
+        );
+    }
 }
