@@ -31,15 +31,23 @@ struct Harness {
 
 impl Harness {
     fn start() -> Harness {
-        let base = std::env::var("ODRADEK_BENCH_DIR").map(PathBuf::from).unwrap_or_else(|_| PathBuf::from("/tmp"));
-        let dir = tempfile::Builder::new().prefix("odradek-bench-").tempdir_in(base).expect("bench dir");
+        let base = std::env::var("ODRADEK_BENCH_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|_| PathBuf::from("/tmp"));
+        let dir = tempfile::Builder::new()
+            .prefix("odradek-bench-")
+            .tempdir_in(base)
+            .expect("bench dir");
         let path = dir.path().to_path_buf();
         let (tx, rx) = mpsc::channel::<(Command, mpsc::Sender<Duration>)>();
         LocalExecutorBuilder::default()
             .name("storage-bench")
             .spawn(move || async move { serve(path, rx).await })
             .expect("executor");
-        Harness { commands: tx, _dir: dir }
+        Harness {
+            commands: tx,
+            _dir: dir,
+        }
     }
 
     fn time(&self, command: Command) -> Duration {
@@ -52,12 +60,20 @@ impl Harness {
 const READ_BATCHES: i64 = 256;
 
 async fn serve(dir: PathBuf, commands: mpsc::Receiver<(Command, mpsc::Sender<Duration>)>) {
-    let config = LogConfig { segment_bytes: 256 << 20, ..LogConfig::default() };
+    let config = LogConfig {
+        segment_bytes: 256 << 20,
+        ..LogConfig::default()
+    };
     // Each log has its own shard, so the appends cannot evict the hot log's cached batches.
     let appending = ShardStorage::new(ShardStorageConfig::default());
     let cached = ShardStorage::new(ShardStorageConfig::default());
-    let uncached = ShardStorage::new(ShardStorageConfig { tail_cache_bytes: 0, ..ShardStorageConfig::default() });
-    let appends = PartitionLog::open(dir.join("append-0"), config.clone(), appending).await.expect("open");
+    let uncached = ShardStorage::new(ShardStorageConfig {
+        tail_cache_bytes: 0,
+        ..ShardStorageConfig::default()
+    });
+    let appends = PartitionLog::open(dir.join("append-0"), config.clone(), appending)
+        .await
+        .expect("open");
     let hot = filled(dir.join("hot-0"), &config, &cached).await;
     let cold = filled(dir.join("cold-0"), &config, &uncached).await;
     // Blocking between commands is fine: this executor runs nothing else, and every command
@@ -73,10 +89,15 @@ async fn serve(dir: PathBuf, commands: mpsc::Receiver<(Command, mpsc::Sender<Dur
 }
 
 async fn filled(dir: PathBuf, config: &LogConfig, shard: &Rc<ShardStorage>) -> Rc<PartitionLog> {
-    let log = PartitionLog::open(dir, config.clone(), shard.clone()).await.expect("open");
+    let log = PartitionLog::open(dir, config.clone(), shard.clone())
+        .await
+        .expect("open");
     let mut last = None;
     for i in 0..READ_BATCHES {
-        last = Some(log.append(batch_of_size(16 << 10, i, 1), 0).expect("append"));
+        last = Some(
+            log.append(batch_of_size(16 << 10, i, 1), 0)
+                .expect("append"),
+        );
     }
     last.expect("appended").written().await.expect("written");
     log
@@ -133,7 +154,12 @@ fn appends(c: &mut Criterion, harness: &Harness) {
         let batch = batch_of_size(size, 0, 7);
         group.throughput(Throughput::Bytes(batch.len() as u64));
         group.bench_function(name, |b| {
-            b.iter_custom(|iters| harness.time(Command::Append { batch: batch.clone(), iters }))
+            b.iter_custom(|iters| {
+                harness.time(Command::Append {
+                    batch: batch.clone(),
+                    iters,
+                })
+            })
         });
     }
     group.finish();
@@ -142,8 +168,12 @@ fn appends(c: &mut Criterion, harness: &Harness) {
 fn reads(c: &mut Criterion, harness: &Harness) {
     let mut group = c.benchmark_group("read_1MiB");
     group.throughput(Throughput::Bytes(1 << 20));
-    group.bench_function("cached", |b| b.iter_custom(|iters| harness.time(Command::ReadCached { iters })));
-    group.bench_function("uncached", |b| b.iter_custom(|iters| harness.time(Command::ReadUncached { iters })));
+    group.bench_function("cached", |b| {
+        b.iter_custom(|iters| harness.time(Command::ReadCached { iters }))
+    });
+    group.bench_function("uncached", |b| {
+        b.iter_custom(|iters| harness.time(Command::ReadUncached { iters }))
+    });
     group.finish();
 }
 
@@ -153,7 +183,10 @@ fn crc(c: &mut Criterion) {
         let batch = batch_of_size(size, 0, 7);
         group.throughput(Throughput::Bytes(batch.len() as u64));
         group.bench_function(name, |b| {
-            b.iter(|| odradek_storage::batch::validate(std::hint::black_box(&batch), 2 << 20).expect("valid"))
+            b.iter(|| {
+                odradek_storage::batch::validate(std::hint::black_box(&batch), 2 << 20)
+                    .expect("valid")
+            })
         });
     }
     group.finish();
