@@ -203,3 +203,43 @@ fn given_advertise_flag_when_metadata_asked_should_return_the_advertised_address
     assert_eq!(brokers, vec![("127.0.0.2".to_string(), 9999)]);
     assert_eq!(metadata.brokers()[0].id(), 0, "node id 0 by default");
 }
+
+#[test]
+fn given_auto_create_enabled_when_a_consumer_asks_metadata_without_allowing_creation_should_not_create(
+) {
+    let broker = Broker::start();
+    // librdkafka consumers send allow_auto_topic_creation=false by default.
+    let reader = consumer(
+        &broker.bootstrap(),
+        &[("allow.auto.create.topics", "false")],
+    );
+    let metadata = reader
+        .fetch_metadata(Some("ghost"), Duration::from_secs(10))
+        .expect("metadata");
+    let topic = metadata.topics().iter().find(|t| t.name() == "ghost");
+    assert!(
+        topic.is_none_or(|t| t.error().is_some()),
+        "metadata shows ghost without an error"
+    );
+    assert!(
+        !topic_names(&broker.bootstrap())
+            .iter()
+            .any(|n| n == "ghost"),
+        "a metadata request that did not allow creation created the topic"
+    );
+
+    // A producer (which allows creation) does create it.
+    let (producer, log) = producer(&broker.bootstrap(), &[]);
+    send(
+        &producer,
+        BaseRecord::with_opaque_to("ghost", 0)
+            .key("k")
+            .payload("boo"),
+    )
+    .expect("queue");
+    flush(&producer);
+    assert_eq!(log.acked_count(), 1, "produce: {:?}", log.failed());
+    assert!(topic_names(&broker.bootstrap())
+        .iter()
+        .any(|n| n == "ghost"));
+}
