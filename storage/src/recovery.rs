@@ -230,6 +230,13 @@ async fn load_clean_tail(
     let last_offset = metas.last().map(|m| m.last_offset).or(index
         .last()
         .map(|e| segment.base_offset + i64::from(e.relative_offset)));
+    let last_relative = last_offset.map_or(-1, |o| o - segment.base_offset);
+    let time_index_fits = time_index
+        .last()
+        .is_none_or(|e| i64::from(e.relative_offset) <= last_relative);
+    if !time_index_fits {
+        return Ok(false);
+    }
     segment.max_timestamp.set(time_index.last().map(|e| {
         (
             e.timestamp_ms,

@@ -258,3 +258,18 @@ fn given_a_log_abandoned_mid_flight_should_recover_every_durable_batch() {
         log.close().await.expect("close");
     });
 }
+
+#[test]
+fn given_a_clean_marker_but_a_cut_segment_should_not_trust_the_stale_indexes() {
+    run(|| async {
+        let batches = batches();
+        let boundary: usize = batches[..3].iter().map(Bytes::len).sum();
+        for cut in [boundary, boundary + 10] {
+            let tmp = tempdir();
+            let bytes = write_clean_log(tmp.path(), &batches).await;
+            assert!(partition_dir(tmp.path()).join(".clean").exists());
+            std::fs::write(partition_dir(tmp.path()).join(SEGMENT), &bytes[..cut]).expect("cut");
+            check_recovered(tmp.path(), &batches, 3).await;
+        }
+    });
+}
