@@ -43,6 +43,7 @@ BROKER_PID=""
 PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()')"
 BOOT="127.0.0.1:$PORT"
 mkdir -p "$DATA"
+: >"$BROKER_LOG"
 
 cleanup() {
     local status=$?
@@ -63,10 +64,13 @@ trap cleanup EXIT
 
 start_broker() {
     log "starting $ODRADEK_BIN on $BOOT, data in $DATA"
+    # Only this start's lines count: the log keeps the previous starts' lines too.
+    local skip
+    skip=$(($(wc -l <"$BROKER_LOG") + 1))
     "$ODRADEK_BIN" --listen "$BOOT" --data-dir "$DATA" --cores 2 "$@" >>"$BROKER_LOG" 2>&1 &
     BROKER_PID=$!
     for _ in $(seq 1 300); do
-        if grep -q "odradek listening on $BOOT" "$BROKER_LOG" 2>/dev/null; then
+        if tail -n +"$skip" "$BROKER_LOG" | grep -q "odradek listening on $BOOT"; then
             return 0
         fi
         kill -0 "$BROKER_PID" 2>/dev/null || fail "the broker exited before listening"
