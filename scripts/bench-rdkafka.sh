@@ -95,9 +95,17 @@ for size in 1024 100; do
         for run in $(seq "$runs"); do produce "p${size}a${acks}r${run}" "$size" "$acks" "$count"; done > "$file"
         row "$name" "$file"
     done
-    # The topic was just written: its newest batches are in the shards' tail caches, older ones on disk.
-    file="$out/consume_${size}.txt"
-    for run in $(seq "$runs"); do consume "p${size}a1r${run}" "$count"; done > "$file"
-    row "consume ${size}B just written, 6 partitions" "$file"
+    # Catch-up: ~1 GB (1 KiB) or ~300 MB (100 B) written a while ago; the older part is on disk only.
+    file="$out/consume_cold_${size}.txt"
+    for run in $(seq "$runs"); do consume "p${size}a-1r${run}" "$count"; done > "$file"
+    row "consume ${size}B catch-up (mostly from disk), 6 partitions" "$file"
+    # Tail: ~200 MB just written, within the shards' tail caches (256 MiB each).
+    tail_count=$((200000000 / size))
+    file="$out/consume_tail_${size}.txt"
+    for run in $(seq "$runs"); do
+        produce "t${size}r${run}" "$size" 1 "$tail_count" >/dev/null
+        consume "t${size}r${run}" "$tail_count"
+    done > "$file"
+    row "consume ${size}B from the tail cache, 6 partitions" "$file"
 done
 echo "results in $out"
