@@ -1,0 +1,189 @@
+//! A minimal Kafka client connection on glommio: connect with a timeout, encode a request
+//! through the `kafka-protocol` codec, read and decode its response with a timeout.
+//!
+//! Request wire format: `length: i32`, the request header (its version follows from the API key
+//! and version), the body. Response: `length: i32`, `correlation_id: i32` (plus tagged fields in
+//! header v1), the body.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use futures::future::{select, Either};
+use futures::io::{AsyncRead, AsyncWriteExt};
+use glommio::net::TcpStream;
+use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+
+use crate::error::BenchError;
+
+/// The largest response frame we accept (a fetch of many partitions can be large).
+pub const RESPONSE_BYTES_MAX: usize = 512 << 20;
+const CLIENT_ID: &str = "odradek-bench";
+
+/// Runs `future` for at most `limit`; `None` when the time ran out.
+pub async fn with_timeout<T>(limit: Duration, future: impl Future<Output = T>) -> Option<T> {
+    let future = std::pin::pin!(future);
+    let timer = std::pin::pin!(glommio::timer::Timer::new(limit));
+    match select(future, timer).await {
+        Either::Left((value, _)) => Some(value),
+        Either::Right(_) => None,
+    }
+}
+
+/// Opens a TCP connection with Nagle off.
+pub async fn connect(addr: SocketAddr, timeout: Duration) -> Result<TcpStream, BenchError> {
+    let stream = TcpStream::connect_timeout(addr, timeout)
+        .await
+        .map_err(|e| BenchError::Connect {
+            addr,
+            reason: e.to_string(),
+        })?;
+    stream.set_nodelay(true).map_err(|e| BenchError::Connect {
+        addr,
+        reason: e.to_string(),
+    })?;
+    Ok(stream)
+}
+
+/// Encodes one request as a length-prefixed frame.
+pub fn encode_request<T: Encodable>(
+    api_key: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    body: &T,
+) -> Result<Bytes, BenchError> {
+    let protocol = |reason: String| BenchError::Protocol {
+        what: "encoding a request",
+        reason,
+    };
+    let header = RequestHeader::default()
+        .with_request_api_key(api_key as i16)
+        .with_request_api_version(version)
+        .with_correlation_id(correlation_id)
+        .with_client_id(Some(StrBytes::from_static_str(CLIENT_ID)));
+    let header_version = api_key.request_header_version(version);
+    let header_len = header
+        .compute_size(header_version)
+        .map_err(|e| protocol(e.to_string()))?;
+    let body_len = body
+        .compute_size(version)
+        .map_err(|e| protocol(e.to_string()))?;
+    let len = header_len + body_len;
+    let len_i32 = i32::try_from(len).map_err(|_| BenchError::Protocol {
+        what: "encoding a request",
+        reason: format!("{len} bytes do not fit a frame"),
+    })?;
+    let mut buf = BytesMut::with_capacity(4 + len);
+    buf.put_i32(len_i32);
+    header
+        .encode(&mut buf, header_version)
+        .map_err(|e| protocol(e.to_string()))?;
+    body.encode(&mut buf, version)
+        .map_err(|e| protocol(e.to_string()))?;
+    Ok(buf.freeze())
+}
+
+/// Decodes a response frame (without its length prefix): checks the correlation id.
+pub fn decode_response<T: Decodable>(
+    api_key: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    frame: Bytes,
+) -> Result<T, BenchError> {
+    let protocol = |reason: String| BenchError::Protocol {
+        what: "decoding a response",
+        reason,
+    };
+    let mut buf = frame;
+    let header_version = match api_key {
+        ApiKey::ApiVersions => 0,
+        _ => api_key.response_header_version(version),
+    };
+    let header = ResponseHeader::decode(&mut buf, header_version)
+        .map_err(|e| protocol(format!("{api_key:?} v{version} header: {e}")))?;
+    if header.correlation_id != correlation_id {
+        return Err(protocol(format!(
+            "{api_key:?}: correlation id {} where {correlation_id} was expected",
+            header.correlation_id
+        )));
+    }
+    T::decode(&mut buf, version).map_err(|e| protocol(format!("{api_key:?} v{version}: {e}")))
+}
+
+/// Reads one response frame within `timeout`.
+pub async fn read_response_frame<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    addr: SocketAddr,
+    what: &'static str,
+    timeout: Duration,
+) -> Result<Bytes, BenchError> {
+    let read = odradek_net::read_frame(reader, RESPONSE_BYTES_MAX);
+    match with_timeout(timeout, read).await {
+        None => Err(BenchError::Timeout {
+            what,
+            addr,
+            timeout_ms: timeout.as_millis(),
+        }),
+        Some(Err(e)) => Err(BenchError::Io {
+            op: what,
+            addr,
+            reason: e.to_string(),
+        }),
+        Some(Ok(None)) => Err(BenchError::Io {
+            op: what,
+            addr,
+            reason: "the broker closed the connection".into(),
+        }),
+        Some(Ok(Some(frame))) => Ok(frame),
+    }
+}
+
+/// Writes a whole frame.
+pub async fn write_frame<W: futures::io::AsyncWrite + Unpin>(
+    writer: &mut W,
+    frame: &[u8],
+    addr: SocketAddr,
+) -> Result<(), BenchError> {
+    writer.write_all(frame).await.map_err(|e| BenchError::Io {
+        op: "sending a request",
+        addr,
+        reason: e.to_string(),
+    })
+}
+
+/// A connection used one request at a time (bootstrap and admin requests).
+pub struct Conn {
+    pub stream: TcpStream,
+    pub addr: SocketAddr,
+    correlation_id: i32,
+    timeout: Duration,
+}
+
+impl Conn {
+    pub async fn open(addr: SocketAddr, timeout: Duration) -> Result<Conn, BenchError> {
+        Ok(Conn {
+            stream: connect(addr, timeout).await?,
+            addr,
+            correlation_id: 0,
+            timeout,
+        })
+    }
+
+    /// Sends `request` and waits for its response.
+    pub async fn call<Req: Encodable, Resp: Decodable>(
+        &mut self,
+        api_key: ApiKey,
+        version: i16,
+        request: &Req,
+        what: &'static str,
+    ) -> Result<Resp, BenchError> {
+        self.correlation_id = self.correlation_id.wrapping_add(1);
+        let frame = encode_request(api_key, version, self.correlation_id, request)?;
+        let mut stream = &mut self.stream;
+        write_frame(&mut stream, &frame, self.addr).await?;
+        let response = read_response_frame(&mut stream, self.addr, what, self.timeout).await?;
+        decode_response(api_key, version, self.correlation_id, response)
+    }
+}

@@ -1,0 +1,303 @@
+//! Consumers: each task fetches its assigned partitions (no consumer group) from their leaders
+//! with long polling, measures end-to-end latency from the send time in every message, and with
+//! --verify checks the sequence numbers per producer and partition.
+//!
+//! A consumer stops when every producer is done and it has read up to the highest acknowledged
+//! offset of its partitions, or `--drain-timeout` after the producers stopped.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use bytes::{Buf, Bytes};
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::{ApiKey, BrokerId, FetchRequest, FetchResponse, TopicName};
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::records::RecordBatchDecoder;
+
+use crate::args::Workload;
+use crate::bootstrap::Cluster;
+use crate::client::Conn;
+use crate::error::BenchError;
+use crate::payload::MessageHeader;
+use crate::run::Shared;
+use crate::stats::{nanos, LocalStats};
+
+/// Long-poll wait of each fetch.
+const FETCH_WAIT_MS: i32 = 200;
+const FETCH_BYTES_MAX: i32 = 64 << 20;
+const PARTITION_FETCH_BYTES_MAX: i32 = 8 << 20;
+/// Record batch header: baseOffset (8), batchLength (4), then 49 bytes up to the records.
+const BATCH_HEADER_BYTES: usize = 61;
+const LAST_OFFSET_DELTA_AT: usize = 23;
+
+/// Sequence checks of one partition.
+#[derive(Debug, Default, Clone)]
+pub struct PartitionCheck {
+    /// Per producer: the next sequence number expected.
+    pub next_seq: HashMap<u32, u64>,
+    pub duplicates: u64,
+    pub gaps: u64,
+    pub missing: u64,
+}
+
+impl PartitionCheck {
+    fn observe(&mut self, producer: u32, seq: u64) {
+        let next = self.next_seq.entry(producer).or_insert(0);
+        if seq == *next {
+            *next += 1;
+        } else if seq < *next {
+            self.duplicates += 1;
+        } else {
+            self.gaps += 1;
+            self.missing += seq - *next;
+            *next = seq + 1;
+        }
+    }
+}
+
+/// What a consumer reports at the end.
+#[derive(Debug, Default)]
+pub struct ConsumerResult {
+    pub checks: BTreeMap<i32, PartitionCheck>,
+    /// Consumers that gave up waiting for the last acknowledged messages.
+    pub drain_timed_out: bool,
+}
+
+pub struct ConsumerCtx {
+    pub run_id: u32,
+    pub partitions: Vec<i32>,
+    pub workload: Arc<Workload>,
+    pub cluster: Arc<Cluster>,
+    pub shared: Arc<Shared>,
+    pub stats: Rc<RefCell<LocalStats>>,
+}
+
+pub async fn run_consumer(ctx: ConsumerCtx) -> Result<ConsumerResult, BenchError> {
+    let ctx = Rc::new(ctx);
+    let mut by_leader: BTreeMap<SocketAddr, Vec<i32>> = BTreeMap::new();
+    for &p in &ctx.partitions {
+        by_leader
+            .entry(ctx.cluster.leaders[p as usize])
+            .or_default()
+            .push(p);
+    }
+    let loops: Vec<_> = by_leader
+        .into_iter()
+        .map(|(leader, partitions)| {
+            glommio::spawn_local(fetch_loop(Rc::clone(&ctx), leader, partitions)).detach()
+        })
+        .collect();
+    let mut result = ConsumerResult::default();
+    let mut first_error = None;
+    for handle in loops {
+        match handle.await {
+            Some(Ok(part)) => {
+                result.checks.extend(part.checks);
+                result.drain_timed_out |= part.drain_timed_out;
+            }
+            Some(Err(e)) => first_error = first_error.or(Some(e)),
+            None => {}
+        }
+    }
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(result),
+    }
+}
+
+struct Position {
+    partition: i32,
+    next_offset: i64,
+}
+
+async fn fetch_loop(
+    ctx: Rc<ConsumerCtx>,
+    leader: SocketAddr,
+    partitions: Vec<i32>,
+) -> Result<ConsumerResult, BenchError> {
+    let w = &ctx.workload;
+    let fetch_timeout = w.timeout + std::time::Duration::from_millis(FETCH_WAIT_MS as u64);
+    let mut conn = Conn::open(leader, fetch_timeout).await?;
+    let mut positions: Vec<Position> = partitions
+        .iter()
+        .map(|&p| Position {
+            partition: p,
+            next_offset: ctx.cluster.start_offsets[p as usize],
+        })
+        .collect();
+    let mut result = ConsumerResult::default();
+    let topic = TopicName(StrBytes::from_string(w.topic.clone()));
+    let mut last_fetch_empty = false;
+    loop {
+        if let Some(timed_out) = should_stop(&ctx, &positions, last_fetch_empty) {
+            result.drain_timed_out = timed_out;
+            return Ok(result);
+        }
+        let request = fetch_request(&topic, &positions);
+        let response: FetchResponse = conn
+            .call(
+                ApiKey::Fetch,
+                ctx.cluster.versions.fetch,
+                &request,
+                "fetch response",
+            )
+            .await?;
+        let receipt_ns = ctx.stats.borrow().clock.now_ns();
+        if response.error_code != 0 {
+            return Err(BenchError::kafka("fetch", response.error_code));
+        }
+        let mut received = 0;
+        for data in response.responses.iter().flat_map(|t| t.partitions.iter()) {
+            if data.error_code != 0 {
+                return Err(BenchError::kafka(
+                    format!("fetch from partition {}", data.partition_index),
+                    data.error_code,
+                ));
+            }
+            let Some(position) = positions
+                .iter_mut()
+                .find(|p| p.partition == data.partition_index)
+            else {
+                continue;
+            };
+            let check = result.checks.entry(position.partition).or_default();
+            if let Some(records) = &data.records {
+                received += consume_records(&ctx, records.clone(), position, check, receipt_ns)?;
+            }
+        }
+        last_fetch_empty = received == 0;
+        glommio::yield_if_needed().await;
+    }
+}
+
+/// `Some(drain_timed_out)` when this fetch loop is done.
+fn should_stop(ctx: &ConsumerCtx, positions: &[Position], last_fetch_empty: bool) -> Option<bool> {
+    let clock = ctx.stats.borrow().clock;
+    let now = clock.now_ns();
+    if ctx.workload.producers == 0 {
+        return (now >= clock.deadline_ns).then_some(false);
+    }
+    if ctx.shared.producers_left.load(Ordering::Acquire) > 0 {
+        return None;
+    }
+    let caught_up = if ctx.workload.acks == 0 {
+        last_fetch_empty
+    } else {
+        positions.iter().all(|p| {
+            p.next_offset >= ctx.shared.acked_high[p.partition as usize].load(Ordering::Acquire)
+        })
+    };
+    if caught_up {
+        return Some(false);
+    }
+    let done_ns = ctx.shared.producers_done_ns.load(Ordering::Acquire);
+    if done_ns == 0 {
+        // The last producer is about to write its end time.
+        return None;
+    }
+    (now > done_ns.saturating_add(nanos(ctx.workload.drain_timeout))).then_some(true)
+}
+
+fn fetch_request(topic: &TopicName, positions: &[Position]) -> FetchRequest {
+    FetchRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_max_wait_ms(FETCH_WAIT_MS)
+        .with_min_bytes(1)
+        .with_max_bytes(FETCH_BYTES_MAX)
+        .with_isolation_level(0)
+        .with_session_id(0)
+        .with_session_epoch(-1)
+        .with_topics(vec![FetchTopic::default()
+            .with_topic(topic.clone())
+            .with_partitions(
+                positions
+                    .iter()
+                    .map(|p| {
+                        FetchPartition::default()
+                            .with_partition(p.partition)
+                            .with_current_leader_epoch(-1)
+                            .with_fetch_offset(p.next_offset)
+                            .with_log_start_offset(-1)
+                            .with_partition_max_bytes(PARTITION_FETCH_BYTES_MAX)
+                    })
+                    .collect(),
+            )])
+}
+
+/// Reads every whole batch of `records` (a fetch may end in a partial one); returns the number
+/// of messages received.
+fn consume_records(
+    ctx: &ConsumerCtx,
+    mut records: Bytes,
+    position: &mut Position,
+    check: &mut PartitionCheck,
+    receipt_ns: u64,
+) -> Result<u64, BenchError> {
+    let mut received = 0;
+    let mut stats = ctx.stats.borrow_mut();
+    while records.len() >= BATCH_HEADER_BYTES {
+        let base_offset = (&records[0..8]).get_i64();
+        let batch_len = (&records[8..12]).get_i32();
+        let total = usize::try_from(batch_len)
+            .ok()
+            .and_then(|n| n.checked_add(12))
+            .filter(|&n| n >= BATCH_HEADER_BYTES)
+            .ok_or_else(|| BenchError::Protocol {
+                what: "fetch",
+                reason: format!("record batch length {batch_len} at offset {base_offset}"),
+            })?;
+        if records.len() < total {
+            break; // A partial batch at the end of the fetch: read it next time.
+        }
+        let batch = records.split_to(total);
+        let last_delta = (&batch[LAST_OFFSET_DELTA_AT..LAST_OFFSET_DELTA_AT + 4]).get_i32();
+        let next_offset = base_offset + i64::from(last_delta) + 1;
+        if next_offset <= position.next_offset {
+            continue;
+        }
+        let decoded =
+            RecordBatchDecoder::decode(&mut batch.clone()).map_err(|e| BenchError::Protocol {
+                what: "decoding a fetched record batch",
+                reason: e.to_string(),
+            })?;
+        for record in &decoded.records {
+            if record.offset < position.next_offset {
+                continue;
+            }
+            let value = record.value.as_deref().unwrap_or(&[]);
+            let header = MessageHeader::read(value, ctx.run_id);
+            stats.on_receive(receipt_ns, value.len() as u64, header.map(|h| h.send_ns));
+            if let Some(h) = header {
+                if ctx.workload.verify {
+                    check.observe(h.producer, h.seq);
+                }
+            }
+            received += 1;
+        }
+        position.next_offset = next_offset;
+    }
+    Ok(received)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sequence_checks_find_gaps_and_duplicates() {
+        let mut check = PartitionCheck::default();
+        for seq in [0, 1, 2, 2, 5, 6] {
+            check.observe(1, seq);
+        }
+        check.observe(2, 0);
+        assert_eq!(check.duplicates, 1);
+        assert_eq!(check.gaps, 1);
+        assert_eq!(check.missing, 2);
+        assert_eq!(check.next_seq[&1], 7);
+        assert_eq!(check.next_seq[&2], 1);
+    }
+}

@@ -1,0 +1,611 @@
+//! Producers: each task generates messages, batches them per partition and pipelines produce
+//! requests to every partition leader over its own connection, with at most `--max-in-flight`
+//! requests unanswered per connection.
+//!
+//! At a fixed rate, message `i` of a producer is due at `start + i / rate`; that intended time
+//! is written into the message and latency is measured from it, so a stalled broker shows up as
+//! latency rather than as fewer samples (no coordinated omission). Messages that are due but
+//! not yet generated cost nothing: the backlog is a counter, not a queue.
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::{Bytes, BytesMut};
+use futures::io::{AsyncReadExt, ReadHalf, WriteHalf};
+use glommio::net::TcpStream;
+use glommio::sync::Semaphore;
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse, TopicName};
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::records::{Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+
+use crate::args::{Keys, Workload};
+use crate::bootstrap::Cluster;
+use crate::client::{self, with_timeout};
+use crate::error::BenchError;
+use crate::payload::MessageHeader;
+use crate::run::Shared;
+use crate::stats::LocalStats;
+
+/// What a producer reports at the end.
+#[derive(Debug, Default)]
+pub struct ProducerResult {
+    pub id: u32,
+    /// Per partition: sequence numbers `0..n` were acknowledged.
+    pub acked_seqs: Vec<u64>,
+    pub failed_msgs: u64,
+    pub first_failure: Option<String>,
+}
+
+/// Everything a producer task needs.
+pub struct ProducerCtx {
+    pub id: u32,
+    pub run_id: u32,
+    pub workload: Arc<Workload>,
+    pub cluster: Arc<Cluster>,
+    pub shared: Arc<Shared>,
+    pub stats: Rc<RefCell<LocalStats>>,
+    /// Messages this producer sends in all (with --messages).
+    pub quota: Option<u64>,
+}
+
+/// Messages of one partition waiting to be sent.
+struct Accumulator {
+    partition: i32,
+    values: BytesMut,
+    keys: Vec<Option<Bytes>>,
+    send_ns: Vec<u64>,
+    first_seq: u64,
+    next_seq: u64,
+}
+
+/// A request sent and not yet answered.
+struct InFlight {
+    correlation_id: i32,
+    batches: Vec<SentBatch>,
+}
+
+struct SentBatch {
+    partition: i32,
+    bytes: u64,
+    last_seq: u64,
+    send_ns: Vec<u64>,
+}
+
+/// State shared by a connection's writer (the producer loop) and its reader task.
+struct ConnState {
+    addr: SocketAddr,
+    in_flight: RefCell<VecDeque<InFlight>>,
+    /// Free request slots; closed by the reader when the connection fails.
+    slots: Semaphore,
+    /// Requests waiting for a response; closed by the writer when it is done.
+    pending: Semaphore,
+    failure: RefCell<Option<BenchError>>,
+}
+
+/// One connection to one leader, and the accumulators of the partitions it leads.
+struct LeaderConn {
+    state: Rc<ConnState>,
+    writer: WriteHalf<TcpStream>,
+    reader: glommio::task::JoinHandle<()>,
+    accumulators: Vec<Accumulator>,
+    bytes_buffered: usize,
+    oldest_ns: Option<u64>,
+    correlation_id: i32,
+}
+
+/// Per-producer results that the reader task updates.
+struct Acks {
+    acked_seqs: Vec<u64>,
+    failed_msgs: u64,
+    first_failure: Option<String>,
+}
+
+pub async fn run_producer(ctx: ProducerCtx) -> Result<ProducerResult, BenchError> {
+    let mut producer = Producer::connect(&ctx).await?;
+    let outcome = producer.produce(&ctx).await;
+    let drained = producer.finish(&ctx).await;
+    outcome.and(drained)?;
+    let acks = producer.acks.borrow();
+    Ok(ProducerResult {
+        id: ctx.id,
+        acked_seqs: acks.acked_seqs.clone(),
+        failed_msgs: acks.failed_msgs,
+        first_failure: acks.first_failure.clone(),
+    })
+}
+
+struct Producer {
+    conns: Vec<LeaderConn>,
+    /// Per partition: which connection, and which accumulator in it.
+    route: Vec<(usize, usize)>,
+    acks: Rc<RefCell<Acks>>,
+    keys: KeyPicker,
+    template: Vec<u8>,
+    topic: TopicName,
+}
+
+impl Producer {
+    async fn connect(ctx: &ProducerCtx) -> Result<Producer, BenchError> {
+        let partitions = ctx.cluster.leaders.len();
+        let acks = Rc::new(RefCell::new(Acks {
+            acked_seqs: vec![0; partitions],
+            failed_msgs: 0,
+            first_failure: None,
+        }));
+        let mut conns: Vec<LeaderConn> = Vec::new();
+        let mut route = Vec::with_capacity(partitions);
+        for (partition, &leader) in ctx.cluster.leaders.iter().enumerate() {
+            let conn_index = match conns.iter().position(|c| c.state.addr == leader) {
+                Some(i) => i,
+                None => {
+                    conns.push(LeaderConn::open(leader, ctx, Rc::clone(&acks)).await?);
+                    conns.len() - 1
+                }
+            };
+            let conn = &mut conns[conn_index];
+            conn.accumulators.push(Accumulator {
+                partition: partition as i32,
+                values: BytesMut::new(),
+                keys: Vec::new(),
+                send_ns: Vec::new(),
+                first_seq: 0,
+                next_seq: 0,
+            });
+            route.push((conn_index, conn.accumulators.len() - 1));
+        }
+        Ok(Producer {
+            conns,
+            route,
+            acks,
+            keys: KeyPicker::new(ctx.workload.keys, partitions as u32, ctx.id),
+            template: ctx.workload.payload.clone(),
+            topic: TopicName(StrBytes::from_string(ctx.workload.topic.clone())),
+        })
+    }
+
+    /// Generates and sends until the deadline or the quota.
+    async fn produce(&mut self, ctx: &ProducerCtx) -> Result<(), BenchError> {
+        let w = &ctx.workload;
+        let clock = ctx.stats.borrow().clock;
+        let rate_per_producer = w.rate_msgs_per_s / w.producers as f64;
+        let interval_ns = if rate_per_producer > 0.0 {
+            1e9 / rate_per_producer
+        } else {
+            0.0
+        };
+        let start_ns = clock.now_ns();
+        let linger_ns = crate::stats::nanos(w.linger);
+        let mut generated: u64 = 0;
+        loop {
+            let now = clock.now_ns();
+            if now >= clock.deadline_ns || ctx.quota.is_some_and(|q| generated >= q) {
+                return Ok(());
+            }
+            // Messages due by now (at a fixed rate), or a batch's worth (as fast as possible).
+            let due = if interval_ns > 0.0 {
+                ((now - start_ns) as f64 / interval_ns) as u64 + 1
+            } else {
+                generated + 1
+            };
+            let due = ctx.quota.map_or(due, |q| due.min(q));
+            while generated < due {
+                let send_ns = if interval_ns > 0.0 {
+                    start_ns + (generated as f64 * interval_ns) as u64
+                } else {
+                    clock.now_ns()
+                };
+                let conn_index = self.append(ctx, send_ns);
+                generated += 1;
+                if self.conns[conn_index].bytes_buffered >= self.full_bytes(conn_index, w) {
+                    self.send(conn_index, ctx).await?;
+                }
+                if interval_ns == 0.0 {
+                    break;
+                }
+            }
+            let now = clock.now_ns();
+            for i in 0..self.conns.len() {
+                if self.conns[i]
+                    .oldest_ns
+                    .is_some_and(|t| t + linger_ns <= now)
+                {
+                    self.send(i, ctx).await?;
+                }
+            }
+            if interval_ns > 0.0 {
+                self.sleep_until_due(ctx, start_ns, generated, interval_ns, linger_ns)
+                    .await;
+            } else {
+                glommio::yield_if_needed().await;
+            }
+        }
+    }
+
+    /// A connection sends when its fullest partition batch reaches --batch-size: approximated
+    /// by the bytes buffered for all its partitions.
+    fn full_bytes(&self, conn_index: usize, w: &Workload) -> usize {
+        w.batch_bytes * self.conns[conn_index].accumulators.len()
+    }
+
+    async fn sleep_until_due(
+        &self,
+        ctx: &ProducerCtx,
+        start_ns: u64,
+        generated: u64,
+        interval_ns: f64,
+        linger_ns: u64,
+    ) {
+        let clock = ctx.stats.borrow().clock;
+        let next_due = start_ns + (generated as f64 * interval_ns) as u64;
+        let linger_due = self
+            .conns
+            .iter()
+            .filter_map(|c| c.oldest_ns)
+            .min()
+            .map_or(u64::MAX, |t| t + linger_ns);
+        let wake = next_due.min(linger_due).min(clock.deadline_ns);
+        let now = clock.now_ns();
+        if wake > now {
+            glommio::timer::sleep(Duration::from_nanos(wake - now)).await;
+        } else {
+            glommio::yield_if_needed().await;
+        }
+    }
+
+    /// Adds one message to its partition's accumulator; returns the connection index.
+    fn append(&mut self, ctx: &ProducerCtx, send_ns: u64) -> usize {
+        let (key, partition) = self.keys.next();
+        let (conn_index, acc_index) = self.route[partition as usize];
+        let conn = &mut self.conns[conn_index];
+        let acc = &mut conn.accumulators[acc_index];
+        let start = acc.values.len();
+        acc.values.extend_from_slice(&self.template);
+        MessageHeader {
+            run_id: ctx.run_id,
+            send_ns,
+            producer: ctx.id,
+            seq: acc.next_seq,
+        }
+        .write(&mut acc.values[start..]);
+        acc.next_seq += 1;
+        acc.keys.push(key);
+        acc.send_ns.push(send_ns);
+        conn.bytes_buffered += self.template.len();
+        conn.oldest_ns = Some(conn.oldest_ns.map_or(send_ns, |t| t.min(send_ns)));
+        conn_index
+    }
+
+    /// Sends every non-empty batch of connection `conn_index` in one produce request.
+    async fn send(&mut self, conn_index: usize, ctx: &ProducerCtx) -> Result<(), BenchError> {
+        let w = &ctx.workload;
+        let conn = &mut self.conns[conn_index];
+        if conn.bytes_buffered == 0 {
+            return Ok(());
+        }
+        if conn.state.slots.acquire(1).await.is_err() {
+            return Err(conn.failure());
+        }
+        let (partitions, batches) = build_batches(conn, w)?;
+        conn.bytes_buffered = 0;
+        conn.oldest_ns = None;
+        conn.correlation_id = conn.correlation_id.wrapping_add(1);
+        let request = ProduceRequest::default()
+            .with_acks(w.acks)
+            .with_timeout_ms(i32::try_from(w.timeout.as_millis()).unwrap_or(i32::MAX))
+            .with_topic_data(vec![TopicProduceData::default()
+                .with_name(self.topic.clone())
+                .with_partition_data(partitions)]);
+        let frame = client::encode_request(
+            ApiKey::Produce,
+            ctx.cluster.versions.produce,
+            conn.correlation_id,
+            &request,
+        )?;
+        let acked = w.acks != 0;
+        let unacked_counts = (!acked).then(|| {
+            let msgs: usize = batches.iter().map(|b| b.send_ns.len()).sum();
+            let bytes: u64 = batches.iter().map(|b| b.bytes).sum();
+            (msgs as u64, bytes)
+        });
+        if acked {
+            conn.state.in_flight.borrow_mut().push_back(InFlight {
+                correlation_id: conn.correlation_id,
+                batches,
+            });
+            conn.state.pending.signal(1);
+        }
+        client::write_frame(&mut conn.writer, &frame, conn.state.addr).await?;
+        if let Some((msgs, bytes)) = unacked_counts {
+            let now = ctx.stats.borrow().clock.now_ns();
+            ctx.stats.borrow_mut().on_unacked_send(now, msgs, bytes);
+            conn.state.slots.signal(1);
+        }
+        Ok(())
+    }
+
+    /// Sends what is buffered, waits for every answer (within the timeout), closes.
+    async fn finish(&mut self, ctx: &ProducerCtx) -> Result<(), BenchError> {
+        let mut result = Ok(());
+        for i in 0..self.conns.len() {
+            if result.is_ok() {
+                result = self.send(i, ctx).await;
+            }
+        }
+        for conn in self.conns.drain(..) {
+            let all = ctx.workload.in_flight_max as u64;
+            let drained = with_timeout(ctx.workload.timeout, conn.state.slots.acquire(all)).await;
+            conn.state.pending.close();
+            let failure = conn.state.failure.borrow_mut().take();
+            if result.is_ok() {
+                result = match (drained, failure) {
+                    (_, Some(error)) => Err(error),
+                    (Some(Ok(())), None) => Ok(()),
+                    (Some(Err(_)), None) => Err(BenchError::Protocol {
+                        what: "produce",
+                        reason: "connection closed".into(),
+                    }),
+                    (None, None) => Err(BenchError::Timeout {
+                        what: "produce responses",
+                        addr: conn.state.addr,
+                        timeout_ms: ctx.workload.timeout.as_millis(),
+                    }),
+                };
+            }
+            conn.reader.cancel();
+        }
+        result
+    }
+}
+
+impl LeaderConn {
+    async fn open(
+        addr: SocketAddr,
+        ctx: &ProducerCtx,
+        acks: Rc<RefCell<Acks>>,
+    ) -> Result<LeaderConn, BenchError> {
+        let stream = client::connect(addr, ctx.workload.timeout).await?;
+        let (reader, writer) = stream.split();
+        let state = Rc::new(ConnState {
+            addr,
+            in_flight: RefCell::new(VecDeque::with_capacity(ctx.workload.in_flight_max)),
+            slots: Semaphore::new(ctx.workload.in_flight_max as u64),
+            pending: Semaphore::new(0),
+            failure: RefCell::new(None),
+        });
+        let task = read_acks(
+            reader,
+            Rc::clone(&state),
+            ReaderCtx {
+                version: ctx.cluster.versions.produce,
+                timeout: ctx.workload.timeout,
+                stats: Rc::clone(&ctx.stats),
+                shared: Arc::clone(&ctx.shared),
+                acks,
+            },
+        );
+        let reader = glommio::spawn_local(task).detach();
+        Ok(LeaderConn {
+            state,
+            writer,
+            reader,
+            accumulators: Vec::new(),
+            bytes_buffered: 0,
+            oldest_ns: None,
+            correlation_id: 0,
+        })
+    }
+
+    fn failure(&self) -> BenchError {
+        self.state
+            .failure
+            .borrow_mut()
+            .take()
+            .unwrap_or_else(|| BenchError::Protocol {
+                what: "produce",
+                reason: "connection closed".into(),
+            })
+    }
+}
+
+/// Encodes each non-empty accumulator of `conn` as one record batch (v2).
+fn build_batches(
+    conn: &mut LeaderConn,
+    w: &Workload,
+) -> Result<(Vec<PartitionProduceData>, Vec<SentBatch>), BenchError> {
+    let timestamp_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    let options = RecordEncodeOptions {
+        version: 2,
+        compression: w.compression,
+    };
+    let mut partitions = Vec::new();
+    let mut sent = Vec::new();
+    for acc in conn
+        .accumulators
+        .iter_mut()
+        .filter(|a| !a.send_ns.is_empty())
+    {
+        let values = acc.values.split().freeze();
+        let size = w.message_bytes;
+        let records: Vec<Record> = acc
+            .keys
+            .drain(..)
+            .enumerate()
+            .map(|(i, key)| Record {
+                transactional: false,
+                control: false,
+                delete_horizon: false,
+                partition_leader_epoch: -1,
+                producer_id: -1,
+                producer_epoch: -1,
+                timestamp_type: TimestampType::Creation,
+                offset: i as i64,
+                // The encoder keeps records in one batch while offset - sequence is constant;
+                // offset - 1 also makes the base sequence -1 (not idempotent).
+                sequence: i as i32 - 1,
+                timestamp: timestamp_ms,
+                key,
+                value: Some(values.slice(i * size..(i + 1) * size)),
+                headers: Default::default(),
+            })
+            .collect();
+        let mut batch = BytesMut::with_capacity(values.len() + 64 + records.len() * 16);
+        RecordBatchEncoder::encode(&mut batch, records.iter(), &options).map_err(|e| {
+            BenchError::Protocol {
+                what: "encoding a record batch",
+                reason: e.to_string(),
+            }
+        })?;
+        let count = acc.send_ns.len() as u64;
+        sent.push(SentBatch {
+            partition: acc.partition,
+            bytes: values.len() as u64,
+            last_seq: acc.first_seq + count - 1,
+            send_ns: std::mem::take(&mut acc.send_ns),
+        });
+        acc.first_seq = acc.next_seq;
+        partitions.push(
+            PartitionProduceData::default()
+                .with_index(acc.partition)
+                .with_records(Some(batch.freeze())),
+        );
+    }
+    Ok((partitions, sent))
+}
+
+struct ReaderCtx {
+    version: i16,
+    timeout: Duration,
+    stats: Rc<RefCell<LocalStats>>,
+    shared: Arc<Shared>,
+    acks: Rc<RefCell<Acks>>,
+}
+
+/// Reads produce responses in order and accounts for them; on failure, records why and closes
+/// the request slots so that the writer stops.
+async fn read_acks(mut reader: ReadHalf<TcpStream>, state: Rc<ConnState>, ctx: ReaderCtx) {
+    loop {
+        if state.pending.acquire(1).await.is_err() {
+            return; // The writer is done and every response was read.
+        }
+        let outcome = read_one_ack(&mut reader, &state, &ctx).await;
+        if let Err(error) = outcome {
+            *state.failure.borrow_mut() = Some(error);
+            state.slots.close();
+            return;
+        }
+        state.slots.signal(1);
+    }
+}
+
+async fn read_one_ack(
+    reader: &mut ReadHalf<TcpStream>,
+    state: &ConnState,
+    ctx: &ReaderCtx,
+) -> Result<(), BenchError> {
+    let frame =
+        client::read_response_frame(reader, state.addr, "produce response", ctx.timeout).await?;
+    let Some(entry) = state.in_flight.borrow_mut().pop_front() else {
+        return Err(BenchError::Protocol {
+            what: "produce",
+            reason: "a response to no request".into(),
+        });
+    };
+    let response: ProduceResponse =
+        client::decode_response(ApiKey::Produce, ctx.version, entry.correlation_id, frame)?;
+    let mut stats = ctx.stats.borrow_mut();
+    let ack_ns = stats.clock.now_ns();
+    let mut acks = ctx.acks.borrow_mut();
+    for batch in &entry.batches {
+        let answer = response
+            .responses
+            .iter()
+            .flat_map(|t| t.partition_responses.iter())
+            .find(|p| p.index == batch.partition);
+        let count = batch.send_ns.len() as u64;
+        match answer {
+            Some(p) if p.error_code == 0 => {
+                stats.on_ack(ack_ns, batch.bytes, &batch.send_ns);
+                let slot = &mut acks.acked_seqs[batch.partition as usize];
+                *slot = (*slot).max(batch.last_seq + 1);
+                if let Some(high) = ctx.shared.acked_high.get(batch.partition as usize) {
+                    high.fetch_max(p.base_offset + count as i64, Ordering::AcqRel);
+                }
+            }
+            other => {
+                stats.on_publish_error(count);
+                acks.failed_msgs += count;
+                if acks.first_failure.is_none() {
+                    let code = other.map_or(-1, |p| p.error_code);
+                    acks.first_failure = Some(
+                        BenchError::kafka(
+                            format!("produce to partition {}", batch.partition),
+                            code,
+                        )
+                        .to_string(),
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Chooses each message's key and partition.
+struct KeyPicker {
+    keys: Keys,
+    partitions: u32,
+    counter: u64,
+    random: u64,
+    names: Vec<Bytes>,
+}
+
+impl KeyPicker {
+    fn new(keys: Keys, partitions: u32, producer: u32) -> KeyPicker {
+        let distinct = match keys {
+            Keys::None => 0,
+            Keys::RoundRobin => partitions,
+            Keys::Random(n) => n.min(1 << 16),
+        };
+        KeyPicker {
+            keys,
+            partitions,
+            counter: u64::from(producer),
+            random: 0x9E37_79B9_7F4A_7C15
+                ^ (u64::from(producer) + 1).wrapping_mul(0xA24B_AED4_963E_E407),
+            names: (0..distinct)
+                .map(|i| Bytes::from(format!("key-{i}")))
+                .collect(),
+        }
+    }
+
+    fn next(&mut self) -> (Option<Bytes>, u32) {
+        self.counter = self.counter.wrapping_add(1);
+        match self.keys {
+            Keys::None => (None, (self.counter % u64::from(self.partitions)) as u32),
+            Keys::RoundRobin => {
+                let k = (self.counter % u64::from(self.partitions)) as usize;
+                (Some(self.names[k].clone()), k as u32)
+            }
+            Keys::Random(n) => {
+                // xorshift64: cheap, and good enough to spread keys.
+                self.random ^= self.random << 13;
+                self.random ^= self.random >> 7;
+                self.random ^= self.random << 17;
+                let k = self.random % u64::from(n);
+                let key = match self.names.get(k as usize) {
+                    Some(name) => name.clone(),
+                    None => Bytes::from(format!("key-{k}")),
+                };
+                (Some(key), (k % u64::from(self.partitions)) as u32)
+            }
+        }
+    }
+}
