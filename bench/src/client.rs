@@ -126,6 +126,12 @@ pub async fn read_response_frame<R: AsyncRead + Unpin>(
             addr,
             timeout_ms: timeout.as_millis(),
         }),
+        Some(Err(odradek_net::NetError::FrameTooLarge { len, .. })) => Err(BenchError::Protocol {
+            what,
+            reason: format!(
+                "{addr} answered a frame of {len} bytes: is it a Kafka broker? (limit {RESPONSE_BYTES_MAX})"
+            ),
+        }),
         Some(Err(e)) => Err(BenchError::Io {
             op: what,
             addr,
