@@ -26,7 +26,9 @@ const TASKS_MAX: usize = 4096;
 #[command(
     name = "odradek-bench",
     version,
-    about = "Load generator for any Kafka-compatible cluster: produce and consume, report rates and latency"
+    about = "Load generator for any Kafka-compatible cluster: produce and consume, report rates and latency",
+    // A flag given twice keeps the last value: a saved --workload comes first, flags after it win.
+    args_override_self = true
 )]
 pub struct Cli {
     /// host:port of one broker of the cluster.
@@ -97,6 +99,13 @@ pub struct Cli {
     /// Write the results as JSON to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// Write a self-contained HTML report (inline SVG charts) to this file.
+    #[arg(long)]
+    pub html: Option<PathBuf>,
+    /// Start from a saved workload (a JSON object of flag names and values, see
+    /// bench/workloads/); flags on the command line win.
+    #[arg(long)]
+    pub workload: Option<PathBuf>,
     /// Connection and request timeout.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub timeout: Duration,
@@ -150,6 +159,7 @@ pub struct Workload {
     pub from_beginning: bool,
     pub verify: bool,
     pub json: Option<PathBuf>,
+    pub html: Option<PathBuf>,
     pub timeout: Duration,
     pub drain_timeout: Duration,
 }
@@ -218,6 +228,12 @@ impl Cli {
             Rate::MsgsPerSec(r) => r,
             Rate::MbPerSec(mb) => mb * 1e6 / self.message_size as f64,
         };
+        for path in [&self.json, &self.html].into_iter().flatten() {
+            let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+            if dir.is_some_and(|d| !d.is_dir()) {
+                return usage(format!("{}: the directory does not exist", path.display()));
+            }
+        }
         let payload = load_payload(self.payload_file.as_deref(), self.message_size)?;
         let bootstrap = resolve(&self.bootstrap)?;
         let (duration, warmup) = match (self.duration, self.messages) {
@@ -255,10 +271,50 @@ impl Cli {
             from_beginning: self.from_beginning,
             verify: self.verify,
             json: self.json,
+            html: self.html,
             timeout: self.timeout,
             drain_timeout: self.drain_timeout,
         })
     }
+}
+
+/// The command line with a saved workload's flags (from `--workload FILE`) put first, so that
+/// the flags typed after them win.
+pub fn expand_workload(args: Vec<String>) -> Result<Vec<String>, BenchError> {
+    let position = args
+        .iter()
+        .position(|a| a == "--workload" || a.starts_with("--workload="));
+    let Some(i) = position else {
+        return Ok(args);
+    };
+    let path = match args[i].strip_prefix("--workload=") {
+        Some(p) => p.to_owned(),
+        None => args.get(i + 1).cloned().unwrap_or_default(),
+    };
+    let bad = |reason: String| BenchError::Usage(format!("--workload {path}: {reason}"));
+    let text = std::fs::read_to_string(&path).map_err(|e| bad(e.to_string()))?;
+    let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
+    let object = value
+        .as_object()
+        .ok_or_else(|| bad("expected a JSON object of flag names and values".into()))?;
+    let mut saved = Vec::new();
+    for (name, value) in object {
+        if name == "workload" || name == "description" {
+            continue;
+        }
+        let flag = format!("--{name}");
+        match value {
+            serde_json::Value::Bool(true) => saved.push(flag),
+            serde_json::Value::Bool(false) => {}
+            serde_json::Value::String(s) => saved.extend([flag, s.clone()]),
+            serde_json::Value::Number(n) => saved.extend([flag, n.to_string()]),
+            _ => return Err(bad(format!("{name}: expected a string, number or boolean"))),
+        }
+    }
+    let mut expanded = vec![args[0].clone()];
+    expanded.extend(saved);
+    expanded.extend(args.into_iter().skip(1));
+    Ok(expanded)
 }
 
 fn resolve(text: &str) -> Result<SocketAddr, BenchError> {
@@ -407,6 +463,42 @@ mod tests {
         assert_eq!(parse_bytes("64KiB"), Ok(65536));
         assert_eq!(parse_bytes("1MB"), Ok(1_000_000));
         assert!(parse_bytes("1GiB").is_err());
+    }
+
+    #[test]
+    fn saved_workloads_come_first_and_flags_after_them_win() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("w.json");
+        std::fs::write(&path, r#"{"acks": "1", "partitions": 3, "verify": true}"#).expect("write");
+        let args = [
+            "odradek-bench",
+            "--workload",
+            path.to_str().expect("utf-8"),
+            "--acks",
+            "all",
+        ];
+        let expanded = expand_workload(args.iter().map(|s| s.to_string()).collect()).expect("ok");
+        let cli = Cli::try_parse_from(&expanded).expect("parses");
+        assert_eq!(cli.acks, -1, "the command line wins");
+        assert_eq!(cli.partitions, 3);
+        assert!(cli.verify);
+        std::fs::write(&path, r#"{"acks": [1]}"#).expect("write");
+        assert!(expand_workload(args.iter().map(|s| s.to_string()).collect()).is_err());
+    }
+
+    #[test]
+    fn every_saved_workload_parses() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/workloads");
+        for entry in std::fs::read_dir(dir).expect("bench/workloads") {
+            let path = entry.expect("entry").path();
+            let args = vec![
+                "odradek-bench".into(),
+                "--workload".into(),
+                path.display().to_string(),
+            ];
+            let expanded = expand_workload(args).expect("valid JSON");
+            Cli::try_parse_from(&expanded).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        }
     }
 
     #[test]

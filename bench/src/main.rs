@@ -14,12 +14,14 @@
 //! - [`stats`]: counters and histograms per executor.
 //! - [`run`]: executors and the progress loop.
 //! - [`report`]: progress lines, the summary, JSON, the --verify verdict.
+//! - [`html`]: the --html page with inline SVG charts.
 
 mod args;
 mod bootstrap;
 mod client;
 mod consumer;
 mod error;
+mod html;
 mod payload;
 mod producer;
 mod report;
@@ -33,7 +35,14 @@ use clap::Parser;
 use crate::error::BenchError;
 
 fn main() -> ExitCode {
-    let cli = match args::Cli::try_parse() {
+    let argv = match args::expand_workload(std::env::args().collect()) {
+        Ok(argv) => argv,
+        Err(error) => {
+            eprintln!("odradek-bench: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let cli = match args::Cli::try_parse_from(argv) {
         Ok(cli) => cli,
         Err(e) => {
             use clap::error::ErrorKind;
@@ -66,7 +75,7 @@ fn main() -> ExitCode {
 
 fn run(cli: args::Cli) -> Result<bool, BenchError> {
     let workload = cli.into_workload()?;
-    let json = workload.json.clone();
+    let (json, html) = (workload.json.clone(), workload.html.clone());
     let report = run::run(workload)?;
     report.print();
     if let Some(path) = json {
@@ -74,10 +83,17 @@ fn run(cli: args::Cli) -> Result<bool, BenchError> {
             path: path.display().to_string(),
             reason: e.to_string(),
         })?;
-        std::fs::write(&path, text + "\n").map_err(|e| BenchError::Output {
-            path: path.display().to_string(),
-            reason: e.to_string(),
-        })?;
+        write_output(&path, text + "\n")?;
+    }
+    if let Some(path) = html {
+        write_output(&path, html::render(&report))?;
     }
     Ok(report.succeeded())
+}
+
+fn write_output(path: &std::path::Path, text: String) -> Result<(), BenchError> {
+    std::fs::write(path, text).map_err(|e| BenchError::Output {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    })
 }

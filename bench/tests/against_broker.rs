@@ -88,6 +88,7 @@ fn given_a_broker_when_producing_and_consuming_with_verify_should_pass_and_write
     let broker = start_broker();
     let out = tempfile::tempdir().expect("temp dir");
     let json = out.path().join("out.json");
+    let html = out.path().join("out.html");
     let output = Command::new(BENCH)
         .args(["--bootstrap", &broker.addr])
         .args(["--topic", "bench-verify", "--partitions", "3"])
@@ -96,6 +97,8 @@ fn given_a_broker_when_producing_and_consuming_with_verify_should_pass_and_write
         .args(["--duration", "3s", "--warmup", "1s", "--keys", "random:50"])
         .args(["--rate", "20000", "--verify", "--json"])
         .arg(&json)
+        .arg("--html")
+        .arg(&html)
         .output()
         .expect("run odradek-bench");
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -120,6 +123,15 @@ fn given_a_broker_when_producing_and_consuming_with_verify_should_pass_and_write
     }
     assert!(report["publish_msgs_per_s"].as_f64().unwrap_or(0.0) > 0.0);
     assert_eq!(report["verify"]["passed"], true);
+    let page = std::fs::read_to_string(&html).expect("the HTML report exists");
+    assert!(
+        page.contains("<svg") && page.contains("verify: <b>PASSED"),
+        "{page}"
+    );
+    assert!(
+        !page.contains("src=") && !page.contains("href="),
+        "no network fetch"
+    );
 }
 
 #[test]
