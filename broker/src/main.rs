@@ -14,6 +14,7 @@
 //! - [`handlers`]: one file per Kafka API and the one table of them; [`service`] plugs it into
 //!   `odradek-net`'s connection loop.
 //! - [`retention`]: the per-shard retention timer.
+//! - [`group`]: consumer groups and committed offsets (the group coordinator).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -29,6 +30,7 @@ static ALLOCATOR: odradek_net::guard_alloc::GuardedAlloc = odradek_net::guard_al
 mod config;
 mod control;
 mod data_path;
+mod group;
 mod handlers;
 mod ids;
 mod metadata;

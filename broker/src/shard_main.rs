@@ -105,6 +105,7 @@ pub async fn run(
         });
         return;
     }
+    crate::group::start(&ctx).await;
     let _ = events.send(StartEvent::Ready { shard: shard.0 });
     serve_until_stop(ctx, listener, &shared).await;
 }

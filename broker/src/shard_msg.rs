@@ -10,6 +10,7 @@ use odradek_storage::{LogConfig, PartitionLog};
 
 use crate::control::{self, ControlReply, ControlRequest};
 use crate::data_path::{self, DataReply, DataRequest};
+use crate::group::{self, GroupReply, GroupRequest};
 use crate::ids::TopicPartition;
 use crate::metadata::MetadataSnapshot;
 use crate::shard::ShardCtx;
@@ -36,6 +37,8 @@ pub enum ShardRequest {
     Control(ControlRequest),
     /// Produce, Fetch, ListOffsets, DeleteRecords work for partitions the receiver owns.
     Data(DataRequest),
+    /// Consumer-group work for the coordinator of the group (the receiver).
+    Group(GroupRequest),
 }
 
 /// The answer to a [`ShardRequest`].
@@ -45,6 +48,7 @@ pub enum ShardReply {
     Failed(String),
     Control(ControlReply),
     Data(DataReply),
+    Group(GroupReply),
     /// The shard could not be reached (it is stopping).
     Unreachable,
 }
@@ -81,6 +85,7 @@ pub async fn serve(ctx: &ShardCtx, request: ShardRequest) -> ShardReply {
             ShardReply::Done
         }
         ShardRequest::Data(request) => ShardReply::Data(data_path::serve(ctx, request).await),
+        ShardRequest::Group(request) => ShardReply::Group(group::serve(ctx, request).await),
         ShardRequest::Control(request) => {
             // Boxed: control changes call other shards (and this one) through the router.
             let change: Pin<Box<dyn Future<Output = ControlReply> + '_>> =

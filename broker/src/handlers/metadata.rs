@@ -120,6 +120,7 @@ fn describe_topic(snapshot: &MetadataSnapshot, meta: &TopicMeta) -> MetadataResp
     MetadataResponseTopic::default()
         .with_name(Some(topic_name(&meta.name)))
         .with_topic_id(meta.id)
+        .with_is_internal(meta.name == crate::group::OFFSETS_TOPIC)
         .with_partitions(partitions)
         .with_topic_authorized_operations(OPERATIONS_UNKNOWN)
 }

@@ -11,6 +11,8 @@
 //! - [`create_topics`], [`delete_topics`], [`create_partitions`] (shard 0)
 //! - [`describe_configs`], [`incremental_alter_configs`] (alter: shard 0)
 //! - [`produce`], [`fetch`], [`list_offsets`], [`delete_records`] (owning shards)
+//! - [`find_coordinator`], [`join_group`], [`sync_group`], [`heartbeat`], [`leave_group`],
+//!   [`offset_commit`], [`offset_fetch`] (the group's coordinator shard)
 
 use std::rc::Rc;
 
@@ -28,10 +30,17 @@ pub mod delete_topics;
 pub mod describe_cluster;
 pub mod describe_configs;
 pub mod fetch;
+pub mod find_coordinator;
+pub mod heartbeat;
 pub mod incremental_alter_configs;
+pub mod join_group;
+pub mod leave_group;
 pub mod list_offsets;
 pub mod metadata;
+pub mod offset_commit;
+pub mod offset_fetch;
 pub mod produce;
+pub mod sync_group;
 mod util;
 
 #[cfg(test)]
@@ -95,6 +104,34 @@ pub const API_TABLE: &[ApiEntry] = &[
     ApiEntry {
         key: describe_cluster::API_KEY,
         versions: describe_cluster::VERSIONS,
+    },
+    ApiEntry {
+        key: find_coordinator::API_KEY,
+        versions: find_coordinator::VERSIONS,
+    },
+    ApiEntry {
+        key: join_group::API_KEY,
+        versions: join_group::VERSIONS,
+    },
+    ApiEntry {
+        key: sync_group::API_KEY,
+        versions: sync_group::VERSIONS,
+    },
+    ApiEntry {
+        key: heartbeat::API_KEY,
+        versions: heartbeat::VERSIONS,
+    },
+    ApiEntry {
+        key: leave_group::API_KEY,
+        versions: leave_group::VERSIONS,
+    },
+    ApiEntry {
+        key: offset_commit::API_KEY,
+        versions: offset_commit::VERSIONS,
+    },
+    ApiEntry {
+        key: offset_fetch::API_KEY,
+        versions: offset_fetch::VERSIONS,
     },
 ];
 
@@ -166,6 +203,13 @@ pub async fn dispatch(ctx: &Rc<ShardCtx>, request: Request) -> Reply {
         ApiKey::CreatePartitions => serve!(create_partitions, ctx, request),
         ApiKey::IncrementalAlterConfigs => serve!(incremental_alter_configs, ctx, request),
         ApiKey::DescribeCluster => serve!(describe_cluster, ctx, request),
+        ApiKey::FindCoordinator => serve!(find_coordinator, ctx, request),
+        ApiKey::JoinGroup => serve!(join_group, ctx, request),
+        ApiKey::SyncGroup => serve!(sync_group, ctx, request),
+        ApiKey::Heartbeat => serve!(heartbeat, ctx, request),
+        ApiKey::LeaveGroup => serve!(leave_group, ctx, request),
+        ApiKey::OffsetCommit => serve!(offset_commit, ctx, request),
+        ApiKey::OffsetFetch => serve!(offset_fetch, ctx, request),
         _ => Err(NetError::UnknownApiKey {
             api_key: key as i16,
         }),

@@ -1,0 +1,624 @@
+//! The coordinator of the groups whose `__consumer_offsets` partition this shard owns.
+//!
+//! The shard's groups live in a shard-local table (one executor per thread, so a thread-local
+//! is the shard's own memory; no locks). JoinGroup and SyncGroup answers are held as oneshots
+//! in the members until the rebalance ends; a tick every [`TICK`] expires sessions and ends
+//! rebalances whose time is up, so every wait is bounded. Commits are appended to the group's
+//! `__consumer_offsets` partition and answered once an fdatasync covers them (acks=all), then
+//! applied to the table. At start each shard replays its partitions of the topic; until then
+//! its groups answer COORDINATOR_LOAD_IN_PROGRESS.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, HashMap};
+use std::rc::Rc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::error::ResponseError;
+use odradek_storage::{Chunk, Offset, PartitionLog};
+
+use super::offsets::{self, OffsetKey};
+use super::state::{Committed, Group, GroupState, JoinArgs, JoinResult, Limits, Step, SyncResult};
+use super::{
+    CommitItem, GroupDescription, GroupReply, GroupRequest, MemberDescription, TopicPartitions,
+    OFFSETS_TOPIC,
+};
+use crate::control::{self, ControlRequest};
+use crate::ids::TopicPartition;
+use crate::partition_ops::now_ms;
+use crate::shard::ShardCtx;
+
+/// How often sessions and rebalance deadlines are checked.
+const TICK: Duration = Duration::from_millis(100);
+/// How often offsets of long-empty groups are expired.
+const EXPIRY_EVERY_TICKS: u32 = 600;
+/// Kafka's `offsets.retention.minutes` default: 7 days.
+pub const OFFSETS_RETENTION_MS: i64 = 7 * 24 * 60 * 60 * 1000;
+/// The most groups one shard coordinates.
+pub const GROUPS_MAX: usize = 100_000;
+/// The most committed partitions of one group.
+pub const OFFSETS_PER_GROUP_MAX: usize = 100_000;
+/// Kafka's `offset.metadata.max.bytes`.
+pub const METADATA_BYTES_MAX: usize = 4096;
+/// Longest group id accepted (ids are stored as int16-prefixed strings).
+pub const GROUP_ID_BYTES_MAX: usize = 1024;
+/// Kafka's `group.min.session.timeout.ms` and `group.max.session.timeout.ms`.
+pub const SESSION_TIMEOUT_MS_MIN: i64 = 6_000;
+pub const SESSION_TIMEOUT_MS_MAX: i64 = 1_800_000;
+/// One replay read.
+const REPLAY_READ_BYTES: usize = 1 << 20;
+
+#[derive(Default)]
+struct ShardGroups {
+    groups: RefCell<HashMap<String, Group>>,
+    loaded: Cell<bool>,
+}
+
+thread_local! {
+    static GROUPS: Rc<ShardGroups> = Rc::new(ShardGroups::default());
+}
+
+fn shard_groups() -> Rc<ShardGroups> {
+    GROUPS.with(Rc::clone)
+}
+
+fn limits(ctx: &ShardCtx) -> Limits {
+    Limits {
+        initial_rebalance_delay_ms: ctx.config.group_initial_rebalance_delay_ms as i64,
+    }
+}
+
+/// Group ids Kafka refuses, or that do not fit a record key.
+pub fn valid_group_id(group: &str) -> bool {
+    !group.is_empty() && group.len() <= GROUP_ID_BYTES_MAX
+}
+
+/// Runs `f` on `group`, created when missing (`None` if the shard holds too many groups).
+fn with_group<R>(group: &str, create: bool, f: impl FnOnce(&mut Group) -> R) -> Option<R> {
+    let table = shard_groups();
+    let mut groups = table.groups.borrow_mut();
+    if !groups.contains_key(group) {
+        if !create || groups.len() >= GROUPS_MAX {
+            return None;
+        }
+        groups.insert(group.to_string(), Group::new(group, now_ms()));
+    }
+    groups.get_mut(group).map(f)
+}
+
+/// Serves a group request on this (the coordinator) shard.
+pub async fn serve(ctx: &ShardCtx, request: GroupRequest) -> GroupReply {
+    let loading = !shard_groups().loaded.get();
+    match request {
+        GroupRequest::Join { group, args } => GroupReply::Join(match loading {
+            true => JoinResult::error(ResponseError::CoordinatorLoadInProgress, &args.member_id),
+            false => join(ctx, &group, args).await,
+        }),
+        GroupRequest::Sync {
+            group,
+            member_id,
+            instance_id,
+            generation,
+            assignments,
+        } => GroupReply::Sync(match loading {
+            true => SyncResult::error(ResponseError::CoordinatorLoadInProgress),
+            false => {
+                let step = with_group(&group, false, |g| {
+                    g.sync(
+                        &member_id,
+                        instance_id.as_deref(),
+                        generation,
+                        assignments,
+                        now_ms(),
+                    )
+                });
+                match step {
+                    None => SyncResult::error(ResponseError::UnknownMemberId),
+                    Some(Step::Now(result)) => result,
+                    Some(Step::Wait(rx)) => rx
+                        .await
+                        .unwrap_or_else(|_| SyncResult::error(ResponseError::RebalanceInProgress)),
+                }
+            }
+        }),
+        GroupRequest::Heartbeat {
+            group,
+            member_id,
+            instance_id,
+            generation,
+        } => GroupReply::Code(match loading {
+            true => ResponseError::CoordinatorLoadInProgress.code(),
+            false => with_group(&group, false, |g| {
+                g.heartbeat(&member_id, instance_id.as_deref(), generation, now_ms())
+            })
+            .unwrap_or(ResponseError::UnknownMemberId.code()),
+        }),
+        GroupRequest::Leave { group, members } => {
+            let limits = limits(ctx);
+            let codes = members
+                .iter()
+                .map(|(id, instance)| match loading {
+                    true => ResponseError::CoordinatorLoadInProgress.code(),
+                    false => with_group(&group, false, |g| {
+                        g.leave(id, instance.as_deref(), now_ms(), limits)
+                    })
+                    .unwrap_or(ResponseError::UnknownMemberId.code()),
+                })
+                .collect();
+            GroupReply::Left(codes)
+        }
+        GroupRequest::Commit {
+            group,
+            member_id,
+            instance_id,
+            generation,
+            topics,
+        } => {
+            let check = if loading {
+                ResponseError::CoordinatorLoadInProgress.code()
+            } else {
+                with_group(&group, true, |g| {
+                    g.check_commit(&member_id, instance_id.as_deref(), generation)
+                })
+                .unwrap_or(ResponseError::CoordinatorNotAvailable.code())
+            };
+            GroupReply::Committed(commit(ctx, &group, check, topics).await)
+        }
+        GroupRequest::FetchOffsets { group, topics } => match loading {
+            true => GroupReply::Offsets {
+                error: ResponseError::CoordinatorLoadInProgress.code(),
+                topics: Vec::new(),
+            },
+            false => fetch_offsets(&group, topics),
+        },
+        GroupRequest::List { states } => GroupReply::Listed(list(&states)),
+        GroupRequest::Describe { group } => GroupReply::Described(match loading {
+            true => GroupDescription {
+                error: ResponseError::CoordinatorLoadInProgress.code(),
+                ..GroupDescription::default()
+            },
+            false => describe(&group),
+        }),
+        GroupRequest::Delete { group } => GroupReply::Code(match loading {
+            true => ResponseError::CoordinatorLoadInProgress.code(),
+            false => delete_group(ctx, &group).await,
+        }),
+        GroupRequest::DeleteOffsets { group, topics } => match loading {
+            true => GroupReply::OffsetsDeleted(
+                ResponseError::CoordinatorLoadInProgress.code(),
+                Vec::new(),
+            ),
+            false => delete_offsets(ctx, &group, topics).await,
+        },
+    }
+}
+
+async fn join(ctx: &ShardCtx, group: &str, args: JoinArgs) -> JoinResult {
+    if !valid_group_id(group) {
+        return JoinResult::error(ResponseError::InvalidGroupId, &args.member_id);
+    }
+    if !(SESSION_TIMEOUT_MS_MIN..=SESSION_TIMEOUT_MS_MAX).contains(&args.session_timeout_ms) {
+        return JoinResult::error(ResponseError::InvalidSessionTimeout, &args.member_id);
+    }
+    let member_id = args.member_id.clone();
+    let limits = limits(ctx);
+    match with_group(group, true, |g| g.join(args, now_ms(), limits)) {
+        None => JoinResult::error(ResponseError::CoordinatorNotAvailable, &member_id),
+        Some(Step::Now(result)) => result,
+        // The sender is dropped only when the member is removed without an answer.
+        Some(Step::Wait(rx)) => rx
+            .await
+            .unwrap_or_else(|_| JoinResult::error(ResponseError::UnknownMemberId, &member_id)),
+    }
+}
+
+/// The log of the `__consumer_offsets` partition of `group` (owned by this shard).
+fn offsets_log(ctx: &ShardCtx, group: &str) -> Option<Rc<PartitionLog>> {
+    let partition = super::partition_for(ctx, group);
+    ctx.partition(&TopicPartition::new(OFFSETS_TOPIC, partition))
+}
+
+/// Appends `items` to the group's partition and waits until they are durable.
+async fn append(ctx: &ShardCtx, group: &str, items: &[(OffsetKey, Option<Committed>)]) -> i16 {
+    if items.is_empty() {
+        return 0;
+    }
+    let Some(log) = offsets_log(ctx, group) else {
+        return ResponseError::CoordinatorNotAvailable.code();
+    };
+    let Some(batch) = offsets::encode_batch(items, now_ms()) else {
+        return ResponseError::UnknownServerError.code();
+    };
+    let receipt = match log.append(batch, now_ms()) {
+        Ok(receipt) => receipt,
+        Err(error) => {
+            tracing::warn!(group, %error, "offset commit append failed");
+            return ResponseError::CoordinatorNotAvailable.code();
+        }
+    };
+    match receipt.durable().await {
+        Ok(()) => 0,
+        Err(error) => {
+            tracing::error!(group, %error, "offset commit not durable");
+            ResponseError::KafkaStorageError.code()
+        }
+    }
+}
+
+async fn commit(
+    ctx: &ShardCtx,
+    group: &str,
+    check: i16,
+    topics: Vec<(String, Vec<CommitItem>)>,
+) -> Vec<Vec<i16>> {
+    if check != 0 || !valid_group_id(group) {
+        let code = if check != 0 {
+            check
+        } else {
+            ResponseError::InvalidGroupId.code()
+        };
+        return topics.iter().map(|(_, p)| vec![code; p.len()]).collect();
+    }
+    let metadata = ctx.metadata();
+    let now = now_ms();
+    let mut codes: Vec<Vec<i16>> = Vec::with_capacity(topics.len());
+    let mut items = Vec::new();
+    for (topic, partitions) in &topics {
+        let known = metadata.topic(topic).map(|t| t.partitions);
+        let mut topic_codes = Vec::with_capacity(partitions.len());
+        for (partition, offset, epoch, meta) in partitions {
+            let meta = meta.clone().unwrap_or_default();
+            let code = if known.is_none_or(|n| !(0..n).contains(partition)) {
+                ResponseError::UnknownTopicOrPartition.code()
+            } else if meta.len() > METADATA_BYTES_MAX {
+                ResponseError::OffsetMetadataTooLarge.code()
+            } else {
+                items.push((
+                    OffsetKey {
+                        group: group.to_string(),
+                        topic: topic.clone(),
+                        partition: *partition,
+                    },
+                    Some(Committed {
+                        offset: *offset,
+                        leader_epoch: *epoch,
+                        metadata: meta,
+                        commit_ms: now,
+                    }),
+                ));
+                0
+            };
+            topic_codes.push(code);
+        }
+        codes.push(topic_codes);
+    }
+    let room = with_group(group, false, |g| {
+        g.offsets.len() + items.len() <= OFFSETS_PER_GROUP_MAX
+    });
+    let written = match room {
+        Some(true) => append(ctx, group, &items).await,
+        _ => ResponseError::CoordinatorNotAvailable.code(),
+    };
+    if written == 0 {
+        with_group(group, true, |g| {
+            for (key, value) in items {
+                if let Some(value) = value {
+                    g.offsets.insert((key.topic, key.partition), value);
+                }
+            }
+        });
+    }
+    for code in codes.iter_mut().flatten() {
+        if *code == 0 {
+            *code = written;
+        }
+    }
+    codes
+}
+
+fn fetch_offsets(group: &str, topics: Option<TopicPartitions>) -> GroupReply {
+    let table = shard_groups();
+    let groups = table.groups.borrow();
+    let committed = groups.get(group).map(|g| &g.offsets);
+    let lookup = |topic: &str, partition: i32| {
+        committed.and_then(|c| c.get(&(topic.to_string(), partition)).cloned())
+    };
+    let topics = match topics {
+        Some(topics) => topics
+            .into_iter()
+            .map(|(topic, partitions)| {
+                let found = partitions
+                    .iter()
+                    .map(|p| (*p, lookup(&topic, *p)))
+                    .collect();
+                (topic, found)
+            })
+            .collect(),
+        None => {
+            let mut by_topic: BTreeMap<String, Vec<(i32, Option<Committed>)>> = BTreeMap::new();
+            for ((topic, partition), value) in committed.into_iter().flatten() {
+                by_topic
+                    .entry(topic.clone())
+                    .or_default()
+                    .push((*partition, Some(value.clone())));
+            }
+            by_topic
+                .into_iter()
+                .map(|(topic, mut partitions)| {
+                    partitions.sort_by_key(|(p, _)| *p);
+                    (topic, partitions)
+                })
+                .collect()
+        }
+    };
+    GroupReply::Offsets { error: 0, topics }
+}
+
+fn list(states: &[String]) -> Vec<(String, String, String)> {
+    let table = shard_groups();
+    let groups = table.groups.borrow();
+    groups
+        .values()
+        .filter(|g| g.state != GroupState::Dead)
+        .filter(|g| {
+            states.is_empty()
+                || states
+                    .iter()
+                    .any(|s| s.eq_ignore_ascii_case(g.state.name()))
+        })
+        .map(|g| {
+            (
+                g.id.clone(),
+                g.protocol_type.clone().unwrap_or_else(|| "consumer".into()),
+                g.state.name().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn describe(group: &str) -> GroupDescription {
+    let table = shard_groups();
+    let groups = table.groups.borrow();
+    let Some(g) = groups.get(group) else {
+        return GroupDescription {
+            state: GroupState::Dead.name().into(),
+            ..GroupDescription::default()
+        };
+    };
+    let protocol = g.protocol.clone().unwrap_or_default();
+    let stable = g.state == GroupState::Stable;
+    GroupDescription {
+        error: 0,
+        state: g.state.name().into(),
+        protocol_type: g.protocol_type.clone().unwrap_or_default(),
+        protocol: protocol.clone(),
+        members: g
+            .members
+            .values()
+            .map(|m| MemberDescription {
+                member_id: m.id.clone(),
+                instance_id: m.instance_id.clone(),
+                client_id: m.client_id.clone(),
+                client_host: m.client_host.clone(),
+                metadata: m.metadata(&protocol),
+                assignment: if stable {
+                    m.assignment.clone()
+                } else {
+                    Bytes::new()
+                },
+            })
+            .collect(),
+    }
+}
+
+async fn delete_group(ctx: &ShardCtx, group: &str) -> i16 {
+    let state = with_group(group, false, |g| {
+        (g.is_empty(), g.offsets.keys().cloned().collect::<Vec<_>>())
+    });
+    let Some((empty, keys)) = state else {
+        return ResponseError::GroupIdNotFound.code();
+    };
+    if !empty {
+        return ResponseError::NonEmptyGroup.code();
+    }
+    let code = append(ctx, group, &tombstones(group, keys)).await;
+    if code == 0 {
+        let table = shard_groups();
+        if let Some(mut g) = table.groups.borrow_mut().remove(group) {
+            g.mark_dead();
+        }
+        tracing::info!(group, "group deleted");
+    }
+    code
+}
+
+fn tombstones(group: &str, keys: Vec<(String, i32)>) -> Vec<(OffsetKey, Option<Committed>)> {
+    keys.into_iter()
+        .map(|(topic, partition)| {
+            let key = OffsetKey {
+                group: group.to_string(),
+                topic,
+                partition,
+            };
+            (key, None)
+        })
+        .collect()
+}
+
+async fn delete_offsets(ctx: &ShardCtx, group: &str, topics: TopicPartitions) -> GroupReply {
+    let state = with_group(group, false, |g| (g.state, g.protocol.clone()));
+    let Some((state, _)) = state else {
+        return GroupReply::OffsetsDeleted(ResponseError::GroupIdNotFound.code(), Vec::new());
+    };
+    // Offsets of partitions a live member consumes stay (Kafka checks the subscription; an
+    // active group is refused outright here).
+    let busy = !matches!(state, GroupState::Empty | GroupState::Dead);
+    let mut codes = Vec::with_capacity(topics.len());
+    let mut keys = Vec::new();
+    for (topic, partitions) in &topics {
+        let code = if busy {
+            ResponseError::GroupSubscribedToTopic.code()
+        } else {
+            0
+        };
+        if code == 0 {
+            keys.extend(partitions.iter().map(|p| (topic.clone(), *p)));
+        }
+        codes.push(vec![code; partitions.len()]);
+    }
+    let written = append(ctx, group, &tombstones(group, keys.clone())).await;
+    if written != 0 {
+        return GroupReply::OffsetsDeleted(written, Vec::new());
+    }
+    with_group(group, false, |g| {
+        for key in &keys {
+            g.offsets.remove(key);
+        }
+    });
+    GroupReply::OffsetsDeleted(0, codes)
+}
+
+/// At start, on every shard: replays this shard's partitions of `__consumer_offsets` (when the
+/// topic exists), then serves its groups and starts the tick.
+pub async fn start(ctx: &Rc<ShardCtx>) {
+    let replayed = replay(ctx).await;
+    shard_groups().loaded.set(true);
+    if replayed > 0 {
+        tracing::info!(shard = %ctx.shard, commits = replayed, "committed offsets loaded");
+    }
+    glommio::spawn_local(tick_loop(Rc::clone(ctx))).detach();
+}
+
+/// Creates `__consumer_offsets` when missing, as Kafka does on the first FindCoordinator for a
+/// group (so a broker that never sees a group has no such topic). True once it exists.
+pub async fn ensure_offsets_topic(ctx: &ShardCtx) -> bool {
+    if ctx.metadata().topic(OFFSETS_TOPIC).is_some() {
+        return true;
+    }
+    let configs = [
+        ("cleanup.policy", "compact"),
+        // Compaction is not there yet: commits must never go by time or size meanwhile.
+        ("retention.ms", "-1"),
+        ("retention.bytes", "-1"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let request = ControlRequest::CreateTopic {
+        name: OFFSETS_TOPIC.to_string(),
+        partitions: ctx.config.offsets_topic_num_partitions as i32,
+        configs,
+        validate_only: false,
+    };
+    if let Err(error) = control::call_topic(ctx, request).await {
+        // Another request may have created it meanwhile.
+        if ctx.metadata().topic(OFFSETS_TOPIC).is_none() {
+            tracing::error!(error = %error.message, "cannot create {OFFSETS_TOPIC}");
+            return false;
+        }
+    }
+    true
+}
+
+/// Reads every commit of this shard's `__consumer_offsets` partitions into the group table.
+async fn replay(ctx: &ShardCtx) -> usize {
+    let logs: Vec<(TopicPartition, Rc<PartitionLog>)> = ctx
+        .partitions
+        .borrow()
+        .iter()
+        .filter(|(tp, _)| tp.topic == OFFSETS_TOPIC)
+        .map(|(tp, log)| (tp.clone(), Rc::clone(log)))
+        .collect();
+    let mut commits: HashMap<OffsetKey, Committed> = HashMap::new();
+    for (tp, log) in logs {
+        if let Err(error) = replay_log(&log, &mut commits).await {
+            tracing::error!(partition = %tp, %error, "replaying committed offsets failed");
+        }
+    }
+    let count = commits.len();
+    let table = shard_groups();
+    let mut groups = table.groups.borrow_mut();
+    let now = now_ms();
+    for (key, value) in commits {
+        if !groups.contains_key(&key.group) && groups.len() >= GROUPS_MAX {
+            continue;
+        }
+        groups
+            .entry(key.group.clone())
+            .or_insert_with(|| Group::new(&key.group, now))
+            .offsets
+            .insert((key.topic, key.partition), value);
+    }
+    count
+}
+
+async fn replay_log(
+    log: &PartitionLog,
+    into: &mut HashMap<OffsetKey, Committed>,
+) -> Result<(), String> {
+    let end = log.written_end_offset();
+    let mut position = log.log_start_offset().get();
+    while position < end.get() {
+        let outcome = log
+            .read(Offset(position), REPLAY_READ_BYTES, end)
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut bytes = BytesMut::with_capacity(outcome.bytes);
+        for chunk in outcome.chunks {
+            match chunk {
+                Chunk::Memory(b) => bytes.extend_from_slice(&b),
+                Chunk::File(region) => {
+                    bytes.extend_from_slice(&region.read().await.map_err(|e| e.to_string())?)
+                }
+            }
+        }
+        match offsets::apply_batches(bytes.freeze(), into)? {
+            Some(next) if next > position => position = next,
+            // No progress: nothing more can be read.
+            _ => break,
+        }
+        glommio::executor().yield_if_needed().await;
+    }
+    Ok(())
+}
+
+/// Expires sessions and ends rebalances every [`TICK`]; expires old offsets now and then.
+async fn tick_loop(ctx: Rc<ShardCtx>) {
+    let mut ticks: u32 = 0;
+    loop {
+        glommio::timer::sleep(TICK).await;
+        let now = now_ms();
+        let limits = limits(&ctx);
+        let table = shard_groups();
+        {
+            let mut groups = table.groups.borrow_mut();
+            for group in groups.values_mut() {
+                group.tick(now, limits);
+            }
+            groups.retain(|_, g| {
+                !(g.state == GroupState::Empty && g.is_empty() && g.offsets.is_empty())
+            });
+        }
+        ticks = ticks.wrapping_add(1);
+        if ticks.is_multiple_of(EXPIRY_EVERY_TICKS) {
+            expire_offsets(&ctx, now).await;
+        }
+    }
+}
+
+async fn expire_offsets(ctx: &ShardCtx, now: i64) {
+    let expired: Vec<(String, Vec<(String, i32)>)> = {
+        let table = shard_groups();
+        let mut groups = table.groups.borrow_mut();
+        groups
+            .values_mut()
+            .map(|g| (g.id.clone(), g.expire_offsets(now, OFFSETS_RETENTION_MS)))
+            .filter(|(_, keys)| !keys.is_empty())
+            .collect()
+    };
+    for (group, keys) in expired {
+        let count = keys.len();
+        let code = append(ctx, &group, &tombstones(&group, keys)).await;
+        tracing::info!(group = %group, partitions = count, code, "committed offsets expired");
+    }
+}

@@ -1,0 +1,180 @@
+//! Consumer groups and committed offsets: the group coordinator.
+//!
+//! A group's coordinator is the shard owning partition `hash(group.id) %
+//! offsets.topic.num.partitions` of the internal topic `__consumer_offsets` (Kafka's own hash:
+//! Java's `String.hashCode`, sign bit cleared). Its state lives on that shard only (in a
+//! shard-local table, no locks); a request reaching another shard hops there as a
+//! [`ShardRequest::Group`]. Commits are records of that partition (see [`offsets`]), answered
+//! once durable, and replayed on start. Like Kafka, the topic is created by the first
+//! FindCoordinator for a group.
+//!
+//! Layout:
+//! - [`state`]: one group's state machine (Kafka's classic rebalance protocol), no I/O.
+//! - [`coordinator`]: the shard-local table of groups, each request applied to it, commits
+//!   written to the log, the tick that expires sessions and ends rebalances, replay at start.
+//! - [`offsets`]: the `__consumer_offsets` key/value layout and record batches.
+
+pub mod coordinator;
+pub mod offsets;
+pub mod state;
+
+use bytes::Bytes;
+
+use crate::ids::{PartitionId, ShardId};
+use crate::shard::ShardCtx;
+use crate::shard_msg::{ShardReply, ShardRequest};
+use state::{Committed, JoinArgs, JoinResult, SyncResult};
+
+/// The internal topic of committed offsets.
+pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
+
+/// `(topic, partitions)` lists, as requests name them.
+pub type TopicPartitions = Vec<(String, Vec<i32>)>;
+
+/// Committed positions per topic: `(partition, committed or None)`.
+pub type FoundOffsets = Vec<(String, Vec<(i32, Option<Committed>)>)>;
+
+/// One partition's commit: `(partition, offset, leader epoch, metadata)`.
+pub type CommitItem = (i32, i64, i32, Option<String>);
+
+/// Group work for the coordinator shard of `group`.
+#[derive(Debug)]
+#[allow(dead_code)] // ListGroups, DescribeGroups, DeleteGroups, OffsetDelete: next.
+pub enum GroupRequest {
+    Join {
+        group: String,
+        args: JoinArgs,
+    },
+    Sync {
+        group: String,
+        member_id: String,
+        instance_id: Option<String>,
+        generation: i32,
+        assignments: Vec<(String, Bytes)>,
+    },
+    Heartbeat {
+        group: String,
+        member_id: String,
+        instance_id: Option<String>,
+        generation: i32,
+    },
+    /// `(member id, instance id)` of each leaving member.
+    Leave {
+        group: String,
+        members: Vec<(String, Option<String>)>,
+    },
+    Commit {
+        group: String,
+        member_id: String,
+        instance_id: Option<String>,
+        generation: i32,
+        topics: Vec<(String, Vec<CommitItem>)>,
+    },
+    /// `None`: every committed partition of the group.
+    FetchOffsets {
+        group: String,
+        topics: Option<TopicPartitions>,
+    },
+    /// The groups of this shard (ListGroups), filtered by state name when not empty.
+    List {
+        states: Vec<String>,
+    },
+    Describe {
+        group: String,
+    },
+    Delete {
+        group: String,
+    },
+    DeleteOffsets {
+        group: String,
+        topics: TopicPartitions,
+    },
+}
+
+/// One group as DescribeGroups shows it.
+#[derive(Clone, Debug, Default)]
+#[allow(dead_code)]
+pub struct GroupDescription {
+    pub error: i16,
+    pub state: String,
+    pub protocol_type: String,
+    pub protocol: String,
+    pub members: Vec<MemberDescription>,
+}
+
+#[derive(Clone, Debug, Default)]
+#[allow(dead_code)]
+pub struct MemberDescription {
+    pub member_id: String,
+    pub instance_id: Option<String>,
+    pub client_id: String,
+    pub client_host: String,
+    pub metadata: Bytes,
+    pub assignment: Bytes,
+}
+
+/// The coordinator's answers.
+#[derive(Debug)]
+#[allow(dead_code)]
+pub enum GroupReply {
+    Join(JoinResult),
+    Sync(SyncResult),
+    /// One error code (Heartbeat, DeleteGroups).
+    Code(i16),
+    /// One code per leaving member.
+    Left(Vec<i16>),
+    /// One code per partition, per topic, in the request's order.
+    Committed(Vec<Vec<i16>>),
+    Offsets {
+        error: i16,
+        topics: FoundOffsets,
+    },
+    /// `(group id, protocol type, state)`.
+    Listed(Vec<(String, String, String)>),
+    Described(GroupDescription),
+    /// The group's error, then one code per partition, per topic.
+    OffsetsDeleted(i16, Vec<Vec<i16>>),
+}
+
+/// Java's `String.hashCode` over UTF-16 code units, as Kafka computes a group's partition.
+fn java_hash(s: &str) -> i32 {
+    s.encode_utf16().fold(0i32, |h, unit| {
+        h.wrapping_mul(31).wrapping_add(i32::from(unit))
+    })
+}
+
+/// The `__consumer_offsets` partition holding `group`.
+pub fn partition_for(ctx: &ShardCtx, group: &str) -> i32 {
+    let count = ctx
+        .metadata()
+        .topic(OFFSETS_TOPIC)
+        .map_or(ctx.config.offsets_topic_num_partitions as i32, |t| {
+            t.partitions
+        })
+        .max(1);
+    (java_hash(group) & 0x7fff_ffff) % count
+}
+
+/// The shard coordinating `group`.
+pub fn coordinator_shard(ctx: &ShardCtx, group: &str) -> ShardId {
+    ctx.owner_of(OFFSETS_TOPIC, PartitionId(partition_for(ctx, group)))
+}
+
+/// Runs `request` on the coordinator shard of `group`; `None` if that shard cannot answer.
+pub async fn call(ctx: &ShardCtx, group: &str, request: GroupRequest) -> Option<GroupReply> {
+    call_shard(ctx, coordinator_shard(ctx, group), request).await
+}
+
+/// Runs `request` on `shard`.
+pub async fn call_shard(
+    ctx: &ShardCtx,
+    shard: ShardId,
+    request: GroupRequest,
+) -> Option<GroupReply> {
+    match ctx.router.call(shard, ShardRequest::Group(request)).await {
+        ShardReply::Group(reply) => Some(reply),
+        _ => None,
+    }
+}
+
+pub use coordinator::{ensure_offsets_topic, serve, start};

