@@ -208,3 +208,154 @@ fn given_committed_offsets_when_the_broker_is_killed_and_restarted_should_resume
     let expected: Vec<String> = (40..100).map(|i| format!("r-{i}")).collect();
     assert_eq!(values, expected, "nothing committed is read again");
 }
+
+#[test]
+fn given_groups_when_listed_described_and_deleted_should_show_then_remove_them() {
+    let broker = broker();
+    let bootstrap = broker.bootstrap();
+    create_topic(&bootstrap, "adm", 2, &[]);
+    let a = member(&bootstrap, "g-admin", "adm", &[]);
+    settle(&[&a], 2, &[2]);
+    let mut position = TopicPartitionList::new();
+    position
+        .add_partition_offset("adm", 0, Offset::Offset(0))
+        .expect("add a position");
+    a.commit(&position, CommitMode::Sync).expect("commit");
+
+    let groups = a
+        .fetch_group_list(Some("g-admin"), CLIENT_TIMEOUT)
+        .expect("ListGroups/DescribeGroups");
+    let group = &groups.groups()[0];
+    assert_eq!(group.name(), "g-admin");
+    assert_eq!(group.state(), "Stable");
+    assert_eq!(group.protocol(), "range");
+    assert_eq!(group.members().len(), 1);
+    assert!(group.members()[0]
+        .assignment()
+        .is_some_and(|a| !a.is_empty()));
+    let all = a
+        .fetch_group_list(None, CLIENT_TIMEOUT)
+        .expect("ListGroups");
+    assert!(all.groups().iter().any(|g| g.name() == "g-admin"));
+
+    let admin = common::admin(&bootstrap);
+    let delete = |name: &str| {
+        let results = common::block_on(admin.delete_groups(&[name], &common::admin_options()))
+            .expect("DeleteGroups");
+        results[0].clone().map(|_| ()).map_err(|(_, code)| code)
+    };
+    assert_eq!(
+        delete("g-admin"),
+        Err(rdkafka::types::RDKafkaErrorCode::NonEmptyGroup)
+    );
+    drop(a);
+    assert_eq!(delete("g-admin"), Ok(()));
+    assert_eq!(
+        delete("g-admin"),
+        Err(rdkafka::types::RDKafkaErrorCode::GroupIdNotFound)
+    );
+    let fresh = consumer(&bootstrap, &[("group.id", "g-admin")]);
+    let mut list = TopicPartitionList::new();
+    list.add_partition("adm", 0);
+    let committed = fresh
+        .committed_offsets(list, CLIENT_TIMEOUT)
+        .expect("OffsetFetch");
+    assert_eq!(
+        committed.elements()[0].offset(),
+        Offset::Invalid,
+        "offsets deleted"
+    );
+}
+
+#[test]
+fn given_cooperative_sticky_members_when_one_joins_should_rebalance_incrementally() {
+    let broker = broker();
+    let bootstrap = broker.bootstrap();
+    create_topic(&bootstrap, "coop", 4, &[]);
+    let sticky = [("partition.assignment.strategy", "cooperative-sticky")];
+    let a = member(&bootstrap, "g-coop", "coop", &sticky);
+    let b = member(&bootstrap, "g-coop", "coop", &sticky);
+    let before = settle(&[&a, &b], 4, &[2, 2]);
+    let c = member(&bootstrap, "g-coop", "coop", &sticky);
+    let after = settle(&[&a, &b, &c], 4, &[1, 1, 2]);
+    // Sticky: a and b keep what they had, less what moved to c.
+    assert!(after[0].is_subset(&before[0]), "{before:?} -> {after:?}");
+    assert!(after[1].is_subset(&before[1]), "{before:?} -> {after:?}");
+}
+
+#[test]
+fn given_a_static_member_when_it_restarts_within_the_session_should_keep_its_partitions() {
+    let broker = broker();
+    let bootstrap = broker.bootstrap();
+    create_topic(&bootstrap, "static", 4, &[]);
+    let one = [("group.instance.id", "instance-1")];
+    let two = [("group.instance.id", "instance-2")];
+    let a = member(&bootstrap, "g-static", "static", &one);
+    let b = member(&bootstrap, "g-static", "static", &two);
+    let before = settle(&[&a, &b], 4, &[2, 2]);
+    let rebalances = |broker: &Broker| {
+        broker
+            .log_lines()
+            .iter()
+            .filter(|l| l.contains("group rebalanced") && l.contains("g-static"))
+            .count()
+    };
+    let count = rebalances(&broker);
+    // A static member sends no LeaveGroup on close; its replacement takes its place.
+    drop(a);
+    let a = member(&bootstrap, "g-static", "static", &one);
+    let after = settle(&[&a, &b], 4, &[2, 2]);
+    assert_eq!(after, before, "the same partitions come back");
+    assert_eq!(rebalances(&broker), count, "without a rebalance");
+}
+
+/// Polls `consumer` until it holds exactly `count` partitions.
+fn wait_for_count(consumer: &BaseConsumer, count: usize) {
+    let deadline = Instant::now() + SETTLE_TIMEOUT;
+    while assigned(consumer).len() != count {
+        assert!(
+            Instant::now() < deadline,
+            "never held {count} partitions: {:?}",
+            assigned(consumer)
+        );
+        let _ = consumer.poll(Duration::from_millis(50));
+    }
+}
+
+/// Uses kcat (Debian's, librdkafka 2.0) as the member that dies; skipped where kcat is missing.
+#[test]
+fn given_a_member_killed_without_leaving_when_its_session_expires_should_move_its_partitions() {
+    let broker = broker();
+    let bootstrap = broker.bootstrap();
+    create_topic(&bootstrap, "killed", 4, &[]);
+    let a = member(&bootstrap, "g-killed", "killed", &[]);
+    wait_for_count(&a, 4);
+    let spawned = std::process::Command::new("kcat")
+        .args(["-b", &bootstrap, "-G", "g-killed", "-q"])
+        .args([
+            "-X",
+            "session.timeout.ms=6000",
+            "-X",
+            "heartbeat.interval.ms=500",
+        ])
+        .arg("killed")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn();
+    let Ok(mut kcat) = spawned else {
+        eprintln!("kcat is not installed: skipping");
+        return;
+    };
+    wait_for_count(&a, 2);
+    kcat.kill().expect("kill -9 kcat");
+    let _ = kcat.wait();
+    // No LeaveGroup: the coordinator notices only when kcat's session times out.
+    wait_for_count(&a, 4);
+    assert!(
+        broker
+            .log_lines()
+            .iter()
+            .any(|l| l.contains("member expired") && l.contains("g-killed")),
+        "the session expiry is logged"
+    );
+}

@@ -39,7 +39,6 @@ pub type CommitItem = (i32, i64, i32, Option<String>);
 
 /// Group work for the coordinator shard of `group`.
 #[derive(Debug)]
-#[allow(dead_code)] // ListGroups, DescribeGroups, DeleteGroups, OffsetDelete: next.
 pub enum GroupRequest {
     Join {
         group: String,
@@ -93,7 +92,6 @@ pub enum GroupRequest {
 
 /// One group as DescribeGroups shows it.
 #[derive(Clone, Debug, Default)]
-#[allow(dead_code)]
 pub struct GroupDescription {
     pub error: i16,
     pub state: String,
@@ -103,7 +101,6 @@ pub struct GroupDescription {
 }
 
 #[derive(Clone, Debug, Default)]
-#[allow(dead_code)]
 pub struct MemberDescription {
     pub member_id: String,
     pub instance_id: Option<String>,
@@ -115,7 +112,6 @@ pub struct MemberDescription {
 
 /// The coordinator's answers.
 #[derive(Debug)]
-#[allow(dead_code)]
 pub enum GroupReply {
     Join(JoinResult),
     Sync(SyncResult),

@@ -12,7 +12,8 @@
 //! - [`describe_configs`], [`incremental_alter_configs`] (alter: shard 0)
 //! - [`produce`], [`fetch`], [`list_offsets`], [`delete_records`] (owning shards)
 //! - [`find_coordinator`], [`join_group`], [`sync_group`], [`heartbeat`], [`leave_group`],
-//!   [`offset_commit`], [`offset_fetch`] (the group's coordinator shard)
+//!   [`offset_commit`], [`offset_fetch`], [`describe_groups`], [`delete_groups`],
+//!   [`offset_delete`] (the group's coordinator shard), [`list_groups`] (every shard)
 
 use std::rc::Rc;
 
@@ -25,19 +26,23 @@ use crate::shard::ShardCtx;
 pub mod api_versions;
 pub mod create_partitions;
 pub mod create_topics;
+pub mod delete_groups;
 pub mod delete_records;
 pub mod delete_topics;
 pub mod describe_cluster;
 pub mod describe_configs;
+pub mod describe_groups;
 pub mod fetch;
 pub mod find_coordinator;
 pub mod heartbeat;
 pub mod incremental_alter_configs;
 pub mod join_group;
 pub mod leave_group;
+pub mod list_groups;
 pub mod list_offsets;
 pub mod metadata;
 pub mod offset_commit;
+pub mod offset_delete;
 pub mod offset_fetch;
 pub mod produce;
 pub mod sync_group;
@@ -133,6 +138,22 @@ pub const API_TABLE: &[ApiEntry] = &[
         key: offset_fetch::API_KEY,
         versions: offset_fetch::VERSIONS,
     },
+    ApiEntry {
+        key: list_groups::API_KEY,
+        versions: list_groups::VERSIONS,
+    },
+    ApiEntry {
+        key: describe_groups::API_KEY,
+        versions: describe_groups::VERSIONS,
+    },
+    ApiEntry {
+        key: delete_groups::API_KEY,
+        versions: delete_groups::VERSIONS,
+    },
+    ApiEntry {
+        key: offset_delete::API_KEY,
+        versions: offset_delete::VERSIONS,
+    },
 ];
 
 /// The table entry of `key`, if served.
@@ -210,6 +231,10 @@ pub async fn dispatch(ctx: &Rc<ShardCtx>, request: Request) -> Reply {
         ApiKey::LeaveGroup => serve!(leave_group, ctx, request),
         ApiKey::OffsetCommit => serve!(offset_commit, ctx, request),
         ApiKey::OffsetFetch => serve!(offset_fetch, ctx, request),
+        ApiKey::ListGroups => serve!(list_groups, ctx, request),
+        ApiKey::DescribeGroups => serve!(describe_groups, ctx, request),
+        ApiKey::DeleteGroups => serve!(delete_groups, ctx, request),
+        ApiKey::OffsetDelete => serve!(offset_delete, ctx, request),
         _ => Err(NetError::UnknownApiKey {
             api_key: key as i16,
         }),
