@@ -2,20 +2,19 @@
 //!
 //! The shard's groups live in a shard-local table (one executor per thread, so a thread-local
 //! is the shard's own memory; no locks). JoinGroup and SyncGroup answers are held as oneshots
-//! in the members until the rebalance ends; a tick every [`TICK`] expires sessions and ends
-//! rebalances whose time is up, so every wait is bounded. Commits are appended to the group's
+//! in the members until the rebalance ends; a periodic tick (`housekeeping`) expires sessions
+//! and ends rebalances whose time is up, so every wait is bounded. Commits are appended to the group's
 //! `__consumer_offsets` partition and answered once an fdatasync covers them (acks=all), then
-//! applied to the table. At start each shard replays its partitions of the topic; until then
-//! its groups answer COORDINATOR_LOAD_IN_PROGRESS.
+//! applied to the table. At start each shard replays its partitions of the topic (see
+//! `housekeeping`); until then its groups answer COORDINATOR_LOAD_IN_PROGRESS.
 
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
-use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
-use odradek_storage::{Chunk, Offset, PartitionLog};
+use odradek_storage::PartitionLog;
 
 use super::offsets::{self, OffsetKey};
 use super::state::{Committed, Group, GroupState, JoinArgs, JoinResult, Limits, Step, SyncResult};
@@ -23,17 +22,10 @@ use super::{
     CommitItem, GroupDescription, GroupReply, GroupRequest, MemberDescription, TopicPartitions,
     OFFSETS_TOPIC,
 };
-use crate::control::{self, ControlRequest};
 use crate::ids::TopicPartition;
 use crate::partition_ops::now_ms;
 use crate::shard::ShardCtx;
 
-/// How often sessions and rebalance deadlines are checked.
-const TICK: Duration = Duration::from_millis(100);
-/// How often offsets of long-empty groups are expired.
-const EXPIRY_EVERY_TICKS: u32 = 600;
-/// Kafka's `offsets.retention.minutes` default: 7 days.
-pub const OFFSETS_RETENTION_MS: i64 = 7 * 24 * 60 * 60 * 1000;
 /// The most groups one shard coordinates.
 pub const GROUPS_MAX: usize = 100_000;
 /// The most committed partitions of one group.
@@ -45,24 +37,22 @@ pub const GROUP_ID_BYTES_MAX: usize = 1024;
 /// Kafka's `group.min.session.timeout.ms` and `group.max.session.timeout.ms`.
 pub const SESSION_TIMEOUT_MS_MIN: i64 = 6_000;
 pub const SESSION_TIMEOUT_MS_MAX: i64 = 1_800_000;
-/// One replay read.
-const REPLAY_READ_BYTES: usize = 1 << 20;
 
 #[derive(Default)]
-struct ShardGroups {
-    groups: RefCell<HashMap<String, Group>>,
-    loaded: Cell<bool>,
+pub(super) struct ShardGroups {
+    pub(super) groups: RefCell<HashMap<String, Group>>,
+    pub(super) loaded: Cell<bool>,
 }
 
 thread_local! {
     static GROUPS: Rc<ShardGroups> = Rc::new(ShardGroups::default());
 }
 
-fn shard_groups() -> Rc<ShardGroups> {
+pub(super) fn shard_groups() -> Rc<ShardGroups> {
     GROUPS.with(Rc::clone)
 }
 
-fn limits(ctx: &ShardCtx) -> Limits {
+pub(super) fn limits(ctx: &ShardCtx) -> Limits {
     Limits {
         initial_rebalance_delay_ms: ctx.config.group_initial_rebalance_delay_ms as i64,
     }
@@ -219,7 +209,11 @@ fn offsets_log(ctx: &ShardCtx, group: &str) -> Option<Rc<PartitionLog>> {
 }
 
 /// Appends `items` to the group's partition and waits until they are durable.
-async fn append(ctx: &ShardCtx, group: &str, items: &[(OffsetKey, Option<Committed>)]) -> i16 {
+pub(super) async fn append(
+    ctx: &ShardCtx,
+    group: &str,
+    items: &[(OffsetKey, Option<Committed>)],
+) -> i16 {
     if items.is_empty() {
         return 0;
     }
@@ -432,7 +426,10 @@ async fn delete_group(ctx: &ShardCtx, group: &str) -> i16 {
     code
 }
 
-fn tombstones(group: &str, keys: Vec<(String, i32)>) -> Vec<(OffsetKey, Option<Committed>)> {
+pub(super) fn tombstones(
+    group: &str,
+    keys: Vec<(String, i32)>,
+) -> Vec<(OffsetKey, Option<Committed>)> {
     keys.into_iter()
         .map(|(topic, partition)| {
             let key = OffsetKey {
@@ -476,149 +473,4 @@ async fn delete_offsets(ctx: &ShardCtx, group: &str, topics: TopicPartitions) ->
         }
     });
     GroupReply::OffsetsDeleted(0, codes)
-}
-
-/// At start, on every shard: replays this shard's partitions of `__consumer_offsets` (when the
-/// topic exists), then serves its groups and starts the tick.
-pub async fn start(ctx: &Rc<ShardCtx>) {
-    let replayed = replay(ctx).await;
-    shard_groups().loaded.set(true);
-    if replayed > 0 {
-        tracing::info!(shard = %ctx.shard, commits = replayed, "committed offsets loaded");
-    }
-    glommio::spawn_local(tick_loop(Rc::clone(ctx))).detach();
-}
-
-/// Creates `__consumer_offsets` when missing, as Kafka does on the first FindCoordinator for a
-/// group (so a broker that never sees a group has no such topic). True once it exists.
-pub async fn ensure_offsets_topic(ctx: &ShardCtx) -> bool {
-    if ctx.metadata().topic(OFFSETS_TOPIC).is_some() {
-        return true;
-    }
-    let configs = [
-        ("cleanup.policy", "compact"),
-        // Compaction is not there yet: commits must never go by time or size meanwhile.
-        ("retention.ms", "-1"),
-        ("retention.bytes", "-1"),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
-    let request = ControlRequest::CreateTopic {
-        name: OFFSETS_TOPIC.to_string(),
-        partitions: ctx.config.offsets_topic_num_partitions as i32,
-        configs,
-        validate_only: false,
-    };
-    if let Err(error) = control::call_topic(ctx, request).await {
-        // Another request may have created it meanwhile.
-        if ctx.metadata().topic(OFFSETS_TOPIC).is_none() {
-            tracing::error!(error = %error.message, "cannot create {OFFSETS_TOPIC}");
-            return false;
-        }
-    }
-    true
-}
-
-/// Reads every commit of this shard's `__consumer_offsets` partitions into the group table.
-async fn replay(ctx: &ShardCtx) -> usize {
-    let logs: Vec<(TopicPartition, Rc<PartitionLog>)> = ctx
-        .partitions
-        .borrow()
-        .iter()
-        .filter(|(tp, _)| tp.topic == OFFSETS_TOPIC)
-        .map(|(tp, log)| (tp.clone(), Rc::clone(log)))
-        .collect();
-    let mut commits: HashMap<OffsetKey, Committed> = HashMap::new();
-    for (tp, log) in logs {
-        if let Err(error) = replay_log(&log, &mut commits).await {
-            tracing::error!(partition = %tp, %error, "replaying committed offsets failed");
-        }
-    }
-    let count = commits.len();
-    let table = shard_groups();
-    let mut groups = table.groups.borrow_mut();
-    let now = now_ms();
-    for (key, value) in commits {
-        if !groups.contains_key(&key.group) && groups.len() >= GROUPS_MAX {
-            continue;
-        }
-        groups
-            .entry(key.group.clone())
-            .or_insert_with(|| Group::new(&key.group, now))
-            .offsets
-            .insert((key.topic, key.partition), value);
-    }
-    count
-}
-
-async fn replay_log(
-    log: &PartitionLog,
-    into: &mut HashMap<OffsetKey, Committed>,
-) -> Result<(), String> {
-    let end = log.written_end_offset();
-    let mut position = log.log_start_offset().get();
-    while position < end.get() {
-        let outcome = log
-            .read(Offset(position), REPLAY_READ_BYTES, end)
-            .await
-            .map_err(|e| e.to_string())?;
-        let mut bytes = BytesMut::with_capacity(outcome.bytes);
-        for chunk in outcome.chunks {
-            match chunk {
-                Chunk::Memory(b) => bytes.extend_from_slice(&b),
-                Chunk::File(region) => {
-                    bytes.extend_from_slice(&region.read().await.map_err(|e| e.to_string())?)
-                }
-            }
-        }
-        match offsets::apply_batches(bytes.freeze(), into)? {
-            Some(next) if next > position => position = next,
-            // No progress: nothing more can be read.
-            _ => break,
-        }
-        glommio::executor().yield_if_needed().await;
-    }
-    Ok(())
-}
-
-/// Expires sessions and ends rebalances every [`TICK`]; expires old offsets now and then.
-async fn tick_loop(ctx: Rc<ShardCtx>) {
-    let mut ticks: u32 = 0;
-    loop {
-        glommio::timer::sleep(TICK).await;
-        let now = now_ms();
-        let limits = limits(&ctx);
-        let table = shard_groups();
-        {
-            let mut groups = table.groups.borrow_mut();
-            for group in groups.values_mut() {
-                group.tick(now, limits);
-            }
-            groups.retain(|_, g| {
-                !(g.state == GroupState::Empty && g.is_empty() && g.offsets.is_empty())
-            });
-        }
-        ticks = ticks.wrapping_add(1);
-        if ticks.is_multiple_of(EXPIRY_EVERY_TICKS) {
-            expire_offsets(&ctx, now).await;
-        }
-    }
-}
-
-async fn expire_offsets(ctx: &ShardCtx, now: i64) {
-    let expired: Vec<(String, Vec<(String, i32)>)> = {
-        let table = shard_groups();
-        let mut groups = table.groups.borrow_mut();
-        groups
-            .values_mut()
-            .map(|g| (g.id.clone(), g.expire_offsets(now, OFFSETS_RETENTION_MS)))
-            .filter(|(_, keys)| !keys.is_empty())
-            .collect()
-    };
-    for (group, keys) in expired {
-        let count = keys.len();
-        let code = append(ctx, &group, &tombstones(&group, keys)).await;
-        tracing::info!(group = %group, partitions = count, code, "committed offsets expired");
-    }
 }

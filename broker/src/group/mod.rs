@@ -10,11 +10,15 @@
 //!
 //! Layout:
 //! - [`state`]: one group's state machine (Kafka's classic rebalance protocol), no I/O.
+//!   (`state/membership.rs`: SyncGroup, Heartbeat, LeaveGroup, expiry, commit checks.)
 //! - [`coordinator`]: the shard-local table of groups, each request applied to it, commits
-//!   written to the log, the tick that expires sessions and ends rebalances, replay at start.
+//!   written to the log.
+//! - [`housekeeping`]: replay at start, creating `__consumer_offsets` on first use, the tick
+//!   that expires sessions and ends rebalances, offset expiry.
 //! - [`offsets`]: the `__consumer_offsets` key/value layout and record batches.
 
 pub mod coordinator;
+pub mod housekeeping;
 pub mod offsets;
 pub mod state;
 
@@ -173,4 +177,5 @@ pub async fn call_shard(
     }
 }
 
-pub use coordinator::{ensure_offsets_topic, serve, start};
+pub use coordinator::serve;
+pub use housekeeping::{ensure_offsets_topic, start};
