@@ -69,7 +69,7 @@ pub async fn ensure_offsets_topic(ctx: &ShardCtx) -> bool {
 }
 
 /// Reads every commit of this shard's `__consumer_offsets` partitions into the group table.
-async fn replay(ctx: &ShardCtx) -> usize {
+pub(super) async fn replay(ctx: &ShardCtx) -> usize {
     let logs: Vec<(TopicPartition, Rc<PartitionLog>)> = ctx
         .partitions
         .borrow()

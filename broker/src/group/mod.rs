@@ -21,6 +21,8 @@ pub mod coordinator;
 pub mod housekeeping;
 pub mod offsets;
 pub mod state;
+#[cfg(test)]
+mod wire_tests;
 
 use bytes::Bytes;
 
