@@ -32,6 +32,9 @@ pub const GROUPS_MAX: usize = 100_000;
 pub const OFFSETS_PER_GROUP_MAX: usize = 100_000;
 /// Kafka's `offset.metadata.max.bytes`.
 pub const METADATA_BYTES_MAX: usize = 4096;
+/// The most protocols (assignors) one member may offer, and their metadata's total size.
+pub const PROTOCOLS_MAX: usize = 64;
+pub const MEMBER_METADATA_BYTES_MAX: usize = 1 << 20;
 /// Longest group id accepted (ids are stored as int16-prefixed strings).
 pub const GROUP_ID_BYTES_MAX: usize = 1024;
 /// Kafka's `group.min.session.timeout.ms` and `group.max.session.timeout.ms`.
@@ -189,6 +192,11 @@ async fn join(ctx: &ShardCtx, group: &str, args: JoinArgs) -> JoinResult {
     }
     if !(SESSION_TIMEOUT_MS_MIN..=SESSION_TIMEOUT_MS_MAX).contains(&args.session_timeout_ms) {
         return JoinResult::error(ResponseError::InvalidSessionTimeout, &args.member_id);
+    }
+    // A member's metadata is kept while it is in the group: bounded per member.
+    let metadata_bytes: usize = args.protocols.iter().map(|(n, m)| n.len() + m.len()).sum();
+    if args.protocols.len() > PROTOCOLS_MAX || metadata_bytes > MEMBER_METADATA_BYTES_MAX {
+        return JoinResult::error(ResponseError::InvalidRequest, &args.member_id);
     }
     let member_id = args.member_id.clone();
     let limits = limits(ctx);
@@ -363,7 +371,7 @@ fn list(states: &[String]) -> Vec<(String, String, String)> {
         .map(|g| {
             (
                 g.id.clone(),
-                g.protocol_type.clone().unwrap_or_else(|| "consumer".into()),
+                g.protocol_type.clone().unwrap_or_default(),
                 g.state.name().to_string(),
             )
         })

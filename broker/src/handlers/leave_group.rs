@@ -37,7 +37,10 @@ pub async fn handle(
     };
     let codes = match group::call(ctx, &group, work).await {
         Some(GroupReply::Left(codes)) if codes.len() == members.len() => codes,
-        _ => vec![ResponseError::CoordinatorNotAvailable.code(); members.len()],
+        _ => {
+            let unavailable = ResponseError::CoordinatorNotAvailable.code();
+            return LeaveGroupResponse::default().with_error_code(unavailable);
+        }
     };
     if !batched {
         return LeaveGroupResponse::default().with_error_code(codes.first().copied().unwrap_or(0));
