@@ -441,7 +441,17 @@ fn check_recovery_after(damage: impl FnOnce(&Path, BatchSpan), topic: &str) {
     let removed = remove_clean_markers(broker.data_dir());
     eprintln!("removed clean markers: {removed:?}; first batch in segment: offset {first_base}");
 
+    let lines_before = broker.log_lines().len();
     broker.restart();
+    // The operator is told: one line that says the tail was truncated and from which offset.
+    let told = broker.log_lines()[lines_before..]
+        .iter()
+        .any(|line| line.to_lowercase().contains("truncat") && line.contains(&kept.to_string()));
+    assert!(
+        told,
+        "no log line reports the truncation from offset {kept}\n{}",
+        broker.log_tail(40)
+    );
     let reader = consumer(&broker.bootstrap(), &[]);
     assert_eq!(
         watermarks(&reader, topic, 0),
