@@ -154,7 +154,7 @@ async fn tick_loop(ctx: Rc<ShardCtx>) {
     }
 }
 
-async fn expire_offsets(ctx: &ShardCtx, now: i64) {
+pub(super) async fn expire_offsets(ctx: &ShardCtx, now: i64) {
     let expired: Vec<(String, Vec<(String, i32)>)> = {
         let table = shard_groups();
         let mut groups = table.groups.borrow_mut();

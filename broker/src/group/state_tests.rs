@@ -270,3 +270,40 @@ fn given_an_empty_group_past_retention_should_expire_its_offsets() {
     assert_eq!(g.expire_offsets(100, 100), vec![("t".to_string(), 0)]);
     assert!(g.offsets.is_empty());
 }
+
+#[test]
+fn given_members_awaiting_sync_when_a_rebalance_starts_should_tell_them_to_rejoin() {
+    let mut g = Group::new("g", 0);
+    let (a, mut rx_a) = join_new(&mut g, 0);
+    done(&mut rx_a);
+    let (b, mut rx_b) = join_new(&mut g, 0);
+    let mut rx_a = wait(g.join(args(&a, &["range"]), 0, LIMITS));
+    done(&mut rx_a);
+    done(&mut rx_b);
+    assert_eq!(g.state, GroupState::CompletingRebalance);
+    let mut sync_b = wait(g.sync(&b, None, 2, vec![], 1));
+    // The leader never syncs and goes silent: b's wait ends with REBALANCE_IN_PROGRESS.
+    g.heartbeat(&b, None, 2, 9_000);
+    g.tick(10_001, LIMITS);
+    assert_eq!(
+        done(&mut sync_b).error,
+        ResponseError::RebalanceInProgress.code()
+    );
+    assert!(!g.members.contains_key(&a));
+}
+
+#[test]
+fn given_a_member_id_handed_out_when_never_used_should_expire_and_not_block_the_rebalance() {
+    let mut g = Group::new("g", 0);
+    let (a, mut rx) = join_new(&mut g, 0);
+    done(&mut rx);
+    now_sync(&mut g, &a, 1);
+    let pending = now(g.join(args("", &["range"]), 100, LIMITS));
+    assert_eq!(pending.error, ResponseError::MemberIdRequired.code());
+    // The new member never comes back with its id; a's own rejoin waits only for the expiry.
+    g.prepare_rebalance(200, LIMITS, "test");
+    let mut rx_a = wait(g.join(args(&a, &["range"]), 200, LIMITS));
+    assert!(rx_a.try_recv().expect("alive").is_none());
+    g.tick(10_101, LIMITS);
+    assert_eq!(done(&mut rx_a).generation, 2);
+}
