@@ -80,7 +80,8 @@ pub struct Cli {
     /// How long to produce after the warm-up (e.g. 20s, 500ms, 2m).
     #[arg(long, value_parser = parse_duration)]
     pub duration: Option<Duration>,
-    /// Produce this many messages in all instead of running for a duration.
+    /// Produce this many messages in all instead of running for a duration (with --producers 0:
+    /// consume this many).
     #[arg(long, conflicts_with = "duration")]
     pub messages: Option<u64>,
     /// Time at the start excluded from the results (default 5s with --duration, 0 with

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use futures::future::{select, Either};
-use futures::io::{AsyncRead, AsyncWriteExt};
+use futures::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
 use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
@@ -146,6 +146,61 @@ pub async fn read_response_frame<R: AsyncRead + Unpin>(
     }
 }
 
+/// Reads response frames into one buffer reused from frame to frame: a consumer reading
+/// megabytes per fetch would otherwise fault fresh pages in for every response.
+#[derive(Default)]
+pub struct FrameReader {
+    buf: BytesMut,
+}
+
+impl FrameReader {
+    /// Reads one frame within `timeout`. The buffer is reclaimed on the next call once the
+    /// returned `Bytes` (and every slice of it) are dropped.
+    pub async fn read<R: AsyncRead + Unpin>(
+        &mut self,
+        reader: &mut R,
+        addr: SocketAddr,
+        what: &'static str,
+        timeout: Duration,
+    ) -> Result<Bytes, BenchError> {
+        let io = |e: std::io::Error| BenchError::Io {
+            op: what,
+            addr,
+            reason: if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                "the broker closed the connection".into()
+            } else {
+                e.to_string()
+            },
+        };
+        let read = async {
+            let mut prefix = [0u8; 4];
+            reader.read_exact(&mut prefix).await.map_err(io)?;
+            let len = i32::from_be_bytes(prefix);
+            let len = usize::try_from(len)
+                .ok()
+                .filter(|&n| n <= RESPONSE_BYTES_MAX)
+                .ok_or_else(|| BenchError::Protocol {
+                    what,
+                    reason: format!(
+                        "{addr} answered a frame of {len} bytes: is it a Kafka broker? (limit {RESPONSE_BYTES_MAX})"
+                    ),
+                })?;
+            self.buf.clear();
+            self.buf.resize(len, 0);
+            reader.read_exact(&mut self.buf[..]).await.map_err(io)?;
+            Ok(self.buf.split().freeze())
+        };
+        match with_timeout(timeout, read).await {
+            Some(result) => result,
+            None => Err(BenchError::Timeout {
+                what,
+                addr,
+                timeout_ms: timeout.as_millis(),
+            }),
+        }
+    }
+}
+
 /// Writes a whole frame.
 pub async fn write_frame<W: futures::io::AsyncWrite + Unpin>(
     writer: &mut W,
@@ -165,6 +220,7 @@ pub struct Conn {
     pub addr: SocketAddr,
     correlation_id: i32,
     timeout: Duration,
+    frames: FrameReader,
 }
 
 impl Conn {
@@ -174,6 +230,7 @@ impl Conn {
             addr,
             correlation_id: 0,
             timeout,
+            frames: FrameReader::default(),
         })
     }
 
@@ -185,11 +242,35 @@ impl Conn {
         request: &Req,
         what: &'static str,
     ) -> Result<Resp, BenchError> {
+        let correlation_id = self.send(api_key, version, request).await?;
+        self.receive(api_key, version, correlation_id, what).await
+    }
+
+    /// Sends `request`; returns its correlation id. Responses come back in request order.
+    pub async fn send<Req: Encodable>(
+        &mut self,
+        api_key: ApiKey,
+        version: i16,
+        request: &Req,
+    ) -> Result<i32, BenchError> {
         self.correlation_id = self.correlation_id.wrapping_add(1);
         let frame = encode_request(api_key, version, self.correlation_id, request)?;
-        let mut stream = &mut self.stream;
-        write_frame(&mut stream, &frame, self.addr).await?;
-        let response = read_response_frame(&mut stream, self.addr, what, self.timeout).await?;
-        decode_response(api_key, version, self.correlation_id, response)
+        write_frame(&mut self.stream, &frame, self.addr).await?;
+        Ok(self.correlation_id)
+    }
+
+    /// Reads the response to the request sent with `correlation_id`, the oldest unanswered.
+    pub async fn receive<Resp: Decodable>(
+        &mut self,
+        api_key: ApiKey,
+        version: i16,
+        correlation_id: i32,
+        what: &'static str,
+    ) -> Result<Resp, BenchError> {
+        let response = self
+            .frames
+            .read(&mut self.stream, self.addr, what, self.timeout)
+            .await?;
+        decode_response(api_key, version, correlation_id, response)
     }
 }

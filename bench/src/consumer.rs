@@ -29,7 +29,7 @@ use crate::stats::{nanos, LocalStats};
 /// Long-poll wait of each fetch.
 const FETCH_WAIT_MS: i32 = 200;
 const FETCH_BYTES_MAX: i32 = 64 << 20;
-const PARTITION_FETCH_BYTES_MAX: i32 = 8 << 20;
+const PARTITION_FETCH_BYTES_MAX: i32 = 2 << 20;
 /// Record batch header: baseOffset (8), batchLength (4), then 49 bytes up to the records.
 const BATCH_HEADER_BYTES: usize = 61;
 const LAST_OFFSET_DELTA_AT: usize = 23;
@@ -131,26 +131,22 @@ async fn fetch_loop(
         .collect();
     let mut result = ConsumerResult::default();
     let topic = TopicName(StrBytes::from_string(w.topic.clone()));
+    let version = ctx.cluster.versions.fetch;
     let mut last_fetch_empty = false;
+    // One fetch stays in flight while the previous response is read: the next fetch's offsets
+    // follow from the batch headers alone, so the broker never waits for our decoding.
+    let mut in_flight = conn
+        .send(ApiKey::Fetch, version, &fetch_request(&topic, &positions))
+        .await?;
     loop {
-        if let Some(timed_out) = should_stop(&ctx, &positions, last_fetch_empty) {
-            result.drain_timed_out = timed_out;
-            return Ok(result);
-        }
-        let request = fetch_request(&topic, &positions);
         let response: FetchResponse = conn
-            .call(
-                ApiKey::Fetch,
-                ctx.cluster.versions.fetch,
-                &request,
-                "fetch response",
-            )
+            .receive(ApiKey::Fetch, version, in_flight, "fetch response")
             .await?;
         let receipt_ns = ctx.stats.borrow().clock.now_ns();
         if response.error_code != 0 {
             return Err(BenchError::kafka("fetch", response.error_code));
         }
-        let mut received = 0;
+        let mut fetched = Vec::new();
         for data in response.responses.iter().flat_map(|t| t.partitions.iter()) {
             if data.error_code != 0 {
                 return Err(BenchError::kafka(
@@ -164,12 +160,30 @@ async fn fetch_loop(
             else {
                 continue;
             };
-            let check = result.checks.entry(position.partition).or_default();
-            if let Some(records) = &data.records {
-                received += consume_records(&ctx, records.clone(), position, check, receipt_ns)?;
+            let batches = whole_batches(data.records.clone().unwrap_or_default())?;
+            let from_offset = position.next_offset;
+            if let Some(&(_, next)) = batches.last() {
+                position.next_offset = position.next_offset.max(next);
             }
+            fetched.push((position.partition, from_offset, batches));
+        }
+        let stop = should_stop(&ctx, &positions, last_fetch_empty);
+        if stop.is_none() {
+            in_flight = conn
+                .send(ApiKey::Fetch, version, &fetch_request(&topic, &positions))
+                .await?;
+        }
+        let mut received = 0;
+        for (partition, from_offset, batches) in fetched {
+            let check = result.checks.entry(partition).or_default();
+            received += consume_batches(&ctx, batches, from_offset, check, receipt_ns)?;
         }
         last_fetch_empty = received == 0;
+        ctx.shared.consumed.fetch_add(received, Ordering::AcqRel);
+        if let Some(timed_out) = stop {
+            result.drain_timed_out = timed_out;
+            return Ok(result);
+        }
         glommio::yield_if_needed().await;
     }
 }
@@ -179,7 +193,11 @@ fn should_stop(ctx: &ConsumerCtx, positions: &[Position], last_fetch_empty: bool
     let clock = ctx.stats.borrow().clock;
     let now = clock.now_ns();
     if ctx.workload.producers == 0 {
-        return (now >= clock.deadline_ns).then_some(false);
+        let quota_met = ctx
+            .workload
+            .messages
+            .is_some_and(|n| ctx.shared.consumed.load(Ordering::Acquire) >= n);
+        return (quota_met || now >= clock.deadline_ns).then_some(false);
     }
     if ctx.shared.producers_left.load(Ordering::Acquire) > 0 {
         return None;
@@ -228,17 +246,10 @@ fn fetch_request(topic: &TopicName, positions: &[Position]) -> FetchRequest {
             )])
 }
 
-/// Reads every whole batch of `records` (a fetch may end in a partial one); returns the number
-/// of messages received.
-fn consume_records(
-    ctx: &ConsumerCtx,
-    mut records: Bytes,
-    position: &mut Position,
-    check: &mut PartitionCheck,
-    receipt_ns: u64,
-) -> Result<u64, BenchError> {
-    let mut received = 0;
-    let mut stats = ctx.stats.borrow_mut();
+/// The whole record batches of `records` (a fetch may end in a partial one, read next time),
+/// each with the offset that follows it.
+fn whole_batches(mut records: Bytes) -> Result<Vec<(Bytes, i64)>, BenchError> {
+    let mut batches = Vec::new();
     while records.len() >= BATCH_HEADER_BYTES {
         let base_offset = (&records[0..8]).get_i64();
         let batch_len = (&records[8..12]).get_i32();
@@ -251,34 +262,43 @@ fn consume_records(
                 reason: format!("record batch length {batch_len} at offset {base_offset}"),
             })?;
         if records.len() < total {
-            break; // A partial batch at the end of the fetch: read it next time.
+            break;
         }
         let batch = records.split_to(total);
         let last_delta = (&batch[LAST_OFFSET_DELTA_AT..LAST_OFFSET_DELTA_AT + 4]).get_i32();
-        let next_offset = base_offset + i64::from(last_delta) + 1;
-        if next_offset <= position.next_offset {
-            continue;
+        batches.push((batch, base_offset + i64::from(last_delta) + 1));
+    }
+    Ok(batches)
+}
+
+/// Decodes `batches` and accounts for every record at or after `from_offset`; returns the
+/// number of messages received.
+fn consume_batches(
+    ctx: &ConsumerCtx,
+    batches: Vec<(Bytes, i64)>,
+    from_offset: i64,
+    check: &mut PartitionCheck,
+    receipt_ns: u64,
+) -> Result<u64, BenchError> {
+    let mut received = 0;
+    let mut stats = ctx.stats.borrow_mut();
+    for (mut batch, next_offset) in batches {
+        if next_offset <= from_offset {
+            continue; // A batch before our position (a fetch may start mid-batch).
         }
-        let decoded =
-            RecordBatchDecoder::decode(&mut batch.clone()).map_err(|e| BenchError::Protocol {
-                what: "decoding a fetched record batch",
-                reason: e.to_string(),
-            })?;
-        for record in &decoded.records {
-            if record.offset < position.next_offset {
-                continue;
-            }
+        let decoded = RecordBatchDecoder::decode(&mut batch).map_err(|e| BenchError::Protocol {
+            what: "decoding a fetched record batch",
+            reason: e.to_string(),
+        })?;
+        for record in decoded.records.iter().filter(|r| r.offset >= from_offset) {
             let value = record.value.as_deref().unwrap_or(&[]);
             let header = MessageHeader::read(value, ctx.run_id);
             stats.on_receive(receipt_ns, value.len() as u64, header.map(|h| h.send_ns));
-            if let Some(h) = header {
-                if ctx.workload.verify {
-                    check.observe(h.producer, h.seq);
-                }
+            if let (Some(h), true) = (header, ctx.workload.verify) {
+                check.observe(h.producer, h.seq);
             }
             received += 1;
         }
-        position.next_offset = next_offset;
     }
     Ok(received)
 }

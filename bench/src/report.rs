@@ -48,13 +48,14 @@ impl Progress {
         }
     }
 
-    /// How long the main thread sleeps before the next line.
-    pub fn until_next_line(&mut self) -> Duration {
+    /// Whether the next line is due; if not, how long until it is.
+    pub fn line_due(&mut self) -> Result<(), Duration> {
         let now = self.clock.now_ns();
-        let wait = self.next_line_ns.saturating_sub(now);
+        if now < self.next_line_ns {
+            return Err(Duration::from_nanos(self.next_line_ns - now));
+        }
         self.next_line_ns = self.next_line_ns.max(now) + 1_000_000_000;
-        // Short naps, so that the end of the run is noticed quickly.
-        Duration::from_nanos(wait.min(1_000_000_000))
+        Ok(())
     }
 
     pub fn line(&mut self, window: &Window) {
@@ -219,12 +220,14 @@ impl Report {
             let end = clock.deadline_ns.min(last_ns.max(clock.warmup_end_ns));
             (end - clock.warmup_end_ns) as f64 / 1e9
         };
-        let measured_publish_s = window_s(if clock.deadline_ns == u64::MAX {
+        // A run cut short by an error is measured up to its last event.
+        let open_ended = clock.deadline_ns == u64::MAX || !errors.is_empty();
+        let measured_publish_s = window_s(if open_ended {
             total.publish_last_ns
         } else {
             clock.deadline_ns
         });
-        let measured_consume_s = window_s(if clock.deadline_ns == u64::MAX {
+        let measured_consume_s = window_s(if open_ended {
             total.consume_last_ns
         } else {
             clock.deadline_ns

@@ -20,6 +20,8 @@ use crate::stats::{Clock, LocalStats, Window};
 
 /// How often executors move their interval counters to the shared one.
 const FLUSH_EVERY: Duration = Duration::from_millis(100);
+/// How often the main thread checks whether the executors are done.
+const EXIT_POLL: Duration = Duration::from_millis(20);
 
 /// State shared across executors (atomics touched once per produce response, not per message).
 pub struct Shared {
@@ -29,6 +31,8 @@ pub struct Shared {
     /// When the last producer finished (ns on the run clock); 0 while some still run.
     pub producers_done_ns: AtomicU64,
     pub executors_left: AtomicUsize,
+    /// Messages received by all consumers (for --messages with --producers 0).
+    pub consumed: AtomicU64,
 }
 
 /// What one executor hands back.
@@ -53,6 +57,7 @@ pub fn run(workload: Workload) -> Result<Report, BenchError> {
         producers_left: AtomicUsize::new(workload.producers),
         producers_done_ns: AtomicU64::new(0),
         executors_left: AtomicUsize::new(workload.cores),
+        consumed: AtomicU64::new(0),
     });
     let interval = Arc::new(Mutex::new(Window::default()));
     let run_id = SystemTime::now()
@@ -77,9 +82,11 @@ pub fn run(workload: Workload) -> Result<Report, BenchError> {
     }
     let mut progress = Progress::new(clock, &workload);
     while shared.executors_left.load(Ordering::Acquire) > 0 {
-        std::thread::sleep(progress.until_next_line());
-        let window = take_interval(&interval);
-        progress.line(&window);
+        match progress.line_due() {
+            // Short naps, so that the end of the run is noticed quickly.
+            Err(wait) => std::thread::sleep(wait.min(EXIT_POLL)),
+            Ok(()) => progress.line(&take_interval(&interval)),
+        }
     }
     let mut results = Vec::new();
     for handle in handles {
