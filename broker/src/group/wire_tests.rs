@@ -307,6 +307,21 @@ fn given_every_version_when_a_member_joins_syncs_commits_and_leaves_should_answe
             assert_eq!(described.groups[0].group_state.as_str(), "Empty");
             assert_eq!(described.groups[1].group_state.as_str(), "Dead");
         }
+        // The first FindCoordinator created the internal topic; Metadata flags it.
+        let metadata: MetadataResponse = call(
+            &ctx,
+            ApiKey::Metadata,
+            12,
+            &MetadataRequest::default().with_topics(None),
+        )
+        .await;
+        let internal: Vec<_> = metadata
+            .topics
+            .iter()
+            .filter(|t| t.is_internal)
+            .filter_map(|t| t.name.as_ref().map(|n| n.0.to_string()))
+            .collect();
+        assert_eq!(internal, vec![super::OFFSETS_TOPIC.to_string()]);
         let request = ListGroupsRequest::default().with_states_filter(vec![s("Stable")]);
         let listed: ListGroupsResponse = call(&ctx, ApiKey::ListGroups, 4, &request).await;
         assert!(listed.groups.is_empty(), "no group is stable");
