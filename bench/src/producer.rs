@@ -32,6 +32,9 @@ use crate::payload::MessageHeader;
 use crate::run::Shared;
 use crate::stats::LocalStats;
 
+/// Produce requests grow to about this size when many partitions share a leader.
+const REQUEST_BYTES_TARGET: usize = 1 << 20;
+
 /// What a producer reports at the end.
 #[derive(Debug, Default)]
 pub struct ProducerResult {
@@ -128,6 +131,7 @@ struct Producer {
     keys: KeyPicker,
     template: Vec<u8>,
     topic: TopicName,
+    batch_bytes: usize,
 }
 
 impl Producer {
@@ -165,6 +169,7 @@ impl Producer {
             acks,
             keys: KeyPicker::new(ctx.workload.keys, partitions as u32, ctx.id),
             template: ctx.workload.payload.clone(),
+            batch_bytes: ctx.workload.batch_bytes,
             topic: TopicName(StrBytes::from_string(ctx.workload.topic.clone())),
         })
     }
@@ -227,10 +232,11 @@ impl Producer {
         }
     }
 
-    /// A connection sends when its fullest partition batch reaches --batch-size: approximated
-    /// by the bytes buffered for all its partitions.
+    /// A connection sends when it holds a full batch for each of its partitions, or
+    /// [`REQUEST_BYTES_TARGET`] if that is less (but at least one full batch).
     fn full_bytes(&self, conn_index: usize, w: &Workload) -> usize {
-        w.batch_bytes * self.conns[conn_index].accumulators.len()
+        let all = w.batch_bytes * self.conns[conn_index].accumulators.len();
+        all.min(REQUEST_BYTES_TARGET).max(w.batch_bytes)
     }
 
     async fn sleep_until_due(
@@ -274,6 +280,9 @@ impl Producer {
         }
         .write(&mut acc.values[start..]);
         acc.next_seq += 1;
+        if acc.values.len() >= self.batch_bytes {
+            self.keys.batch_full();
+        }
         acc.keys.push(key);
         acc.send_ns.push(send_ns);
         conn.bytes_buffered += self.template.len();
@@ -294,6 +303,7 @@ impl Producer {
         let (partitions, batches) = build_batches(conn, w)?;
         conn.bytes_buffered = 0;
         conn.oldest_ns = None;
+        self.keys.batch_full();
         conn.correlation_id = conn.correlation_id.wrapping_add(1);
         let request = ProduceRequest::default()
             .with_acks(w.acks)
@@ -565,6 +575,9 @@ struct KeyPicker {
     counter: u64,
     random: u64,
     names: Vec<Bytes>,
+    /// Without keys: the partition messages go to until its batch is full (Kafka's sticky
+    /// partitioner), so that batches fill up whatever the partition count.
+    sticky: u32,
 }
 
 impl KeyPicker {
@@ -583,13 +596,19 @@ impl KeyPicker {
             names: (0..distinct)
                 .map(|i| Bytes::from(format!("key-{i}")))
                 .collect(),
+            sticky: producer % partitions,
         }
+    }
+
+    /// The sticky partition's batch is full (or was sent): move on to the next partition.
+    fn batch_full(&mut self) {
+        self.sticky = (self.sticky + 1) % self.partitions;
     }
 
     fn next(&mut self) -> (Option<Bytes>, u32) {
         self.counter = self.counter.wrapping_add(1);
         match self.keys {
-            Keys::None => (None, (self.counter % u64::from(self.partitions)) as u32),
+            Keys::None => (None, self.sticky),
             Keys::RoundRobin => {
                 let k = (self.counter % u64::from(self.partitions)) as usize;
                 (Some(self.names[k].clone()), k as u32)
