@@ -3,7 +3,7 @@
 //! carries its fields and --verify passes.
 
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
@@ -31,18 +31,22 @@ fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
-/// `target/debug/odradek`, built first if it is missing (`cargo test --workspace` builds it).
+/// The `odradek` binary beside `odradek-bench` (same target directory and profile, whatever
+/// `--target-dir` CI uses), built first if it is missing (`cargo test --workspace` builds it).
 fn broker_binary() -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join("target"));
-    let binary = target.join("debug").join("odradek");
+    let profile_dir = Path::new(BENCH).parent().expect("odradek-bench has a directory");
+    let binary = profile_dir.join("odradek");
     if !binary.exists() {
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "-p", "odradek-broker"])
-            .current_dir(workspace_root())
-            .status()
-            .expect("run cargo build -p odradek-broker");
+        let target_dir = profile_dir.parent().expect("a target directory");
+        let mut build = Command::new(env!("CARGO"));
+        build
+            .args(["build", "-p", "odradek-broker", "--target-dir"])
+            .arg(target_dir)
+            .current_dir(workspace_root());
+        if profile_dir.ends_with("release") {
+            build.arg("--release");
+        }
+        let status = build.status().expect("run cargo build -p odradek-broker");
         assert!(status.success(), "cargo build -p odradek-broker failed");
     }
     assert!(binary.exists(), "no broker binary at {}", binary.display());
