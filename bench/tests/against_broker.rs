@@ -34,7 +34,9 @@ fn workspace_root() -> PathBuf {
 /// The `odradek` binary beside `odradek-bench` (same target directory and profile, whatever
 /// `--target-dir` CI uses), built first if it is missing (`cargo test --workspace` builds it).
 fn broker_binary() -> PathBuf {
-    let profile_dir = Path::new(BENCH).parent().expect("odradek-bench has a directory");
+    let profile_dir = Path::new(BENCH)
+        .parent()
+        .expect("odradek-bench has a directory");
     let binary = profile_dir.join("odradek");
     if !binary.exists() {
         let target_dir = profile_dir.parent().expect("a target directory");
