@@ -92,11 +92,16 @@ pub async fn serve(ctx: &ShardCtx, request: GroupRequest) -> GroupReply {
             member_id,
             instance_id,
             generation,
+            protocol,
             assignments,
         } => GroupReply::Sync(match loading {
             true => SyncResult::error(ResponseError::CoordinatorLoadInProgress),
             false => {
                 let step = with_group(&group, false, |g| {
+                    if !g.protocol_matches(protocol.0.as_deref(), protocol.1.as_deref()) {
+                        let error = ResponseError::InconsistentGroupProtocol;
+                        return Step::Now(SyncResult::error(error));
+                    }
                     g.sync(
                         &member_id,
                         instance_id.as_deref(),

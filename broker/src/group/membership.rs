@@ -81,6 +81,13 @@ impl Group {
         Step::Wait(rx)
     }
 
+    /// SyncGroup v5+ names the protocol type and name the member got from JoinGroup; when given
+    /// they must be the group's.
+    pub fn protocol_matches(&self, protocol_type: Option<&str>, name: Option<&str>) -> bool {
+        protocol_type.is_none_or(|t| self.protocol_type.as_deref() == Some(t))
+            && name.is_none_or(|n| self.protocol.as_deref() == Some(n))
+    }
+
     fn sync_result_for(&self, id: &str) -> SyncResult {
         SyncResult {
             error: 0,

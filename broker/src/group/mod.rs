@@ -55,6 +55,8 @@ pub enum GroupRequest {
         member_id: String,
         instance_id: Option<String>,
         generation: i32,
+        /// v5+: what the member believes the group's protocol type and name are.
+        protocol: (Option<String>, Option<String>),
         assignments: Vec<(String, Bytes)>,
     },
     Heartbeat {

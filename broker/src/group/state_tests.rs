@@ -307,3 +307,15 @@ fn given_a_member_id_handed_out_when_never_used_should_expire_and_not_block_the_
     g.tick(10_101, LIMITS);
     assert_eq!(done(&mut rx_a).generation, 2);
 }
+
+#[test]
+fn given_a_stable_group_should_match_only_its_own_protocol() {
+    let mut g = Group::new("g", 0);
+    let (a, mut rx) = join_new(&mut g, 0);
+    done(&mut rx);
+    now_sync(&mut g, &a, 1);
+    assert!(g.protocol_matches(None, None));
+    assert!(g.protocol_matches(Some("consumer"), Some("range")));
+    assert!(!g.protocol_matches(Some("connect"), Some("range")));
+    assert!(!g.protocol_matches(Some("consumer"), Some("roundrobin")));
+}

@@ -25,6 +25,10 @@ pub async fn handle(
         member_id: request.member_id.to_string(),
         instance_id: request.group_instance_id.map(|i| i.to_string()),
         generation: request.generation_id,
+        protocol: (
+            request.protocol_type.map(|t| t.to_string()),
+            request.protocol_name.map(|n| n.to_string()),
+        ),
         assignments: request
             .assignments
             .into_iter()
