@@ -149,6 +149,18 @@ answer="$("${KCAT[@]}" -Q -t "$topic:0:$fifth")" || fail "kcat -Q failed"
 grep -q "offset $want_offset\b" <<<"$answer" ||
     fail "kcat -Q $topic:0:$fifth: want offset $want_offset, got: $answer"
 
+# --- kcat: a consumer group (old librdkafka's group APIs) reads everything, then resumes --------
+topic="compat-group"
+log "kcat -G: a consumer group reads $topic, commits, and resumes after new records"
+seq 1 200 | "${KCAT[@]}" -P -t "$topic" -X request.required.acks=-1 || fail "kcat produce to $topic failed"
+got="$(timeout 120 "${KCAT[@]}" -G compat-kcat-group -X auto.offset.reset=earliest -e -q -f '%s\n' "$topic" | sort -n)" ||
+    fail "kcat -G on $topic failed or hung"
+expect_eq "kcat -G first read of $topic" "$(seq 1 200)" "$got"
+seq 201 250 | "${KCAT[@]}" -P -t "$topic" -X request.required.acks=-1 || fail "kcat produce to $topic failed"
+got="$(timeout 120 "${KCAT[@]}" -G compat-kcat-group -X auto.offset.reset=earliest -e -q -f '%s\n' "$topic" | sort -n)" ||
+    fail "kcat -G on $topic failed or hung"
+expect_eq "kcat -G second read of $topic (from the committed offsets)" "$(seq 201 250)" "$got"
+
 # --- kcat: a torn last batch is recovered and readable --------------------------------------------
 topic="compat-torn"
 log "kcat: 10 single-record batches to $topic, then tear the last one while the broker is down"

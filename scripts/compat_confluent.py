@@ -180,6 +180,31 @@ def consume(bootstrap, delivered):
     consumer.close()
 
 
+def subscribe_and_commit(bootstrap):
+    settings = {
+        "bootstrap.servers": bootstrap,
+        "group.id": "compat-py-group",
+        "enable.auto.commit": False,
+        "auto.offset.reset": "earliest",
+    }
+    consumer = Consumer(settings)
+    consumer.subscribe([TOPIC])
+    seen = set()
+    deadline = time.time() + 90
+    while len(seen) < RECORDS:
+        check(time.time() < deadline, f"the group consumed {len(seen)} of {RECORDS} within 90 s")
+        message = consumer.poll(0.5)
+        if message is None or message.error():
+            continue
+        seen.add((message.partition(), message.offset()))
+    check(len(seen) == RECORDS, f"the group read {len(seen)} distinct records, want {RECORDS}")
+    consumer.commit(asynchronous=False)
+    committed = consumer.committed([TopicPartition(TOPIC, p) for p in range(PARTITIONS)], timeout=TIMEOUT_S)
+    consumer.close()
+    total = sum(tp.offset for tp in committed)
+    check(total == RECORDS, f"committed offsets add up to {total}, want {RECORDS}: {committed}")
+
+
 def watermarks(bootstrap, partition):
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "compat-py-watermarks"})
     try:
@@ -198,6 +223,9 @@ def main():
     delivered = produce(bootstrap)
     log("consume them back")
     consume(bootstrap, delivered)
+
+    log("consume them again through a subscribed consumer group, and commit")
+    subscribe_and_commit(bootstrap)
 
     log("describe_cluster")
     try:
