@@ -17,6 +17,7 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::records::{
     Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
+use odradek_storage::BatchHeader;
 
 use super::state::Committed;
 
@@ -152,33 +153,47 @@ pub fn encode_batch(items: &[(OffsetKey, Option<Committed>)], now_ms: i64) -> Op
 }
 
 /// Applies every commit and tombstone in `batches` (whole batches, back to back) to `into`.
-/// Returns the offset after the last record seen, if any.
+/// A batch that does not decode (anything but this broker's own commits could be there) is
+/// skipped with a warning. Returns the offset after the last batch seen, if any.
 pub fn apply_batches(
-    mut batches: Bytes,
+    batches: Bytes,
     into: &mut HashMap<OffsetKey, Committed>,
 ) -> Result<Option<i64>, String> {
-    let sets = RecordBatchDecoder::decode_all(&mut batches).map_err(|e| e.to_string())?;
+    let mut rest = batches;
     let mut next = None;
-    for set in sets {
-        for record in set.records {
-            next = Some(record.offset + 1);
-            if record.control {
-                continue;
-            }
-            let Some(key) = record.key.and_then(decode_key) else {
-                continue;
-            };
-            match record.value.and_then(decode_value) {
-                Some(value) => {
-                    into.insert(key, value);
-                }
-                None => {
-                    into.remove(&key);
-                }
-            }
+    while !rest.is_empty() {
+        let header = BatchHeader::parse(&rest).ok_or("truncated batch header")?;
+        let total = header.total_bytes().ok_or("batch length too small")?;
+        if total > rest.len() {
+            return Err("truncated batch".into());
+        }
+        next = Some(header.last_offset() + 1);
+        let mut batch = rest.split_to(total);
+        match RecordBatchDecoder::decode(&mut batch) {
+            Ok(set) => apply_records(set.records, into),
+            Err(error) => tracing::warn!(%error, "skipping a batch of __consumer_offsets"),
         }
     }
     Ok(next)
+}
+
+fn apply_records(records: Vec<Record>, into: &mut HashMap<OffsetKey, Committed>) {
+    for record in records {
+        if record.control {
+            continue;
+        }
+        let Some(key) = record.key.and_then(decode_key) else {
+            continue;
+        };
+        match record.value.and_then(decode_value) {
+            Some(value) => {
+                into.insert(key, value);
+            }
+            None => {
+                into.remove(&key);
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -246,5 +261,22 @@ mod tests {
         assert_eq!(next, Some(3));
         assert_eq!(map.len(), 1);
         assert_eq!(map.get(&key()), Some(&value()));
+    }
+
+    #[test]
+    fn a_batch_that_does_not_decode_is_skipped() {
+        let good = encode_batch(&[(key(), Some(value()))], 1).expect("encode");
+        let mut bad = BytesMut::from(&good[..]);
+        // Corrupt the records (past the 61-byte header): the batch no longer decodes.
+        let len = bad.len();
+        bad[len - 3] = 0x7f;
+        bad[61] = 0x7f;
+        let mut both = BytesMut::new();
+        both.extend_from_slice(&bad);
+        both.extend_from_slice(&good);
+        let mut map = HashMap::new();
+        let next = apply_batches(both.freeze(), &mut map).expect("the good batch decodes");
+        assert_eq!(map.get(&key()), Some(&value()));
+        assert_eq!(next, Some(1));
     }
 }
