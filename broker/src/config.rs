@@ -83,10 +83,12 @@ pub struct BrokerConfig {
     pub max_connections: usize,
     /// `queued.max.requests`: requests in flight per connection.
     pub queued_max_requests: usize,
-    /// `group.initial.rebalance.delay.ms` (consumer groups, a later issue).
+    /// `group.initial.rebalance.delay.ms`: delay of a new group's first rebalance.
     pub group_initial_rebalance_delay_ms: u64,
-    /// `offsets.topic.num.partitions` (consumer groups, a later issue).
+    /// `offsets.topic.num.partitions`: partitions of `__consumer_offsets`.
     pub offsets_topic_num_partitions: u32,
+    /// `offsets.retention.minutes`: committed offsets of an empty group expire after this.
+    pub offsets_retention_minutes: u64,
     /// Names set explicitly by a file or `--set` (DescribeConfigs reports them as static).
     pub explicitly_set: BTreeSet<String>,
     /// Names changed at run time (IncrementalAlterConfigs on the BROKER resource).
@@ -120,6 +122,7 @@ impl Default for BrokerConfig {
             queued_max_requests: 500,
             group_initial_rebalance_delay_ms: 3000,
             offsets_topic_num_partitions: 50,
+            offsets_retention_minutes: 7 * 24 * 60,
             explicitly_set: BTreeSet::new(),
             dynamic_set: BTreeSet::new(),
         }

@@ -312,4 +312,11 @@ pub const SETTINGS: &[Setting] = &[
         |c| c.offsets_topic_num_partitions.to_string(),
         |c, v| c.offsets_topic_num_partitions = int_in(v, 1, 10_000)?
     ),
+    setting!(
+        "offsets.retention.minutes",
+        [],
+        "Committed offsets of an empty group expire after this.",
+        |c| c.offsets_retention_minutes.to_string(),
+        |c, v| c.offsets_retention_minutes = int_in(v, 1, 100 * 365 * 24 * 60)?
+    ),
 ];

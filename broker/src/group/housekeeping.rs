@@ -21,8 +21,6 @@ use crate::shard::ShardCtx;
 const TICK: Duration = Duration::from_millis(100);
 /// How often offsets of long-empty groups are expired.
 const EXPIRY_EVERY_TICKS: u32 = 600;
-/// Kafka's `offsets.retention.minutes` default: 7 days.
-pub const OFFSETS_RETENTION_MS: i64 = 7 * 24 * 60 * 60 * 1000;
 /// One replay read.
 const REPLAY_READ_BYTES: usize = 1 << 20;
 
@@ -155,12 +153,13 @@ async fn tick_loop(ctx: Rc<ShardCtx>) {
 }
 
 pub(super) async fn expire_offsets(ctx: &ShardCtx, now: i64) {
+    let retention_ms = offsets_retention_ms(ctx);
     let expired: Vec<(String, Vec<(String, i32)>)> = {
         let table = shard_groups();
         let mut groups = table.groups.borrow_mut();
         groups
             .values_mut()
-            .map(|g| (g.id.clone(), g.expire_offsets(now, OFFSETS_RETENTION_MS)))
+            .map(|g| (g.id.clone(), g.expire_offsets(now, retention_ms)))
             .filter(|(_, keys)| !keys.is_empty())
             .collect()
     };
@@ -169,4 +168,9 @@ pub(super) async fn expire_offsets(ctx: &ShardCtx, now: i64) {
         let code = append(ctx, &group, &tombstones(&group, keys)).await;
         tracing::info!(group = %group, partitions = count, code, "committed offsets expired");
     }
+}
+
+/// `offsets.retention.minutes` in milliseconds.
+pub(super) fn offsets_retention_ms(ctx: &ShardCtx) -> i64 {
+    i64::try_from(ctx.config.offsets_retention_minutes.saturating_mul(60_000)).unwrap_or(i64::MAX)
 }
