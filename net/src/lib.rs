@@ -9,12 +9,14 @@
 //! - [`frame`]: length-prefixed frames (`i32` big-endian length, then the payload), bounded.
 //! - [`header`]: the request header (API key, version, correlation id, client id).
 //! - [`codec`]: request bodies and length-prefixed responses, via the `kafka-protocol` crate.
+//! - [`client`]: the client side of the codec: encode requests, decode responses, blocking reads.
 //! - [`legacy`]: Produce v0–2, advertised for old clients, answered with UNSUPPORTED_VERSION.
 //! - [`conn`]: the connection loop: pipelined requests, bounded in flight, in-order responses.
 //! - [`shutdown`]: a broadcast "stop now" signal for accept and connection loops.
 //! - [`guard_alloc`]: the global allocator that keeps a lying length prefix from aborting the
 //!   process (the codec reserves what a peer declares before reading it).
 
+pub mod client;
 pub mod codec;
 pub mod conn;
 pub mod error;
