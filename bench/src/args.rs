@@ -46,6 +46,10 @@ pub struct Cli {
     /// Executors (threads), one per core given to the tool.
     #[arg(long, default_value_t = 1)]
     pub cores: usize,
+    /// Pin executor i to CPU i (by default executors float, which suits a machine shared with
+    /// the broker).
+    #[arg(long)]
+    pub pin: bool,
     /// Producer tasks (each with its own connection to every leader).
     #[arg(long, default_value_t = 1)]
     pub producers: usize,
@@ -142,6 +146,7 @@ pub struct Workload {
     pub partitions: i32,
     pub replication_factor: i16,
     pub cores: usize,
+    pub pin: bool,
     pub producers: usize,
     pub consumers: usize,
     pub message_bytes: usize,
@@ -183,6 +188,10 @@ impl Cli {
         }
         if !(1..=256).contains(&self.cores) {
             return usage(format!("--cores {} is not in 1..=256", self.cores));
+        }
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        if self.pin && self.cores > cpus {
+            return usage(format!("--pin with --cores {} on {cpus} CPUs", self.cores));
         }
         if self.producers > TASKS_MAX || self.consumers > TASKS_MAX {
             return usage(format!("at most {TASKS_MAX} producers and consumers"));
@@ -255,6 +264,7 @@ impl Cli {
             partitions: self.partitions,
             replication_factor: self.replication_factor,
             cores: self.cores,
+            pin: self.pin,
             producers: self.producers,
             consumers: self.consumers,
             message_bytes: self.message_size,

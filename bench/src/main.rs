@@ -11,6 +11,7 @@
 //! - [`producer`]: batching, pipelining, fixed-rate scheduling without coordinated omission.
 //! - [`consumer`]: fetching assigned partitions, end-to-end latency, sequence checks.
 //! - [`payload`]: the header at the front of every message value.
+//! - [`preflight`]: io_uring and locked-memory checks before glommio starts.
 //! - [`stats`]: counters and histograms per executor.
 //! - [`run`]: executors and the progress loop.
 //! - [`report`]: progress lines, the summary, JSON, the --verify verdict.
@@ -23,6 +24,7 @@ mod consumer;
 mod error;
 mod html;
 mod payload;
+mod preflight;
 mod producer;
 mod report;
 mod run;
@@ -75,6 +77,7 @@ fn main() -> ExitCode {
 
 fn run(cli: args::Cli) -> Result<bool, BenchError> {
     let workload = cli.into_workload()?;
+    preflight::check()?;
     let (json, html) = (workload.json.clone(), workload.html.clone());
     let report = run::run(workload)?;
     report.print();

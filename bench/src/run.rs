@@ -74,7 +74,12 @@ pub fn run(workload: Workload) -> Result<Report, BenchError> {
             shared: Arc::clone(&shared),
             interval: Arc::clone(&interval),
         };
-        let handle = LocalExecutorBuilder::new(Placement::Unbound)
+        let placement = if workload.pin {
+            Placement::Fixed(core)
+        } else {
+            Placement::Unbound
+        };
+        let handle = LocalExecutorBuilder::new(placement)
             .name(&format!("bench-{core}"))
             .spawn(move || plan.run())
             .map_err(|e| BenchError::Executor(e.to_string()))?;
