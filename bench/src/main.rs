@@ -8,6 +8,7 @@
 //! - [`args`]: the command line, checked into a [`args::Workload`].
 //! - [`client`]: connect, encode a request, read and decode a response, all with timeouts.
 //! - [`bootstrap`]: ApiVersions, Metadata, CreateTopics, ListOffsets.
+//! - [`keys`]: message keys and partitions (sticky without keys).
 //! - [`producer`]: batching, pipelining, fixed-rate scheduling without coordinated omission.
 //! - [`consumer`]: fetching assigned partitions, end-to-end latency, sequence checks.
 //! - [`payload`]: the header at the front of every message value.
@@ -23,6 +24,7 @@ mod client;
 mod consumer;
 mod error;
 mod html;
+mod keys;
 mod payload;
 mod preflight;
 mod producer;

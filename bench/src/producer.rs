@@ -24,10 +24,11 @@ use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse, TopicNam
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::{Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
 
-use crate::args::{Keys, Workload};
+use crate::args::Workload;
 use crate::bootstrap::Cluster;
 use crate::client::{self, with_timeout};
 use crate::error::BenchError;
+use crate::keys::KeyPicker;
 use crate::payload::MessageHeader;
 use crate::run::Shared;
 use crate::stats::LocalStats;
@@ -566,65 +567,4 @@ async fn read_one_ack(
         }
     }
     Ok(())
-}
-
-/// Chooses each message's key and partition.
-struct KeyPicker {
-    keys: Keys,
-    partitions: u32,
-    counter: u64,
-    random: u64,
-    names: Vec<Bytes>,
-    /// Without keys: the partition messages go to until its batch is full (Kafka's sticky
-    /// partitioner), so that batches fill up whatever the partition count.
-    sticky: u32,
-}
-
-impl KeyPicker {
-    fn new(keys: Keys, partitions: u32, producer: u32) -> KeyPicker {
-        let distinct = match keys {
-            Keys::None => 0,
-            Keys::RoundRobin => partitions,
-            Keys::Random(n) => n.min(1 << 16),
-        };
-        KeyPicker {
-            keys,
-            partitions,
-            counter: u64::from(producer),
-            random: 0x9E37_79B9_7F4A_7C15
-                ^ (u64::from(producer) + 1).wrapping_mul(0xA24B_AED4_963E_E407),
-            names: (0..distinct)
-                .map(|i| Bytes::from(format!("key-{i}")))
-                .collect(),
-            sticky: producer % partitions,
-        }
-    }
-
-    /// The sticky partition's batch is full (or was sent): move on to the next partition.
-    fn batch_full(&mut self) {
-        self.sticky = (self.sticky + 1) % self.partitions;
-    }
-
-    fn next(&mut self) -> (Option<Bytes>, u32) {
-        self.counter = self.counter.wrapping_add(1);
-        match self.keys {
-            Keys::None => (None, self.sticky),
-            Keys::RoundRobin => {
-                let k = (self.counter % u64::from(self.partitions)) as usize;
-                (Some(self.names[k].clone()), k as u32)
-            }
-            Keys::Random(n) => {
-                // xorshift64: cheap, and good enough to spread keys.
-                self.random ^= self.random << 13;
-                self.random ^= self.random >> 7;
-                self.random ^= self.random << 17;
-                let k = self.random % u64::from(n);
-                let key = match self.names.get(k as usize) {
-                    Some(name) => name.clone(),
-                    None => Bytes::from(format!("key-{k}")),
-                };
-                (Some(key), (k % u64::from(self.partitions)) as u32)
-            }
-        }
-    }
 }
