@@ -15,6 +15,7 @@
 //!   `odradek-net`'s connection loop.
 //! - [`retention`]: the per-shard retention timer.
 //! - [`group`]: consumer groups and committed offsets (the group coordinator).
+//! - [`cli`]: the admin subcommands (`odradek topic …`, `odradek group …`), blocking Kafka clients.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -27,6 +28,7 @@ use clap::{CommandFactory, FromArgMatches};
 #[global_allocator]
 static ALLOCATOR: odradek_net::guard_alloc::GuardedAlloc = odradek_net::guard_alloc::GuardedAlloc;
 
+mod cli;
 mod config;
 mod control;
 mod data_path;
@@ -56,9 +58,13 @@ use config::BrokerConfig;
 ///
 /// Settings use Kafka's names (num.partitions, log.retention.ms, auto.create.topics.enable, …);
 /// README lists them. Later sources win: defaults, --config, --set, then the flags below.
+/// With a subcommand (`topic`, `group`), odradek is instead an admin client of a running broker.
 #[derive(clap::Parser, Debug)]
-#[command(name = "odradek", version)]
+#[command(name = "odradek", version, args_conflicts_with_subcommands = true)]
 struct Cli {
+    /// Admin commands; without one, odradek runs the broker.
+    #[command(subcommand)]
+    command: Option<cli::Command>,
     /// Address every shard accepts Kafka connections on (port 0: any free port).
     #[arg(long, value_name = "HOST:PORT")]
     listen: Option<String>,
@@ -80,6 +86,11 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
+    let mut cli = parse_cli();
+    // An admin command is a plain blocking client: no executors, no preflight, no signal mask.
+    if let Some(command) = cli.command.take() {
+        return cli::run(command);
+    }
     init_logging();
     exit_on_panic();
     // Before any thread starts, so that only the signal thread receives SIGTERM and SIGINT.
@@ -87,7 +98,6 @@ fn main() -> ExitCode {
         Ok(set) => set,
         Err(error) => return fail(format!("cannot block stop signals: {error}")),
     };
-    let cli = parse_cli();
     let (config, cores) = match build_config(&cli) {
         Ok(config) => config,
         Err(message) => return fail(message),
