@@ -33,6 +33,8 @@ use crate::payload::MessageHeader;
 use crate::run::Shared;
 use crate::stats::LocalStats;
 
+/// Messages generated per clock reading when producing as fast as possible.
+const BURST_MSGS: u64 = 32;
 /// Produce requests grow to about this size when many partitions share a leader.
 const REQUEST_BYTES_TARGET: usize = 1 << 20;
 
@@ -193,26 +195,27 @@ impl Producer {
             if now >= clock.deadline_ns || ctx.quota.is_some_and(|q| generated >= q) {
                 return Ok(());
             }
-            // Messages due by now (at a fixed rate), or a batch's worth (as fast as possible).
+            // Messages due by now (at a fixed rate), or a burst (as fast as possible: the burst
+            // shares one clock reading, and ends at the first send, which may wait).
             let due = if interval_ns > 0.0 {
                 ((now - start_ns) as f64 / interval_ns) as u64 + 1
             } else {
-                generated + 1
+                generated + BURST_MSGS
             };
             let due = ctx.quota.map_or(due, |q| due.min(q));
             while generated < due {
                 let send_ns = if interval_ns > 0.0 {
                     start_ns + (generated as f64 * interval_ns) as u64
                 } else {
-                    clock.now_ns()
+                    now
                 };
                 let conn_index = self.append(ctx, send_ns);
                 generated += 1;
                 if self.conns[conn_index].bytes_buffered >= self.full_bytes(conn_index, w) {
                     self.send(conn_index, ctx).await?;
-                }
-                if interval_ns == 0.0 {
-                    break;
+                    if interval_ns == 0.0 {
+                        break;
+                    }
                 }
             }
             let now = clock.now_ns();
