@@ -492,3 +492,50 @@ fn given_records_when_deleted_before_an_offset_should_move_the_log_start_offset(
     );
     assert_eq!(common::watermarks(&reader, name, 0), (40, 100));
 }
+
+#[test]
+fn given_topic_overrides_when_altered_with_the_legacy_api_should_replace_the_whole_set() {
+    let broker = Broker::start();
+    let name = "legacy-alter";
+    create_topic(
+        &broker.bootstrap(),
+        name,
+        1,
+        &[("retention.ms", "123456789"), ("segment.bytes", "2097152")],
+    );
+    // rdkafka's alter_configs sends AlterConfigs (API key 33), not the incremental API.
+    let admin = admin(&broker.bootstrap());
+    let alter = rdkafka::admin::AlterConfig::new(ResourceSpecifier::Topic(name))
+        .set("retention.bytes", "7340032");
+    let results =
+        block_on(admin.alter_configs([&alter], &admin_options())).expect("AlterConfigs request");
+    assert!(results[0].is_ok(), "AlterConfigs: {results:?}");
+
+    let configs = describe_topic_configs(&broker.bootstrap(), name);
+    assert_eq!(
+        configs.get("retention.bytes"),
+        Some(&Some("7340032".to_string()))
+    );
+    // Left out of the request: back to the broker defaults.
+    assert_eq!(
+        configs.get("retention.ms"),
+        Some(&Some("604800000".to_string())),
+        "{configs:?}"
+    );
+    assert_eq!(
+        configs.get("segment.bytes"),
+        Some(&Some("1073741824".to_string())),
+        "{configs:?}"
+    );
+
+    let bad = rdkafka::admin::AlterConfig::new(ResourceSpecifier::Topic(name))
+        .set("retention.bytes", "lots");
+    // The rdkafka crate reports every resource as Ok whatever its error code, so what counts
+    // is that the refused value was not stored.
+    block_on(admin.alter_configs([&bad], &admin_options())).expect("AlterConfigs request");
+    let configs = describe_topic_configs(&broker.bootstrap(), name);
+    assert_eq!(
+        configs.get("retention.bytes"),
+        Some(&Some("7340032".to_string()))
+    );
+}

@@ -1,6 +1,7 @@
-//! IncrementalAlterConfigs for TOPIC resources (SET, DELETE, APPEND, SUBTRACT), applied by the
-//! control plane on shard 0, which pushes the new log settings to the owning shards. Broker
-//! settings are static: altering them is refused with INVALID_CONFIG.
+//! IncrementalAlterConfigs for TOPIC and BROKER resources (SET, DELETE, APPEND, SUBTRACT), applied
+//! by the control plane on shard 0, which pushes the new log settings to the owning shards. On
+//! the BROKER resource only the defaults behind topic configs change at run time; other broker
+//! settings are refused with INVALID_CONFIG.
 
 use std::collections::BTreeMap;
 use std::rc::Rc;
@@ -53,64 +54,62 @@ async fn alter_resource(
     resource: AlterConfigsResource,
     validate_only: bool,
 ) -> Result<(), ControlError> {
-    match resource.resource_type {
-        RESOURCE_TOPIC => alter_topic(ctx, resource, validate_only).await,
-        RESOURCE_BROKER => alter_broker(ctx, resource, validate_only).await,
+    let edit = |configs: &mut BTreeMap<String, String>| {
+        resource
+            .configs
+            .iter()
+            .try_for_each(|op| apply_op(configs, op))
+    };
+    let name = resource.resource_name.as_str();
+    edit_overrides(ctx, resource.resource_type, name, edit, validate_only).await
+}
+
+/// Applies `edit` to the overrides of one resource — a topic, or the broker (`""` or this node's
+/// id: the run-time defaults) — and has the control plane validate and store the result.
+/// IncrementalAlterConfigs and the legacy AlterConfigs differ only in their `edit`.
+pub(super) async fn edit_overrides(
+    ctx: &Rc<ShardCtx>,
+    resource_type: i8,
+    name: &str,
+    edit: impl FnOnce(&mut BTreeMap<String, String>) -> Result<(), ControlError>,
+    validate_only: bool,
+) -> Result<(), ControlError> {
+    match resource_type {
+        RESOURCE_TOPIC => {
+            let Some(meta) = ctx.metadata().topic(name).cloned() else {
+                return Err(ControlError::new(
+                    ResponseError::UnknownTopicOrPartition,
+                    format!("topic '{name}' does not exist"),
+                ));
+            };
+            let mut configs = meta.configs;
+            edit(&mut configs)?;
+            let name = name.to_string();
+            let request = ControlRequest::SetTopicConfigs {
+                name,
+                configs,
+                validate_only,
+            };
+            control::call_topic(ctx, request).await.map(|_| ())
+        }
+        RESOURCE_BROKER => {
+            if !name.is_empty() && name != ctx.config.node_id.to_string() {
+                let message = format!("this is broker {}, not '{name}'", ctx.config.node_id);
+                return Err(ControlError::new(ResponseError::InvalidRequest, message));
+            }
+            let mut configs = ctx.metadata().broker_overrides.clone();
+            edit(&mut configs)?;
+            let request = ControlRequest::SetBrokerConfigs {
+                configs,
+                validate_only,
+            };
+            control::call(ctx, request).await.map(|_| ())
+        }
         other => Err(ControlError::new(
             ResponseError::InvalidRequest,
             format!("resource type {other} is not served"),
         )),
     }
-}
-
-/// Broker resource `""` (cluster-wide default) or this node's id: the run-time overrides.
-async fn alter_broker(
-    ctx: &Rc<ShardCtx>,
-    resource: AlterConfigsResource,
-    validate_only: bool,
-) -> Result<(), ControlError> {
-    let name = resource.resource_name.as_str();
-    if !name.is_empty() && name != ctx.config.node_id.to_string() {
-        let message = format!("this is broker {}, not '{name}'", ctx.config.node_id);
-        return Err(ControlError::new(ResponseError::InvalidRequest, message));
-    }
-    let mut configs = ctx.metadata().broker_overrides.clone();
-    for op in &resource.configs {
-        apply_op(&mut configs, op)?;
-    }
-    let request = ControlRequest::SetBrokerConfigs {
-        configs,
-        validate_only,
-    };
-    control::call(ctx, request).await.map(|_| ())
-}
-
-async fn alter_topic(
-    ctx: &Rc<ShardCtx>,
-    resource: AlterConfigsResource,
-    validate_only: bool,
-) -> Result<(), ControlError> {
-    let name = resource.resource_name.to_string();
-    let Some(meta) = ctx.metadata().topic(&name).cloned() else {
-        return Err(ControlError::new(
-            ResponseError::UnknownTopicOrPartition,
-            format!("topic '{name}' does not exist"),
-        ));
-    };
-    let mut configs = meta.configs;
-    for op in &resource.configs {
-        apply_op(&mut configs, op)?;
-    }
-    control::call_topic(
-        ctx,
-        ControlRequest::SetTopicConfigs {
-            name,
-            configs,
-            validate_only,
-        },
-    )
-    .await
-    .map(|_| ())
 }
 
 fn apply_op(

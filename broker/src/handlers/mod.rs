@@ -9,7 +9,7 @@
 //! or to shard 0 where noted):
 //! - [`api_versions`], [`metadata`] (auto-create: shard 0), [`describe_cluster`]
 //! - [`create_topics`], [`delete_topics`], [`create_partitions`] (shard 0)
-//! - [`describe_configs`], [`incremental_alter_configs`] (alter: shard 0)
+//! - [`describe_configs`], [`incremental_alter_configs`], [`alter_configs`] (alter: shard 0)
 //! - [`produce`], [`fetch`], [`list_offsets`], [`delete_records`] (owning shards)
 //! - [`find_coordinator`], [`join_group`], [`sync_group`], [`heartbeat`], [`leave_group`],
 //!   [`offset_commit`], [`offset_fetch`], [`describe_groups`], [`delete_groups`],
@@ -23,6 +23,7 @@ use odradek_net::{decode_body, encode_response, legacy, NetError, Request};
 
 use crate::shard::ShardCtx;
 
+pub mod alter_configs;
 pub mod api_versions;
 pub mod create_partitions;
 pub mod create_topics;
@@ -105,6 +106,10 @@ pub const API_TABLE: &[ApiEntry] = &[
     ApiEntry {
         key: incremental_alter_configs::API_KEY,
         versions: incremental_alter_configs::VERSIONS,
+    },
+    ApiEntry {
+        key: alter_configs::API_KEY,
+        versions: alter_configs::VERSIONS,
     },
     ApiEntry {
         key: describe_cluster::API_KEY,
@@ -223,6 +228,7 @@ pub async fn dispatch(ctx: &Rc<ShardCtx>, request: Request) -> Reply {
         ApiKey::DescribeConfigs => serve!(describe_configs, ctx, request),
         ApiKey::CreatePartitions => serve!(create_partitions, ctx, request),
         ApiKey::IncrementalAlterConfigs => serve!(incremental_alter_configs, ctx, request),
+        ApiKey::AlterConfigs => serve!(alter_configs, ctx, request),
         ApiKey::DescribeCluster => serve!(describe_cluster, ctx, request),
         ApiKey::FindCoordinator => serve!(find_coordinator, ctx, request),
         ApiKey::JoinGroup => serve!(join_group, ctx, request),
