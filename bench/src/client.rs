@@ -18,8 +18,8 @@ use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 
 use crate::error::BenchError;
 
-/// The largest response frame we accept (a fetch of many partitions can be large).
-pub const RESPONSE_BYTES_MAX: usize = 512 << 20;
+/// The largest response frame we accept: a fetch asks for at most 64 MiB.
+pub const RESPONSE_BYTES_MAX: usize = 128 << 20;
 const CLIENT_ID: &str = "odradek-bench";
 
 /// Runs `future` for at most `limit`; `None` when the time ran out.

@@ -33,6 +33,14 @@ const PARTITION_FETCH_BYTES_MAX: i32 = 2 << 20;
 /// Record batch header: baseOffset (8), batchLength (4), then 49 bytes up to the records.
 const BATCH_HEADER_BYTES: usize = 61;
 const LAST_OFFSET_DELTA_AT: usize = 23;
+const ATTRIBUTES_AT: usize = 21;
+const RECORD_COUNT_AT: usize = 57;
+/// The smallest encoded record: length, attributes, timestamp and offset deltas, key and value
+/// lengths, header count (one byte each at least).
+const RECORD_BYTES_MIN: usize = 7;
+/// Records per compressed batch we accept: the decoder reserves room for the declared count
+/// before reading, so a lying header must not reach it.
+const COMPRESSED_RECORDS_MAX: usize = 4 << 20;
 
 /// Sequence checks of one partition.
 #[derive(Debug, Default, Clone)]
@@ -265,10 +273,30 @@ fn whole_batches(mut records: Bytes) -> Result<Vec<(Bytes, i64)>, BenchError> {
             break;
         }
         let batch = records.split_to(total);
+        check_record_count(&batch, base_offset)?;
         let last_delta = (&batch[LAST_OFFSET_DELTA_AT..LAST_OFFSET_DELTA_AT + 4]).get_i32();
         batches.push((batch, base_offset + i64::from(last_delta) + 1));
     }
     Ok(batches)
+}
+
+/// Rejects a batch whose record count cannot be true (see [`COMPRESSED_RECORDS_MAX`]).
+fn check_record_count(batch: &[u8], base_offset: i64) -> Result<(), BenchError> {
+    let attributes = (&batch[ATTRIBUTES_AT..ATTRIBUTES_AT + 2]).get_i16();
+    let count = (&batch[RECORD_COUNT_AT..RECORD_COUNT_AT + 4]).get_i32();
+    let compressed = attributes & 0x7 != 0;
+    let max = if compressed {
+        COMPRESSED_RECORDS_MAX
+    } else {
+        (batch.len() - BATCH_HEADER_BYTES) / RECORD_BYTES_MIN
+    };
+    match usize::try_from(count) {
+        Ok(n) if n <= max => Ok(()),
+        _ => Err(BenchError::Protocol {
+            what: "fetch",
+            reason: format!("record batch at offset {base_offset} claims {count} records"),
+        }),
+    }
 }
 
 /// Decodes `batches` and accounts for every record at or after `from_offset`; returns the
@@ -306,6 +334,61 @@ fn consume_batches(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::{BufMut, BytesMut};
+    use kafka_protocol::records::{
+        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+    };
+
+    fn batch(count: usize) -> Bytes {
+        let records: Vec<Record> = (0..count)
+            .map(|i| Record {
+                transactional: false,
+                control: false,
+                delete_horizon: false,
+                partition_leader_epoch: -1,
+                producer_id: -1,
+                producer_epoch: -1,
+                timestamp_type: TimestampType::Creation,
+                offset: i as i64,
+                sequence: i as i32 - 1,
+                timestamp: 0,
+                key: None,
+                value: Some(Bytes::from_static(b"value")),
+                headers: Default::default(),
+            })
+            .collect();
+        let mut buf = BytesMut::new();
+        let options = RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        };
+        RecordBatchEncoder::encode(&mut buf, records.iter(), &options).expect("encode");
+        buf.freeze()
+    }
+
+    #[test]
+    fn whole_batches_stop_at_a_partial_one_and_give_the_next_offset() {
+        let one = batch(3);
+        let mut two = BytesMut::new();
+        two.put_slice(&one);
+        two.put_slice(&one[..one.len() - 5]);
+        let batches = whole_batches(two.freeze()).expect("valid");
+        assert_eq!(batches.len(), 1);
+        assert_eq!(batches[0].1, 3);
+        for cut in 0..one.len() {
+            assert!(whole_batches(one.slice(..cut)).expect("partial").is_empty());
+        }
+    }
+
+    #[test]
+    fn a_lying_record_count_is_rejected() {
+        let mut bytes = BytesMut::from(&batch(3)[..]);
+        bytes[RECORD_COUNT_AT..RECORD_COUNT_AT + 4].copy_from_slice(&i32::MAX.to_be_bytes());
+        assert!(whole_batches(bytes.freeze()).is_err());
+        let mut bytes = BytesMut::from(&batch(3)[..]);
+        bytes[8..12].copy_from_slice(&(-5i32).to_be_bytes());
+        assert!(whole_batches(bytes.freeze()).is_err());
+    }
 
     #[test]
     fn sequence_checks_find_gaps_and_duplicates() {
