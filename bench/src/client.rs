@@ -201,17 +201,26 @@ impl FrameReader {
     }
 }
 
-/// Writes a whole frame.
+/// Writes a whole frame within `timeout` (a broker that stops reading must not hang us).
 pub async fn write_frame<W: futures::io::AsyncWrite + Unpin>(
     writer: &mut W,
     frame: &[u8],
     addr: SocketAddr,
+    timeout: Duration,
 ) -> Result<(), BenchError> {
-    writer.write_all(frame).await.map_err(|e| BenchError::Io {
-        op: "sending a request",
-        addr,
-        reason: e.to_string(),
-    })
+    match with_timeout(timeout, writer.write_all(frame)).await {
+        Some(Ok(())) => Ok(()),
+        Some(Err(e)) => Err(BenchError::Io {
+            op: "sending a request",
+            addr,
+            reason: e.to_string(),
+        }),
+        None => Err(BenchError::Timeout {
+            what: "sending a request",
+            addr,
+            timeout_ms: timeout.as_millis(),
+        }),
+    }
 }
 
 /// A connection used one request at a time (bootstrap and admin requests).
@@ -255,7 +264,7 @@ impl Conn {
     ) -> Result<i32, BenchError> {
         self.correlation_id = self.correlation_id.wrapping_add(1);
         let frame = encode_request(api_key, version, self.correlation_id, request)?;
-        write_frame(&mut self.stream, &frame, self.addr).await?;
+        write_frame(&mut self.stream, &frame, self.addr, self.timeout).await?;
         Ok(self.correlation_id)
     }
 

@@ -8,7 +8,7 @@ pub enum BenchError {
     Usage(String),
     #[error("cannot connect to {addr}: {reason} (is the broker running and reachable?)")]
     Connect { addr: SocketAddr, reason: String },
-    #[error("{what} from {addr}: no answer within {timeout_ms} ms")]
+    #[error("{what} ({addr}): nothing within {timeout_ms} ms (raise --timeout if the cluster is only slow)")]
     Timeout {
         what: &'static str,
         addr: SocketAddr,

@@ -334,7 +334,7 @@ impl Producer {
             });
             conn.state.pending.signal(1);
         }
-        client::write_frame(&mut conn.writer, &frame, conn.state.addr).await?;
+        client::write_frame(&mut conn.writer, &frame, conn.state.addr, w.timeout).await?;
         if let Some((msgs, bytes)) = unacked_counts {
             let now = ctx.stats.borrow().clock.now_ns();
             ctx.stats.borrow_mut().on_unacked_send(now, msgs, bytes);
