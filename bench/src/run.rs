@@ -59,6 +59,14 @@ pub fn run(workload: Workload) -> Result<Report, BenchError> {
         executors_left: AtomicUsize::new(workload.cores),
         consumed: AtomicU64::new(0),
     });
+    if workload.consumers > cluster.leaders.len() {
+        eprintln!(
+            "note: {} consumers for {} partitions: {} will idle",
+            workload.consumers,
+            cluster.leaders.len(),
+            workload.consumers - cluster.leaders.len()
+        );
+    }
     let interval = Arc::new(Mutex::new(Window::default()));
     let run_id = SystemTime::now()
         .duration_since(UNIX_EPOCH)
