@@ -39,7 +39,7 @@ pub struct Progress {
 }
 
 impl Progress {
-    pub fn new(clock: Clock, _workload: &Workload) -> Progress {
+    pub fn new(clock: Clock) -> Progress {
         Progress {
             clock,
             last_ns: 0,

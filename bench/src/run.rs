@@ -93,7 +93,7 @@ pub fn run(workload: Workload) -> Result<Report, BenchError> {
             .map_err(|e| BenchError::Executor(e.to_string()))?;
         handles.push(handle);
     }
-    let mut progress = Progress::new(clock, &workload);
+    let mut progress = Progress::new(clock);
     while shared.executors_left.load(Ordering::Acquire) > 0 {
         match progress.line_due() {
             // Short naps, so that the end of the run is noticed quickly.
@@ -140,6 +140,9 @@ struct ExecutorPlan {
 
 impl ExecutorPlan {
     async fn run(self) -> ExecutorResult {
+        // glommio's first timer can fire tens of milliseconds late (its issue #653): take that
+        // hit here rather than in a producer's first fixed-rate wait.
+        glommio::timer::sleep(Duration::from_millis(1)).await;
         let stats = Rc::new(RefCell::new(LocalStats::new(self.clock)));
         let flusher =
             glommio::spawn_local(flush_loop(Rc::clone(&stats), Arc::clone(&self.interval)))
