@@ -334,7 +334,12 @@ impl Producer {
             });
             conn.state.pending.signal(1);
         }
-        client::write_frame(&mut conn.writer, &frame, conn.state.addr, w.timeout).await?;
+        let written = client::write_frame(&mut conn.writer, &frame, conn.state.addr, w.timeout);
+        if let Err(error) = written.await {
+            // Nothing more can go out on this connection: stop waiting for its slots.
+            conn.state.slots.close();
+            return Err(error);
+        }
         if let Some((msgs, bytes)) = unacked_counts {
             let now = ctx.stats.borrow().clock.now_ns();
             ctx.stats.borrow_mut().on_unacked_send(now, msgs, bytes);
