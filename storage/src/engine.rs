@@ -28,6 +28,10 @@ pub(crate) struct ShardState {
     pub tail: TailCache,
     /// Whole-size write buffers kept for reuse by the shard's flushers (bounded).
     pub write_buffers: Vec<glommio::io::DmaBuffer>,
+    /// Recently read stretches of segment files (bounded).
+    pub windows: crate::readwin::Windows,
+    /// Device reads issued by fetch reads (a metric).
+    pub device_reads: u64,
 }
 
 impl ShardState {
@@ -36,6 +40,8 @@ impl ShardState {
             pending_bytes: 0,
             tail: TailCache::new(config.tail_cache_bytes),
             write_buffers: Vec::new(),
+            windows: crate::readwin::Windows::default(),
+            device_reads: 0,
         }
     }
 }

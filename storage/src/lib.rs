@@ -31,6 +31,7 @@ mod flusher;
 pub mod index;
 mod log;
 mod read;
+mod readwin;
 mod recovery;
 mod retention;
 mod segment;

@@ -113,6 +113,12 @@ impl ShardStorage {
     pub fn cached_bytes(&self) -> usize {
         self.state.borrow().tail.cached_bytes()
     }
+
+    /// Device reads issued by fetch reads on this shard since start (tail-cache and read-window
+    /// hits issue none).
+    pub fn device_reads(&self) -> u64 {
+        self.state.borrow().device_reads
+    }
 }
 
 /// The log of one partition, owned by one shard.

@@ -9,7 +9,8 @@ use crate::engine::Engine;
 use crate::error::{ReadError, StorageError};
 use crate::fileio;
 use crate::log::{Chunk, FileRegion, ReadOutcome};
-use crate::segment::{walk_batches, BatchMeta, Segment};
+use crate::readwin::WindowSource;
+use crate::segment::{walk_batches, walk_from, BatchMeta, ChunkSource, Segment};
 use crate::types::Offset;
 
 pub(crate) async fn read(
@@ -39,7 +40,7 @@ pub(crate) async fn read(
     let Some(segment) = segment else {
         return Ok(ReadOutcome::default());
     };
-    Ok(read_segment(&segment, offset, max_bytes, upper_bound).await?)
+    Ok(read_segment(&engine.shard, &segment, offset, max_bytes, upper_bound).await?)
 }
 
 /// Serves the read from the tail cache when the batch holding `offset` is there.
@@ -64,11 +65,14 @@ fn read_cached(
     Some(outcome)
 }
 
-/// Whole written batches of `segment` from the one holding `offset`, as one file region.
+/// Whole written batches of `segment` from the one holding `offset`.
 ///
 /// The region's start is found through the index and a short header walk; its end jumps to the
-/// furthest indexed batch start that fits, then walks the few headers after it.
+/// furthest indexed batch start that fits, then walks the few headers after it. The walks and
+/// the region itself are read through the shard's read windows, so a sequential reader mostly
+/// finds them in memory; a region larger than a window is left to the caller as a file region.
 async fn read_segment(
+    shard: &crate::ShardStorage,
     segment: &Rc<Segment>,
     offset: i64,
     max_bytes: usize,
@@ -78,8 +82,15 @@ async fn read_segment(
     let from = u64::from(segment.index.borrow().lookup(segment.relative(offset)));
     let file = segment.file().await?;
     let path = segment.log_path();
+    let source = WindowSource {
+        shard,
+        segment,
+        file: &file,
+        path: &path,
+        written,
+    };
     let mut first: Option<BatchMeta> = None;
-    walk_batches(&file, &path, from, written, |b| {
+    walk_from(&source, &path, from, written, |b| {
         if b.last_offset < offset {
             return true;
         }
@@ -97,7 +108,7 @@ async fn read_segment(
         .borrow()
         .furthest_within(limit, upper_bound - segment.base_offset);
     let mut end = jump.map_or(0, u64::from).max(first.end_position());
-    walk_batches(&file, &path, end, written, |b| {
+    walk_from(&source, &path, end, written, |b| {
         if b.base_offset >= upper_bound || b.end_position() > limit {
             return false;
         }
@@ -107,12 +118,17 @@ async fn read_segment(
     .await?;
     let len = end - first.position;
     assert!(len <= u64::from(u32::MAX), "a read region fits a segment");
-    Ok(ReadOutcome {
-        chunks: vec![Chunk::File(FileRegion {
+    let chunk = if len as usize <= crate::readwin::WINDOW_BYTES {
+        Chunk::Memory(source.chunk(first.position, len as usize).await?)
+    } else {
+        Chunk::File(FileRegion {
             path,
             position: first.position,
             len: len as u32,
-        })],
+        })
+    };
+    Ok(ReadOutcome {
+        chunks: vec![chunk],
         bytes: len as usize,
     })
 }

@@ -256,11 +256,42 @@ impl Segment {
     }
 }
 
-/// Walks batch headers from `position` up to `end`, calling `visit` for each batch wholly below
-/// `end` until it returns `false`. Batches are trusted (they were checked before they were written, or by
-/// recovery); a header that makes no sense ends the walk with an error.
+/// Where a header walk gets its bytes: straight from the file, or through the shard's read
+/// windows ([`crate::readwin`]).
+pub(crate) trait ChunkSource {
+    /// Exactly `len` bytes at `position`, all below the segment's written end.
+    async fn chunk(&self, position: u64, len: usize) -> Result<bytes::Bytes, StorageError>;
+}
+
+/// Reads a segment file directly.
+pub(crate) struct FileSource<'a> {
+    pub file: &'a DmaFile,
+    pub path: &'a Path,
+}
+
+impl ChunkSource for FileSource<'_> {
+    async fn chunk(&self, position: u64, len: usize) -> Result<bytes::Bytes, StorageError> {
+        let bytes = fileio::read_exact_at(self.file, self.path, position, len).await?;
+        Ok(bytes::Bytes::from(bytes))
+    }
+}
+
+/// Walks batch headers from `position` up to `end` straight from the file (see [`walk_from`]).
 pub(crate) async fn walk_batches(
     file: &DmaFile,
+    path: &Path,
+    position: u64,
+    end: u64,
+    visit: impl FnMut(&BatchMeta) -> bool,
+) -> Result<(), StorageError> {
+    walk_from(&FileSource { file, path }, path, position, end, visit).await
+}
+
+/// Walks batch headers from `position` up to `end`, calling `visit` for each batch wholly below
+/// `end` until it returns `false`. Batches are trusted (they were checked before they were
+/// written, or by recovery); a header that makes no sense ends the walk with an error.
+pub(crate) async fn walk_from(
+    source: &impl ChunkSource,
     path: &Path,
     mut position: u64,
     end: u64,
@@ -268,7 +299,7 @@ pub(crate) async fn walk_batches(
 ) -> Result<(), StorageError> {
     while position + HEADER_BYTES as u64 <= end {
         let want = SCAN_CHUNK_BYTES.min((end - position) as usize);
-        let chunk = fileio::read_exact_at(file, path, position, want).await?;
+        let chunk = source.chunk(position, want).await?;
         let mut at = 0usize;
         while let Some(header) = BatchHeader::parse(&chunk[at..]) {
             let len = header
