@@ -14,7 +14,7 @@ pub struct BrokerService {
 }
 
 impl Service for BrokerService {
-    async fn call(self: Rc<Self>, request: Request) -> Result<Option<Bytes>, NetError> {
+    async fn call(self: Rc<Self>, request: Request) -> Result<Option<Vec<Bytes>>, NetError> {
         handlers::dispatch(&self.ctx, request).await
     }
 }

@@ -5,11 +5,13 @@
 //! fields in header v1), the body at the request's version. ApiVersions answers always use
 //! header v0, so that a client that sent a version we do not know can still read the error.
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
+use kafka_protocol::protocol::buf::ByteBufMut;
 use kafka_protocol::protocol::{Decodable, Encodable};
 
 use crate::error::NetError;
+use crate::segmented::SegmentedBuf;
 
 /// Decodes a request body of API `api_key` at `version`.
 pub fn decode_body<T: Decodable>(
@@ -53,26 +55,96 @@ pub fn encode_response_with_header_version<T: Encodable>(
     version: i16,
     header_version: i16,
 ) -> Result<Bytes, NetError> {
-    let encode_err = |e: anyhow::Error| NetError::Encode {
-        api_key: api_key as i16,
-        version,
-        reason: crate::error::one_line(e),
-    };
-    let response_header = ResponseHeader::default().with_correlation_id(header.correlation_id);
-    let header_len = response_header
-        .compute_size(header_version)
-        .map_err(encode_err)?;
-    let body_len = response.compute_size(version).map_err(encode_err)?;
-    let len = header_len + body_len;
-    let len_i32 = i32::try_from(len).map_err(|_| NetError::ResponseTooLarge { len })?;
-    let mut buf = BytesMut::with_capacity(4 + len);
-    buf.put_i32(len_i32);
-    response_header
-        .encode(&mut buf, header_version)
-        .map_err(encode_err)?;
-    response.encode(&mut buf, version).map_err(encode_err)?;
-    debug_assert_eq!(buf.len(), 4 + len, "compute_size disagrees with encode");
+    let frame = Frame::new(api_key, header, response, version, header_version)?;
+    let mut buf = BytesMut::with_capacity(frame.total_len());
+    frame.encode_into(&mut buf)?;
     Ok(buf.freeze())
+}
+
+/// Encodes `response` as one frame in pieces: any of `shared` (record batches the response
+/// holds) that the codec writes whole is passed on by reference instead of copied (see
+/// [`crate::segmented`]). Written in order, the pieces are exactly [`encode_response`]'s frame.
+pub fn encode_response_sharing<T: Encodable>(
+    api_key: ApiKey,
+    header: &RequestHeader,
+    response: &T,
+    shared: &[Bytes],
+) -> Result<Vec<Bytes>, NetError> {
+    let version = header.request_api_version;
+    let header_version = response_header_version(api_key, version);
+    let frame = Frame::new(api_key, header, response, version, header_version)?;
+    let shared_len: usize = shared.iter().map(Bytes::len).sum();
+    let mut buf = SegmentedBuf::new(shared, frame.total_len().saturating_sub(shared_len));
+    frame.encode_into(&mut buf)?;
+    Ok(buf.into_pieces())
+}
+
+/// One response frame, sized before it is encoded.
+struct Frame<'a, T> {
+    api_key: ApiKey,
+    version: i16,
+    header_version: i16,
+    header: ResponseHeader,
+    body: &'a T,
+    len: i32,
+}
+
+impl<'a, T: Encodable> Frame<'a, T> {
+    fn new(
+        api_key: ApiKey,
+        request: &RequestHeader,
+        body: &'a T,
+        version: i16,
+        header_version: i16,
+    ) -> Result<Self, NetError> {
+        let header = ResponseHeader::default().with_correlation_id(request.correlation_id);
+        let mut frame = Frame {
+            api_key,
+            version,
+            header_version,
+            header,
+            body,
+            len: 0,
+        };
+        let header_len = frame
+            .header
+            .compute_size(header_version)
+            .map_err(|e| frame.error(e))?;
+        let body_len = body.compute_size(version).map_err(|e| frame.error(e))?;
+        let len = header_len + body_len;
+        frame.len = i32::try_from(len).map_err(|_| NetError::ResponseTooLarge { len })?;
+        Ok(frame)
+    }
+
+    /// Bytes of the frame, length prefix included.
+    fn total_len(&self) -> usize {
+        4 + self.len as usize
+    }
+
+    fn encode_into<B: ByteBufMut>(&self, buf: &mut B) -> Result<(), NetError> {
+        let start = buf.offset();
+        buf.put_i32(self.len);
+        self.header
+            .encode(buf, self.header_version)
+            .map_err(|e| self.error(e))?;
+        self.body
+            .encode(buf, self.version)
+            .map_err(|e| self.error(e))?;
+        debug_assert_eq!(
+            buf.offset() - start,
+            self.total_len(),
+            "compute_size disagrees with encode"
+        );
+        Ok(())
+    }
+
+    fn error(&self, e: anyhow::Error) -> NetError {
+        NetError::Encode {
+            api_key: self.api_key as i16,
+            version: self.version,
+            reason: crate::error::one_line(e),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -33,9 +33,10 @@ pub struct Request {
 /// What serves requests: the broker's handler table.
 #[allow(async_fn_in_trait)] // Shard-local: the futures are never sent across threads.
 pub trait Service: 'static {
-    /// `Ok(Some(frame))`: a length-prefixed response frame; `Ok(None)`: no response (acks=0);
+    /// `Ok(Some(pieces))`: one length-prefixed response frame, in pieces written in order (record
+    /// batches stay separate pieces instead of being copied); `Ok(None)`: no response (acks=0);
     /// `Err`: close the connection (for input the protocol cannot answer).
-    async fn call(self: Rc<Self>, request: Request) -> Result<Option<Bytes>, NetError>;
+    async fn call(self: Rc<Self>, request: Request) -> Result<Option<Vec<Bytes>>, NetError>;
 }
 
 /// Bounds of one connection.
@@ -47,7 +48,7 @@ pub struct ConnLimits {
     pub in_flight_max: usize,
 }
 
-type Reply = Result<Option<Bytes>, NetError>;
+type Reply = Result<Option<Vec<Bytes>>, NetError>;
 
 /// Serves one connection until the peer closes it, an error, or `shutdown` (then the requests
 /// already read are answered first). Logs why it closed.
@@ -134,7 +135,7 @@ async fn write_loop<W: AsyncWrite + Unpin>(
         let Some(reply) = task.await else {
             return Ok(());
         };
-        let mut frames: Vec<Bytes> = reply?.into_iter().collect();
+        let mut frames: Vec<Bytes> = reply?.unwrap_or_default();
         next = gather_ready(&rx, &mut frames)?;
         write_frames(&mut writer, frames).await?;
     }
@@ -147,6 +148,8 @@ async fn write_loop<W: AsyncWrite + Unpin>(
 /// Responses gathered into one write at most (several small answers, one syscall).
 const COALESCE_BYTES_MAX: usize = 64 * 1024;
 const COALESCE_FRAMES_MAX: usize = 64;
+/// Pieces at least this large are written on their own rather than copied into a gathered write.
+const WRITE_ALONE_BYTES_MIN: usize = 16 * 1024;
 
 /// Appends the responses that are already complete, in order, without waiting; returns the
 /// first queued request that is still running (the caller awaits it next).
@@ -161,9 +164,9 @@ fn gather_ready(
         };
         match (&mut task).now_or_never() {
             Some(Some(reply)) => {
-                if let Some(frame) = reply? {
-                    bytes += frame.len();
-                    frames.push(frame);
+                if let Some(pieces) = reply? {
+                    bytes += pieces.iter().map(Bytes::len).sum::<usize>();
+                    frames.extend(pieces);
                 }
             }
             // Cancelled: nothing more will be answered; send what is ready.
@@ -174,22 +177,29 @@ fn gather_ready(
     Ok(None)
 }
 
+/// Writes response pieces in order: small ones gathered into one write, large ones (record
+/// batches passed on by reference) each written as they are, never copied.
 async fn write_frames<W: AsyncWrite + Unpin>(
     writer: &mut W,
     frames: Vec<Bytes>,
 ) -> Result<(), NetError> {
-    let total: usize = frames.iter().map(Bytes::len).sum();
     let io = |source| NetError::Io {
         op: "write response",
         source,
     };
-    if frames.len() > 1 && total <= COALESCE_BYTES_MAX {
-        let mut joined = BytesMut::with_capacity(total);
-        frames.iter().for_each(|f| joined.extend_from_slice(f));
-        return writer.write_all(&joined).await.map_err(io);
+    let mut gathered = BytesMut::new();
+    for piece in frames {
+        if piece.len() < WRITE_ALONE_BYTES_MIN {
+            gathered.extend_from_slice(&piece);
+            continue;
+        }
+        if !gathered.is_empty() {
+            writer.write_all(&gathered.split()).await.map_err(io)?;
+        }
+        writer.write_all(&piece).await.map_err(io)?;
     }
-    for frame in frames {
-        writer.write_all(&frame).await.map_err(io)?;
+    if !gathered.is_empty() {
+        writer.write_all(&gathered).await.map_err(io)?;
     }
     Ok(())
 }
@@ -209,7 +219,7 @@ mod tests {
     struct SlowEcho;
 
     impl Service for SlowEcho {
-        async fn call(self: Rc<Self>, request: Request) -> Result<Option<Bytes>, NetError> {
+        async fn call(self: Rc<Self>, request: Request) -> Result<Option<Vec<Bytes>>, NetError> {
             let id = request.header.correlation_id;
             let delay_ms = u64::try_from(REQUESTS - id).unwrap_or(0) * 2;
             glommio::timer::sleep(Duration::from_millis(delay_ms)).await;
@@ -219,7 +229,7 @@ mod tests {
             let mut frame = BytesMut::new();
             frame.put_i32(4);
             frame.put_i32(id);
-            Ok(Some(frame.freeze()))
+            Ok(Some(vec![frame.freeze()]))
         }
     }
 

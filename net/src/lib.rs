@@ -9,6 +9,7 @@
 //! - [`frame`]: length-prefixed frames (`i32` big-endian length, then the payload), bounded.
 //! - [`header`]: the request header (API key, version, correlation id, client id).
 //! - [`codec`]: request bodies and length-prefixed responses, via the `kafka-protocol` crate.
+//! - [`segmented`]: responses whose record batches are passed on by reference, not copied.
 //! - [`client`]: the client side of the codec: encode requests, decode responses, blocking reads.
 //! - [`legacy`]: Produce v0–2, advertised for old clients, answered with UNSUPPORTED_VERSION.
 //! - [`conn`]: the connection loop: pipelined requests, bounded in flight, in-order responses.
@@ -24,9 +25,12 @@ pub mod frame;
 pub mod guard_alloc;
 pub mod header;
 pub mod legacy;
+pub mod segmented;
 pub mod shutdown;
 
-pub use codec::{decode_body, encode_response, encode_response_with_header_version};
+pub use codec::{
+    decode_body, encode_response, encode_response_sharing, encode_response_with_header_version,
+};
 pub use conn::{serve_connection, ConnLimits, Request, Service};
 pub use error::NetError;
 pub use frame::read_frame;

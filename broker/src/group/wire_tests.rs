@@ -108,6 +108,7 @@ async fn call<Req: Encodable, Resp: Decodable>(
     .await
     .unwrap_or_else(|e| panic!("{key:?} v{version}: {e}"))
     .expect("a response");
+    let frame = Bytes::from(frame.concat());
     let mut buf = frame.slice(4..);
     let header =
         ResponseHeader::decode(&mut buf, response_header_version(key, version)).expect("header");

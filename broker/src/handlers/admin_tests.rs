@@ -6,7 +6,7 @@ use std::future::Future;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use bytes::{Buf, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
@@ -88,6 +88,7 @@ async fn call<Req: Encodable, Resp: Decodable>(
     .await
     .unwrap_or_else(|e| panic!("{key:?} v{version}: {e}"))
     .expect("a response");
+    let frame = Bytes::from(frame.concat());
     let mut buf = frame.slice(4..);
     let header =
         ResponseHeader::decode(&mut buf, response_header_version(key, version)).expect("header");

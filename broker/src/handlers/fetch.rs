@@ -208,3 +208,12 @@ fn partition_data(index: i32, result: FetchResult) -> PartitionData {
         .with_preferred_read_replica(BrokerId(-1))
         .with_records(Some(result.records))
 }
+
+/// The record batches of a response, for encoding without copying them.
+pub fn record_batches(response: &FetchResponse) -> Vec<bytes::Bytes> {
+    let partitions = response.responses.iter().flat_map(|t| t.partitions.iter());
+    partitions
+        .filter_map(|p| p.records.clone())
+        .filter(|r| !r.is_empty())
+        .collect()
+}

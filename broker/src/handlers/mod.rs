@@ -19,7 +19,9 @@ use std::rc::Rc;
 
 use bytes::Bytes;
 use kafka_protocol::messages::ApiKey;
-use odradek_net::{decode_body, encode_response, legacy, NetError, Request};
+use odradek_net::{
+    decode_body, encode_response, encode_response_sharing, legacy, NetError, Request,
+};
 
 use crate::shard::ShardCtx;
 
@@ -166,7 +168,8 @@ pub fn entry(key: ApiKey) -> Option<&'static ApiEntry> {
     API_TABLE.iter().find(|e| e.key == key)
 }
 
-type Reply = Result<Option<Bytes>, NetError>;
+/// One response frame in pieces (see `odradek_net::segmented`), or none (acks=0).
+type Reply = Result<Option<Vec<Bytes>>, NetError>;
 
 /// Decodes the body at the request's version, runs the handler, encodes its response.
 macro_rules! serve {
@@ -175,11 +178,11 @@ macro_rules! serve {
         let version = request.header.request_api_version;
         let body = decode_body(request.api_key, version, request.body)?;
         let response = $api::handle($ctx, &request.header, body).await;
-        Ok(Some(encode_response(
+        Ok(Some(vec![encode_response(
             request.api_key,
             &request.header,
             &response,
-        )?))
+        )?]))
     }};
 }
 
@@ -188,7 +191,7 @@ pub async fn dispatch(ctx: &Rc<ShardCtx>, request: Request) -> Reply {
     let key = request.api_key;
     let version = request.header.request_api_version;
     if key == ApiKey::ApiVersions {
-        return api_versions::respond(request).map(Some);
+        return api_versions::respond(request).map(|frame| Some(vec![frame]));
     }
     let Some(entry) = entry(key) else {
         return Err(NetError::UnknownApiKey {
@@ -207,7 +210,8 @@ pub async fn dispatch(ctx: &Rc<ShardCtx>, request: Request) -> Reply {
         // Advertised for old clients but older than the codec: Produce 0–2 is answered with
         // UNSUPPORTED_VERSION per partition (as Kafka 4 does); Fetch 0–3 closes the connection.
         return match key {
-            ApiKey::Produce => legacy::produce_unsupported(&request.header, request.body),
+            ApiKey::Produce => legacy::produce_unsupported(&request.header, request.body)
+                .map(|frame| frame.map(|frame| vec![frame])),
             _ => Err(unsupported),
         };
     }
@@ -215,11 +219,22 @@ pub async fn dispatch(ctx: &Rc<ShardCtx>, request: Request) -> Reply {
         ApiKey::Produce => {
             let body = decode_body(key, version, request.body)?;
             match produce::handle(ctx, &request.header, body).await {
-                Some(response) => Ok(Some(encode_response(key, &request.header, &response)?)),
+                Some(response) => Ok(Some(vec![encode_response(
+                    key,
+                    &request.header,
+                    &response,
+                )?])),
                 None => Ok(None),
             }
         }
-        ApiKey::Fetch => serve!(fetch, ctx, request),
+        ApiKey::Fetch => {
+            // The record batches go to the socket as they are, not copied into the frame.
+            let body = decode_body(key, version, request.body)?;
+            let response = fetch::handle(ctx, &request.header, body).await;
+            let batches = fetch::record_batches(&response);
+            let pieces = encode_response_sharing(key, &request.header, &response, &batches)?;
+            Ok(Some(pieces))
+        }
         ApiKey::ListOffsets => serve!(list_offsets, ctx, request),
         ApiKey::Metadata => serve!(metadata, ctx, request),
         ApiKey::CreateTopics => serve!(create_topics, ctx, request),
