@@ -19,6 +19,8 @@ const MESSAGE_BYTES_MAX: usize = 16 << 20;
 const BATCH_BYTES_MAX: usize = 64 << 20;
 /// Requests in flight per connection, at most.
 const IN_FLIGHT_MAX: usize = 1024;
+/// The most a fetch asks for per partition (a whole fetch asks for at most 64 MiB).
+const FETCH_PARTITION_BYTES_MAX: usize = 32 << 20;
 /// Tasks of each kind, at most.
 const TASKS_MAX: usize = 4096;
 
@@ -95,6 +97,9 @@ pub struct Cli {
     /// Produce requests in flight per connection.
     #[arg(long, default_value_t = 5)]
     pub max_in_flight: usize,
+    /// max.partition.fetch.bytes: the most a fetch asks for per partition (e.g. 1MiB, 4MiB).
+    #[arg(long, default_value = "4MiB", value_parser = parse_bytes)]
+    pub fetch_partition_bytes: usize,
     /// Consumers start from the beginning of the log instead of its end.
     #[arg(long)]
     pub from_beginning: bool,
@@ -162,6 +167,7 @@ pub struct Workload {
     pub messages: Option<u64>,
     pub warmup: Duration,
     pub in_flight_max: usize,
+    pub fetch_partition_bytes_max: i32,
     pub from_beginning: bool,
     pub verify: bool,
     pub json: Option<PathBuf>,
@@ -213,6 +219,11 @@ impl Cli {
         }
         if !(1..=IN_FLIGHT_MAX).contains(&self.max_in_flight) {
             return usage(format!("--max-in-flight must be in 1..={IN_FLIGHT_MAX}"));
+        }
+        if !(1024..=FETCH_PARTITION_BYTES_MAX).contains(&self.fetch_partition_bytes) {
+            return usage(format!(
+                "--fetch-partition-bytes must be in 1024..={FETCH_PARTITION_BYTES_MAX}"
+            ));
         }
         if self.linger_ms > 60_000 {
             return usage("--linger-ms must be at most 60000".into());
@@ -279,6 +290,7 @@ impl Cli {
             messages: self.messages,
             warmup,
             in_flight_max: self.max_in_flight,
+            fetch_partition_bytes_max: self.fetch_partition_bytes as i32,
             from_beginning: self.from_beginning,
             verify: self.verify,
             json: self.json,

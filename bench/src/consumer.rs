@@ -29,7 +29,6 @@ use crate::stats::{nanos, LocalStats};
 /// Long-poll wait of each fetch.
 const FETCH_WAIT_MS: i32 = 200;
 const FETCH_BYTES_MAX: i32 = 64 << 20;
-const PARTITION_FETCH_BYTES_MAX: i32 = 2 << 20;
 /// Record batch header: baseOffset (8), batchLength (4), then 49 bytes up to the records.
 const BATCH_HEADER_BYTES: usize = 61;
 const LAST_OFFSET_DELTA_AT: usize = 23;
@@ -140,11 +139,16 @@ async fn fetch_loop(
     let mut result = ConsumerResult::default();
     let topic = TopicName(StrBytes::from_string(w.topic.clone()));
     let version = ctx.cluster.versions.fetch;
+    let partition_bytes_max = w.fetch_partition_bytes_max;
     let mut last_fetch_empty = false;
     // One fetch stays in flight while the previous response is read: the next fetch's offsets
     // follow from the batch headers alone, so the broker never waits for our decoding.
     let mut in_flight = conn
-        .send(ApiKey::Fetch, version, &fetch_request(&topic, &positions))
+        .send(
+            ApiKey::Fetch,
+            version,
+            &fetch_request(&topic, &positions, partition_bytes_max),
+        )
         .await?;
     loop {
         let response: FetchResponse = conn
@@ -178,7 +182,11 @@ async fn fetch_loop(
         let stop = should_stop(&ctx, &positions, last_fetch_empty);
         if stop.is_none() {
             in_flight = conn
-                .send(ApiKey::Fetch, version, &fetch_request(&topic, &positions))
+                .send(
+                    ApiKey::Fetch,
+                    version,
+                    &fetch_request(&topic, &positions, partition_bytes_max),
+                )
                 .await?;
         }
         let mut received = 0;
@@ -228,7 +236,11 @@ fn should_stop(ctx: &ConsumerCtx, positions: &[Position], last_fetch_empty: bool
     (now > done_ns.saturating_add(nanos(ctx.workload.drain_timeout))).then_some(true)
 }
 
-fn fetch_request(topic: &TopicName, positions: &[Position]) -> FetchRequest {
+fn fetch_request(
+    topic: &TopicName,
+    positions: &[Position],
+    partition_bytes_max: i32,
+) -> FetchRequest {
     FetchRequest::default()
         .with_replica_id(BrokerId(-1))
         .with_max_wait_ms(FETCH_WAIT_MS)
@@ -248,7 +260,7 @@ fn fetch_request(topic: &TopicName, positions: &[Position]) -> FetchRequest {
                             .with_current_leader_epoch(-1)
                             .with_fetch_offset(p.next_offset)
                             .with_log_start_offset(-1)
-                            .with_partition_max_bytes(PARTITION_FETCH_BYTES_MAX)
+                            .with_partition_max_bytes(partition_bytes_max)
                     })
                     .collect(),
             )])
