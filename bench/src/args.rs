@@ -83,7 +83,7 @@ pub struct Cli {
     /// possible.
     #[arg(long, default_value = "0", value_parser = parse_rate)]
     pub rate: Rate,
-    /// How long to produce after the warm-up (e.g. 20s, 500ms, 2m).
+    /// How long to produce after the warm-up (e.g. 20s, 500ms, 2m; default 20s).
     #[arg(long, value_parser = parse_duration)]
     pub duration: Option<Duration>,
     /// Produce this many messages in all instead of running for a duration (with --producers 0:
