@@ -210,9 +210,13 @@ fn committed(
             if version >= 8 {
                 OffsetFetchRequest::default().with_groups(vec![OffsetFetchRequestGroup::default()
                     .with_group_id(group_id(group))
-                    .with_member_epoch(-1)])
+                    .with_member_epoch(-1)
+                    .with_topics(None)])
             } else {
-                OffsetFetchRequest::default().with_group_id(group_id(group))
+                // Null topics (v2+): every partition the group has an offset for.
+                OffsetFetchRequest::default()
+                    .with_group_id(group_id(group))
+                    .with_topics(None)
             }
         })?;
     let context = format!("committed offsets of group '{group}'");

@@ -292,7 +292,8 @@ fn alter(
         let request = CreatePartitionsRequest::default()
             .with_topics(vec![CreatePartitionsTopic::default()
                 .with_name(topic_name(topic))
-                .with_count(count)])
+                .with_count(count)
+                .with_assignments(None)])
             .with_timeout_ms(ADMIN_TIMEOUT_MS);
         let (_, response): (i16, CreatePartitionsResponse) = cluster
             .bootstrap()
