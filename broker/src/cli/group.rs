@@ -5,16 +5,14 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::{Buf, Bytes};
-use kafka_protocol::messages::offset_commit_request::{
-    OffsetCommitRequestPartition, OffsetCommitRequestTopic,
-};
 use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestGroup;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, StrBytes};
 use serde_json::json;
 
-use super::client::{check, group_id, topic_name, Cluster, Connection};
+use super::client::{check, group_id, Cluster, Connection};
 use super::offsets::{list_offsets, parse_datetime, Partition, EARLIEST, LATEST};
+use super::reset::{reset, Target};
 use super::table::{or_dash, Table};
 use super::{CliError, Common};
 
@@ -45,12 +43,6 @@ pub enum GroupAction {
     },
     /// Deletes an empty group and its committed offsets.
     Delete { group: String },
-}
-
-/// Where `reset-offsets` moves each partition.
-enum Target {
-    Timestamp(i64),
-    Offset(i64),
 }
 
 pub fn run(common: &Common, action: GroupAction) -> Result<(), CliError> {
@@ -128,7 +120,10 @@ fn list(common: &Common, cluster: &mut Cluster) -> Result<(), CliError> {
 }
 
 /// The connection to `group`'s coordinator.
-fn coordinator<'a>(cluster: &'a mut Cluster, group: &str) -> Result<&'a mut Connection, CliError> {
+pub(super) fn coordinator<'a>(
+    cluster: &'a mut Cluster,
+    group: &str,
+) -> Result<&'a mut Connection, CliError> {
     let (version, response): (i16, FindCoordinatorResponse) =
         cluster
             .bootstrap()
@@ -158,7 +153,7 @@ fn coordinator<'a>(cluster: &'a mut Cluster, group: &str) -> Result<&'a mut Conn
     cluster.broker(&host, port)
 }
 
-fn describe_group(
+pub(super) fn describe_group(
     connection: &mut Connection,
     group: &str,
 ) -> Result<describe_groups_response::DescribedGroup, CliError> {
@@ -364,106 +359,6 @@ fn describe(common: &Common, cluster: &mut Cluster, group: &str) -> Result<(), C
         text.push_str(&table.render());
         text
     });
-    Ok(())
-}
-
-fn reset(
-    common: &Common,
-    cluster: &mut Cluster,
-    group: &str,
-    topic: &str,
-    target: Target,
-) -> Result<(), CliError> {
-    let connection = coordinator(cluster, group)?;
-    let state = describe_group(connection, group)?.group_state.to_string();
-    // Dead: no such group yet; committing creates it, as Kafka's tool allows.
-    if state != "Empty" && state != "Dead" {
-        return Err(CliError::Usage(format!(
-            "group '{group}' is {state}: offsets can only be reset while it has no members \
-             (stop its consumers first)"
-        )));
-    }
-    let metadata = cluster.metadata(Some(&[topic]))?;
-    let Some(found) = metadata.topics.first() else {
-        return Err(CliError::Protocol("Metadata answered no topic".into()));
-    };
-    check(found.error_code, None, &format!("topic '{topic}'"))?;
-    let mut partitions: Vec<Partition> = found
-        .partitions
-        .iter()
-        .map(|p| (topic.to_owned(), p.partition_index))
-        .collect();
-    partitions.sort();
-    let starts = list_offsets(cluster, &metadata, &partitions, EARLIEST)?;
-    let ends = list_offsets(cluster, &metadata, &partitions, LATEST)?;
-    let by_time = match target {
-        Target::Timestamp(t) if t >= 0 => Some(list_offsets(cluster, &metadata, &partitions, t)?),
-        _ => None,
-    };
-    let mut new_offsets = Vec::new();
-    for p in &partitions {
-        let start = starts.get(p).copied().flatten().unwrap_or(0);
-        let end = ends.get(p).copied().flatten().unwrap_or(start);
-        let offset = match (&target, &by_time) {
-            (Target::Timestamp(EARLIEST), _) => start,
-            (Target::Timestamp(_), Some(found)) => found.get(p).copied().flatten().unwrap_or(end),
-            (Target::Timestamp(_), None) => end,
-            (Target::Offset(n), _) => (*n).clamp(start, end.max(start)),
-        };
-        new_offsets.push((p.1, offset));
-    }
-    commit(coordinator(cluster, group)?, group, topic, &new_offsets)?;
-    let json = json!(new_offsets
-        .iter()
-        .map(|(p, o)| json!({"topic": topic, "partition": p, "new_offset": o}))
-        .collect::<Vec<_>>());
-    common.emit(json, || {
-        let mut table = Table::new(&["TOPIC", "PARTITION", "NEW-OFFSET"]);
-        for (partition, offset) in &new_offsets {
-            table.row(vec![
-                topic.to_owned(),
-                partition.to_string(),
-                offset.to_string(),
-            ]);
-        }
-        table.render()
-    });
-    Ok(())
-}
-
-/// Commits `offsets` of `topic` as an admin (generation -1, no member id).
-fn commit(
-    connection: &mut Connection,
-    group: &str,
-    topic: &str,
-    offsets: &[(i32, i64)],
-) -> Result<(), CliError> {
-    let partitions = offsets
-        .iter()
-        .map(|(index, offset)| {
-            OffsetCommitRequestPartition::default()
-                .with_partition_index(*index)
-                .with_committed_offset(*offset)
-                .with_committed_leader_epoch(-1)
-                .with_committed_metadata(Some(StrBytes::from_static_str("")))
-        })
-        .collect();
-    let request = OffsetCommitRequest::default()
-        .with_group_id(group_id(group))
-        .with_generation_id_or_member_epoch(-1)
-        .with_member_id(StrBytes::from_static_str(""))
-        .with_retention_time_ms(-1)
-        .with_topics(vec![OffsetCommitRequestTopic::default()
-            .with_name(topic_name(topic))
-            .with_partitions(partitions)]);
-    let (_, response): (i16, OffsetCommitResponse) =
-        connection.call_negotiated(ApiKey::OffsetCommit, |_| request)?;
-    for answer in &response.topics {
-        for p in &answer.partitions {
-            let context = format!("commit {topic}-{} for group '{group}'", p.partition_index);
-            check(p.error_code, None, &context)?;
-        }
-    }
     Ok(())
 }
 

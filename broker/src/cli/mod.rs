@@ -5,7 +5,7 @@
 //! Layout:
 //! - [`client`]: the blocking connection (version negotiation, correlation ids) and the cluster
 //!   of connections (bootstrap, coordinators, leaders).
-//! - [`group`]: `group list | describe | reset-offsets | delete`.
+//! - [`group`]: `group list | describe | delete`; [`reset`]: `group reset-offsets`.
 //! - [`topic`]: `topic list | describe | create | delete | alter`.
 //! - [`offsets`]: log start / end offsets and offsets by time, asked of partition leaders.
 //! - [`table`]: the plain table printer; `--json` prints JSON instead.
@@ -13,6 +13,7 @@
 mod client;
 mod group;
 mod offsets;
+mod reset;
 mod table;
 mod topic;
 
