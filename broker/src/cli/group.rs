@@ -336,7 +336,11 @@ fn describe(common: &Common, cluster: &mut Cluster, group: &str) -> Result<(), C
                 assigned.join(" "),
             ]);
         }
-        text.push_str(&table.render());
+        if members.is_empty() {
+            text.push_str("No active members.\n");
+        } else {
+            text.push_str(&table.render());
+        }
         let mut table = Table::new(&[
             "TOPIC",
             "PARTITION",
