@@ -26,6 +26,7 @@ pub enum GroupAction {
     #[command(group(clap::ArgGroup::new("target").required(true)))]
     ResetOffsets {
         group: String,
+        /// The topic whose committed offsets move (every partition of it).
         #[arg(long, value_name = "TOPIC")]
         topic: String,
         /// To the log start offset of every partition.
