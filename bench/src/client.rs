@@ -9,12 +9,12 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use futures::future::{select, Either};
 use futures::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
-use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
-use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use kafka_protocol::messages::ApiKey;
+use kafka_protocol::protocol::{Decodable, Encodable};
 
 use crate::error::BenchError;
 
@@ -47,42 +47,19 @@ pub async fn connect(addr: SocketAddr, timeout: Duration) -> Result<TcpStream, B
     Ok(stream)
 }
 
-/// Encodes one request as a length-prefixed frame.
+/// Encodes one request as a length-prefixed frame (through `odradek_net::client`).
 pub fn encode_request<T: Encodable>(
     api_key: ApiKey,
     version: i16,
     correlation_id: i32,
     body: &T,
 ) -> Result<Bytes, BenchError> {
-    let protocol = |reason: String| BenchError::Protocol {
-        what: "encoding a request",
-        reason,
-    };
-    let header = RequestHeader::default()
-        .with_request_api_key(api_key as i16)
-        .with_request_api_version(version)
-        .with_correlation_id(correlation_id)
-        .with_client_id(Some(StrBytes::from_static_str(CLIENT_ID)));
-    let header_version = api_key.request_header_version(version);
-    let header_len = header
-        .compute_size(header_version)
-        .map_err(|e| protocol(e.to_string()))?;
-    let body_len = body
-        .compute_size(version)
-        .map_err(|e| protocol(e.to_string()))?;
-    let len = header_len + body_len;
-    let len_i32 = i32::try_from(len).map_err(|_| BenchError::Protocol {
-        what: "encoding a request",
-        reason: format!("{len} bytes do not fit a frame"),
-    })?;
-    let mut buf = BytesMut::with_capacity(4 + len);
-    buf.put_i32(len_i32);
-    header
-        .encode(&mut buf, header_version)
-        .map_err(|e| protocol(e.to_string()))?;
-    body.encode(&mut buf, version)
-        .map_err(|e| protocol(e.to_string()))?;
-    Ok(buf.freeze())
+    odradek_net::client::encode_request(api_key, version, correlation_id, CLIENT_ID, body).map_err(
+        |e| BenchError::Protocol {
+            what: "encoding a request",
+            reason: e.to_string(),
+        },
+    )
 }
 
 /// Decodes a response frame (without its length prefix): checks the correlation id.
@@ -96,20 +73,16 @@ pub fn decode_response<T: Decodable>(
         what: "decoding a response",
         reason,
     };
-    let mut buf = frame;
-    let header_version = match api_key {
-        ApiKey::ApiVersions => 0,
-        _ => api_key.response_header_version(version),
-    };
-    let header = ResponseHeader::decode(&mut buf, header_version)
-        .map_err(|e| protocol(format!("{api_key:?} v{version} header: {e}")))?;
+    let (header, body) =
+        odradek_net::client::decode_response_with_header::<T>(api_key, version, frame)
+            .map_err(|e| protocol(e.to_string()))?;
     if header.correlation_id != correlation_id {
         return Err(protocol(format!(
             "{api_key:?}: correlation id {} where {correlation_id} was expected",
             header.correlation_id
         )));
     }
-    T::decode(&mut buf, version).map_err(|e| protocol(format!("{api_key:?} v{version}: {e}")))
+    Ok(body)
 }
 
 /// Reads one response frame within `timeout`.
