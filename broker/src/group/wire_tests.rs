@@ -6,7 +6,7 @@ use std::future::Future;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
 use kafka_protocol::messages::leave_group_request::MemberIdentity;
@@ -21,14 +21,12 @@ use kafka_protocol::messages::offset_fetch_request::{
 };
 use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
 use kafka_protocol::messages::*;
-use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
-use odradek_net::codec::response_header_version;
-use odradek_net::Request;
+use kafka_protocol::protocol::StrBytes;
 use odradek_storage::{ShardStorage, ShardStorageConfig};
 
 use crate::config::BrokerConfig;
 use crate::control::{self, ControlRequest};
-use crate::handlers::{dispatch, entry};
+use crate::handlers::entry;
 use crate::ids::{NodeId, ShardId};
 use crate::metadata::{BrokerEndpoint, MetadataSnapshot};
 use crate::shard::ShardCtx;
@@ -81,42 +79,7 @@ where
     handle.join().expect("test on shard");
 }
 
-/// Encodes `request` at `version`, dispatches it, decodes the response.
-async fn call<Req: Encodable, Resp: Decodable>(
-    ctx: &Rc<ShardCtx>,
-    key: ApiKey,
-    version: i16,
-    request: &Req,
-) -> Resp {
-    let mut body = BytesMut::new();
-    request
-        .encode(&mut body, version)
-        .unwrap_or_else(|e| panic!("encode {key:?} v{version}: {e}"));
-    let header = RequestHeader::default()
-        .with_request_api_key(key as i16)
-        .with_request_api_version(version)
-        .with_correlation_id(5)
-        .with_client_id(Some(StrBytes::from_static_str("wire-test")));
-    let frame = dispatch(
-        ctx,
-        Request {
-            api_key: key,
-            header,
-            body: body.freeze(),
-        },
-    )
-    .await
-    .unwrap_or_else(|e| panic!("{key:?} v{version}: {e}"))
-    .expect("a response");
-    let frame = Bytes::from(frame.concat());
-    let mut buf = frame.slice(4..);
-    let header =
-        ResponseHeader::decode(&mut buf, response_header_version(key, version)).expect("header");
-    assert_eq!(header.correlation_id, 5);
-    let response = Resp::decode(&mut buf, version).expect("decode response");
-    assert!(!buf.has_remaining(), "{key:?} v{version}: trailing bytes");
-    response
-}
+use crate::handlers::admin_tests::call;
 
 fn s(text: &str) -> StrBytes {
     StrBytes::from_string(text.to_string())

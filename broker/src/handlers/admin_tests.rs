@@ -64,19 +64,23 @@ where
     handle.join().expect("test on shard");
 }
 
-/// Encodes `request` at `version`, dispatches it, decodes the response.
-async fn call<Req: Encodable, Resp: Decodable>(
+/// Encodes `request` at `version`, dispatches it, decodes the response (checking the header and
+/// that nothing trails the body). Shared by the wire tests of other modules.
+pub(crate) async fn call<Req: Encodable, Resp: Decodable>(
     ctx: &Rc<ShardCtx>,
     key: ApiKey,
     version: i16,
     request: &Req,
 ) -> Resp {
     let mut body = BytesMut::new();
-    request.encode(&mut body, version).expect("encode request");
+    request
+        .encode(&mut body, version)
+        .unwrap_or_else(|e| panic!("encode {key:?} v{version}: {e}"));
     let header = RequestHeader::default()
         .with_request_api_key(key as i16)
         .with_request_api_version(version)
-        .with_correlation_id(5);
+        .with_correlation_id(5)
+        .with_client_id(Some(StrBytes::from_static_str("wire-test")));
     let frame = dispatch(
         ctx,
         Request {

@@ -52,7 +52,7 @@ pub mod sync_group;
 mod util;
 
 #[cfg(test)]
-mod admin_tests;
+pub(crate) mod admin_tests;
 
 /// One served API and the version range advertised for it.
 #[derive(Clone, Copy, Debug)]
