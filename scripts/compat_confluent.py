@@ -12,6 +12,7 @@ import time
 from confluent_kafka import (
     OFFSET_BEGINNING,
     Consumer,
+    ConsumerGroupTopicPartitions,
     KafkaError,
     KafkaException,
     Producer,
@@ -205,6 +206,29 @@ def subscribe_and_commit(bootstrap):
     check(total == RECORDS, f"committed offsets add up to {total}, want {RECORDS}: {committed}")
 
 
+def group_admin_checks(admin):
+    group = "compat-py-group"
+    listed = admin.list_consumer_groups(request_timeout=TIMEOUT_S).result(timeout=TIMEOUT_S)
+    ids = [g.group_id for g in listed.valid]
+    check(group in ids, f"list_consumer_groups: {group} missing from {ids}")
+
+    described = admin.describe_consumer_groups([group], request_timeout=TIMEOUT_S)[group]
+    description = described.result(timeout=TIMEOUT_S)
+    check(description.group_id == group, f"describe_consumer_groups: {description}")
+    check(str(description.state).endswith("EMPTY"), f"the closed group should be Empty: {description.state}")
+
+    request = ConsumerGroupTopicPartitions(group, [TopicPartition(TOPIC, p) for p in range(PARTITIONS)])
+    offsets = admin.list_consumer_group_offsets([request], request_timeout=TIMEOUT_S)[group]
+    partitions = offsets.result(timeout=TIMEOUT_S).topic_partitions
+    total = sum(tp.offset for tp in partitions)
+    check(total == RECORDS, f"list_consumer_group_offsets: offsets add up to {total}, want {RECORDS}")
+
+    wait_all(admin.delete_consumer_groups([group], request_timeout=TIMEOUT_S), "delete_consumer_groups")
+    listed = admin.list_consumer_groups(request_timeout=TIMEOUT_S).result(timeout=TIMEOUT_S)
+    ids = [g.group_id for g in listed.valid]
+    check(group not in ids, f"{group} still listed after delete_consumer_groups: {ids}")
+
+
 def watermarks(bootstrap, partition):
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "compat-py-watermarks"})
     try:
@@ -226,6 +250,9 @@ def main():
 
     log("consume them again through a subscribed consumer group, and commit")
     subscribe_and_commit(bootstrap)
+
+    log("consumer-group admin: list, describe, list committed offsets, delete")
+    group_admin_checks(admin)
 
     log("describe_cluster")
     try:
