@@ -50,7 +50,8 @@ pub async fn handle(
         let available: usize = results.iter().map(|r| r.records.len()).sum();
         let failed = results.iter().any(|r| r.error_code != 0);
         let remaining = deadline.saturating_duration_since(Instant::now());
-        if available >= min_bytes.max(1) || failed || remaining.is_zero() {
+        // min_bytes 0 answers at once, even empty (Kafka's rule); 1 waits for any data.
+        if available >= min_bytes || failed || remaining.is_zero() {
             break;
         }
         wait_for_appends(ctx, &wanted, &results, remaining).await;
