@@ -4,7 +4,6 @@
 
 use std::future::Future;
 use std::rc::Rc;
-use std::sync::Arc;
 
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
@@ -22,13 +21,10 @@ use kafka_protocol::messages::offset_fetch_request::{
 use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
-use odradek_storage::{ShardStorage, ShardStorageConfig};
 
 use crate::config::BrokerConfig;
 use crate::control::{self, ControlRequest};
 use crate::handlers::entry;
-use crate::ids::{NodeId, ShardId};
-use crate::metadata::{BrokerEndpoint, MetadataSnapshot};
 use crate::shard::ShardCtx;
 
 const TOPIC: &str = "orders";
@@ -42,27 +38,12 @@ where
     let handle = glommio::LocalExecutorBuilder::default()
         .spawn(move || async move {
             let dir = tempfile::tempdir().expect("tempdir");
-            let config = Arc::new(BrokerConfig {
+            let ctx = one_shard_ctx(BrokerConfig {
                 data_dir: dir.path().to_path_buf(),
                 group_initial_rebalance_delay_ms: 0,
                 offsets_topic_num_partitions: 4,
                 ..BrokerConfig::default()
             });
-            let endpoint = BrokerEndpoint {
-                node_id: NodeId(0),
-                host: "127.0.0.1".into(),
-                port: 9092,
-            };
-            let snapshot = MetadataSnapshot::new(
-                0,
-                endpoint,
-                "cluster".into(),
-                Default::default(),
-                Default::default(),
-                Arc::clone(&config),
-            );
-            let storage = ShardStorage::new(ShardStorageConfig::default());
-            let ctx = ShardCtx::new(ShardId(0), 1, config, Arc::new(snapshot), storage, None);
             super::start(&ctx).await;
             let request = ControlRequest::CreateTopic {
                 name: TOPIC.into(),
@@ -79,7 +60,7 @@ where
     handle.join().expect("test on shard");
 }
 
-use crate::handlers::admin_tests::call;
+use crate::handlers::admin_tests::{call, one_shard_ctx};
 
 fn s(text: &str) -> StrBytes {
     StrBytes::from_string(text.to_string())

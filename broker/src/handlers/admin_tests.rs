@@ -36,32 +36,37 @@ where
     let handle = glommio::LocalExecutorBuilder::default()
         .spawn(move || async move {
             let dir = tempfile::tempdir().expect("tempdir");
-            let config = BrokerConfig {
+            let ctx = one_shard_ctx(BrokerConfig {
                 data_dir: dir.path().to_path_buf(),
                 auto_create_topics_enable: auto_create,
                 num_partitions: 3,
                 ..BrokerConfig::default()
-            };
-            let endpoint = BrokerEndpoint {
-                node_id: NodeId(0),
-                host: "127.0.0.1".into(),
-                port: 9092,
-            };
-            let config = Arc::new(config);
-            let snapshot = MetadataSnapshot::new(
-                0,
-                endpoint,
-                "cluster".into(),
-                Default::default(),
-                Default::default(),
-                Arc::clone(&config),
-            );
-            let storage = ShardStorage::new(ShardStorageConfig::default());
-            let ctx = ShardCtx::new(ShardId(0), 1, config, Arc::new(snapshot), storage, None);
+            });
             test(ctx).await;
         })
         .expect("executor");
     handle.join().expect("test on shard");
+}
+
+/// A one-shard broker context over `config`, with no topics (call it on an executor; the data
+/// dir must outlive it). Shared by the wire tests of other modules.
+pub(crate) fn one_shard_ctx(config: BrokerConfig) -> Rc<ShardCtx> {
+    let endpoint = BrokerEndpoint {
+        node_id: NodeId(0),
+        host: "127.0.0.1".into(),
+        port: 9092,
+    };
+    let config = Arc::new(config);
+    let snapshot = MetadataSnapshot::new(
+        0,
+        endpoint,
+        "cluster".into(),
+        Default::default(),
+        Default::default(),
+        Arc::clone(&config),
+    );
+    let storage = ShardStorage::new(ShardStorageConfig::default());
+    ShardCtx::new(ShardId(0), 1, config, Arc::new(snapshot), storage, None)
 }
 
 /// Encodes `request` at `version`, dispatches it, decodes the response (checking the header and
