@@ -160,3 +160,45 @@ fn given_pipelined_requests_over_many_partitions_when_sent_without_waiting_shoul
         }
     }
 }
+
+/// Fetch v4 for partition 0 of `topic` from `offset`. Body: replica_id, max_wait_ms, min_bytes,
+/// max_bytes, isolation_level, then [topic, [partition, fetch_offset, partition_max_bytes]].
+fn fetch_v4(
+    topic: &str,
+    offset: i64,
+    max_wait_ms: i32,
+    min_bytes: i32,
+    correlation_id: i32,
+) -> Vec<u8> {
+    let mut body = Vec::new();
+    body.extend_from_slice(&(-1i32).to_be_bytes()); // replica_id: a consumer
+    body.extend_from_slice(&max_wait_ms.to_be_bytes());
+    body.extend_from_slice(&min_bytes.to_be_bytes());
+    body.extend_from_slice(&(1i32 << 20).to_be_bytes()); // max_bytes
+    body.push(0); // isolation_level: read uncommitted
+    body.extend_from_slice(&1i32.to_be_bytes()); // one topic
+    body.extend_from_slice(&(topic.len() as i16).to_be_bytes());
+    body.extend_from_slice(topic.as_bytes());
+    body.extend_from_slice(&1i32.to_be_bytes()); // one partition
+    body.extend_from_slice(&0i32.to_be_bytes());
+    body.extend_from_slice(&offset.to_be_bytes());
+    body.extend_from_slice(&(1i32 << 20).to_be_bytes()); // partition_max_bytes
+    frame(1, 4, correlation_id, &body)
+}
+
+#[test]
+fn given_an_empty_partition_when_fetched_with_min_bytes_zero_should_answer_without_waiting() {
+    let broker = Broker::start();
+    let topic = "min-bytes-zero";
+    create_topic(&broker.bootstrap(), topic, 1, &[]);
+    let mut stream = connect(broker.addr());
+    // A 20 s wait would outlast read_verdict's own 15 s bound: answering at once is the only way
+    // through (Kafka: min_bytes 0 means "whatever is there, now").
+    stream
+        .write_all(&fetch_v4(topic, 0, 20_000, 0, 41))
+        .expect("send fetch");
+    match read_verdict(&mut stream, 41) {
+        Verdict::Answered(_) => {}
+        Verdict::Closed => panic!("the broker closed the connection instead of answering"),
+    }
+}
