@@ -8,7 +8,7 @@
 use std::rc::Rc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures::future::{select, select_all};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::records::RecordBatchDecoder;
@@ -31,8 +31,15 @@ pub struct FetchResult {
     pub high_watermark: i64,
     pub last_stable_offset: i64,
     pub log_start_offset: i64,
-    /// Whole batches, back to back, or empty.
-    pub records: Bytes,
+    /// Whole batches, back to back, in pieces (tail-cache entries, file reads); empty for none.
+    pub records: Vec<Bytes>,
+}
+
+impl FetchResult {
+    /// Bytes of record data.
+    pub fn records_len(&self) -> usize {
+        self.records.iter().map(Bytes::len).sum()
+    }
 }
 
 /// The outcome of one ListOffsets lookup.
@@ -114,10 +121,10 @@ pub async fn fetch(log: &PartitionLog, offset: i64, max_bytes: usize) -> FetchRe
         high_watermark: high_watermark.get(),
         last_stable_offset: high_watermark.get(),
         log_start_offset: log.log_start_offset().get(),
-        records: Bytes::new(),
+        records: Vec::new(),
     };
     match log.read(Offset(offset), max_bytes, high_watermark).await {
-        Ok(outcome) => match gather(outcome.chunks, outcome.bytes).await {
+        Ok(outcome) => match in_memory(outcome.chunks).await {
             Ok(records) => result.records = records,
             Err(e) => {
                 tracing::error!(error = %e, "fetch read failed");
@@ -135,23 +142,17 @@ pub async fn fetch(log: &PartitionLog, offset: i64, max_bytes: usize) -> FetchRe
     result
 }
 
-/// Joins the chunks of a read into one buffer (one copy; zero-copy sends come later).
-async fn gather(chunks: Vec<Chunk>, bytes: usize) -> Result<Bytes, odradek_storage::StorageError> {
-    // The common cases, one piece, need no copy here.
-    match chunks.as_slice() {
-        [] => return Ok(Bytes::new()),
-        [Chunk::Memory(only)] => return Ok(only.clone()),
-        [Chunk::File(region)] => return region.read().await,
-        _ => {}
-    }
-    let mut out = BytesMut::with_capacity(bytes);
+/// The chunks of a read as bytes in memory, in order: file regions are read here, memory chunks
+/// are passed on as they are (the response sends them by reference).
+async fn in_memory(chunks: Vec<Chunk>) -> Result<Vec<Bytes>, odradek_storage::StorageError> {
+    let mut pieces = Vec::with_capacity(chunks.len());
     for chunk in chunks {
-        match chunk {
-            Chunk::Memory(b) => out.extend_from_slice(&b),
-            Chunk::File(region) => out.extend_from_slice(&region.read().await?),
-        }
+        pieces.push(match chunk {
+            Chunk::Memory(bytes) => bytes,
+            Chunk::File(region) => region.read().await?,
+        });
     }
-    Ok(out.freeze())
+    Ok(pieces)
 }
 
 /// Waits until any of `(log, offset)` has data at or past its offset, or `timeout` passes.

@@ -11,7 +11,7 @@ use kafka_protocol::protocol::buf::ByteBufMut;
 use kafka_protocol::protocol::{Decodable, Encodable};
 
 use crate::error::NetError;
-use crate::segmented::SegmentedBuf;
+use crate::segmented::{SegmentedBuf, Shared};
 
 /// Decodes a request body of API `api_key` at `version`.
 pub fn decode_body<T: Decodable>(
@@ -61,22 +61,29 @@ pub fn encode_response_with_header_version<T: Encodable>(
     Ok(buf.freeze())
 }
 
-/// Encodes `response` as one frame in pieces: any of `shared` (record batches the response
-/// holds) that the codec writes whole is passed on by reference instead of copied (see
-/// [`crate::segmented`]). Written in order, the pieces are exactly [`encode_response`]'s frame.
+/// Encodes `response` as one frame in pieces: the record data in `shared` (which the response
+/// holds, directly or as stand-ins) is passed on by reference instead of copied (see
+/// [`crate::segmented`]). Written in order, the pieces are the frame [`encode_response`] would
+/// produce with the real records in place of the stand-ins.
 pub fn encode_response_sharing<T: Encodable>(
     api_key: ApiKey,
     header: &RequestHeader,
     response: &T,
-    shared: &[Bytes],
+    shared: &[Shared],
 ) -> Result<Vec<Bytes>, NetError> {
     let version = header.request_api_version;
     let header_version = response_header_version(api_key, version);
     let frame = Frame::new(api_key, header, response, version, header_version)?;
-    let shared_len: usize = shared.iter().map(Bytes::len).sum();
-    let mut buf = SegmentedBuf::new(shared, frame.total_len().saturating_sub(shared_len));
+    let inline = frame
+        .total_len()
+        .saturating_sub(SegmentedBuf::shared_len(shared));
+    let mut buf = SegmentedBuf::new(shared, inline);
     frame.encode_into(&mut buf)?;
-    Ok(buf.into_pieces())
+    buf.into_pieces().ok_or_else(|| NetError::Encode {
+        api_key: api_key as i16,
+        version,
+        reason: "the response holds record data it was not given".to_string(),
+    })
 }
 
 /// One response frame, sized before it is encoded.

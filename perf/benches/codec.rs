@@ -10,6 +10,7 @@ use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, Partition
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{ApiKey, FetchResponse, ProduceRequest, RequestHeader, TopicName};
 use kafka_protocol::protocol::{Encodable, StrBytes};
+use odradek_net::segmented::Shared;
 use odradek_net::{decode_body, encode_response, encode_response_sharing};
 use odradek_storage::batch::split_batches;
 use odradek_storage::testing::batch;
@@ -93,7 +94,7 @@ fn batch_checks(c: &mut Criterion) {
 fn fetch_encode(c: &mut Criterion) {
     let records = records(1);
     let response = fetch_response(&records);
-    let shared: Vec<Bytes> = vec![records.clone()];
+    let shared = vec![Shared::whole(records.clone())];
     let header = RequestHeader::default()
         .with_request_api_key(ApiKey::Fetch as i16)
         .with_request_api_version(12)

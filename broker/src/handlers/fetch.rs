@@ -9,9 +9,12 @@
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::{ApiKey, BrokerId, FetchRequest, FetchResponse, RequestHeader};
+
+use odradek_net::segmented::Shared;
 
 use crate::data_path::{scatter, wait_for_any_owner, DataReply, DataRequest};
 use crate::ids::TopicPartition;
@@ -32,11 +35,13 @@ struct Wanted {
     max_bytes: usize,
 }
 
+/// The response, and the record data it holds for sending by reference (see
+/// `odradek_net::segmented`).
 pub async fn handle(
     ctx: &Rc<ShardCtx>,
     header: &RequestHeader,
     request: FetchRequest,
-) -> FetchResponse {
+) -> (FetchResponse, Vec<Shared>) {
     let by_id = header.request_api_version >= 13;
     let metadata = ctx.metadata();
     let max_bytes = usize::try_from(request.max_bytes.max(0)).unwrap_or(0);
@@ -47,7 +52,7 @@ pub async fn handle(
     let deadline = Instant::now() + max_wait;
     let mut results = read_all(ctx, &wanted).await;
     loop {
-        let available: usize = results.iter().map(|r| r.records.len()).sum();
+        let available: usize = results.iter().map(FetchResult::records_len).sum();
         let failed = results.iter().any(|r| r.error_code != 0);
         let remaining = deadline.saturating_duration_since(Instant::now());
         // min_bytes 0 answers at once, even empty (Kafka's rule); 1 waits for any data.
@@ -157,11 +162,15 @@ async fn wait_for_appends(
 /// partition is always kept whole (KIP-74) so a large batch can never stall a consumer.
 fn trim_to(max_bytes: usize, results: &mut [FetchResult]) {
     let mut used = 0usize;
-    for result in results.iter_mut().filter(|r| !r.records.is_empty()) {
-        if used > 0 && used + result.records.len() > max_bytes {
-            result.records = bytes::Bytes::new();
+    for result in results.iter_mut() {
+        let len = result.records_len();
+        if len == 0 {
+            continue;
+        }
+        if used > 0 && used + len > max_bytes {
+            result.records.clear();
         } else {
-            used += result.records.len();
+            used += len;
         }
     }
 }
@@ -174,8 +183,13 @@ fn lost() -> FetchResult {
     }
 }
 
-fn respond(request: FetchRequest, by_id: bool, results: Vec<FetchResult>) -> FetchResponse {
+fn respond(
+    request: FetchRequest,
+    by_id: bool,
+    results: Vec<FetchResult>,
+) -> (FetchResponse, Vec<Shared>) {
     let mut results = results.into_iter();
+    let mut shared = Vec::new();
     let responses = request
         .topics
         .into_iter()
@@ -183,7 +197,10 @@ fn respond(request: FetchRequest, by_id: bool, results: Vec<FetchResult>) -> Fet
             let partitions = topic
                 .partitions
                 .iter()
-                .map(|p| partition_data(p.partition, results.next().unwrap_or_else(lost)))
+                .map(|p| {
+                    let result = results.next().unwrap_or_else(lost);
+                    partition_data(p.partition, result, &mut shared)
+                })
                 .collect();
             let response = FetchableTopicResponse::default().with_partitions(partitions);
             if by_id {
@@ -193,13 +210,22 @@ fn respond(request: FetchRequest, by_id: bool, results: Vec<FetchResult>) -> Fet
             }
         })
         .collect();
-    FetchResponse::default()
+    let response = FetchResponse::default()
         .with_session_id(0)
-        .with_responses(responses)
+        .with_responses(responses);
+    (response, shared)
 }
 
-fn partition_data(index: i32, result: FetchResult) -> PartitionData {
+/// One partition of the response; its record data, if any, joins `shared`.
+fn partition_data(index: i32, result: FetchResult, shared: &mut Vec<Shared>) -> PartitionData {
     let ok = result.error_code == 0;
+    let records = if result.records.is_empty() {
+        Bytes::new()
+    } else {
+        let (held, entry) = Shared::joined(result.records, shared.len());
+        shared.push(entry);
+        held
+    };
     PartitionData::default()
         .with_partition_index(index)
         .with_error_code(result.error_code)
@@ -207,14 +233,5 @@ fn partition_data(index: i32, result: FetchResult) -> PartitionData {
         .with_last_stable_offset(if ok { result.last_stable_offset } else { -1 })
         .with_log_start_offset(if ok { result.log_start_offset } else { -1 })
         .with_preferred_read_replica(BrokerId(-1))
-        .with_records(Some(result.records))
-}
-
-/// The record batches of a response, for encoding without copying them.
-pub fn record_batches(response: &FetchResponse) -> Vec<bytes::Bytes> {
-    let partitions = response.responses.iter().flat_map(|t| t.partitions.iter());
-    partitions
-        .filter_map(|p| p.records.clone())
-        .filter(|r| !r.is_empty())
-        .collect()
+        .with_records(Some(records))
 }

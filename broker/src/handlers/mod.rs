@@ -230,9 +230,8 @@ pub async fn dispatch(ctx: &Rc<ShardCtx>, request: Request) -> Reply {
         ApiKey::Fetch => {
             // The record batches go to the socket as they are, not copied into the frame.
             let body = decode_body(key, version, request.body)?;
-            let response = fetch::handle(ctx, &request.header, body).await;
-            let batches = fetch::record_batches(&response);
-            let pieces = encode_response_sharing(key, &request.header, &response, &batches)?;
+            let (response, shared) = fetch::handle(ctx, &request.header, body).await;
+            let pieces = encode_response_sharing(key, &request.header, &response, &shared)?;
             Ok(Some(pieces))
         }
         ApiKey::ListOffsets => serve!(list_offsets, ctx, request),
