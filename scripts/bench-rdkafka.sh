@@ -10,16 +10,12 @@
 # Speed is never asserted: this script reports, it does not judge.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+# shellcheck source=scripts/lib-bench.sh
+source scripts/lib-bench.sh
 runs=${1:-3}
-out="bench-results/$(date -u +%Y%m%dT%H%M%SZ)"
-mkdir -p "$out"
+out=$(results_dir)
 
-need() { command -v "$1" >/dev/null 2>&1 || missing+=("$2"); }
-missing=()
-need iperf3 iperf3; need fio fio; need gcc gcc
-if ((${#missing[@]} > 0)); then
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
-fi
+need_tools iperf3 fio gcc
 
 tdir=${CARGO_TARGET_DIR:-target}
 cargo build --release -q -p odradek-broker
@@ -28,53 +24,34 @@ find_lib() { find target "$tdir" -path "*$1" 2>/dev/null | head -1; }
 [[ -n "$(find_lib 'rdkafka-sys-*/out/src/librdkafka.a')" ]] || cargo test -q -p odradek-broker --no-run
 lib=$(find_lib 'rdkafka-sys-*/out/src/librdkafka.a')
 zstd=$(find_lib 'zstd-sys-*/out/libzstd.a')
-src=$(ls -d "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/rdkafka-sys-*/librdkafka | tail -1)
+sources=("${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/rdkafka-sys-*/librdkafka)
+src=${sources[-1]}
 perf_bin="$out/rdkafka_performance"
 gcc -O2 -w -o "$perf_bin" "$src/examples/rdkafka_performance.c" -I"$(dirname "$lib")" -I"$src/src" \
     "$lib" "$zstd" -lz -lssl -lcrypto -lpthread -lm -ldl -lrt
 
 data=$(mktemp -d)
-port=29192
-broker_pid=
 cleanup() {
-    [[ -n "$broker_pid" ]] && kill "$broker_pid" 2>/dev/null && wait "$broker_pid" 2>/dev/null
-    pkill -f "iperf3 -s -p 29193" 2>/dev/null || true
+    stop_broker
+    stop_iperf3
     rm -rf "$data"
 }
 trap cleanup EXIT
 
-median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+measure_loopback "$out" "$runs" 5
+measure_disk "$out" "$data" 15
 
-echo "== iperf3 loopback (5 s, one stream)"
-iperf3 -s -p 29193 -D >/dev/null
-sleep 0.5
-for _ in $(seq "$runs"); do
-    iperf3 -c 127.0.0.1 -p 29193 -t 5 -J | python3 -c \
-        'import json,sys; print(round(json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]/8e6))'
-done | tee "$out/iperf3_MBps.txt" | median > "$out/iperf3.median"
-echo "   median $(cat "$out/iperf3.median") MB/s"
-
-echo "== fio O_DIRECT sequential write (1 MiB blocks, iodepth 16, 15 s)"
-fio --name=w --filename="$data/fio.tmp" --size=4G --rw=write --bs=1M --direct=1 --ioengine=io_uring \
-    --iodepth=16 --runtime=15 --time_based --output-format=json |
-    python3 -c 'import json,sys; print(round(json.load(sys.stdin)["jobs"][0]["write"]["bw_bytes"]/1e6))' \
-    > "$out/fio.median"
-rm -f "$data/fio.tmp"
-echo "   $(cat "$out/fio.median") MB/s"
-
-"$tdir/release/odradek" --listen "127.0.0.1:$port" --data-dir "$data/broker" \
-    --set num.partitions=6 2> "$out/broker.log" &
-broker_pid=$!
-for _ in $(seq 50); do grep -q "odradek listening" "$out/broker.log" && break; sleep 0.2; done
+start_broker "$out/broker.log" "$tdir/release/odradek" --listen 127.0.0.1:0 --data-dir "$data/broker" \
+    --set num.partitions=6
 
 # produce NAME SIZE ACKS COUNT: prints MB/s of delivered messages (10^6 bytes).
 produce() {
-    "$perf_bin" -P -t "$1" -b "127.0.0.1:$port" -s "$2" -a "$3" -c "$4" -u \
+    "$perf_bin" -P -t "$1" -b "$broker_addr" -s "$2" -a "$3" -c "$4" -u \
         -X linger.ms=5 -X batch.size=1000000 2>/dev/null | awk -F'|' '/^\|/ {mb=$8} END {print mb+0}'
 }
 # consume NAME COUNT: all six partitions from the beginning; prints MB/s.
 consume() {
-    "$perf_bin" -C -t "$1" -p 0 -p 1 -p 2 -p 3 -p 4 -p 5 -b "127.0.0.1:$port" -o beginning -c "$2" -u \
+    "$perf_bin" -C -t "$1" -p 0 -p 1 -p 2 -p 3 -p 4 -p 5 -b "$broker_addr" -o beginning -c "$2" -u \
         2>/dev/null | awk -F'|' '/^\|/ {mb=$7} END {print mb+0}'
 }
 
