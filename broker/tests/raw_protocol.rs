@@ -1,6 +1,6 @@
 //! Raw Kafka requests that real clients rarely send this way: damaged record batches in a
-//! well-formed Produce, deep pipelining over partitions of every shard, and more connections
-//! than `max.connections` allows.
+//! well-formed Produce, deep pipelining over partitions of every shard, more connections than
+//! `max.connections` allows, and Fetch versions older than the codec.
 
 mod common;
 
@@ -10,8 +10,9 @@ use std::time::Duration;
 
 use common::{
     assert_round_trip, assign_all, connect, consume_exactly, consumer, correlation_id_of,
-    create_topic, frame, next_response, produce_v3_partition_result, produce_v3_to, raw_produce,
-    read_verdict, record_batch, Broker, Verdict, API_API_VERSIONS, CORRUPT_MESSAGE,
+    create_topic, fetch_partition_result, fetch_request, frame, next_response,
+    produce_v3_partition_result, produce_v3_to, raw_produce, read_verdict, record_batch, Broker,
+    Verdict, API_API_VERSIONS, CORRUPT_MESSAGE, UNSUPPORTED_VERSION,
 };
 use rdkafka::message::Message;
 use rdkafka::Offset;
@@ -161,31 +162,6 @@ fn given_pipelined_requests_over_many_partitions_when_sent_without_waiting_shoul
     }
 }
 
-/// Fetch v4 for partition 0 of `topic` from `offset`. Body: replica_id, max_wait_ms, min_bytes,
-/// max_bytes, isolation_level, then [topic, [partition, fetch_offset, partition_max_bytes]].
-fn fetch_v4(
-    topic: &str,
-    offset: i64,
-    max_wait_ms: i32,
-    min_bytes: i32,
-    correlation_id: i32,
-) -> Vec<u8> {
-    let mut body = Vec::new();
-    body.extend_from_slice(&(-1i32).to_be_bytes()); // replica_id: a consumer
-    body.extend_from_slice(&max_wait_ms.to_be_bytes());
-    body.extend_from_slice(&min_bytes.to_be_bytes());
-    body.extend_from_slice(&(1i32 << 20).to_be_bytes()); // max_bytes
-    body.push(0); // isolation_level: read uncommitted
-    body.extend_from_slice(&1i32.to_be_bytes()); // one topic
-    body.extend_from_slice(&(topic.len() as i16).to_be_bytes());
-    body.extend_from_slice(topic.as_bytes());
-    body.extend_from_slice(&1i32.to_be_bytes()); // one partition
-    body.extend_from_slice(&0i32.to_be_bytes());
-    body.extend_from_slice(&offset.to_be_bytes());
-    body.extend_from_slice(&(1i32 << 20).to_be_bytes()); // partition_max_bytes
-    frame(1, 4, correlation_id, &body)
-}
-
 #[test]
 fn given_an_empty_partition_when_fetched_with_min_bytes_zero_should_answer_without_waiting() {
     let broker = Broker::start();
@@ -195,10 +171,55 @@ fn given_an_empty_partition_when_fetched_with_min_bytes_zero_should_answer_witho
     // A 20 s wait would outlast read_verdict's own 15 s bound: answering at once is the only way
     // through (Kafka: min_bytes 0 means "whatever is there, now").
     stream
-        .write_all(&fetch_v4(topic, 0, 20_000, 0, 41))
+        .write_all(&fetch_request(4, topic, 0, 20_000, 0, 41))
         .expect("send fetch");
     match read_verdict(&mut stream, 41) {
         Verdict::Answered(_) => {}
         Verdict::Closed => panic!("the broker closed the connection instead of answering"),
     }
+}
+
+#[test]
+fn given_fetch_v0_to_v3_when_sent_should_answer_unsupported_version_and_keep_the_connection() {
+    let broker = Broker::start();
+    let topic = "fetch-legacy";
+    create_topic(&broker.bootstrap(), topic, 1, &[]);
+    let good = record_batch(b"kept", 1_700_000_000_000);
+    assert_eq!(raw_produce(broker.addr(), topic, 1, &good), (0, 0));
+    let mut stream = connect(broker.addr());
+    let mut pending = Vec::new();
+
+    // As Kafka 4 answers the versions it no longer serves: each partition says
+    // UNSUPPORTED_VERSION, with no high watermark and an empty record set.
+    for version in 0..=3 {
+        let correlation_id = 60 + i32::from(version);
+        stream
+            .write_all(&fetch_request(version, topic, 0, 500, 1, correlation_id))
+            .expect("send legacy fetch");
+        let response = next_response(&mut stream, &mut pending)
+            .unwrap_or_else(|| panic!("Fetch v{version} closed the connection"));
+        assert_eq!(correlation_id_of(&response), correlation_id, "v{version}");
+        let (error_code, high_watermark, rest) = fetch_partition_result(&response, version, topic);
+        assert_eq!(error_code, UNSUPPORTED_VERSION, "v{version} error code");
+        assert_eq!(high_watermark, -1, "v{version} high watermark");
+        assert_eq!(
+            rest,
+            &0i32.to_be_bytes(),
+            "v{version}: an empty record set ends it"
+        );
+    }
+
+    // The same connection still serves a current Fetch, which finds the record.
+    stream
+        .write_all(&fetch_request(4, topic, 0, 500, 1, 70))
+        .expect("send fetch v4");
+    let response = next_response(&mut stream, &mut pending)
+        .expect("Fetch v4 after the legacy ones closed the connection");
+    assert_eq!(correlation_id_of(&response), 70);
+    let (error_code, high_watermark, _) = fetch_partition_result(&response, 4, topic);
+    assert_eq!(
+        (error_code, high_watermark),
+        (0, 1),
+        "Fetch v4 error code, high watermark"
+    );
 }

@@ -11,7 +11,8 @@
 //! - [`codec`]: request bodies and length-prefixed responses, via the `kafka-protocol` crate.
 //! - [`segmented`]: responses whose record batches are passed on by reference, not copied.
 //! - [`client`]: the client side of the codec: encode requests, decode responses, blocking reads.
-//! - [`legacy`]: Produce v0–2, advertised for old clients, answered with UNSUPPORTED_VERSION.
+//! - [`legacy`]: Produce v0–2 and Fetch v0–3, advertised for old clients, answered with
+//!   UNSUPPORTED_VERSION.
 //! - [`conn`]: the connection loop: pipelined requests, bounded in flight, in-order responses.
 //! - [`shutdown`]: a broadcast "stop now" signal for accept and connection loops.
 //! - [`guard_alloc`]: the global allocator that keeps a lying length prefix from aborting the

@@ -1,6 +1,8 @@
 //! Fetch: read batches from the owning shards' logs, with long polling.
 //!
-//! Advertised 0–16 (old librdkafka checks for 2, 4, 10); the codec decodes 4+.
+//! Advertised 0–16 (old librdkafka checks for 2, 4, 10); the codec decodes 4+. Versions 0–3 never
+//! reach this file: `odradek_net::legacy` answers them with UNSUPPORTED_VERSION per partition, as
+//! Kafka 4 does.
 //! Runs on the connection's shard; each partition's read hops to its owning shard. When fewer
 //! than `min_bytes` are available the request waits (up to `max_wait_ms`) for an append to any
 //! of its partitions, woken by the owners, then reads again. Fetch sessions (KIP-227) are not

@@ -207,11 +207,13 @@ pub async fn dispatch(ctx: &Rc<ShardCtx>, request: Request) -> Reply {
         return Err(unsupported);
     }
     if version < key.valid_versions().min {
-        // Advertised for old clients but older than the codec: Produce 0–2 is answered with
-        // UNSUPPORTED_VERSION per partition (as Kafka 4 does); Fetch 0–3 closes the connection.
+        // Advertised for old clients but older than the codec: Produce 0–2 and Fetch 0–3 are
+        // answered with UNSUPPORTED_VERSION per partition, as Kafka 4 does.
         return match key {
             ApiKey::Produce => legacy::produce_unsupported(&request.header, request.body)
                 .map(|frame| frame.map(|frame| vec![frame])),
+            ApiKey::Fetch => legacy::fetch_unsupported(&request.header, request.body)
+                .map(|frame| Some(vec![frame])),
             _ => Err(unsupported),
         };
     }

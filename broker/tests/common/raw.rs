@@ -1,6 +1,7 @@
 //! Kafka requests built by hand, below the client libraries: frames (request header v1), a
-//! Produce v3 request, a record batch (magic 2) with its CRC32C, and readers that tell an answer
-//! from a closed connection. For hostile-frame, pipelining and connection-limit tests.
+//! Produce v3 request, Fetch v0–4 requests, a record batch (magic 2) with its CRC32C, and readers
+//! that tell an answer from a closed connection. For hostile-frame, pipelining, legacy-version
+//! and connection-limit tests.
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
@@ -10,6 +11,7 @@ use std::time::{Duration, Instant};
 pub const VERDICT_TIMEOUT: Duration = Duration::from_secs(15);
 
 pub const API_PRODUCE: i16 = 0;
+pub const API_FETCH: i16 = 1;
 pub const API_METADATA: i16 = 3;
 pub const API_API_VERSIONS: i16 = 18;
 pub const API_CREATE_TOPICS: i16 = 19;
@@ -162,26 +164,93 @@ pub fn record_batch(value: &[u8], timestamp_ms: i64) -> Vec<u8> {
 /// correlation id come topics[name, partitions[index, error_code, base_offset,
 /// log_append_time]], throttle.
 pub fn produce_v3_partition_result(response: &[u8], topic: &str) -> (i16, i64) {
-    let mut at = 4; // correlation id
-    let topics = i32::from_be_bytes(response[at..at + 4].try_into().expect("topic count"));
-    assert_eq!(topics, 1, "one topic in the produce response");
+    let rest = single_partition(response, 4, topic, "produce"); // after the correlation id
+    (i16_at(rest, 0), i64_at(rest, 2))
+}
+
+/// Fetch of `version` (0–4) for partition 0 of `topic` from `offset`. Body: replica_id,
+/// max_wait_ms, min_bytes, max_bytes (v3+), isolation_level (v4), then [topic, [partition,
+/// fetch_offset, partition_max_bytes]].
+pub fn fetch_request(
+    version: i16,
+    topic: &str,
+    offset: i64,
+    max_wait_ms: i32,
+    min_bytes: i32,
+    correlation_id: i32,
+) -> Vec<u8> {
+    assert!(
+        (0..=4).contains(&version),
+        "Fetch v{version} is not built here"
+    );
+    let mut body = Vec::new();
+    body.extend_from_slice(&(-1i32).to_be_bytes()); // replica_id: a consumer
+    body.extend_from_slice(&max_wait_ms.to_be_bytes());
+    body.extend_from_slice(&min_bytes.to_be_bytes());
+    if version >= 3 {
+        body.extend_from_slice(&(1i32 << 20).to_be_bytes()); // max_bytes
+    }
+    if version >= 4 {
+        body.push(0); // isolation_level: read uncommitted
+    }
+    body.extend_from_slice(&1i32.to_be_bytes()); // one topic
+    body.extend_from_slice(&(topic.len() as i16).to_be_bytes());
+    body.extend_from_slice(topic.as_bytes());
+    body.extend_from_slice(&1i32.to_be_bytes()); // one partition
+    body.extend_from_slice(&0i32.to_be_bytes());
+    body.extend_from_slice(&offset.to_be_bytes());
+    body.extend_from_slice(&(1i32 << 20).to_be_bytes()); // partition_max_bytes
+    frame(API_FETCH, version, correlation_id, &body)
+}
+
+/// The single partition's (error code, high watermark, the bytes after them) in a Fetch v0–6
+/// response: after the correlation id come throttle (v1+), then topics[name, partitions[index,
+/// error_code, high_watermark, …]].
+pub fn fetch_partition_result<'a>(
+    response: &'a [u8],
+    version: i16,
+    topic: &str,
+) -> (i16, i64, &'a [u8]) {
+    assert!(
+        (0..=6).contains(&version),
+        "Fetch v{version} is not read here"
+    );
+    let throttle_len = if version >= 1 { 4 } else { 0 };
+    let rest = single_partition(response, 4 + throttle_len, topic, "fetch");
+    (i16_at(rest, 0), i64_at(rest, 2), &rest[10..])
+}
+
+/// Checks that `response` holds, from `at`, one topic named `topic` with one partition, and
+/// returns the bytes after that partition's index (which is not checked).
+fn single_partition<'a>(response: &'a [u8], mut at: usize, topic: &str, api: &str) -> &'a [u8] {
+    assert_eq!(i32_at(response, at), 1, "one topic in the {api} response");
     at += 4;
-    let name_len =
-        i16::from_be_bytes(response[at..at + 2].try_into().expect("name length")) as usize;
+    let name_len = i16_at(response, at) as usize;
     at += 2;
     assert_eq!(
         &response[at..at + name_len],
         topic.as_bytes(),
-        "topic in the produce response"
+        "topic in the {api} response"
     );
     at += name_len;
-    let partitions = i32::from_be_bytes(response[at..at + 4].try_into().expect("partition count"));
-    assert_eq!(partitions, 1, "one partition in the produce response");
-    at += 4 + 4; // count, partition index
-    let error_code = i16::from_be_bytes(response[at..at + 2].try_into().expect("error code"));
-    let base_offset =
-        i64::from_be_bytes(response[at + 2..at + 10].try_into().expect("base offset"));
-    (error_code, base_offset)
+    assert_eq!(
+        i32_at(response, at),
+        1,
+        "one partition in the {api} response"
+    );
+    &response[at + 4 + 4..] // count, partition index
+}
+
+fn i16_at(bytes: &[u8], at: usize) -> i16 {
+    i16::from_be_bytes(bytes[at..at + 2].try_into().expect("2 bytes"))
+}
+
+fn i32_at(bytes: &[u8], at: usize) -> i32 {
+    i32::from_be_bytes(bytes[at..at + 4].try_into().expect("4 bytes"))
+}
+
+fn i64_at(bytes: &[u8], at: usize) -> i64 {
+    i64::from_be_bytes(bytes[at..at + 8].try_into().expect("8 bytes"))
 }
 
 /// Sends one raw Produce v3 and returns the partition's (error code, base offset).
