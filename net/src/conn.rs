@@ -18,7 +18,7 @@ use glommio::task::JoinHandle;
 use kafka_protocol::messages::{ApiKey, RequestHeader};
 
 use crate::error::NetError;
-use crate::frame::FrameBuffer;
+use crate::frame::read_frame;
 use crate::header::decode_request_header;
 use crate::shutdown::Shutdown;
 
@@ -87,7 +87,7 @@ fn log_close(peer: &str, result: Result<(), NetError>) {
 }
 
 async fn read_loop<R, S>(
-    reader: R,
+    mut reader: R,
     service: Rc<S>,
     limits: ConnLimits,
     tx: LocalSender<JoinHandle<Reply>>,
@@ -97,9 +97,8 @@ where
     R: AsyncRead + Unpin,
     S: Service,
 {
-    let mut frames = FrameBuffer::new(reader, limits.frame_bytes_max);
     loop {
-        let next = std::pin::pin!(frames.next_frame());
+        let next = std::pin::pin!(read_frame(&mut reader, limits.frame_bytes_max));
         let stop = std::pin::pin!(shutdown.wait());
         let frame = match select(next, stop).await {
             Either::Left((frame, _)) => frame?,
