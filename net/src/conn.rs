@@ -7,6 +7,8 @@
 //! request may have no response (acks=0 produce). Any malformed input closes this connection
 //! only, with one log line.
 
+use std::io::IoSlice;
+use std::os::fd::{AsRawFd, RawFd};
 use std::rc::Rc;
 
 use bytes::{Bytes, BytesMut};
@@ -16,6 +18,8 @@ use futures::FutureExt;
 use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
 use glommio::task::JoinHandle;
 use kafka_protocol::messages::{ApiKey, RequestHeader};
+use nix::errno::Errno;
+use nix::sys::socket::{sendmsg, MsgFlags};
 
 use crate::error::NetError;
 use crate::frame::read_frame;
@@ -59,14 +63,15 @@ pub async fn serve_connection<T, S>(
     limits: ConnLimits,
     shutdown: Shutdown,
 ) where
-    T: AsyncRead + AsyncWrite + Unpin + 'static,
+    T: AsyncRead + AsyncWrite + AsRawFd + Unpin + 'static,
     S: Service,
 {
     assert!(limits.in_flight_max > 0, "in_flight_max must be positive");
+    let fd = stream.as_raw_fd();
     let (reader, writer) = stream.split();
     let (tx, rx) = local_channel::new_bounded(limits.in_flight_max);
     let read = std::pin::pin!(read_loop(reader, service, limits, tx, shutdown));
-    let write = std::pin::pin!(write_loop(writer, rx));
+    let write = std::pin::pin!(write_loop(writer, fd, rx));
     let result = match select(read, write).await {
         // The reader is done (EOF, shutdown or bad input): answer what was read, then close.
         Either::Left((read_result, write)) => {
@@ -120,6 +125,7 @@ where
 
 async fn write_loop<W: AsyncWrite + Unpin>(
     mut writer: W,
+    fd: RawFd,
     rx: LocalReceiver<JoinHandle<Reply>>,
 ) -> Result<(), NetError> {
     let mut next = None;
@@ -137,7 +143,7 @@ async fn write_loop<W: AsyncWrite + Unpin>(
         };
         let mut frames: Vec<Bytes> = reply?.unwrap_or_default();
         next = gather_ready(&rx, &mut frames)?;
-        write_frames(&mut writer, frames).await?;
+        write_frames(&mut writer, fd, frames).await?;
     }
     writer.close().await.map_err(|source| NetError::Io {
         op: "close",
@@ -148,7 +154,8 @@ async fn write_loop<W: AsyncWrite + Unpin>(
 /// Responses gathered into one write at most (several small answers, one syscall).
 const COALESCE_BYTES_MAX: usize = 64 * 1024;
 const COALESCE_FRAMES_MAX: usize = 64;
-/// Pieces at least this large are written on their own rather than copied into a gathered write.
+/// Pieces at least this large are passed to the socket as they are rather than copied into a
+/// gathered buffer.
 const WRITE_ALONE_BYTES_MIN: usize = 16 * 1024;
 
 /// Appends the responses that are already complete, in order, without waiting; returns the
@@ -177,16 +184,60 @@ fn gather_ready(
     Ok(None)
 }
 
-/// Writes response pieces in order: small ones gathered into one write, large ones (record
-/// batches passed on by reference) each written as they are, never copied.
+/// Writes response pieces in order: small ones gathered into one buffer, large ones (record
+/// batches passed on by reference) as they are, never copied; all of them handed to the socket
+/// together, up to [`IOVECS_MAX`] pieces per `sendmsg`.
 async fn write_frames<W: AsyncWrite + Unpin>(
     writer: &mut W,
+    fd: RawFd,
     frames: Vec<Bytes>,
 ) -> Result<(), NetError> {
-    let io = |source| NetError::Io {
-        op: "write response",
-        source,
-    };
+    let pieces = gather_small(frames);
+    let mut at = (0, 0); // (piece, offset in it)
+    while at.0 < pieces.len() {
+        let iov: Vec<IoSlice<'_>> = pieces[at.0..]
+            .iter()
+            .take(IOVECS_MAX)
+            .enumerate()
+            .map(|(k, p)| IoSlice::new(if k == 0 { &p[at.1..] } else { p }))
+            .collect();
+        // The stream's fd may be in blocking mode: MSG_DONTWAIT keeps the shard from waiting.
+        let flags = MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL;
+        let sent = match sendmsg::<()>(fd, &iov, &[], flags, None) {
+            Ok(sent) => sent,
+            Err(Errno::EINTR) => continue,
+            // The socket buffer is full: the stream's own write waits until it takes more.
+            Err(Errno::EAGAIN) => writer
+                .write(&pieces[at.0][at.1..])
+                .await
+                .map_err(|source| NetError::Io {
+                    op: "write response",
+                    source,
+                })?,
+            Err(errno) => {
+                return Err(NetError::Io {
+                    op: "write response",
+                    source: errno.into(),
+                })
+            }
+        };
+        if sent == 0 {
+            return Err(NetError::Io {
+                op: "write response",
+                source: std::io::ErrorKind::WriteZero.into(),
+            });
+        }
+        at = advance(&pieces, at, sent);
+    }
+    Ok(())
+}
+
+/// Pieces gathered into one `sendmsg`: Linux takes up to 1024 (`UIO_MAXIOV`).
+const IOVECS_MAX: usize = 64;
+
+/// Runs of small pieces copied into one buffer each; large pieces kept as they are.
+fn gather_small(frames: Vec<Bytes>) -> Vec<Bytes> {
+    let mut out = Vec::with_capacity(frames.len());
     let mut gathered = BytesMut::new();
     for piece in frames {
         if piece.len() < WRITE_ALONE_BYTES_MIN {
@@ -194,14 +245,31 @@ async fn write_frames<W: AsyncWrite + Unpin>(
             continue;
         }
         if !gathered.is_empty() {
-            writer.write_all(&gathered.split()).await.map_err(io)?;
+            out.push(gathered.split().freeze());
         }
-        writer.write_all(&piece).await.map_err(io)?;
+        out.push(piece);
     }
     if !gathered.is_empty() {
-        writer.write_all(&gathered).await.map_err(io)?;
+        out.push(gathered.freeze());
     }
-    Ok(())
+    out
+}
+
+/// The position `sent` bytes after `at` in `pieces`.
+fn advance(pieces: &[Bytes], mut at: (usize, usize), mut sent: usize) -> (usize, usize) {
+    while sent > 0 {
+        let left = pieces[at.0].len() - at.1;
+        if sent < left {
+            return (at.0, at.1 + sent);
+        }
+        sent -= left;
+        at = (at.0 + 1, 0);
+    }
+    // Skip empty pieces so the loop never hands the socket an empty first slice.
+    while at.0 < pieces.len() && pieces[at.0].len() == at.1 {
+        at = (at.0 + 1, 0);
+    }
+    at
 }
 
 #[cfg(test)]
@@ -254,6 +322,93 @@ mod tests {
             in_flight_max: 4,
         };
         serve_connection(stream, "test", Rc::new(SlowEcho), limits, Shutdown::new()).await;
+    }
+
+    #[test]
+    fn advance_moves_across_pieces() {
+        let pieces = [Bytes::from_static(b"abc"), Bytes::from_static(b"de")];
+        assert_eq!(advance(&pieces, (0, 0), 2), (0, 2));
+        assert_eq!(advance(&pieces, (0, 2), 1), (1, 0));
+        assert_eq!(advance(&pieces, (0, 1), 3), (1, 1));
+        assert_eq!(advance(&pieces, (1, 1), 1), (2, 0));
+    }
+
+    #[test]
+    fn small_pieces_are_gathered_and_large_ones_kept() {
+        let big = Bytes::from(vec![1u8; WRITE_ALONE_BYTES_MIN]);
+        let out = gather_small(vec![
+            Bytes::from_static(b"a"),
+            Bytes::from_static(b"b"),
+            big.clone(),
+            Bytes::from_static(b"c"),
+        ]);
+        assert_eq!(out.len(), 3);
+        assert_eq!(&out[0][..], b"ab");
+        assert_eq!(out[1].as_ptr(), big.as_ptr());
+        assert_eq!(&out[2][..], b"c");
+    }
+
+    /// Answers every request with a response of many large pieces.
+    struct Pieces;
+
+    const PIECE_BYTES: usize = 256 * 1024;
+    const PIECES: usize = 100;
+
+    impl Service for Pieces {
+        async fn call(self: Rc<Self>, request: Request) -> Result<Option<Vec<Bytes>>, NetError> {
+            let mut head = BytesMut::new();
+            head.put_i32((4 + PIECE_BYTES * PIECES) as i32);
+            head.put_i32(request.header.correlation_id);
+            let mut pieces = vec![head.freeze()];
+            for k in 0..PIECES {
+                pieces.push(Bytes::from(vec![k as u8; PIECE_BYTES]));
+            }
+            Ok(Some(pieces))
+        }
+    }
+
+    #[test]
+    fn a_response_larger_than_the_socket_buffer_arrives_whole_and_in_order() {
+        let handle = glommio::LocalExecutorBuilder::default()
+            .spawn(|| async {
+                let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+                let addr = listener.local_addr().expect("addr");
+                let server = glommio::spawn_local(async move {
+                    let stream = listener.accept().await.expect("accept");
+                    let limits = ConnLimits {
+                        frame_bytes_max: 1024,
+                        in_flight_max: 4,
+                    };
+                    serve_connection(stream, "test", Rc::new(Pieces), limits, Shutdown::new())
+                        .await;
+                });
+                let mut client = TcpStream::connect(addr).await.expect("connect");
+                for id in 0..2 {
+                    client
+                        .write_all(&request_frame(ApiKey::Metadata, id))
+                        .await
+                        .expect("write");
+                }
+                // Let the server fill the socket buffer before reading anything.
+                glommio::timer::sleep(Duration::from_millis(50)).await;
+                for id in 0..2 {
+                    let mut head = [0u8; 8];
+                    client.read_exact(&mut head).await.expect("head");
+                    assert_eq!(
+                        i32::from_be_bytes(head[4..8].try_into().expect("4 bytes")),
+                        id
+                    );
+                    let mut body = vec![0u8; PIECE_BYTES * PIECES];
+                    client.read_exact(&mut body).await.expect("body");
+                    for (k, chunk) in body.chunks(PIECE_BYTES).enumerate() {
+                        assert!(chunk.iter().all(|&b| b == k as u8), "piece {k} of {id}");
+                    }
+                }
+                drop(client);
+                server.await;
+            })
+            .expect("executor");
+        handle.join().expect("test");
     }
 
     #[test]
