@@ -315,13 +315,13 @@ mod tests {
         out
     }
 
-    async fn serve_one(listener: TcpListener) {
+    async fn serve_one(listener: TcpListener, service: impl Service) {
         let stream = listener.accept().await.expect("accept");
         let limits = ConnLimits {
             frame_bytes_max: 1024,
             in_flight_max: 4,
         };
-        serve_connection(stream, "test", Rc::new(SlowEcho), limits, Shutdown::new()).await;
+        serve_connection(stream, "test", Rc::new(service), limits, Shutdown::new()).await;
     }
 
     #[test]
@@ -373,15 +373,7 @@ mod tests {
             .spawn(|| async {
                 let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
                 let addr = listener.local_addr().expect("addr");
-                let server = glommio::spawn_local(async move {
-                    let stream = listener.accept().await.expect("accept");
-                    let limits = ConnLimits {
-                        frame_bytes_max: 1024,
-                        in_flight_max: 4,
-                    };
-                    serve_connection(stream, "test", Rc::new(Pieces), limits, Shutdown::new())
-                        .await;
-                });
+                let server = glommio::spawn_local(serve_one(listener, Pieces));
                 let mut client = TcpStream::connect(addr).await.expect("connect");
                 for id in 0..2 {
                     client
@@ -417,7 +409,7 @@ mod tests {
             .spawn(|| async {
                 let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
                 let addr = listener.local_addr().expect("addr");
-                let server = glommio::spawn_local(serve_one(listener));
+                let server = glommio::spawn_local(serve_one(listener, SlowEcho));
                 let mut client = TcpStream::connect(addr).await.expect("connect");
                 let mut expected = Vec::new();
                 for id in 0..REQUESTS {
