@@ -10,14 +10,14 @@ use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::rc::{Rc, Weak};
 
-use bytes::Bytes;
+use crate::batch::Stamped;
 
 /// One batch in memory.
 #[derive(Clone, Debug)]
 pub(crate) struct CachedBatch {
     pub base_offset: i64,
     pub last_offset: i64,
-    pub bytes: Bytes,
+    pub batch: Stamped,
 }
 
 /// The cached batches of one log, in offset order.
@@ -135,7 +135,10 @@ mod tests {
         CachedBatch {
             base_offset: base,
             last_offset: last,
-            bytes: Bytes::from(vec![0u8; len]),
+            batch: Stamped {
+                head: bytes::Bytes::new(),
+                rest: bytes::Bytes::from(vec![0u8; len]),
+            },
         }
     }
 

@@ -314,7 +314,7 @@ fn given_a_tiny_tail_cache_should_read_older_batches_from_files() {
             .await
             .expect("read");
         assert!(
-            matches!(recent.chunks[..], [Chunk::Memory(_)]),
+            recent.chunks.iter().all(|c| matches!(c, Chunk::Memory(_))),
             "the tail comes from memory"
         );
         assert_eq!(bytes_of(&recent).await, stored(&batches[29], 29));
