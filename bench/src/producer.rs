@@ -559,7 +559,7 @@ async fn read_one_ack(
                 }
             }
             other => {
-                stats.on_publish_error(count);
+                stats.on_publish_error(ack_ns, count);
                 acks.failed_msgs += count;
                 if acks.first_failure.is_none() {
                     let code = other.map_or(-1, |p| p.error_code);
