@@ -14,6 +14,7 @@ use crate::args::Workload;
 use crate::bootstrap::{self, Cluster};
 use crate::consumer::{run_consumer, ConsumerCtx, ConsumerResult};
 use crate::error::BenchError;
+use crate::pacing::linger_note;
 use crate::producer::{run_producer, ProducerCtx, ProducerResult};
 use crate::report::{Progress, Report};
 use crate::stats::{Clock, Intervals, LocalStats, Window};
@@ -69,6 +70,11 @@ pub fn run(workload: Workload) -> Result<Report, BenchError> {
             cluster.leaders.len(),
             workload.consumers - cluster.leaders.len()
         );
+    }
+    let rate_per_producer = workload.rate_msgs_per_s / workload.producers.max(1) as f64;
+    let w = &workload;
+    if let Some(note) = linger_note(rate_per_producer, w.message_bytes, w.batch_bytes, w.linger) {
+        eprintln!("{note}");
     }
     let intervals = Arc::new(Mutex::new(Intervals::new()));
     let run_id = SystemTime::now()
