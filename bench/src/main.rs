@@ -10,6 +10,7 @@
 //! - [`bootstrap`]: ApiVersions, Metadata, CreateTopics, ListOffsets.
 //! - [`keys`]: message keys and partitions (sticky without keys).
 //! - [`producer`]: batching, pipelining, fixed-rate scheduling without coordinated omission.
+//! - [`pacing`]: when a fixed-rate producer's messages are due and when it must next send.
 //! - [`consumer`]: fetching assigned partitions, end-to-end latency, sequence checks.
 //! - [`payload`]: the header at the front of every message value.
 //! - [`preflight`]: io_uring and locked-memory checks before glommio starts.
@@ -25,6 +26,7 @@ mod consumer;
 mod error;
 mod html;
 mod keys;
+mod pacing;
 mod payload;
 mod preflight;
 mod producer;

@@ -5,7 +5,8 @@
 //! At a fixed rate, message `i` of a producer is due at `start + i / rate`; that intended time
 //! is written into the message and latency is measured from it, so a stalled broker shows up as
 //! latency rather than as fewer samples (no coordinated omission). Messages that are due but
-//! not yet generated cost nothing: the backlog is a counter, not a queue.
+//! not yet generated cost nothing: the backlog is a counter, not a queue. The producer sleeps
+//! until a request has to go out, not until each message is due ([`crate::pacing`]).
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -29,9 +30,10 @@ use crate::bootstrap::Cluster;
 use crate::client::{self, with_timeout};
 use crate::error::BenchError;
 use crate::keys::KeyPicker;
+use crate::pacing::{Buffered, Pacing};
 use crate::payload::MessageHeader;
 use crate::run::Shared;
-use crate::stats::LocalStats;
+use crate::stats::{Clock, LocalStats};
 
 /// Messages generated per clock reading when producing as fast as possible.
 const BURST_MSGS: u64 = 32;
@@ -135,6 +137,10 @@ struct Producer {
     template: Vec<u8>,
     topic: TopicName,
     batch_bytes: usize,
+    /// The schedule at a fixed rate; `None` as fast as possible.
+    pacing: Option<Pacing>,
+    /// Messages put in batches so far.
+    generated: u64,
 }
 
 impl Producer {
@@ -174,6 +180,8 @@ impl Producer {
             template: ctx.workload.payload.clone(),
             batch_bytes: ctx.workload.batch_bytes,
             topic: TopicName(StrBytes::from_string(ctx.workload.topic.clone())),
+            pacing: None,
+            generated: 0,
         })
     }
 
@@ -182,41 +190,28 @@ impl Producer {
         let w = &ctx.workload;
         let clock = ctx.stats.borrow().clock;
         let rate_per_producer = w.rate_msgs_per_s / w.producers as f64;
-        let interval_ns = if rate_per_producer > 0.0 {
-            1e9 / rate_per_producer
-        } else {
-            0.0
-        };
-        let start_ns = clock.now_ns();
         let linger_ns = crate::stats::nanos(w.linger);
-        let mut generated: u64 = 0;
+        self.pacing = (rate_per_producer > 0.0).then(|| Pacing {
+            start_ns: clock.now_ns(),
+            interval_ns: 1e9 / rate_per_producer,
+            linger_ns,
+            message_bytes: w.message_bytes,
+        });
         loop {
             let now = clock.now_ns();
-            if now >= clock.deadline_ns || ctx.quota.is_some_and(|q| generated >= q) {
-                return Ok(());
-            }
-            // Messages due by now (at a fixed rate), or a burst (as fast as possible: the burst
-            // shares one clock reading, and ends at the first send, which may wait).
-            let due = if interval_ns > 0.0 {
-                ((now - start_ns) as f64 / interval_ns) as u64 + 1
-            } else {
-                generated + BURST_MSGS
+            let ended = now >= clock.deadline_ns;
+            let due = match self.pacing {
+                None if ended => self.generated,
+                _ => self.due_at(ctx, now),
             };
-            let due = ctx.quota.map_or(due, |q| due.min(q));
-            while generated < due {
-                let send_ns = if interval_ns > 0.0 {
-                    start_ns + (generated as f64 * interval_ns) as u64
-                } else {
-                    now
-                };
-                let conn_index = self.append(ctx, send_ns);
-                generated += 1;
-                if self.conns[conn_index].bytes_buffered >= self.full_bytes(conn_index, w) {
-                    self.send(conn_index, ctx).await?;
-                    if interval_ns == 0.0 {
-                        break;
-                    }
+            while let Some(full) = self.append_until(ctx, due, now) {
+                self.send(full, ctx).await?;
+                if self.pacing.is_none() {
+                    break; // The burst ends at the first send, which may have waited.
                 }
+            }
+            if ended || ctx.quota.is_some_and(|q| self.generated >= q) {
+                return Ok(()); // What is buffered goes out in `finish`.
             }
             let now = clock.now_ns();
             for i in 0..self.conns.len() {
@@ -227,13 +222,42 @@ impl Producer {
                     self.send(i, ctx).await?;
                 }
             }
-            if interval_ns > 0.0 {
-                self.sleep_until_due(ctx, start_ns, generated, interval_ns, linger_ns)
-                    .await;
-            } else {
-                glommio::yield_if_needed().await;
+            match self.pacing {
+                Some(p) => self.sleep_until_next_send(&p, clock, w).await,
+                None => glommio::yield_if_needed().await,
             }
         }
+    }
+
+    /// How many messages should have been generated at `now`: at a fixed rate, those due by
+    /// then (and before the deadline, which a sleep may have overshot); as fast as possible, a
+    /// burst more, all sharing one clock reading. Never more than the quota.
+    fn due_at(&self, ctx: &ProducerCtx, now: u64) -> u64 {
+        let deadline_ns = ctx.stats.borrow().clock.deadline_ns;
+        let due = match &self.pacing {
+            Some(p) => p.due_by(now.min(deadline_ns.saturating_sub(1))),
+            None => self.generated + BURST_MSGS,
+        };
+        ctx.quota.map_or(due, |q| due.min(q))
+    }
+
+    /// Appends messages until `due` have been generated, stopping at the first connection
+    /// whose request is full (which it returns; it may have been full already).
+    fn append_until(&mut self, ctx: &ProducerCtx, due: u64, now: u64) -> Option<usize> {
+        let w = &ctx.workload;
+        let is_full = |p: &Producer, i: usize| p.conns[i].bytes_buffered >= p.full_bytes(i, w);
+        if let Some(full) = (0..self.conns.len()).find(|&i| is_full(self, i)) {
+            return Some(full);
+        }
+        while self.generated < due {
+            let send_ns = self.pacing.map_or(now, |p| p.due_ns(self.generated));
+            let conn_index = self.append(ctx, send_ns);
+            self.generated += 1;
+            if is_full(self, conn_index) {
+                return Some(conn_index);
+            }
+        }
+        None
     }
 
     /// A connection sends when it holds a full batch for each of its partitions, or
@@ -243,23 +267,17 @@ impl Producer {
         all.min(REQUEST_BYTES_TARGET).max(w.batch_bytes)
     }
 
-    async fn sleep_until_due(
-        &self,
-        ctx: &ProducerCtx,
-        start_ns: u64,
-        generated: u64,
-        interval_ns: f64,
-        linger_ns: u64,
-    ) {
-        let clock = ctx.stats.borrow().clock;
-        let next_due = start_ns + (generated as f64 * interval_ns) as u64;
-        let linger_due = self
-            .conns
-            .iter()
-            .filter_map(|c| c.oldest_ns)
-            .min()
-            .map_or(u64::MAX, |t| t + linger_ns);
-        let wake = next_due.min(linger_due).min(clock.deadline_ns);
+    /// Sleeps until a request may have to go out (see [`Pacing::next_send_ns`]), or the
+    /// deadline.
+    async fn sleep_until_next_send(&self, p: &Pacing, clock: Clock, w: &Workload) {
+        let buffered = (0..self.conns.len()).map(|i| Buffered {
+            oldest_ns: self.conns[i].oldest_ns,
+            bytes: self.conns[i].bytes_buffered,
+            full_bytes: self.full_bytes(i, w),
+        });
+        let wake = p
+            .next_send_ns(self.generated, buffered)
+            .min(clock.deadline_ns);
         let now = clock.now_ns();
         if wake > now {
             glommio::timer::sleep(Duration::from_nanos(wake - now)).await;
@@ -304,6 +322,14 @@ impl Producer {
         if conn.state.slots.acquire(1).await.is_err() {
             return Err(conn.failure());
         }
+        if self.pacing.is_some() {
+            // Messages that fell due while this request waited for a slot go out with it, as
+            // they would with any client, rather than wait for the next slot.
+            let now = ctx.stats.borrow().clock.now_ns();
+            let due = self.due_at(ctx, now);
+            let _ = self.append_until(ctx, due, now);
+        }
+        let conn = &mut self.conns[conn_index];
         let (partitions, batches) = build_batches(conn, w)?;
         conn.bytes_buffered = 0;
         conn.oldest_ns = None;
@@ -559,7 +585,7 @@ async fn read_one_ack(
                 }
             }
             other => {
-                stats.on_publish_error(count);
+                stats.on_publish_error(ack_ns, count);
                 acks.failed_msgs += count;
                 if acks.first_failure.is_none() {
                     let code = other.map_or(-1, |p| p.error_code);

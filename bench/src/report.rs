@@ -11,14 +11,18 @@ use crate::args::{Keys, Workload};
 use crate::bootstrap::Cluster;
 use crate::consumer::PartitionCheck;
 use crate::run::ExecutorResult;
-use crate::stats::{Clock, Window};
+use crate::stats::{nanos, Clock, Intervals, Window, INTERVAL_NS};
 
 const MB: f64 = 1e6;
 
-/// One second of the run, as printed on the progress line.
+/// One interval of the run, as printed on the progress line: a second, or less for the last.
 #[derive(Clone, Debug, Serialize)]
 pub struct IntervalPoint {
+    /// When the interval ends (seconds on the run clock).
     pub t_s: f64,
+    /// How long it is: 1 but for the last interval, which ends with the run.
+    pub duration_s: f64,
+    /// Whether most of it lies within the warm-up.
     pub warmup: bool,
     pub publish_msgs_per_s: f64,
     pub publish_mb_per_s: f64,
@@ -30,45 +34,16 @@ pub struct IntervalPoint {
     pub e2e_p99_us: u64,
 }
 
-/// Prints the per-second progress line and keeps the series.
-pub struct Progress {
-    clock: Clock,
-    last_ns: u64,
-    next_line_ns: u64,
-    pub points: Vec<IntervalPoint>,
-}
-
-impl Progress {
-    pub fn new(clock: Clock) -> Progress {
-        Progress {
-            clock,
-            last_ns: 0,
-            next_line_ns: 1_000_000_000,
-            points: Vec::new(),
-        }
-    }
-
-    /// Whether the next line is due; if not, how long until it is.
-    pub fn line_due(&mut self) -> Result<(), Duration> {
-        let now = self.clock.now_ns();
-        if now < self.next_line_ns {
-            return Err(Duration::from_nanos(self.next_line_ns - now));
-        }
-        self.next_line_ns = self.next_line_ns.max(now) + 1_000_000_000;
-        Ok(())
-    }
-
-    pub fn line(&mut self, window: &Window) {
-        let now = self.clock.now_ns();
-        let seconds = (now.saturating_sub(self.last_ns)) as f64 / 1e9;
-        self.last_ns = now;
-        let empty = window.publish_msgs == 0 && window.consume_msgs == 0;
-        if seconds <= 0.0 || (empty && seconds < 0.5) {
-            return;
-        }
-        let point = IntervalPoint {
-            t_s: now as f64 / 1e9,
-            warmup: now < self.clock.warmup_end_ns,
+impl IntervalPoint {
+    /// The point of `window`, the events in `[start_ns, end_ns)`: rates over that true span.
+    fn new(clock: &Clock, start_ns: u64, end_ns: u64, window: &Window) -> IntervalPoint {
+        assert!(start_ns < end_ns, "an interval ends after it starts");
+        let seconds = (end_ns - start_ns) as f64 / 1e9;
+        let middle_ns = start_ns + (end_ns - start_ns) / 2;
+        IntervalPoint {
+            t_s: end_ns as f64 / 1e9,
+            duration_s: seconds,
+            warmup: middle_ns < clock.warmup_end_ns,
             publish_msgs_per_s: window.publish_msgs as f64 / seconds,
             publish_mb_per_s: window.publish_bytes as f64 / MB / seconds,
             consume_msgs_per_s: window.consume_msgs as f64 / seconds,
@@ -77,14 +52,73 @@ impl Progress {
             publish_p99_us: window.publish_us.value_at_quantile(0.99),
             e2e_p50_us: window.e2e_us.value_at_quantile(0.5),
             e2e_p99_us: window.e2e_us.value_at_quantile(0.99),
-        };
+        }
+    }
+}
+
+/// Prints the progress line of each interval and keeps the series.
+pub struct Progress {
+    clock: Clock,
+    /// How long after an interval ends its line is due (time for every executor to flush it).
+    lag: Duration,
+    next_index: u64,
+    pub points: Vec<IntervalPoint>,
+}
+
+impl Progress {
+    pub fn new(clock: Clock, lag: Duration) -> Progress {
+        Progress {
+            clock,
+            lag,
+            next_index: 0,
+            points: Vec::new(),
+        }
+    }
+
+    /// The index of the interval whose line is due; if none is, how long until one is.
+    pub fn line_due(&self) -> Result<u64, Duration> {
+        let due_ns = (self.next_index + 1) * INTERVAL_NS + nanos(self.lag);
+        let now = self.clock.now_ns();
+        if now < due_ns {
+            return Err(Duration::from_nanos(due_ns - now));
+        }
+        Ok(self.next_index)
+    }
+
+    /// The line of the next interval (a whole one), with its events in `window`.
+    pub fn line(&mut self, window: &Window) {
+        let start_ns = self.next_index * INTERVAL_NS;
+        self.push(start_ns, start_ns + INTERVAL_NS, window);
+    }
+
+    /// The lines of the intervals left when the run ended at `end_ns`, the last one shorter.
+    pub fn finish(&mut self, end_ns: u64, intervals: &mut Intervals) {
+        while self.next_index * INTERVAL_NS < end_ns {
+            let start_ns = self.next_index * INTERVAL_NS;
+            let window = intervals.remove(&self.next_index).unwrap_or_default();
+            self.push(start_ns, end_ns.min(start_ns + INTERVAL_NS), &window);
+        }
+    }
+
+    fn push(&mut self, start_ns: u64, end_ns: u64, window: &Window) {
+        self.next_index += 1;
+        let empty = window.publish_msgs == 0 && window.consume_msgs == 0;
+        if empty && end_ns - start_ns < INTERVAL_NS / 2 {
+            return; // The run ended just after a line: nothing to say about the rest.
+        }
+        let point = IntervalPoint::new(&self.clock, start_ns, end_ns, window);
         let errors = if window.publish_errors > 0 {
             format!(" | {} publish errors", window.publish_errors)
         } else {
             String::new()
         };
+        let short = if point.duration_s < 1.0 {
+            format!(" over {:.3}s", point.duration_s)
+        } else {
+            String::new()
+        };
         eprintln!(
-            "[{:6.1}s{}] pub {:>9.0} msg/s {:>8.2} MB/s p50 {} p99 {} | con {:>9.0} msg/s {:>8.2} MB/s e2e p50 {} p99 {}{}",
+            "[{:6.1}s{}] pub {:>9.0} msg/s {:>8.2} MB/s p50 {} p99 {} | con {:>9.0} msg/s {:>8.2} MB/s e2e p50 {} p99 {}{}{}",
             point.t_s,
             if point.warmup { " warmup" } else { "" },
             point.publish_msgs_per_s,
@@ -95,6 +129,7 @@ impl Progress {
             point.consume_mb_per_s,
             ms(point.e2e_p50_us),
             ms(point.e2e_p99_us),
+            short,
             errors
         );
         self.points.push(point);
@@ -387,4 +422,63 @@ fn verdict(results: &[ExecutorResult], partitions: usize, errors: &[String]) -> 
         && v.publish_failures == 0
         && errors.is_empty();
     v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn window_of(publish_msgs: u64) -> Window {
+        Window {
+            publish_msgs,
+            ..Window::default()
+        }
+    }
+
+    #[test]
+    fn the_last_interval_is_as_long_as_it_was_and_its_rate_is_over_that() {
+        let clock = Clock::new(Duration::ZERO, Some(Duration::from_secs(2)));
+        let mut progress = Progress::new(clock, Duration::ZERO);
+        progress.line(&window_of(302_000));
+        progress.line(&window_of(302_000));
+        // 4 ms after the deadline, the acks of the requests in flight then.
+        let mut left = Intervals::new();
+        left.insert(2, window_of(1_208));
+        progress.finish(2_004_000_000, &mut left);
+        let last = progress.points.last().expect("three points");
+        assert_eq!(progress.points.len(), 3);
+        assert!((last.duration_s - 0.004).abs() < 1e-9, "{last:?}");
+        assert!(
+            (last.publish_msgs_per_s - 302_000.0).abs() < 1.0,
+            "{last:?}"
+        );
+        assert!((last.t_s - 2.004).abs() < 1e-9, "{last:?}");
+    }
+
+    #[test]
+    fn an_empty_sliver_at_the_end_is_left_out() {
+        let clock = Clock::new(Duration::ZERO, Some(Duration::from_secs(1)));
+        let mut progress = Progress::new(clock, Duration::ZERO);
+        progress.line(&window_of(10));
+        progress.finish(1_003_000_000, &mut Intervals::new());
+        assert_eq!(progress.points.len(), 1);
+    }
+
+    #[test]
+    fn an_interval_is_warmup_when_it_lies_mostly_within_the_warmup() {
+        let clock = Clock::new(Duration::from_millis(1_500), Some(Duration::from_secs(2)));
+        let mut progress = Progress::new(clock, Duration::ZERO);
+        for _ in 0..3 {
+            progress.line(&window_of(1));
+        }
+        let warmup: Vec<bool> = progress.points.iter().map(|p| p.warmup).collect();
+        // [0, 1) lies within the warm-up, [1, 2) half in, [2, 3) after.
+        assert_eq!(warmup, vec![true, false, false]);
+        let clock = Clock::new(Duration::from_secs(1), Some(Duration::from_secs(1)));
+        let mut progress = Progress::new(clock, Duration::ZERO);
+        progress.line(&window_of(1));
+        progress.line(&window_of(1));
+        assert!(progress.points[0].warmup, "0-1 s is all warm-up");
+        assert!(!progress.points[1].warmup, "1-2 s is all measured");
+    }
 }

@@ -14,14 +14,18 @@ use crate::args::Workload;
 use crate::bootstrap::{self, Cluster};
 use crate::consumer::{run_consumer, ConsumerCtx, ConsumerResult};
 use crate::error::BenchError;
+use crate::pacing::linger_note;
 use crate::producer::{run_producer, ProducerCtx, ProducerResult};
 use crate::report::{Progress, Report};
-use crate::stats::{Clock, LocalStats, Window};
+use crate::stats::{Clock, Intervals, LocalStats, Window};
 
 /// How often executors move their interval counters to the shared one.
 const FLUSH_EVERY: Duration = Duration::from_millis(100);
 /// How often the main thread checks whether the executors are done.
 const EXIT_POLL: Duration = Duration::from_millis(20);
+/// How long after an interval ends its line is printed: two flushes, so that every executor
+/// has handed over that interval's events even if its flush timer fired late.
+const LINE_LAG: Duration = Duration::from_millis(2 * FLUSH_EVERY.as_millis() as u64);
 
 /// State shared across executors (atomics touched once per produce response, not per message).
 pub struct Shared {
@@ -67,7 +71,12 @@ pub fn run(workload: Workload) -> Result<Report, BenchError> {
             workload.consumers - cluster.leaders.len()
         );
     }
-    let interval = Arc::new(Mutex::new(Window::default()));
+    let rate_per_producer = workload.rate_msgs_per_s / workload.producers.max(1) as f64;
+    let w = &workload;
+    if let Some(note) = linger_note(rate_per_producer, w.message_bytes, w.batch_bytes, w.linger) {
+        eprintln!("{note}");
+    }
+    let intervals = Arc::new(Mutex::new(Intervals::new()));
     let run_id = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(1, |d| d.subsec_nanos() ^ (d.as_secs() as u32));
@@ -80,7 +89,7 @@ pub fn run(workload: Workload) -> Result<Report, BenchError> {
             workload: Arc::clone(&workload),
             cluster: Arc::clone(&cluster),
             shared: Arc::clone(&shared),
-            interval: Arc::clone(&interval),
+            intervals: Arc::clone(&intervals),
         };
         let placement = if workload.pin {
             Placement::Fixed(core)
@@ -93,12 +102,12 @@ pub fn run(workload: Workload) -> Result<Report, BenchError> {
             .map_err(|e| BenchError::Executor(e.to_string()))?;
         handles.push(handle);
     }
-    let mut progress = Progress::new(clock);
+    let mut progress = Progress::new(clock, LINE_LAG);
     while shared.executors_left.load(Ordering::Acquire) > 0 {
         match progress.line_due() {
             // Short naps, so that the end of the run is noticed quickly.
             Err(wait) => std::thread::sleep(wait.min(EXIT_POLL)),
-            Ok(()) => progress.line(&take_interval(&interval)),
+            Ok(index) => progress.line(&take_interval(&intervals, index)),
         }
     }
     let mut results = Vec::new();
@@ -108,14 +117,22 @@ pub fn run(workload: Workload) -> Result<Report, BenchError> {
             Err(e) => return Err(BenchError::Executor(e.to_string())),
         }
     }
-    let last = take_interval(&interval);
-    progress.line(&last);
+    let end_ns = clock.now_ns();
+    match intervals.lock() {
+        Ok(mut left) => progress.finish(end_ns, &mut left),
+        Err(_) => progress.finish(end_ns, &mut Intervals::new()),
+    }
     Ok(Report::build(&workload, &cluster, clock, results, progress))
 }
 
-fn take_interval(interval: &Mutex<Window>) -> Window {
-    match interval.lock() {
-        Ok(mut w) => std::mem::take(&mut *w),
+fn take_interval(intervals: &Mutex<Intervals>, index: u64) -> Window {
+    match intervals.lock() {
+        Ok(mut all) => {
+            let window = all.remove(&index).unwrap_or_default();
+            // Events flushed after their line was printed are left out rather than kept.
+            *all = all.split_off(&(index + 1));
+            window
+        }
         Err(_) => Window::default(),
     }
 }
@@ -135,7 +152,7 @@ struct ExecutorPlan {
     workload: Arc<Workload>,
     cluster: Arc<Cluster>,
     shared: Arc<Shared>,
-    interval: Arc<Mutex<Window>>,
+    intervals: Arc<Mutex<Intervals>>,
 }
 
 impl ExecutorPlan {
@@ -145,7 +162,7 @@ impl ExecutorPlan {
         glommio::timer::sleep(Duration::from_millis(1)).await;
         let stats = Rc::new(RefCell::new(LocalStats::new(self.clock)));
         let flusher =
-            glommio::spawn_local(flush_loop(Rc::clone(&stats), Arc::clone(&self.interval)))
+            glommio::spawn_local(flush_loop(Rc::clone(&stats), Arc::clone(&self.intervals)))
                 .detach();
         let consumers = self.spawn_consumers(&stats);
         let producers = self.spawn_producers(&stats);
@@ -166,7 +183,7 @@ impl ExecutorPlan {
         }
         flusher.cancel();
         let mut local = stats.borrow_mut();
-        local.flush(&self.interval);
+        local.flush(&self.intervals);
         result.total = Some(std::mem::take(&mut local.total));
         self.shared.executors_left.fetch_sub(1, Ordering::AcqRel);
         result
@@ -243,9 +260,9 @@ impl ExecutorPlan {
     }
 }
 
-async fn flush_loop(stats: Rc<RefCell<LocalStats>>, interval: Arc<Mutex<Window>>) {
+async fn flush_loop(stats: Rc<RefCell<LocalStats>>, intervals: Arc<Mutex<Intervals>>) {
     loop {
         glommio::timer::sleep(FLUSH_EVERY).await;
-        stats.borrow_mut().flush(&interval);
+        stats.borrow_mut().flush(&intervals);
     }
 }
