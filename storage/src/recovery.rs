@@ -73,7 +73,8 @@ pub(crate) async fn recover(dir: &Path, config: &LogConfig) -> Result<Recovered,
     })
 }
 
-/// Base offsets of the `.log` files in `dir`, ascending. Leftover temporary files are removed.
+/// Base offsets of the `.log` files in `dir`, ascending. Leftover temporary files, and segments
+/// whose deletion a crash interrupted, are removed.
 fn list_segments(dir: &Path) -> Result<Vec<i64>, StorageError> {
     let mut bases = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(io_err("list directory", dir))? {
@@ -82,8 +83,8 @@ fn list_segments(dir: &Path) -> Result<Vec<i64>, StorageError> {
             .file_name()
             .and_then(|n| n.to_str())
             .unwrap_or_default();
-        if name.ends_with(".tmp") {
-            std::fs::remove_file(&path).map_err(io_err("remove temporary file", &path))?;
+        if name.ends_with(".tmp") || name.ends_with(crate::fileio::DELETED_SUFFIX) {
+            std::fs::remove_file(&path).map_err(io_err("remove leftover file", &path))?;
         } else if let Some(stem) = name.strip_suffix(".log") {
             match stem.parse::<i64>() {
                 Ok(base) if stem.len() == 20 && base >= 0 => bases.push(base),

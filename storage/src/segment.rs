@@ -250,7 +250,7 @@ impl Segment {
     /// Removes the segment's files (after it left the segment list).
     pub async fn remove_files(&self) -> Result<(), StorageError> {
         self.release_file();
-        fileio::remove_file(&self.log_path()).await?;
+        fileio::remove_gradually(&self.log_path()).await?;
         fileio::remove_file(&self.index_path()).await?;
         fileio::remove_file(&self.time_index_path()).await
     }

@@ -273,3 +273,21 @@ fn given_a_clean_marker_but_a_cut_segment_should_not_trust_the_stale_indexes() {
         }
     });
 }
+
+#[test]
+fn given_a_deletion_cut_short_by_a_crash_should_remove_the_leftover_and_keep_the_log() {
+    run(|| async {
+        let batches = batches();
+        let tmp = tempdir();
+        let bytes = write_clean_log(tmp.path(), &batches).await;
+        // A retention pass had renamed an older segment aside and shrunk it part of the way.
+        let leftover = partition_dir(tmp.path()).join("00000000000000000000.log.deleted");
+        std::fs::write(&leftover, &bytes[..bytes.len() / 2]).expect("leftover");
+        crash_with(tmp.path(), &bytes);
+        check_recovered(tmp.path(), &batches, batches.len()).await;
+        assert!(
+            !leftover.exists(),
+            "the half-deleted segment is removed at open"
+        );
+    });
+}
