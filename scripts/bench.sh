@@ -39,12 +39,15 @@ fio_seconds=${FIO_SECONDS:-15}
 read -r -a bench_flags <<<"${BENCH_FLAGS:-}"
 read -r -a broker_flags <<<"${BROKER_FLAGS:-}"
 
-# Segments of 128 MiB and at most 512 MiB kept per partition, checked every second: a run as fast
-# as possible writes tens of GB, more than a laptop's free disk.
-broker_settings=(--set log.segment.bytes=134217728 --set log.retention.bytes=536870912
+# Segments of 128 MiB and at most 2 GiB kept per partition, checked every second: a run as fast
+# as possible writes tens of GB, more than a laptop's free disk. Retention must stay above what a
+# lagging consumer still has to read: with 512 MiB a 100 B run's consumers fell 7 s behind and
+# were answered OFFSET_OUT_OF_RANGE (odradek-bench stops on it).
+broker_settings=(--set log.segment.bytes=134217728 --set log.retention.bytes=2147483648
     --set log.retention.check.interval.ms=1000)
-# Free space the scratch directory needs: fio's 4 GiB file, or one run's retained log.
-scratch_bytes_min=$((8 << 30))
+# Free space the scratch directory needs: fio's 4 GiB file, or one run's retained log (six
+# partitions of 2 GiB, plus the segment being written in each).
+scratch_bytes_min=$((14 << 30))
 
 check_settings() {
     local duration_re='^[0-9]+(\.[0-9]+)?(ms|s|m|min|h)?$'
