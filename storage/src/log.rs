@@ -119,6 +119,12 @@ impl ShardStorage {
     pub fn device_reads(&self) -> u64 {
         self.state.borrow().device_reads
     }
+
+    /// Fetch reads that had to wait for the device: a sequential reader served by read-ahead
+    /// waits once, at its start.
+    pub fn read_waits(&self) -> u64 {
+        self.state.borrow().read_waits
+    }
 }
 
 /// The log of one partition, owned by one shard.

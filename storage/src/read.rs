@@ -75,7 +75,7 @@ fn read_cached(
 /// the region itself are read through the shard's read windows, so a sequential reader mostly
 /// finds them in memory; a region larger than a window is left to the caller as a file region.
 async fn read_segment(
-    shard: &crate::ShardStorage,
+    shard: &Rc<crate::ShardStorage>,
     segment: &Rc<Segment>,
     offset: i64,
     max_bytes: usize,

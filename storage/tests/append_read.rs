@@ -654,6 +654,48 @@ fn given_a_consumer_catching_up_sequentially_should_read_the_device_once_per_win
 }
 
 #[test]
+fn given_a_consumer_past_the_middle_of_a_window_should_find_the_next_one_read_ahead() {
+    run(|| async {
+        let tmp = tempdir();
+        let shard = ShardStorage::new(ShardStorageConfig {
+            tail_cache_bytes: 0,
+            ..ShardStorageConfig::default()
+        });
+        let log = open(tmp.path(), small_segments(64 << 20), &shard).await;
+        let batches: Vec<Bytes> = (0..1_200)
+            .map(|i| batch_of_size(10_000, i, i as u8))
+            .collect();
+        let mut last = None;
+        for b in &batches {
+            last = Some(log.append(b.clone(), 0).expect("append"));
+        }
+        last.expect("appended").written().await.expect("written");
+
+        let waits = shard.read_waits();
+        let mut offset = 0i64;
+        while offset < 1_200 {
+            let outcome = log
+                .read(Offset(offset), 100_000, Offset(1_200))
+                .await
+                .expect("read");
+            let got = bytes_of(&outcome).await;
+            let count = outcome.bytes / batches[0].len();
+            assert_eq!(
+                got.slice(..batches[0].len()),
+                stored(&batches[offset as usize], offset),
+                "first batch at {offset}"
+            );
+            offset += count as i64;
+            // A consumer's next fetch comes a little later; the read-ahead runs meanwhile.
+            glommio::timer::sleep(std::time::Duration::from_millis(2)).await;
+        }
+        // 12 MB in 4 MiB windows: the first fetch waits, every later window was read ahead.
+        assert_eq!(shard.read_waits() - waits, 1);
+        log.close().await.expect("close");
+    });
+}
+
+#[test]
 fn given_a_log_deleted_and_created_again_should_never_read_the_old_bytes() {
     run(|| async {
         let tmp = tempdir();
