@@ -2,11 +2,14 @@
 
 mod common;
 
+use std::rc::Rc;
+use std::time::Duration;
+
 use bytes::{Bytes, BytesMut};
 use common::*;
 use odradek_storage::{
-    AppendError, BatchError, BatchHeader, Chunk, FlushPolicy, LogConfig, Offset, ReadError,
-    ShardStorage, ShardStorageConfig, TimestampType,
+    AppendError, BatchError, BatchHeader, Chunk, FlushPolicy, LogConfig, Offset, PartitionLog,
+    ReadError, ShardStorage, ShardStorageConfig, TimestampType,
 };
 
 fn small_segments(segment_bytes: u64) -> LogConfig {
@@ -602,51 +605,67 @@ fn given_concurrent_appenders_should_store_every_batch_byte_identical() {
     });
 }
 
+/// A log of `count` batches of 10 kB in one segment, all written, with no tail cache: every read
+/// goes through the segment file.
+async fn log_read_from_files(
+    dir: &std::path::Path,
+    count: i64,
+) -> (Rc<ShardStorage>, Rc<PartitionLog>, Vec<Bytes>) {
+    let shard = ShardStorage::new(ShardStorageConfig {
+        tail_cache_bytes: 0,
+        ..ShardStorageConfig::default()
+    });
+    let log = open(dir, small_segments(64 << 20), &shard).await;
+    let batches: Vec<Bytes> = (0..count)
+        .map(|i| batch_of_size(10_000, i, i as u8))
+        .collect();
+    let mut last = None;
+    for b in &batches {
+        last = Some(log.append(b.clone(), 0).expect("append"));
+    }
+    last.expect("appended").written().await.expect("written");
+    (shard, log, batches)
+}
+
+/// Reads the whole log in fetches of 100 kB, as a consumer catching up does, checking every
+/// byte; `pause` between fetches.
+async fn catch_up(log: &PartitionLog, batches: &[Bytes], pause: Duration) {
+    let end = batches.len() as i64;
+    let mut offset = 0i64;
+    while offset < end {
+        let outcome = log
+            .read(Offset(offset), 100_000, Offset(end))
+            .await
+            .expect("read");
+        let got = bytes_of(&outcome).await;
+        let count = outcome.bytes / batches[0].len();
+        let mut want = BytesMut::new();
+        for (i, b) in batches[offset as usize..offset as usize + count]
+            .iter()
+            .enumerate()
+        {
+            want.extend_from_slice(&stored(b, offset + i as i64));
+        }
+        let want = want.freeze();
+        let first_diff = got.iter().zip(want.iter()).position(|(a, b)| a != b);
+        assert!(
+            got == want,
+            "batches from offset {offset} differ: {} vs {} bytes, first difference at {first_diff:?}",
+            got.len(),
+            want.len()
+        );
+        offset += count as i64;
+        glommio::timer::sleep(pause).await;
+    }
+}
+
 #[test]
 fn given_a_consumer_catching_up_sequentially_should_read_the_device_once_per_window() {
     run(|| async {
         let tmp = tempdir();
-        // No tail cache: every read goes through the segment file.
-        let shard = ShardStorage::new(ShardStorageConfig {
-            tail_cache_bytes: 0,
-            ..ShardStorageConfig::default()
-        });
-        let log = open(tmp.path(), small_segments(64 << 20), &shard).await;
-        let batches: Vec<Bytes> = (0..200)
-            .map(|i| batch_of_size(10_000, i, i as u8))
-            .collect();
-        let mut last = None;
-        for b in &batches {
-            last = Some(log.append(b.clone(), 0).expect("append"));
-        }
-        last.expect("appended").written().await.expect("written");
-
+        let (shard, log, batches) = log_read_from_files(tmp.path(), 200).await;
         let before = shard.device_reads();
-        let mut offset = 0i64;
-        while offset < 200 {
-            let outcome = log
-                .read(Offset(offset), 100_000, Offset(200))
-                .await
-                .expect("read");
-            let got = bytes_of(&outcome).await;
-            let count = outcome.bytes / batches[0].len();
-            let mut want = BytesMut::new();
-            for (i, b) in batches[offset as usize..offset as usize + count]
-                .iter()
-                .enumerate()
-            {
-                want.extend_from_slice(&stored(b, offset + i as i64));
-            }
-            let want = want.freeze();
-            let first_diff = got.iter().zip(want.iter()).position(|(a, b)| a != b);
-            assert!(
-                got == want,
-                "batches from offset {offset} differ: {} vs {} bytes, first difference at {first_diff:?}",
-                got.len(),
-                want.len()
-            );
-            offset += count as i64;
-        }
+        catch_up(&log, &batches, Duration::ZERO).await;
         // 2 MB read in 100 kB fetches: a 4 MiB window serves all twenty after the first miss.
         assert_eq!(shard.device_reads() - before, 1);
         log.close().await.expect("close");
@@ -657,38 +676,10 @@ fn given_a_consumer_catching_up_sequentially_should_read_the_device_once_per_win
 fn given_a_consumer_past_the_middle_of_a_window_should_find_the_next_one_read_ahead() {
     run(|| async {
         let tmp = tempdir();
-        let shard = ShardStorage::new(ShardStorageConfig {
-            tail_cache_bytes: 0,
-            ..ShardStorageConfig::default()
-        });
-        let log = open(tmp.path(), small_segments(64 << 20), &shard).await;
-        let batches: Vec<Bytes> = (0..1_200)
-            .map(|i| batch_of_size(10_000, i, i as u8))
-            .collect();
-        let mut last = None;
-        for b in &batches {
-            last = Some(log.append(b.clone(), 0).expect("append"));
-        }
-        last.expect("appended").written().await.expect("written");
-
+        let (shard, log, batches) = log_read_from_files(tmp.path(), 1_200).await;
         let waits = shard.read_waits();
-        let mut offset = 0i64;
-        while offset < 1_200 {
-            let outcome = log
-                .read(Offset(offset), 100_000, Offset(1_200))
-                .await
-                .expect("read");
-            let got = bytes_of(&outcome).await;
-            let count = outcome.bytes / batches[0].len();
-            assert_eq!(
-                got.slice(..batches[0].len()),
-                stored(&batches[offset as usize], offset),
-                "first batch at {offset}"
-            );
-            offset += count as i64;
-            // A consumer's next fetch comes a little later; the read-ahead runs meanwhile.
-            glommio::timer::sleep(std::time::Duration::from_millis(2)).await;
-        }
+        // A consumer's next fetch comes a little later; the read-ahead runs meanwhile.
+        catch_up(&log, &batches, Duration::from_millis(2)).await;
         // 12 MB in 4 MiB windows: the first fetch waits, every later window was read ahead.
         assert_eq!(shard.read_waits() - waits, 1);
         log.close().await.expect("close");
