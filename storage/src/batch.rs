@@ -9,8 +9,6 @@
 //! ```
 //! `batchLength` counts the bytes after itself; the CRC32C covers `attributes` to the end.
 
-use bytes::{Bytes, BytesMut};
-
 /// Bytes of the header, up to and including `recordCount`.
 pub const HEADER_BYTES: usize = 61;
 /// Bytes before `batchLength`'s count starts (baseOffset + batchLength).
@@ -206,49 +204,3 @@ pub fn set_log_append_time(bytes: &mut [u8], timestamp_ms: i64) {
     let crc = crc32c::crc32c(&bytes[ATTRIBUTES_OFFSET..]);
     bytes[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
 }
-
-/// A batch as the log holds it in memory: `head` is its `baseOffset` field as the log assigned
-/// it, `rest` everything after, which is the producer's bytes unchanged (usually a slice of the
-/// request frame, shared rather than copied). Written out or sent in order, the two are the
-/// stored batch.
-#[derive(Clone, Debug)]
-pub(crate) struct Stamped {
-    pub head: Bytes,
-    pub rest: Bytes,
-}
-
-impl Stamped {
-    pub fn len(&self) -> usize {
-        self.head.len() + self.rest.len()
-    }
-
-    /// The two parts, in order.
-    pub fn parts(&self) -> [&Bytes; 2] {
-        [&self.head, &self.rest]
-    }
-
-    /// The header as stored (the new `baseOffset`, the producer's fields after it).
-    pub fn header(&self) -> [u8; HEADER_BYTES] {
-        let mut header = [0u8; HEADER_BYTES];
-        header[..BASE_OFFSET_BYTES].copy_from_slice(&self.head);
-        header[BASE_OFFSET_BYTES..].copy_from_slice(&self.rest[..HEADER_BYTES - BASE_OFFSET_BYTES]);
-        header
-    }
-
-    /// The batch in one buffer (one copy; for paths that decode it).
-    pub fn joined(&self) -> Bytes {
-        let mut out = BytesMut::with_capacity(self.len());
-        out.extend_from_slice(&self.head);
-        out.extend_from_slice(&self.rest);
-        out.freeze()
-    }
-
-    /// Splits a whole batch at its `baseOffset` field.
-    pub fn split(mut batch: Bytes) -> Stamped {
-        let rest = batch.split_off(BASE_OFFSET_BYTES);
-        Stamped { head: batch, rest }
-    }
-}
-
-/// Bytes of the `baseOffset` field, the first of a batch.
-pub(crate) const BASE_OFFSET_BYTES: usize = 8;

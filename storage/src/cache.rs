@@ -10,14 +10,14 @@ use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::rc::{Rc, Weak};
 
-use crate::batch::Stamped;
+use bytes::Bytes;
 
 /// One batch in memory.
 #[derive(Clone, Debug)]
 pub(crate) struct CachedBatch {
     pub base_offset: i64,
     pub last_offset: i64,
-    pub batch: Stamped,
+    pub bytes: Bytes,
 }
 
 /// The cached batches of one log, in offset order.
@@ -135,10 +135,7 @@ mod tests {
         CachedBatch {
             base_offset: base,
             last_offset: last,
-            batch: Stamped {
-                head: bytes::Bytes::new(),
-                rest: bytes::Bytes::from(vec![0u8; len]),
-            },
+            bytes: Bytes::from(vec![0u8; len]),
         }
     }
 

@@ -10,7 +10,7 @@ use std::rc::Rc;
 use bytes::{Bytes, BytesMut};
 use futures::channel::oneshot;
 
-use crate::batch::{self, BatchHeader, Stamped, BASE_OFFSET_BYTES};
+use crate::batch::{self, BatchHeader};
 use crate::cache::{CachedBatch, LogCache, TailCache};
 use crate::config::{FlushPolicy, LogConfig, ShardStorageConfig, TimestampType};
 use crate::error::{AppendError, StorageError};
@@ -55,7 +55,7 @@ pub(crate) struct Pending {
     pub base_offset: i64,
     /// One past the batch's last offset.
     pub end_offset: i64,
-    pub batch: Stamped,
+    pub bytes: Bytes,
 }
 
 /// What the appending side and the flusher share.
@@ -112,7 +112,7 @@ impl State {
     /// Takes the oldest pending batch.
     pub fn take_pending(&mut self) -> Option<Pending> {
         let batch = self.pending.pop_front()?;
-        self.pending_bytes -= batch.batch.len();
+        self.pending_bytes -= batch.bytes.len();
         Some(batch)
     }
 
@@ -147,33 +147,21 @@ pub(crate) struct Appended {
 }
 
 impl Engine {
-    /// Appends checked batches. The producer's bytes are kept as they are (shared with the
-    /// request, not copied): only each batch's `baseOffset` is new, and it is held apart
-    /// ([`Stamped`]). Under LogAppendTime the max timestamp and CRC change too, so those batches
-    /// are copied and stamped whole.
     pub fn append(&self, batches: Bytes, now_ms: i64) -> Result<Appended, AppendError> {
         let mut st = self.state.borrow_mut();
         st.check_usable()?;
         let ranges = batch::split_batches(&batches, st.config.max_message_bytes)?;
         self.reserve_write_buffer(batches.len())?;
         let lat = st.config.timestamp_type == TimestampType::LogAppendTime;
+        let mut copy = BytesMut::from(&batches[..]);
         let base_offset = st.next_offset;
-        let mut heads = BytesMut::with_capacity(ranges.len() * BASE_OFFSET_BYTES);
         for range in ranges {
-            let offset = st.next_offset;
-            let stamped = if lat {
-                let mut copy = BytesMut::from(&batches[range]);
-                batch::set_base_offset(&mut copy, offset);
-                batch::set_log_append_time(&mut copy, now_ms);
-                Stamped::split(copy.freeze())
-            } else {
-                heads.extend_from_slice(&offset.to_be_bytes());
-                Stamped {
-                    head: heads.split().freeze(),
-                    rest: batches.slice(range.start + BASE_OFFSET_BYTES..range.end),
-                }
-            };
-            self.place(&mut st, stamped, now_ms);
+            let mut one = copy.split_to(range.len());
+            batch::set_base_offset(&mut one, st.next_offset);
+            if lat {
+                batch::set_log_append_time(&mut one, now_ms);
+            }
+            self.place(&mut st, one.freeze(), now_ms);
         }
         self.flusher_wakeup.raise();
         Ok(Appended {
@@ -196,11 +184,10 @@ impl Engine {
     }
 
     /// Puts one checked, offset-stamped batch at the end of the log.
-    fn place(&self, st: &mut State, batch: Stamped, now_ms: i64) {
-        let len = batch.len() as u64;
+    fn place(&self, st: &mut State, bytes: Bytes, now_ms: i64) {
+        let len = bytes.len() as u64;
         self.maybe_roll(st, len, now_ms);
-        let header = batch.header();
-        let header = BatchHeader::parse(&header).expect("the batch was validated");
+        let header = BatchHeader::parse(&bytes).expect("the batch was validated");
         let segment = st.active().clone();
         let meta = BatchMeta::from_header(&header, segment.size.get(), len);
         assert_eq!(
@@ -221,14 +208,14 @@ impl Engine {
         self.cache.borrow_mut().push(CachedBatch {
             base_offset: meta.base_offset,
             last_offset: meta.last_offset,
-            batch: batch.clone(),
+            bytes: bytes.clone(),
         });
-        st.pending_bytes += batch.len();
+        st.pending_bytes += bytes.len();
         st.pending.push_back(Pending {
             segment,
             base_offset: meta.base_offset,
             end_offset: st.next_offset,
-            batch,
+            bytes,
         });
     }
 
@@ -263,7 +250,7 @@ impl Engine {
     /// The flusher wrote `batches` (in order): move the written end and wake its waiters.
     pub fn on_written(&self, batches: &[Pending]) {
         let Some(last) = batches.last() else { return };
-        let bytes: usize = batches.iter().map(|b| b.batch.len()).sum();
+        let bytes: usize = batches.iter().map(|b| b.bytes.len()).sum();
         {
             let mut shard = self.shard.state.borrow_mut();
             assert!(shard.pending_bytes >= bytes, "write buffer accounting");
@@ -271,7 +258,7 @@ impl Engine {
             for b in batches {
                 shard
                     .tail
-                    .written(&self.cache, b.base_offset, b.batch.len());
+                    .written(&self.cache, b.base_offset, b.bytes.len());
             }
         }
         let mut st = self.state.borrow_mut();
@@ -305,9 +292,9 @@ impl Engine {
         st.written_waiters.fail_all(&failure);
         st.durable_waiters.fail_all(&failure);
         st.data_waiters.fail_all(&failure);
-        let pending: usize = st.pending.drain(..).map(|p| p.batch.len()).sum();
+        let pending: usize = st.pending.drain(..).map(|p| p.bytes.len()).sum();
         st.pending_bytes = 0;
-        let dropped = pending + unwritten.iter().map(|p| p.batch.len()).sum::<usize>();
+        let dropped = pending + unwritten.iter().map(|p| p.bytes.len()).sum::<usize>();
         st.failure = Some(failure);
         let mut shard = self.shard.state.borrow_mut();
         shard.pending_bytes = shard.pending_bytes.saturating_sub(dropped);

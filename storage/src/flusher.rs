@@ -316,9 +316,9 @@ impl Flusher {
                 .is_some_and(|p| Rc::ptr_eq(&p.segment, segment))
         {
             let batch = st.take_pending().expect("a pending batch");
-            have += batch.batch.len();
-            end += batch.batch.len() as u64;
-            taken.extend(batch.batch.parts().into_iter().cloned());
+            have += batch.bytes.len();
+            end += batch.bytes.len() as u64;
+            taken.push(batch.bytes.clone());
             self.staged.push_back((end, batch));
         }
         drop(st);

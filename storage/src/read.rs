@@ -55,15 +55,12 @@ fn read_cached(
     let mut outcome = ReadOutcome::default();
     for batch in batches {
         if batch.base_offset >= upper_bound
-            || (outcome.bytes > 0 && outcome.bytes + batch.batch.len() > max_bytes)
+            || (outcome.bytes > 0 && outcome.bytes + batch.bytes.len() > max_bytes)
         {
             break;
         }
-        outcome.bytes += batch.batch.len();
-        let parts = batch.batch.parts();
-        outcome
-            .chunks
-            .extend(parts.into_iter().map(|part| Chunk::Memory(part.clone())));
+        outcome.bytes += batch.bytes.len();
+        outcome.chunks.push(Chunk::Memory(batch.bytes.clone()));
     }
     Some(outcome)
 }
@@ -191,9 +188,8 @@ fn first_cached_at_or_after(
 ) -> Option<(Offset, Bytes)> {
     let cache = engine.cache.borrow();
     let found = cache.at_or_after(from_offset).find_map(|b| {
-        let header = b.batch.header();
-        let max_timestamp = BatchHeader::parse(&header)?.max_timestamp();
-        (max_timestamp >= timestamp_ms).then(|| (Offset(b.base_offset), b.batch.joined()))
+        let header = BatchHeader::parse(&b.bytes)?;
+        (header.max_timestamp() >= timestamp_ms).then(|| (Offset(b.base_offset), b.bytes.clone()))
     });
     found
 }

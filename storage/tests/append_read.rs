@@ -317,7 +317,7 @@ fn given_a_tiny_tail_cache_should_read_older_batches_from_files() {
             .await
             .expect("read");
         assert!(
-            recent.chunks.iter().all(|c| matches!(c, Chunk::Memory(_))),
+            matches!(recent.chunks[..], [Chunk::Memory(_)]),
             "the tail comes from memory"
         );
         assert_eq!(bytes_of(&recent).await, stored(&batches[29], 29));
