@@ -9,7 +9,8 @@
 //! name) can never be mistaken for a new one; its windows simply age out.
 //!
 //! Bounded: at most [`WINDOWS_PER_SHARD`] windows of at most [`WINDOW_BYTES`] each per shard
-//! (plus the slices of them still held by responses being sent), evicted least recently used.
+//! (plus the slices of them still held by responses being sent), evicted least recently used,
+//! and at most as many read-aheads in flight.
 //!
 //! Read-ahead: once a reader is past the middle of a window, the window after it is read in the
 //! background, so a consumer catching up does not wait for the device at every window boundary
@@ -194,7 +195,11 @@ impl WindowSource<'_> {
         let next = window_end - READ_AHEAD_OVERLAP.min(window_end);
         let key = Rc::downgrade(self.segment);
         let mut state = self.shard.state.borrow_mut();
-        if state.windows.has_or_reading(&key, next) {
+        // Bounded like the windows themselves: with more readers than that, some wait for the
+        // device as they would without read-ahead.
+        if state.windows.reading.len() >= WINDOWS_PER_SHARD
+            || state.windows.has_or_reading(&key, next)
+        {
             return;
         }
         let want = (WINDOW_BYTES as u64).min(self.written - next) as usize;
