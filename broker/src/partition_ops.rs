@@ -12,7 +12,9 @@ use bytes::Bytes;
 use futures::future::{select, select_all};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::records::RecordBatchDecoder;
-use odradek_storage::{AppendError, BatchError, Chunk, Offset, PartitionLog, ReadError};
+use odradek_storage::{
+    AppendError, BatchError, Chunk, Offset, PartitionLog, ReadError, StorageError,
+};
 
 /// The outcome of appending one partition's records.
 #[derive(Debug, Clone, Default)]
@@ -123,23 +125,38 @@ pub async fn fetch(log: &PartitionLog, offset: i64, max_bytes: usize) -> FetchRe
         log_start_offset: log.log_start_offset().get(),
         records: Vec::new(),
     };
-    match log.read(Offset(offset), max_bytes, high_watermark).await {
+    let failed = match log.read(Offset(offset), max_bytes, high_watermark).await {
         Ok(outcome) => match in_memory(outcome.chunks).await {
-            Ok(records) => result.records = records,
-            Err(e) => {
-                tracing::error!(error = %e, "fetch read failed");
-                result.error_code = ResponseError::KafkaStorageError.code();
+            Ok(records) => {
+                result.records = records;
+                return result;
             }
+            Err(e) => e,
         },
         Err(ReadError::OffsetOutOfRange { .. }) => {
             result.error_code = ResponseError::OffsetOutOfRange.code();
+            return result;
         }
-        Err(ReadError::Storage(e)) => {
-            tracing::error!(error = %e, "fetch read failed");
-            result.error_code = ResponseError::KafkaStorageError.code();
-        }
-    }
+        Err(ReadError::Storage(e)) => e,
+    };
+    result.error_code = read_failure(log, offset, &failed).code();
+    result.log_start_offset = log.log_start_offset().get();
     result
+}
+
+/// The Kafka error for a fetch read that failed. When retention or DeleteRecords moved the log
+/// start past `offset` during the read (the segment was being deleted under it), the offset is
+/// out of range, as it would have been a moment later, and the consumer resets; anything else is
+/// a storage error.
+fn read_failure(log: &PartitionLog, offset: i64, error: &StorageError) -> ResponseError {
+    let log_start = log.log_start_offset().get();
+    if offset < log_start {
+        tracing::debug!(offset, log_start, %error, "fetch read raced a deletion");
+        ResponseError::OffsetOutOfRange
+    } else {
+        tracing::error!(%error, "fetch read failed");
+        ResponseError::KafkaStorageError
+    }
 }
 
 /// The chunks of a read as bytes in memory, in order: file regions are read here, memory chunks
@@ -249,5 +266,95 @@ pub async fn delete_records(log: &PartitionLog, offset: i64) -> (i16, i64) {
             tracing::error!(error = %e, "delete records failed");
             (ResponseError::KafkaStorageError.code(), -1)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::BytesMut;
+    use kafka_protocol::records::{
+        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+    };
+    use odradek_storage::{FileRegion, LogConfig, ShardStorage, ShardStorageConfig};
+
+    fn batch(value_bytes: usize) -> Bytes {
+        let record = Record {
+            transactional: false,
+            control: false,
+            partition_leader_epoch: 0,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: TimestampType::Creation,
+            offset: 0,
+            sequence: -1,
+            timestamp: 1,
+            delete_horizon: false,
+            key: None,
+            value: Some(Bytes::from(vec![7u8; value_bytes])),
+            headers: Default::default(),
+        };
+        let mut buf = BytesMut::new();
+        let options = RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        };
+        RecordBatchEncoder::encode(&mut buf, [&record], &options).expect("encode");
+        buf.freeze()
+    }
+
+    #[test]
+    fn a_read_of_a_segment_deleted_under_it_is_out_of_range_not_a_storage_error() {
+        glommio::LocalExecutorBuilder::default()
+            .spawn(|| async {
+                let dir = tempfile::tempdir().expect("tempdir");
+                let shard = ShardStorage::new(ShardStorageConfig {
+                    tail_cache_bytes: 0,
+                    ..ShardStorageConfig::default()
+                });
+                let config = LogConfig {
+                    segment_bytes: 64 << 10,
+                    ..LogConfig::default()
+                };
+                let log = PartitionLog::open(dir.path().join("t-0"), config, shard)
+                    .await
+                    .expect("open");
+                // One 100 kB batch per segment.
+                let mut last = None;
+                for _ in 0..3 {
+                    last = Some(log.append(batch(100_000), 0).expect("append"));
+                }
+                last.expect("appended").durable().await.expect("durable");
+                let mut files: Vec<_> = std::fs::read_dir(dir.path().join("t-0"))
+                    .expect("list")
+                    .map(|e| e.expect("entry").path())
+                    .filter(|p| p.extension().is_some_and(|x| x == "log"))
+                    .collect();
+                files.sort();
+                // A read of the first segment file, as a fetch makes it, caught by the deletion.
+                let region = FileRegion {
+                    path: files[0].clone(),
+                    position: 0,
+                    len: 1_000,
+                };
+                let start = log.delete_records_before(Offset(2)).await.expect("delete");
+                assert_eq!(start, Offset(2));
+                let error = in_memory(vec![Chunk::File(region)])
+                    .await
+                    .expect_err("the file is gone");
+                assert_eq!(
+                    read_failure(&log, 0, &error),
+                    ResponseError::OffsetOutOfRange
+                );
+                assert_eq!(
+                    read_failure(&log, 2, &error),
+                    ResponseError::KafkaStorageError,
+                    "a failed read of data still in the log is a storage error"
+                );
+                log.close().await.expect("close");
+            })
+            .expect("executor")
+            .join()
+            .expect("test on shard");
     }
 }
