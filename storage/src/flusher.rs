@@ -44,6 +44,17 @@ const WRITE_BUFFERS_KEPT_MAX: usize = 2 * WRITES_IN_FLIGHT_MAX;
 /// past the end of the file is serialized and waited for inside the submitting syscall on ext4
 /// and XFS, which would stall the reactor; writes inside the file's size run in parallel.
 const PREALLOCATE_BYTES: u64 = 64 << 20;
+/// On a filling device a partition extends its file by at most this share of the free space,
+/// so that the space every partition claims ahead never fails appends while room is left.
+const PREALLOCATE_FREE_SHARE: u64 = 64;
+
+/// How far past the next write a file is extended, given the device's free bytes (unknown:
+/// the most).
+fn preallocate_ahead(free: Option<u64>) -> u64 {
+    free.map_or(PREALLOCATE_BYTES, |free| {
+        (free / PREALLOCATE_FREE_SHARE).min(PREALLOCATE_BYTES)
+    })
+}
 
 fn align_down(v: u64) -> u64 {
     v & !(BLOCK_BYTES - 1)
@@ -287,14 +298,26 @@ impl Flusher {
             return Ok(());
         }
         let segment_bytes = self.engine.state.borrow().config.segment_bytes;
-        let target = (self.carry_start + PREALLOCATE_BYTES)
+        let free = nix::sys::statvfs::statvfs(&self.engine.dir)
+            .map(|st| st.blocks_available() * st.fragment_size())
+            .ok();
+        let target = (self.carry_start + preallocate_ahead(free))
             .min(segment_bytes.max(needed))
             .max(needed);
         let file = self.file.clone().expect("switch_to opened the file");
-        match file.pre_allocate(target, false).await {
+        let mut result = file.pre_allocate(target, false).await;
+        if result.is_err() && target > needed {
+            result = file.pre_allocate(needed, false).await;
+            if result.is_ok() {
+                self.allocated = needed;
+                return Ok(());
+            }
+        }
+        match result {
             Ok(()) => self.allocated = target,
             Err(error) => {
-                // Not every filesystem can; writes then extend the file as they go (slower).
+                // Not every filesystem can, and a full one cannot; writes then extend the file
+                // as they go (slower), and fail with the device's error when it is full.
                 tracing::debug!(segment = %segment.log_path().display(), %error, "cannot preallocate");
                 self.allocated = u64::MAX;
             }
@@ -590,5 +613,14 @@ mod tests {
     fn alignment_helpers() {
         assert_eq!(align_down(4095), 0);
         assert_eq!(align_down(4096), 4096);
+    }
+
+    #[test]
+    fn preallocation_shrinks_with_the_free_space() {
+        assert_eq!(preallocate_ahead(None), PREALLOCATE_BYTES);
+        assert_eq!(preallocate_ahead(Some(1 << 40)), PREALLOCATE_BYTES);
+        // 272 MB free: 4.25 MB ahead, so six partitions claim 25 MB rather than 384 MiB.
+        assert_eq!(preallocate_ahead(Some(272_000_000)), 4_250_000);
+        assert_eq!(preallocate_ahead(Some(0)), 0);
     }
 }
