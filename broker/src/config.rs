@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use odradek_storage::{FlushPolicy, LogConfig, TimestampType};
+use odradek_storage::{FlushPolicy, LogConfig, ShardStorageConfig, TimestampType};
 
 use crate::settings::{self, SETTINGS};
 
@@ -83,6 +83,9 @@ pub struct BrokerConfig {
     pub max_connections: usize,
     /// `queued.max.requests`: requests in flight per connection.
     pub queued_max_requests: usize,
+    /// `odradek.tail.cache.bytes`: recently appended batches each shard keeps in memory for
+    /// consumers at the tail (Odradek's own setting; Kafka leaves this to the page cache).
+    pub tail_cache_bytes: usize,
     /// `group.initial.rebalance.delay.ms`: delay of a new group's first rebalance.
     pub group_initial_rebalance_delay_ms: u64,
     /// `offsets.topic.num.partitions`: partitions of `__consumer_offsets`.
@@ -120,6 +123,7 @@ impl Default for BrokerConfig {
             socket_request_max_bytes: 100 << 20,
             max_connections: 10_000,
             queued_max_requests: 500,
+            tail_cache_bytes: ShardStorageConfig::default().tail_cache_bytes,
             group_initial_rebalance_delay_ms: 3000,
             offsets_topic_num_partitions: 50,
             offsets_retention_minutes: 7 * 24 * 60,

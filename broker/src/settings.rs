@@ -299,6 +299,13 @@ pub const SETTINGS: &[Setting] = &[
         |c, v| c.queued_max_requests = int_in(v, 1, 100_000)?
     ),
     setting!(
+        "odradek.tail.cache.bytes",
+        [],
+        "Recently appended batches each shard keeps in memory for tail reads (0: none).",
+        |c| c.tail_cache_bytes.to_string(),
+        |c, v| c.tail_cache_bytes = int_in(v, 0, 1 << 40)?
+    ),
+    setting!(
         "group.initial.rebalance.delay.ms",
         [],
         "Delay of a new group's first rebalance.",

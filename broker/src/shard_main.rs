@@ -144,7 +144,10 @@ async fn build_ctx(
         shared.registry.broker_configs.clone(),
         Arc::clone(&shared.effective_config),
     );
-    let storage = ShardStorage::new(ShardStorageConfig::default());
+    let storage = ShardStorage::new(ShardStorageConfig {
+        tail_cache_bytes: config.tail_cache_bytes,
+        ..ShardStorageConfig::default()
+    });
     let (senders, receivers) = match senders {
         Some((s, r)) => (Some(s), Some(r)),
         None => (None, None),

@@ -159,6 +159,49 @@ fn open_log_descriptors(pid: u32, dir: &Path) -> Vec<(PathBuf, u64)> {
 }
 
 #[test]
+fn given_no_tail_cache_when_a_consumer_reads_24_mib_from_the_start_should_get_every_record_from_the_files(
+) {
+    // Every fetch goes to the segment files: 4 MiB read windows, the next one read ahead.
+    let broker = Broker::start_with(&[("odradek.tail.cache.bytes", "0")]);
+    let topic = "cold";
+    create_topic(&broker.bootstrap(), topic, 1, &[("segment.bytes", "16777216")]);
+    let records = 24 * 1024;
+    let (producer, log) = producer(
+        &broker.bootstrap(),
+        &[("linger.ms", "5"), ("compression.type", "none")],
+    );
+    for id in 0..records {
+        let value = kib_value(id);
+        send(
+            &producer,
+            BaseRecord::<str, _, usize>::with_opaque_to(topic, id)
+                .partition(0)
+                .payload(&value),
+        )
+        .expect("queue");
+    }
+    flush(&producer);
+    assert!(log.failed().is_empty(), "failed: {:?}", &log.failed()[..1]);
+    let id_at: HashMap<i64, usize> = log.acked().iter().map(|a| (a.offset, a.id)).collect();
+    assert_eq!(id_at.len(), records);
+
+    let reader = consumer(
+        &broker.bootstrap(),
+        &[("fetch.max.bytes", "1048576"), ("max.partition.fetch.bytes", "262144")],
+    );
+    assign_all(&reader, topic, 1, Offset::Beginning);
+    let messages = consume_exactly(&reader, records, Duration::from_secs(120));
+    for (i, m) in messages.iter().enumerate() {
+        assert_eq!(m.offset(), i as i64, "records in offset order");
+        let id = id_at[&m.offset()];
+        assert!(
+            m.payload() == Some(&kib_value(id)[..]),
+            "the value at offset {i} is record {id}'s"
+        );
+    }
+}
+
+#[test]
 fn given_records_appended_when_inspecting_the_open_segment_descriptor_should_carry_o_direct() {
     let broker = Broker::start();
     let topic = "direct";
