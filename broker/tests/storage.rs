@@ -37,6 +37,13 @@ fn kib_value(id: usize) -> Vec<u8> {
         .collect()
 }
 
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_millis() as i64
+}
+
 #[test]
 fn given_topic_with_small_segments_and_retention_bytes_when_24_mib_produced_should_delete_old_segments_and_keep_high_watermark(
 ) {
@@ -50,28 +57,11 @@ fn given_topic_with_small_segments_and_retention_bytes_when_24_mib_produced_shou
     );
 
     let records = 24 * 1024; // 24 MiB of values
-    let (producer, log) = producer(
-        &broker.bootstrap(),
-        &[("linger.ms", "5"), ("compression.type", "none")],
-    );
-    for id in 0..records {
-        let value = kib_value(id);
-        send(
-            &producer,
-            BaseRecord::<str, _, usize>::with_opaque_to(topic, id)
-                .partition(0)
-                .payload(&value),
-        )
-        .expect("queue");
-    }
-    flush(&producer);
-    assert!(
-        log.failed().is_empty(),
-        "failed: {:?}",
-        &log.failed()[..log.failed().len().min(5)]
-    );
-    let offset_of: HashMap<i64, usize> = log.acked().iter().map(|a| (a.offset, a.id)).collect();
-    assert_eq!(offset_of.len(), records);
+    let offset_of: HashMap<i64, usize> =
+        produce_kib_records(&broker, topic, 0..records, |_| now_ms())
+            .into_iter()
+            .map(|(id, offset)| (offset, id))
+            .collect();
 
     let reader = consumer(&broker.bootstrap(), &[]);
     let (_, high) = watermarks(&reader, topic, 0);
@@ -164,30 +154,24 @@ fn given_no_tail_cache_when_a_consumer_reads_24_mib_from_the_start_should_get_ev
     // Every fetch goes to the segment files: 4 MiB read windows, the next one read ahead.
     let broker = Broker::start_with(&[("odradek.tail.cache.bytes", "0")]);
     let topic = "cold";
-    create_topic(&broker.bootstrap(), topic, 1, &[("segment.bytes", "16777216")]);
-    let records = 24 * 1024;
-    let (producer, log) = producer(
+    create_topic(
         &broker.bootstrap(),
-        &[("linger.ms", "5"), ("compression.type", "none")],
+        topic,
+        1,
+        &[("segment.bytes", "16777216")],
     );
-    for id in 0..records {
-        let value = kib_value(id);
-        send(
-            &producer,
-            BaseRecord::<str, _, usize>::with_opaque_to(topic, id)
-                .partition(0)
-                .payload(&value),
-        )
-        .expect("queue");
-    }
-    flush(&producer);
-    assert!(log.failed().is_empty(), "failed: {:?}", &log.failed()[..1]);
-    let id_at: HashMap<i64, usize> = log.acked().iter().map(|a| (a.offset, a.id)).collect();
-    assert_eq!(id_at.len(), records);
+    let records = 24 * 1024;
+    let id_at: HashMap<i64, usize> = produce_kib_records(&broker, topic, 0..records, |_| now_ms())
+        .into_iter()
+        .map(|(id, offset)| (offset, id))
+        .collect();
 
     let reader = consumer(
         &broker.bootstrap(),
-        &[("fetch.max.bytes", "1048576"), ("max.partition.fetch.bytes", "262144")],
+        &[
+            ("fetch.max.bytes", "1048576"),
+            ("max.partition.fetch.bytes", "262144"),
+        ],
     );
     assign_all(&reader, topic, 1, Offset::Beginning);
     let messages = consume_exactly(&reader, records, Duration::from_secs(120));
@@ -289,10 +273,7 @@ fn given_records_older_than_retention_ms_when_retention_runs_should_delete_their
     );
     // 4 MiB stamped in 2020, far beyond an hour old, then 2 MiB stamped now.
     let old_ms = 1_577_836_800_000; // 2020-01-01
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock after 1970")
-        .as_millis() as i64;
+    let now_ms = now_ms();
     let old = produce_kib_records(&broker, topic, 0..4096, |_| old_ms);
     let new = produce_kib_records(&broker, topic, 4096..6144, |_| now_ms);
     let first_new = new[&4096];
