@@ -332,7 +332,11 @@ mod tests {
                     .collect();
                 files.sort();
                 // A read of the first segment file, as a fetch makes it, caught by the deletion.
-                let region = FileRegion::new(files[0].clone(), 0, 1_000);
+                let region = FileRegion {
+                    path: files[0].clone(),
+                    position: 0,
+                    len: 1_000,
+                };
                 let start = log.delete_records_before(Offset(2)).await.expect("delete");
                 assert_eq!(start, Offset(2));
                 let error = in_memory(vec![Chunk::File(region)])

@@ -34,8 +34,6 @@ pub(crate) struct ShardState {
     pub device_reads: u64,
     /// Fetch reads that waited for the device (missed every window, read-ahead included).
     pub read_waits: u64,
-    /// New segments that were spare files of retired ones (see [`crate::retention`]).
-    pub segments_recycled: u64,
 }
 
 impl ShardState {
@@ -47,7 +45,6 @@ impl ShardState {
             windows: crate::readwin::Windows::default(),
             device_reads: 0,
             read_waits: 0,
-            segments_recycled: 0,
         }
     }
 }
@@ -89,8 +86,6 @@ pub(crate) struct State {
     pub interval_timer_running: bool,
     /// The flusher's result, taken by `close()`.
     pub flusher_done: Option<oneshot::Receiver<Result<(), StorageError>>>,
-    /// Files of retired segments kept to become new segments ([`crate::segment`]).
-    pub spares: Vec<std::path::PathBuf>,
 }
 
 impl State {

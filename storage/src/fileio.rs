@@ -117,9 +117,6 @@ fn tmp_path(path: &Path) -> PathBuf {
 
 /// The suffix a segment file takes while it is being deleted; recovery removes such leftovers.
 pub(crate) const DELETED_SUFFIX: &str = ".deleted";
-/// The suffix of a retired segment file kept to be written over as a new segment
-/// ([`crate::segment::Segment::retire`]); recovery removes such leftovers.
-pub(crate) const SPARE_SUFFIX: &str = ".spare";
 
 /// How much of a file one step of [`remove_gradually`] frees, and the pause after each step.
 const SHRINK_STEP_BYTES: u64 = 8 << 20;

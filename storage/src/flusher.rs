@@ -264,9 +264,6 @@ impl Flusher {
         }
         let path = segment.log_path();
         let fresh = segment.written.get() == 0;
-        if fresh && segment.file_is_closed() {
-            crate::retention::recycle_spare(&self.engine, &path);
-        }
         let file = segment.file().await?;
         if fresh {
             fileio::sync_dir(&self.engine.dir).await?;
@@ -294,8 +291,7 @@ impl Flusher {
     }
 
     /// Makes room in the file for the next write. Past the logical end the file holds zeros
-    /// (or a recycled segment's old bytes) until written; sealing truncates them, and recovery
-    /// drops them as a torn tail.
+    /// until written; sealing truncates them, and recovery drops them as a torn tail.
     async fn extend_file(&mut self, segment: &Segment) -> Result<(), StorageError> {
         let needed = self.carry_start + 2 * WRITE_BYTES_MAX as u64;
         if needed <= self.allocated {

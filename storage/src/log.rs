@@ -16,7 +16,6 @@ use crate::cache::LogCache;
 use crate::config::{LogConfig, ShardStorageConfig};
 use crate::engine::{Engine, ShardState, State};
 use crate::error::{AppendError, ReadError, StorageError};
-use crate::segment::Segment;
 use crate::types::Offset;
 use crate::waiters::{Signal, Waiters};
 use crate::{fileio, flusher, read, recovery, retention};
@@ -50,37 +49,15 @@ impl AppendReceipt {
 
 /// A byte range of a segment file (whole batches, all on the device) that can be sent without
 /// passing through user space. The segment may be deleted by retention after the read returned;
-/// reading the region then fails with an I/O error naming the path. While a region exists its
-/// segment's file is never recycled as a new segment (whose bytes it would then read).
+/// reading the region then fails with an I/O error naming the path.
 #[derive(Clone, Debug)]
 pub struct FileRegion {
     pub path: PathBuf,
     pub position: u64,
     pub len: u32,
-    pub(crate) _pin: Option<SegmentPin>,
-}
-
-/// Keeps a segment's file from being recycled while a region of it may still be read.
-#[derive(Clone)]
-pub(crate) struct SegmentPin(pub(crate) Rc<Segment>);
-
-impl std::fmt::Debug for SegmentPin {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "segment {}", self.0.base_offset)
-    }
 }
 
 impl FileRegion {
-    /// A region of the file at `path` that pins no segment.
-    pub fn new(path: PathBuf, position: u64, len: u32) -> FileRegion {
-        FileRegion {
-            path,
-            position,
-            len,
-            _pin: None,
-        }
-    }
-
     /// Reads the region into memory (the fallback while zero-copy sends are not wired).
     pub async fn read(&self) -> Result<Bytes, StorageError> {
         let file = fileio::open_dma_read(&self.path).await?;
@@ -148,11 +125,6 @@ impl ShardStorage {
     pub fn read_waits(&self) -> u64 {
         self.state.borrow().read_waits
     }
-
-    /// New segments written over the file of a retired one rather than created empty.
-    pub fn segments_recycled(&self) -> u64 {
-        self.state.borrow().segments_recycled
-    }
 }
 
 /// The log of one partition, owned by one shard.
@@ -193,7 +165,6 @@ impl PartitionLog {
             interval_sync_due: false,
             interval_timer_running: false,
             flusher_done: None,
-            spares: Vec::new(),
         };
         let engine = Rc::new(Engine {
             dir,

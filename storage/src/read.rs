@@ -125,7 +125,6 @@ async fn read_segment(
             path,
             position: first.position,
             len: len as u32,
-            _pin: Some(crate::log::SegmentPin(Rc::clone(segment))),
         })
     };
     Ok(ReadOutcome {

@@ -83,10 +83,7 @@ fn list_segments(dir: &Path) -> Result<Vec<i64>, StorageError> {
             .file_name()
             .and_then(|n| n.to_str())
             .unwrap_or_default();
-        if name.ends_with(".tmp")
-            || name.ends_with(crate::fileio::DELETED_SUFFIX)
-            || name.ends_with(crate::fileio::SPARE_SUFFIX)
-        {
+        if name.ends_with(".tmp") || name.ends_with(crate::fileio::DELETED_SUFFIX) {
             std::fs::remove_file(&path).map_err(io_err("remove leftover file", &path))?;
         } else if let Some(stem) = name.strip_suffix(".log") {
             match stem.parse::<i64>() {

@@ -3,17 +3,6 @@
 //! Only whole closed, sealed segments are deleted, never the active one. A segment first leaves
 //! the segment list (so appends and new reads no longer see it) and its files are removed after,
 //! asynchronously: appends never wait for a deletion.
-//!
-//! Recycling: up to [`SPARES_MAX`] retired `.log` files per partition are kept as spares
-//! (renamed `<name>.spare`) instead of deleted, and the next new segment is a spare renamed
-//! into place and written over. Its blocks are allocated and already written, so direct writes
-//! into it need neither allocation nor the conversion of preallocated (unwritten) extents: on
-//! ext4 they are issued inline instead of by an io_uring worker, and a sync has no extent
-//! changes to commit to the journal. The stale bytes past what the new segment has written are
-//! never read: reads stop at the written end, sealing truncates them, and recovery stops at the
-//! first batch whose base offset is not the next one (a spare only holds older offsets of the
-//! same partition). A segment still in use by a reader (a read in flight, a file region not
-//! yet read) is deleted rather than recycled, so no reader can see its file rewritten.
 
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
@@ -113,71 +102,14 @@ fn detach(engine: &Engine, now_ms: Option<i64>) -> Vec<Rc<Segment>> {
     victims
 }
 
-/// Retired segment files a partition keeps to recycle as new segments.
-const SPARES_MAX: usize = 2;
-
 async fn remove_all(engine: &Engine, victims: &[Rc<Segment>]) -> Result<u64, StorageError> {
     let mut bytes = 0;
     for victim in victims {
         bytes += victim.size.get();
-        if keep_as_spare(engine, victim).await {
-            victim.remove_index_files().await?;
-            tracing::debug!(dir = %engine.dir.display(), base_offset = victim.base_offset, "segment kept as a spare");
-            continue;
-        }
         victim.remove_files().await?;
         tracing::debug!(dir = %engine.dir.display(), base_offset = victim.base_offset, "segment deleted");
     }
     Ok(bytes)
-}
-
-/// Renames a retired segment's `.log` file to a spare when the partition has room for one and
-/// nothing else holds the segment (`victim` is the caller's only reference).
-async fn keep_as_spare(engine: &Engine, victim: &Rc<Segment>) -> bool {
-    let room = engine.state.borrow().spares.len() < SPARES_MAX;
-    if !room || Rc::strong_count(victim) > 1 || !victim.sealed.get() || victim.size.get() == 0 {
-        return false;
-    }
-    victim.release_file();
-    let path = victim.log_path();
-    let mut spare = path.clone().into_os_string();
-    spare.push(fileio::SPARE_SUFFIX);
-    let spare = PathBuf::from(spare);
-    match glommio::io::rename(&path, &spare).await {
-        Ok(()) => {
-            engine.state.borrow_mut().spares.push(spare);
-            true
-        }
-        Err(error) => {
-            tracing::debug!(path = %path.display(), %error, "cannot keep a spare segment file");
-            false
-        }
-    }
-}
-
-/// Renames a spare segment file to `path`, the file of a new segment, unless `path` exists
-/// already (then whoever created it may hold it open, and replacing it would strand their
-/// handle on an unlinked file). Returns whether it did; without a spare the file is created
-/// empty when first opened.
-pub(crate) fn recycle_spare(engine: &Engine, path: &Path) -> bool {
-    let Some(spare) = engine.state.borrow_mut().spares.pop() else {
-        return false;
-    };
-    // A metadata-only syscall, as quick as the stat of an open; glommio has no no-replace rename.
-    let flags = nix::fcntl::RenameFlags::RENAME_NOREPLACE;
-    match nix::fcntl::renameat2(None, &spare, None, path, flags) {
-        Ok(()) => {
-            engine.shard.state.borrow_mut().segments_recycled += 1;
-            true
-        }
-        Err(error) => {
-            tracing::debug!(spare = %spare.display(), %error, "cannot recycle a spare segment file");
-            if error == nix::errno::Errno::EEXIST {
-                engine.state.borrow_mut().spares.push(spare);
-            }
-            false
-        }
-    }
 }
 
 /// Lets the background index writes of rolled segments finish, so that those segments count.

@@ -181,11 +181,6 @@ impl Segment {
         Ok(slot.get_or_insert(file).clone())
     }
 
-    /// Whether the file has not been opened yet (or was released).
-    pub fn file_is_closed(&self) -> bool {
-        self.file.borrow().is_none()
-    }
-
     /// Drops the file handle (the descriptor closes when the last in-flight user lets go).
     pub fn release_file(&self) {
         self.file.borrow_mut().take();
@@ -256,10 +251,6 @@ impl Segment {
     pub async fn remove_files(&self) -> Result<(), StorageError> {
         self.release_file();
         fileio::remove_gradually(&self.log_path()).await?;
-        self.remove_index_files().await
-    }
-
-    pub async fn remove_index_files(&self) -> Result<(), StorageError> {
         fileio::remove_file(&self.index_path()).await?;
         fileio::remove_file(&self.time_index_path()).await
     }

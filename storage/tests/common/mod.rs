@@ -71,26 +71,3 @@ pub fn stored(original: &Bytes, offset: i64) -> Bytes {
     odradek_storage::batch::set_base_offset(&mut b, offset);
     b.freeze()
 }
-
-/// Appends `batches` without waiting for them, then abandons the log as a killed process would:
-/// the executor ends with the flusher mid-way, no close, no clean marker. Returns the durable
-/// end at that moment.
-pub fn abandon(log: Rc<PartitionLog>, batches: &[Bytes]) -> odradek_storage::Offset {
-    for b in batches {
-        std::mem::forget(log.append(b.clone(), 0).expect("append"));
-    }
-    let durable = log.durable_end_offset();
-    std::mem::forget(log);
-    durable
-}
-
-/// A recovered log accepts appends at its end; closes it.
-pub async fn assert_appends_after_recovery(log: Rc<PartitionLog>) {
-    let end = log.log_end_offset();
-    let r = log
-        .append(batch(1, 10, 0, 1), 0)
-        .expect("append after recovery");
-    assert_eq!(r.base_offset, end);
-    r.durable().await.expect("durable");
-    log.close().await.expect("close");
-}
