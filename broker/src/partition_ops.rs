@@ -161,7 +161,7 @@ fn read_failure(log: &PartitionLog, offset: i64, error: &StorageError) -> Respon
 
 /// The chunks of a read as bytes in memory, in order: file regions are read here, memory chunks
 /// are passed on as they are (the response sends them by reference).
-async fn in_memory(chunks: Vec<Chunk>) -> Result<Vec<Bytes>, odradek_storage::StorageError> {
+async fn in_memory(chunks: Vec<Chunk>) -> Result<Vec<Bytes>, StorageError> {
     let mut pieces = Vec::with_capacity(chunks.len());
     for chunk in chunks {
         pieces.push(match chunk {
@@ -272,36 +272,8 @@ pub async fn delete_records(log: &PartitionLog, offset: i64) -> (i16, i64) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bytes::BytesMut;
-    use kafka_protocol::records::{
-        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-    };
+    use odradek_storage::testing::batch_of_size;
     use odradek_storage::{FileRegion, LogConfig, ShardStorage, ShardStorageConfig};
-
-    fn batch(value_bytes: usize) -> Bytes {
-        let record = Record {
-            transactional: false,
-            control: false,
-            partition_leader_epoch: 0,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: 0,
-            sequence: -1,
-            timestamp: 1,
-            delete_horizon: false,
-            key: None,
-            value: Some(Bytes::from(vec![7u8; value_bytes])),
-            headers: Default::default(),
-        };
-        let mut buf = BytesMut::new();
-        let options = RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        };
-        RecordBatchEncoder::encode(&mut buf, [&record], &options).expect("encode");
-        buf.freeze()
-    }
 
     #[test]
     fn a_read_of_a_segment_deleted_under_it_is_out_of_range_not_a_storage_error() {
@@ -322,7 +294,7 @@ mod tests {
                 // One 100 kB batch per segment.
                 let mut last = None;
                 for _ in 0..3 {
-                    last = Some(log.append(batch(100_000), 0).expect("append"));
+                    last = Some(log.append(batch_of_size(100_000, 1, 7), 0).expect("append"));
                 }
                 last.expect("appended").durable().await.expect("durable");
                 let mut files: Vec<_> = std::fs::read_dir(dir.path().join("t-0"))

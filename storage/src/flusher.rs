@@ -298,20 +298,19 @@ impl Flusher {
             return Ok(());
         }
         let segment_bytes = self.engine.state.borrow().config.segment_bytes;
+        // A blocking syscall, but one that reads the superblock's counters, once per extension
+        // (64 MiB of appends while the device has room); glommio has no asynchronous statvfs.
         let free = nix::sys::statvfs::statvfs(&self.engine.dir)
             .map(|st| st.blocks_available() * st.fragment_size())
             .ok();
-        let target = (self.carry_start + preallocate_ahead(free))
+        let mut target = (self.carry_start + preallocate_ahead(free))
             .min(segment_bytes.max(needed))
             .max(needed);
         let file = self.file.clone().expect("switch_to opened the file");
         let mut result = file.pre_allocate(target, false).await;
         if result.is_err() && target > needed {
-            result = file.pre_allocate(needed, false).await;
-            if result.is_ok() {
-                self.allocated = needed;
-                return Ok(());
-            }
+            target = needed;
+            result = file.pre_allocate(target, false).await;
         }
         match result {
             Ok(()) => self.allocated = target,
