@@ -7,9 +7,10 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures::future::{select, Either};
 use futures::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
@@ -119,16 +120,43 @@ pub async fn read_response_frame<R: AsyncRead + Unpin>(
     }
 }
 
-/// Reads response frames into one buffer reused from frame to frame: a consumer reading
-/// megabytes per fetch would otherwise fault fresh pages in for every response.
+/// Reads response frames into buffers reused once every slice of a frame is dropped: a consumer
+/// reading megabytes per fetch would otherwise fault in or zero fresh memory for every response.
 #[derive(Default)]
 pub struct FrameReader {
-    buf: BytesMut,
+    spare: Arc<Mutex<Vec<Vec<u8>>>>,
+}
+
+/// Frame buffers a reader keeps for reuse (one is read while the previous one is processed).
+const SPARE_FRAMES_MAX: usize = 2;
+
+/// One frame's bytes; going back to its reader's spares when the last slice is dropped.
+struct PooledFrame {
+    buf: Vec<u8>,
+    len: usize,
+    home: Arc<Mutex<Vec<Vec<u8>>>>,
+}
+
+impl AsRef<[u8]> for PooledFrame {
+    fn as_ref(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+}
+
+impl Drop for PooledFrame {
+    fn drop(&mut self) {
+        let mut spare = self
+            .home
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if spare.len() < SPARE_FRAMES_MAX {
+            spare.push(std::mem::take(&mut self.buf));
+        }
+    }
 }
 
 impl FrameReader {
-    /// Reads one frame within `timeout`. The buffer is reclaimed on the next call once the
-    /// returned `Bytes` (and every slice of it) are dropped.
+    /// Reads one frame within `timeout`.
     pub async fn read<R: AsyncRead + Unpin>(
         &mut self,
         reader: &mut R,
@@ -158,10 +186,21 @@ impl FrameReader {
                         "{addr} answered a frame of {len} bytes: is it a Kafka broker? (limit {RESPONSE_BYTES_MAX})"
                     ),
                 })?;
-            self.buf.clear();
-            self.buf.resize(len, 0);
-            reader.read_exact(&mut self.buf[..]).await.map_err(io)?;
-            Ok(self.buf.split().freeze())
+            let spare = self
+                .spare
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .pop();
+            let mut buf = spare.unwrap_or_default();
+            if buf.len() < len {
+                buf.resize(len, 0); // Only memory no frame has used yet is zeroed.
+            }
+            reader.read_exact(&mut buf[..len]).await.map_err(io)?;
+            Ok(Bytes::from_owner(PooledFrame {
+                buf,
+                len,
+                home: Arc::clone(&self.spare),
+            }))
         };
         match with_timeout(timeout, read).await {
             Some(result) => result,

@@ -12,11 +12,12 @@ use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use bytes::{Buf, Bytes};
+use bytes::Bytes;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::{ApiKey, BrokerId, FetchRequest, FetchResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::RecordBatchDecoder;
+use odradek_storage::batch::{self, BatchHeader};
 
 use crate::args::Workload;
 use crate::bootstrap::Cluster;
@@ -29,11 +30,6 @@ use crate::stats::{nanos, LocalStats};
 /// Long-poll wait of each fetch.
 const FETCH_WAIT_MS: i32 = 200;
 const FETCH_BYTES_MAX: i32 = 64 << 20;
-/// Record batch header: baseOffset (8), batchLength (4), then 49 bytes up to the records.
-const BATCH_HEADER_BYTES: usize = 61;
-const LAST_OFFSET_DELTA_AT: usize = 23;
-const ATTRIBUTES_AT: usize = 21;
-const RECORD_COUNT_AT: usize = 57;
 /// The smallest encoded record: length, attributes, timestamp and offset deltas, key and value
 /// lengths, header count (one byte each at least).
 const RECORD_BYTES_MIN: usize = 7;
@@ -270,37 +266,37 @@ fn fetch_request(
 /// each with the offset that follows it.
 fn whole_batches(mut records: Bytes) -> Result<Vec<(Bytes, i64)>, BenchError> {
     let mut batches = Vec::new();
-    while records.len() >= BATCH_HEADER_BYTES {
-        let base_offset = (&records[0..8]).get_i64();
-        let batch_len = (&records[8..12]).get_i32();
-        let total = usize::try_from(batch_len)
-            .ok()
-            .and_then(|n| n.checked_add(12))
-            .filter(|&n| n >= BATCH_HEADER_BYTES)
+    while let Some(header) = BatchHeader::parse(&records) {
+        let base_offset = header.base_offset();
+        let total = header
+            .total_bytes()
+            .filter(|&n| n >= batch::HEADER_BYTES)
             .ok_or_else(|| BenchError::Protocol {
                 what: "fetch",
-                reason: format!("record batch length {batch_len} at offset {base_offset}"),
+                reason: format!(
+                    "record batch length {} at offset {base_offset}",
+                    header.batch_length()
+                ),
             })?;
         if records.len() < total {
             break;
         }
+        let next_offset = header.last_offset() + 1;
         let batch = records.split_to(total);
         check_record_count(&batch, base_offset)?;
-        let last_delta = (&batch[LAST_OFFSET_DELTA_AT..LAST_OFFSET_DELTA_AT + 4]).get_i32();
-        batches.push((batch, base_offset + i64::from(last_delta) + 1));
+        batches.push((batch, next_offset));
     }
     Ok(batches)
 }
 
 /// Rejects a batch whose record count cannot be true (see [`COMPRESSED_RECORDS_MAX`]).
-fn check_record_count(batch: &[u8], base_offset: i64) -> Result<(), BenchError> {
-    let attributes = (&batch[ATTRIBUTES_AT..ATTRIBUTES_AT + 2]).get_i16();
-    let count = (&batch[RECORD_COUNT_AT..RECORD_COUNT_AT + 4]).get_i32();
-    let compressed = attributes & 0x7 != 0;
-    let max = if compressed {
+fn check_record_count(bytes: &[u8], base_offset: i64) -> Result<(), BenchError> {
+    let header = BatchHeader::parse(bytes).expect("a whole batch");
+    let count = header.record_count();
+    let max = if header.compression() != 0 {
         COMPRESSED_RECORDS_MAX
     } else {
-        (batch.len() - BATCH_HEADER_BYTES) / RECORD_BYTES_MIN
+        (bytes.len() - batch::HEADER_BYTES) / RECORD_BYTES_MIN
     };
     match usize::try_from(count) {
         Ok(n) if n <= max => Ok(()),
@@ -311,8 +307,9 @@ fn check_record_count(batch: &[u8], base_offset: i64) -> Result<(), BenchError> 
     }
 }
 
-/// Decodes `batches` and accounts for every record at or after `from_offset`; returns the
-/// number of messages received.
+/// Accounts for every record of `batches` at or after `from_offset`; returns the number of
+/// messages received. Uncompressed batches are read in place; with --verify their CRC is
+/// checked too (the decoder of compressed batches always checks it).
 fn consume_batches(
     ctx: &ConsumerCtx,
     batches: Vec<(Bytes, i64)>,
@@ -322,22 +319,45 @@ fn consume_batches(
 ) -> Result<u64, BenchError> {
     let mut received = 0;
     let mut stats = ctx.stats.borrow_mut();
-    for (mut batch, next_offset) in batches {
+    let mut on_record = |offset: i64, value: &[u8]| {
+        if offset < from_offset {
+            return;
+        }
+        let header = MessageHeader::read(value, ctx.run_id);
+        stats.on_receive(receipt_ns, value.len() as u64, header.map(|h| h.send_ns));
+        if let (Some(h), true) = (header, ctx.workload.verify) {
+            check.observe(h.producer, h.seq);
+        }
+        received += 1;
+    };
+    for (mut bytes, next_offset) in batches {
         if next_offset <= from_offset {
             continue; // A batch before our position (a fetch may start mid-batch).
         }
-        let decoded = RecordBatchDecoder::decode(&mut batch).map_err(|e| BenchError::Protocol {
+        let corrupt = |reason: String| BenchError::Protocol {
             what: "decoding a fetched record batch",
-            reason: e.to_string(),
-        })?;
-        for record in decoded.records.iter().filter(|r| r.offset >= from_offset) {
-            let value = record.value.as_deref().unwrap_or(&[]);
-            let header = MessageHeader::read(value, ctx.run_id);
-            stats.on_receive(receipt_ns, value.len() as u64, header.map(|h| h.send_ns));
-            if let (Some(h), true) = (header, ctx.workload.verify) {
-                check.observe(h.producer, h.seq);
+            reason,
+        };
+        let header = BatchHeader::parse(&bytes).expect("a whole batch");
+        if header.is_control() {
+            continue; // Transaction markers are not messages.
+        }
+        if header.compression() != 0 {
+            let decoded =
+                RecordBatchDecoder::decode(&mut bytes).map_err(|e| corrupt(e.to_string()))?;
+            for record in &decoded.records {
+                on_record(record.offset, record.value.as_deref().unwrap_or(&[]));
             }
-            received += 1;
+            continue;
+        }
+        if ctx.workload.verify {
+            batch::validate(&bytes, u32::MAX).map_err(|e| corrupt(e.to_string()))?;
+        }
+        let base_offset = header.base_offset();
+        for record in batch::records(&bytes) {
+            let record = record.map_err(|e| corrupt(format!("at offset {base_offset}: {e}")))?;
+            let offset = base_offset + i64::from(record.offset_delta);
+            on_record(offset, record.value.unwrap_or(&[]));
         }
     }
     Ok(received)
@@ -395,6 +415,7 @@ mod tests {
     #[test]
     fn a_lying_record_count_is_rejected() {
         let mut bytes = BytesMut::from(&batch(3)[..]);
+        const RECORD_COUNT_AT: usize = 57;
         bytes[RECORD_COUNT_AT..RECORD_COUNT_AT + 4].copy_from_slice(&i32::MAX.to_be_bytes());
         assert!(whole_batches(bytes.freeze()).is_err());
         let mut bytes = BytesMut::from(&batch(3)[..]);

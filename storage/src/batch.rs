@@ -204,3 +204,172 @@ pub fn set_log_append_time(bytes: &mut [u8], timestamp_ms: i64) {
     let crc = crc32c::crc32c(&bytes[ATTRIBUTES_OFFSET..]);
     bytes[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
 }
+
+/// One record of an uncompressed batch, read in place. Record headers are skipped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RecordView<'a> {
+    pub offset_delta: i32,
+    pub timestamp_delta: i64,
+    pub key: Option<&'a [u8]>,
+    pub value: Option<&'a [u8]>,
+}
+
+/// The records of one whole uncompressed batch (`bytes` starts at its header), in order. A
+/// record that does not parse ends the iteration with an error; nothing is copied.
+pub fn records(bytes: &[u8]) -> Records<'_> {
+    Records {
+        rest: bytes.get(HEADER_BYTES..).unwrap_or_default(),
+    }
+}
+
+/// Iterator returned by [`records`].
+pub struct Records<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Iterator for Records<'a> {
+    type Item = Result<RecordView<'a>, BatchError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.rest.is_empty() {
+            return None;
+        }
+        let record = next_record(&mut self.rest);
+        if record.is_err() {
+            self.rest = &[];
+        }
+        Some(record)
+    }
+}
+
+/// Record layout: length varint, attributes i8, timestampDelta varlong, offsetDelta varint,
+/// key (length varint, -1 for null), value (likewise), then headers, which `length` covers.
+fn next_record<'a>(rest: &mut &'a [u8]) -> Result<RecordView<'a>, BatchError> {
+    let corrupt = || BatchError::Corrupt("malformed record");
+    let len = usize::try_from(varint(rest).ok_or_else(corrupt)?).map_err(|_| corrupt())?;
+    let mut body = rest.get(..len).ok_or_else(corrupt)?;
+    *rest = &rest[len..];
+    body = body.get(1..).ok_or_else(corrupt)?; // attributes, unused
+    let timestamp_delta = varlong(&mut body).ok_or_else(corrupt)?;
+    let offset_delta = varint(&mut body).ok_or_else(corrupt)?;
+    let key = nullable_bytes(&mut body).ok_or_else(corrupt)?;
+    let value = nullable_bytes(&mut body).ok_or_else(corrupt)?;
+    Ok(RecordView {
+        offset_delta,
+        timestamp_delta,
+        key,
+        value,
+    })
+}
+
+/// A zigzag varlong (at most 10 bytes), advancing `input` past it.
+fn varlong(input: &mut &[u8]) -> Option<i64> {
+    let mut raw = 0u64;
+    for (i, &byte) in input.iter().take(10).enumerate() {
+        raw |= u64::from(byte & 0x7f) << (7 * i);
+        if byte & 0x80 == 0 {
+            *input = &input[i + 1..];
+            return Some((raw >> 1) as i64 ^ -((raw & 1) as i64));
+        }
+    }
+    None
+}
+
+fn varint(input: &mut &[u8]) -> Option<i32> {
+    varlong(input).and_then(|v| i32::try_from(v).ok())
+}
+
+/// Length-prefixed bytes; length -1 is null.
+fn nullable_bytes<'a>(input: &mut &'a [u8]) -> Option<Option<&'a [u8]>> {
+    let len = varint(input)?;
+    if len == -1 {
+        return Some(None);
+    }
+    let len = usize::try_from(len).ok()?;
+    let bytes = input.get(..len)?;
+    *input = &input[len..];
+    Some(Some(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kafka_protocol::records::{
+        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+    };
+
+    fn encode(records: &[Record]) -> Vec<u8> {
+        let mut buf = bytes::BytesMut::new();
+        let options = RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        };
+        RecordBatchEncoder::encode(&mut buf, records.iter(), &options).expect("encode");
+        buf.to_vec()
+    }
+
+    fn record(
+        offset: i64,
+        timestamp: i64,
+        key: Option<&'static [u8]>,
+        value: Option<&'static [u8]>,
+    ) -> Record {
+        let mut headers = kafka_protocol::indexmap::IndexMap::new();
+        headers.insert(
+            kafka_protocol::protocol::StrBytes::from_static_str("h"),
+            Some(bytes::Bytes::from_static(b"header value")),
+        );
+        Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            // As an idempotent producer sends it (one batch: sequence - offset is the same for all).
+            producer_id: 42,
+            producer_epoch: 0,
+            sequence: offset as i32,
+            partition_leader_epoch: 3,
+            timestamp_type: TimestampType::Creation,
+            offset,
+            timestamp,
+            key: key.map(bytes::Bytes::from_static),
+            value: value.map(bytes::Bytes::from_static),
+            headers,
+        }
+    }
+
+    #[test]
+    fn records_are_read_in_place_with_keys_values_and_deltas() {
+        let long_value: &'static [u8] = Box::leak(vec![7u8; 300].into_boxed_slice());
+        let batch = encode(&[
+            record(0, 1_000, Some(b"k0"), Some(b"v0")),
+            record(1, 1_000_000_000_000, None, Some(long_value)),
+            record(2, 999, Some(b""), None),
+        ]);
+        validate(&batch, u32::MAX).expect("valid batch");
+        let read: Vec<RecordView> = records(&batch).collect::<Result<_, _>>().expect("parses");
+        assert_eq!(read.len(), 3);
+        // The encoder bases the deltas on the smallest timestamp, 999.
+        assert_eq!((read[0].offset_delta, read[0].timestamp_delta), (0, 1));
+        assert_eq!(
+            (read[0].key, read[0].value),
+            (Some(&b"k0"[..]), Some(&b"v0"[..]))
+        );
+        assert_eq!(read[1].timestamp_delta, 1_000_000_000_000 - 999);
+        assert_eq!((read[1].key, read[1].value), (None, Some(long_value)));
+        assert_eq!((read[2].offset_delta, read[2].timestamp_delta), (2, 0));
+        assert_eq!((read[2].key, read[2].value), (Some(&b""[..]), None));
+    }
+
+    #[test]
+    fn every_truncation_of_a_record_is_an_error_not_a_panic() {
+        let batch = encode(&[record(0, 5, Some(b"key"), Some(b"value"))]);
+        for cut in HEADER_BYTES + 1..batch.len() {
+            let read: Vec<_> = records(&batch[..cut]).collect();
+            assert_eq!(read.len(), 1, "cut at {cut}");
+            assert!(read[0].is_err(), "cut at {cut}");
+        }
+        let mut lying = batch.clone();
+        lying[HEADER_BYTES] = 0x7f; // a record length far past the end
+        assert!(records(&lying).next().expect("one item").is_err());
+    }
+}
