@@ -8,6 +8,9 @@
 #
 # The matrix: message sizes 1 KiB and 100 B × 1 and 6 partitions × acks=1 and acks=all; each
 # first as fast as possible (`-max`), then at half the median msgs/s of those runs (`-half`).
+# Then `1kb-6p-tail`: TAIL_MESSAGES records of 1 KiB are written (acks=1) to a broker whose tail
+# cache holds them all, and two consumers read them from the start: consume from the tail, with
+# the broker's device reads over the read (/proc/PID/io read_bytes) beside it.
 # Every run has a topic of its own; against the local broker every run also has a fresh broker
 # and data directory. Results go to bench-results/<UTC timestamp>/ (not committed): each run's
 # JSON, stdout and stderr, the broker logs, commands.txt and summary.md, a table of medians.
@@ -23,6 +26,8 @@
 #   BENCH_FLAGS        more odradek-bench flags for every run (e.g. "--cores 2 --linger-ms 0")
 #   BROKER_FLAGS       more flags for the local odradek (e.g. "--cores 1")
 #   IPERF3_SECONDS     length of each iperf3 run (5); FIO_SECONDS: length of the fio run (15)
+#   TAIL_MESSAGES      records of the tail-consume workload (3000000, 3 GB; the local broker's
+#                      tail cache is set to 4 GiB per shard for it)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # shellcheck source=scripts/lib-bench.sh
@@ -36,6 +41,7 @@ bootstrap=${BOOTSTRAP:-}
 update_benchmarks=${UPDATE_BENCHMARKS:-1}
 iperf3_seconds=${IPERF3_SECONDS:-5}
 fio_seconds=${FIO_SECONDS:-15}
+tail_messages=${TAIL_MESSAGES:-3000000}
 read -r -a bench_flags <<<"${BENCH_FLAGS:-}"
 read -r -a broker_flags <<<"${BROKER_FLAGS:-}"
 
@@ -58,7 +64,8 @@ check_settings() {
     [[ "$iperf3_seconds" =~ ^[1-9][0-9]*$ ]] || die "IPERF3_SECONDS=$iperf3_seconds: expected whole seconds"
     [[ "$fio_seconds" =~ ^[1-9][0-9]*$ ]] || die "FIO_SECONDS=$fio_seconds: expected whole seconds"
     [[ -z "$bootstrap" || "$bootstrap" =~ ^[^:]+:[0-9]+$ ]] || die "BOOTSTRAP=$bootstrap: expected host:port"
-    ((${#workloads[@]} > 0)) || die "ONLY=$only matches no workload; names look like 1kb-6p-acksall"
+    [[ "$tail_messages" =~ ^[1-9][0-9]*$ ]] || die "TAIL_MESSAGES=$tail_messages: expected a whole number of at least 1"
+    ((${#workloads[@]} > 0 || run_tail)) || die "ONLY=$only matches no workload; names look like 1kb-6p-acksall"
 }
 
 # The matrix, as `name size partitions acks producers consumers`; ONLY filters it.
@@ -136,6 +143,58 @@ EOF
         awk '{printf "publish %.1f MB/s (%.0f msgs/s), consume %.1f MB/s, publish p99 %.2f ms", $1, $2, $3, $5/1e3}')"
 }
 
+# tail_once RUN: one tail-consume run: a fresh local broker (unless BOOTSTRAP) whose tail cache
+# holds every record, TAIL_MESSAGES x 1 KiB written with acks=1, then read from the start by two
+# consumers. Appends consume MB/s and the broker's device reads during the read to
+# OUT/1kb-6p-tail.tsv.
+tail_once() {
+    local run=$1 name=1kb-6p-tail addr=$bootstrap data=
+    local base=$out/$name-r$run topic="bench-$stamp-$name-r$run"
+    if [[ -z "$bootstrap" ]]; then
+        data=$(mktemp -d "$scratch/broker.XXXXXX")
+        local broker_cmd=("$broker_bin" --listen 127.0.0.1:0 --data-dir "$data" "${broker_settings[@]}"
+            --set odradek.tail.cache.bytes=4294967296 "${broker_flags[@]}")
+        log_command "${broker_cmd[@]}"
+        start_broker "$base.broker.log" "${broker_cmd[@]}"
+        addr=$broker_addr
+    fi
+    local fill=("$bench_bin" --bootstrap "$addr" --topic "$topic" --partitions 6 --message-size 1024
+        --acks 1 --producers 2 --consumers 0 --messages "$tail_messages" --json "$base.fill.json"
+        "${bench_flags[@]}")
+    local read=("$bench_bin" --bootstrap "$addr" --topic "$topic" --producers 0 --consumers 2
+        --from-beginning --messages "$tail_messages" --json "$base.json" "${bench_flags[@]}")
+    log_command "${fill[@]}"
+    log_command "${read[@]}"
+    local status=0 reads_before=0 reads=-
+    "${fill[@]}" >"$base.fill.txt" 2>"$base.fill.log" || status=$?
+    ((status == 0)) || die "odradek-bench failed (exit $status) filling $name run $run: see $base.fill.log"
+    if [[ -n "$data" ]]; then reads_before=$(awk '/^read_bytes/ {print $2}' "/proc/$broker_pid/io"); fi
+    "${read[@]}" >"$base.txt" 2>"$base.log" || status=$?
+    if [[ -n "$data" ]]; then
+        reads=$(($(awk '/^read_bytes/ {print $2}' "/proc/$broker_pid/io") - reads_before))
+    fi
+    stop_broker
+    if [[ -n "$data" ]]; then rm -rf "$data"; fi
+    ((status == 0)) || die "odradek-bench failed (exit $status) reading $name run $run: see $base.log"
+    python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["consume_mb_per_s"], sys.argv[2])' \
+        "$base.json" "$reads" >>"$out/$name.tsv"
+    echo "   $name run $run/$runs: $(tail -1 "$out/$name.tsv" |
+        awk '{printf "consume %.1f MB/s, broker device reads %s bytes", $1, $2}')"
+}
+
+# run_tail_workload: RUNS tail-consume runs and their table row.
+run_tail_workload() {
+    local run loopback con_mb
+    echo "== 1kb-6p-tail ($tail_messages x 1 KiB written with acks=1, then read from the tail cache by 2 consumers)"
+    for run in $(seq "$runs"); do tail_once "$run"; done
+    loopback=$(cat "$out/iperf3.median")
+    con_mb=$(column "$out/1kb-6p-tail.tsv" 1)
+    printf '| 1kb-6p-tail | max | 0/2 | – | – | – | %.1f (runs: %s; device reads: %s bytes) | – | %.0f%% | – | – |\n' \
+        "$con_mb" "$(awk '{printf "%s%.0f", (NR > 1 ? " " : ""), $1}' "$out/1kb-6p-tail.tsv")" \
+        "$(awk '{printf "%s%s", (NR > 1 ? " / " : ""), $2}' "$out/1kb-6p-tail.tsv")" \
+        "$(percent "$con_mb" "$loopback")" >>"$out/table.md"
+}
+
 # log_command ARG...: appends the command, shell-quoted, to OUT/commands.txt.
 log_command() {
     local line
@@ -198,6 +257,13 @@ write_summary() {
             "wait for a batch to fill (at most odradek-bench's \`--linger-ms\`, default 5 ms); at a" \
             "fixed rate it counts from each message's intended send time, so a producer that falls" \
             "behind shows as latency (bench/README.md), which \`max\` runs do not count."
+        if ((run_tail)); then
+            echo
+            echo "\`1kb-6p-tail\`: $tail_messages records of 1 KiB written with acks=1, then read from the start" \
+                "by two consumers while the tail cache holds them all (the local broker runs with" \
+                "\`odradek.tail.cache.bytes=4294967296\`); device reads are the broker's /proc/PID/io" \
+                "read_bytes over the read."
+        fi
         echo
         echo '| workload | rate (msgs/s) | producers/consumers | publish MB/s | publish MB/s per run | publish msgs/s | consume MB/s | publish % of loopback | consume % of loopback | publish p50 / p99 / p99.9 ms | e2e p50 / p99 ms |'
         echo '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |'
@@ -245,10 +311,13 @@ cleanup() {
 
 main() {
     mapfile -t workloads < <(list_workloads)
+    run_tail=0
+    if [[ 1kb-6p-tail =~ ${only:-.} ]]; then run_tail=1; fi
     check_settings
     invocation="RUNS=$runs DURATION=$duration WARMUP=$warmup${only:+ ONLY=$only}${bootstrap:+ BOOTSTRAP=$bootstrap}"
     invocation+="${BENCH_FLAGS:+ BENCH_FLAGS=\"$BENCH_FLAGS\"}${BROKER_FLAGS:+ BROKER_FLAGS=\"$BROKER_FLAGS\"}"
     invocation+="${IPERF3_SECONDS:+ IPERF3_SECONDS=$iperf3_seconds}${FIO_SECONDS:+ FIO_SECONDS=$fio_seconds}"
+    invocation+="${TAIL_MESSAGES:+ TAIL_MESSAGES=$tail_messages}"
     invocation+="${UPDATE_BENCHMARKS:+ UPDATE_BENCHMARKS=$update_benchmarks} bash scripts/bench.sh"
     # The settings in effect, so that a misspelt variable shows as a default.
     echo "== $invocation"
@@ -268,6 +337,7 @@ main() {
         # shellcheck disable=SC2086 # the fields of a matrix line
         run_workload $workload
     done
+    if ((run_tail)); then run_tail_workload; fi
     write_summary
     cat "$out/summary.md"
     if [[ -z "$bootstrap" && "$update_benchmarks" == 1 ]]; then update_benchmarks; fi
