@@ -70,7 +70,8 @@ pub struct Cli {
     /// 0 (no response), 1 (leader) or all.
     #[arg(long, default_value = "all", value_parser = parse_acks)]
     pub acks: i16,
-    /// Bytes per partition batch before it is sent (e.g. 65536, 64KiB, 1MiB).
+    /// Message bytes per partition batch before it is sent, framing not counted (e.g. 65536,
+    /// 64KiB, 512KiB).
     #[arg(long, default_value = "64KiB", value_parser = parse_bytes)]
     pub batch_size: usize,
     /// How long a partial batch may wait for more messages.

@@ -223,6 +223,8 @@ pub struct Report {
     pub consume_msgs: u64,
     pub consume_bytes: u64,
     pub publish_errors: u64,
+    /// The first failed produce of each producer that had one, with the broker's error.
+    pub publish_failures: Vec<String>,
     pub publish_msgs_per_s: f64,
     pub publish_mb_per_s: f64,
     pub consume_msgs_per_s: f64,
@@ -280,6 +282,11 @@ impl Report {
             consume_msgs: total.consume_msgs,
             consume_bytes: total.consume_bytes,
             publish_errors: total.publish_errors,
+            publish_failures: results
+                .iter()
+                .flat_map(|r| r.producers.iter())
+                .filter_map(|p| Some(format!("producer {}: {}", p.id, p.first_failure.as_ref()?)))
+                .collect(),
             publish_msgs_per_s: per_s(total.publish_msgs, measured_publish_s),
             publish_mb_per_s: per_s(total.publish_bytes, measured_publish_s) / MB,
             consume_msgs_per_s: per_s(total.consume_msgs, measured_consume_s),
@@ -297,8 +304,11 @@ impl Report {
     }
 
     /// Whether the run should exit with success.
+    /// No task failed, every produce was accepted, and --verify (if asked) passed.
     pub fn succeeded(&self) -> bool {
-        self.errors.is_empty() && !matches!(&self.verify, Some(v) if !v.passed)
+        self.errors.is_empty()
+            && self.publish_errors == 0
+            && !matches!(&self.verify, Some(v) if !v.passed)
     }
 
     pub fn print(&self) {
@@ -317,6 +327,9 @@ impl Report {
             self.consume_msgs,
             self.measured_consume_s
         );
+        for failure in &self.publish_failures {
+            println!("publish failed: {failure}");
+        }
         println!("publish latency: {}", self.publish_latency_us.line());
         println!("end-to-end latency: {}", self.e2e_latency_us.line());
         if self.consumers_drain_timed_out {

@@ -160,6 +160,25 @@ fn given_lz4_when_producing_a_message_count_should_read_back_every_message() {
 }
 
 #[test]
+fn given_batches_over_max_message_bytes_should_name_the_refusal_and_fail() {
+    let broker = start_broker();
+    let output = Command::new(BENCH)
+        .args(["--bootstrap", &broker.addr])
+        .args(["--topic", "bench-too-large", "--partitions", "1"])
+        .args(["--acks", "1", "--batch-size", "2MiB", "--messages", "3000"])
+        .args(["--producers", "1", "--consumers", "0"])
+        .output()
+        .expect("run odradek-bench");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("publish failed: producer 0: produce to partition 0")
+            && stdout.contains("MESSAGE_TOO_LARGE"),
+        "{stdout}"
+    );
+}
+
+#[test]
 fn given_no_broker_when_starting_should_fail_with_one_line() {
     // A port nobody listens on: bind one, note it, close it.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
