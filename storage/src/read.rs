@@ -10,7 +10,7 @@ use crate::error::{ReadError, StorageError};
 use crate::fileio;
 use crate::log::{Chunk, FileRegion, ReadOutcome};
 use crate::readwin::WindowSource;
-use crate::segment::{walk_batches, walk_from, BatchMeta, ChunkSource, Segment};
+use crate::segment::{walk_batches, walk_from, BatchMeta, Segment};
 use crate::types::Offset;
 
 pub(crate) async fn read(
@@ -118,17 +118,18 @@ async fn read_segment(
     .await?;
     let len = end - first.position;
     assert!(len <= u64::from(u32::MAX), "a read region fits a segment");
-    let chunk = if len as usize <= crate::readwin::WINDOW_BYTES {
-        Chunk::Memory(source.chunk(first.position, len as usize).await?)
+    let chunks = if len as usize <= crate::readwin::WINDOW_BYTES {
+        let slices = source.slices(first.position, len as usize).await?;
+        slices.into_iter().map(Chunk::Memory).collect()
     } else {
-        Chunk::File(FileRegion {
+        vec![Chunk::File(FileRegion {
             path,
             position: first.position,
             len: len as u32,
-        })
+        })]
     };
     Ok(ReadOutcome {
-        chunks: vec![chunk],
+        chunks,
         bytes: len as usize,
     })
 }

@@ -2,11 +2,18 @@
 //! consumer catching up sequentially costs one large device read per few fetches instead of a
 //! header walk, an index jump and a region read for every fetch.
 //!
+//! Windows sit at fixed places: window *k* of a segment holds its bytes from `k * WINDOW_BYTES`
+//! up to the next multiple or the written end. A read that spans two windows gets a slice of
+//! each, so every byte of a segment read in order comes from the device once, whatever the
+//! fetch sizes (windows read from wherever a fetch started overlapped, and fetches larger than
+//! the overlap read most bytes twice).
+//!
 //! Bytes of a segment below its written end never change (appends only add past it; recovery and
-//! truncation happen before a log is live), so a window is never stale. Windows are keyed by a
-//! `Weak<Segment>`: while the entry exists the segment's allocation cannot be reused, so a
-//! deleted segment (retention, DeleteRecords, a topic deleted and created again under the same
-//! name) can never be mistaken for a new one; its windows simply age out.
+//! truncation happen before a log is live), so a window is never stale; one read short of a
+//! full window (at the written end then) is read again, whole, when a reader needs more of it.
+//! Windows are keyed by a `Weak<Segment>`: while the entry exists the segment's allocation
+//! cannot be reused, so a deleted segment (retention, DeleteRecords, a topic deleted and created
+//! again under the same name) can never be mistaken for a new one; its windows simply age out.
 //!
 //! Bounded: at most [`WINDOWS_PER_SHARD`] windows of at most [`WINDOW_BYTES`] each per shard
 //! (plus the slices of them still held by responses being sent), evicted least recently used,
@@ -30,13 +37,15 @@ use crate::fileio;
 use crate::segment::{ChunkSource, Segment};
 use crate::ShardStorage;
 
-/// Bytes read from the device when a read misses every window.
+/// Bytes of one window, and the spacing of window starts.
 pub(crate) const WINDOW_BYTES: usize = 4 << 20;
 /// Windows kept per shard.
 pub(crate) const WINDOWS_PER_SHARD: usize = 16;
-/// How far a read-ahead window reaches back into the one before it: a fetch region (1 MiB by
-/// default in Kafka clients) that straddles the end of a window still fits the next one whole.
-const READ_AHEAD_OVERLAP: u64 = 1 << 20;
+
+/// The start of the window holding `position`.
+fn window_start(position: u64) -> u64 {
+    position - position % WINDOW_BYTES as u64
+}
 
 struct Window {
     segment: Weak<Segment>,
@@ -44,19 +53,11 @@ struct Window {
     bytes: Bytes,
 }
 
-impl Window {
-    fn covers(&self, segment: &Weak<Segment>, position: u64, len: usize) -> bool {
-        Weak::ptr_eq(&self.segment, segment)
-            && self.start <= position
-            && position + len as u64 <= self.start + self.bytes.len() as u64
-    }
-}
-
 /// The windows of one shard, least recently used first.
 #[derive(Default)]
 pub(crate) struct Windows {
     entries: VecDeque<Window>,
-    /// Windows being read ahead: (segment, start, bytes, done when the window is kept).
+    /// Windows being read ahead.
     reading: Vec<Reading>,
 }
 
@@ -64,68 +65,59 @@ pub(crate) struct Windows {
 struct Reading {
     segment: Weak<Segment>,
     start: u64,
-    len: u64,
     done: Shared<oneshot::Receiver<()>>,
 }
 
 impl Windows {
-    /// `len` bytes at `position` of `segment`, when a window holds them all, with that window's
-    /// end.
-    fn get(&mut self, segment: &Rc<Segment>, position: u64, len: usize) -> Option<(Bytes, u64)> {
+    /// The window of `segment` at `start` when it holds the bytes up to `need_end`.
+    fn get(&mut self, segment: &Rc<Segment>, start: u64, need_end: u64) -> Option<Bytes> {
         let key = Rc::downgrade(segment);
-        let at = self
-            .entries
-            .iter()
-            .position(|w| w.covers(&key, position, len))?;
+        let at = self.entries.iter().position(|w| {
+            Weak::ptr_eq(&w.segment, &key)
+                && w.start == start
+                && start + w.bytes.len() as u64 >= need_end
+        })?;
         let window = self.entries.remove(at)?;
-        let from = (position - window.start) as usize;
-        let bytes = window.bytes.slice(from..from + len);
-        let end = window.start + window.bytes.len() as u64;
+        let bytes = window.bytes.clone();
         self.entries.push_back(window);
-        Some((bytes, end))
+        Some(bytes)
     }
 
-    /// Whether a window of `segment` starts at `start`, or is being read there.
+    /// Whether the window of `segment` at `start` is kept or being read.
     fn has_or_reading(&self, segment: &Weak<Segment>, start: u64) -> bool {
         let same = |s: &Weak<Segment>, at: u64| Weak::ptr_eq(s, segment) && at == start;
         self.entries.iter().any(|w| same(&w.segment, w.start))
             || self.reading.iter().any(|r| same(&r.segment, r.start))
     }
 
-    /// The read-ahead in flight that will hold `len` bytes at `position` of `segment`, if any.
-    fn pending(
-        &self,
-        segment: &Rc<Segment>,
-        position: u64,
-        len: usize,
-    ) -> Option<Shared<oneshot::Receiver<()>>> {
+    /// The read-ahead in flight of the window of `segment` at `start`, if any.
+    fn pending(&self, segment: &Rc<Segment>, start: u64) -> Option<Shared<oneshot::Receiver<()>>> {
         let key = Rc::downgrade(segment);
         self.reading
             .iter()
-            .find(|r| {
-                Weak::ptr_eq(&r.segment, &key)
-                    && r.start <= position
-                    && position + len as u64 <= r.start + r.len
-            })
+            .find(|r| Weak::ptr_eq(&r.segment, &key) && r.start == start)
             .map(|r| r.done.clone())
     }
 
+    /// Keeps a window, replacing a shorter read of the same one.
     fn insert(&mut self, segment: &Rc<Segment>, start: u64, bytes: Bytes) {
-        self.entries.retain(|w| w.segment.strong_count() > 0);
+        let key = Rc::downgrade(segment);
+        self.entries.retain(|w| {
+            w.segment.strong_count() > 0 && !(Weak::ptr_eq(&w.segment, &key) && w.start == start)
+        });
         while self.entries.len() >= WINDOWS_PER_SHARD {
             self.entries.pop_front();
         }
-        let segment = Rc::downgrade(segment);
         self.entries.push_back(Window {
-            segment,
+            segment: key,
             start,
             bytes,
         });
     }
 }
 
-/// Reads a segment through the shard's windows; a miss reads [`WINDOW_BYTES`] (never past the
-/// written end) and keeps them.
+/// Reads a segment through the shard's windows; a miss reads the whole window (never past the
+/// written end) and keeps it.
 pub(crate) struct WindowSource<'a> {
     pub shard: &'a Rc<ShardStorage>,
     pub segment: &'a Rc<Segment>,
@@ -137,17 +129,49 @@ pub(crate) struct WindowSource<'a> {
 
 impl ChunkSource for WindowSource<'_> {
     async fn chunk(&self, position: u64, len: usize) -> Result<Bytes, StorageError> {
-        assert!(
-            position + len as u64 <= self.written,
-            "reads stay below the written end"
-        );
+        let mut slices = self.slices(position, len).await?;
+        if slices.len() == 1 {
+            return Ok(slices.remove(0));
+        }
+        // A header walk across a window boundary: a few kilobytes are joined.
+        let mut joined = Vec::with_capacity(len);
+        slices.iter().for_each(|s| joined.extend_from_slice(s));
+        Ok(Bytes::from(joined))
+    }
+}
+
+impl WindowSource<'_> {
+    /// `len` bytes at `position`, as slices of the windows holding them, in order.
+    pub(crate) async fn slices(
+        &self,
+        position: u64,
+        len: usize,
+    ) -> Result<Vec<Bytes>, StorageError> {
+        let end = position + len as u64;
+        assert!(end <= self.written, "reads stay below the written end");
+        let mut slices = Vec::new();
+        let mut at = position;
+        while at < end {
+            let start = window_start(at);
+            let need_end = end.min(start + WINDOW_BYTES as u64);
+            let window = self.window(start, need_end).await?;
+            slices.push(window.slice((at - start) as usize..(need_end - start) as usize));
+            at = need_end;
+        }
+        self.read_ahead(end);
+        Ok(slices)
+    }
+
+    /// The window at `start` holding at least the bytes up to `need_end`: kept, being read
+    /// ahead, or read now.
+    async fn window(&self, start: u64, need_end: u64) -> Result<Bytes, StorageError> {
         // A read-ahead already on its way with these bytes: wait for it rather than read twice.
         let pending = self
             .shard
             .state
             .borrow()
             .windows
-            .pending(self.segment, position, len);
+            .pending(self.segment, start);
         if let Some(done) = pending {
             let _ = done.await;
         }
@@ -156,9 +180,8 @@ impl ChunkSource for WindowSource<'_> {
             .state
             .borrow_mut()
             .windows
-            .get(self.segment, position, len);
-        if let Some((bytes, window_end)) = hit {
-            self.read_ahead(position + len as u64, window_end);
+            .get(self.segment, start, need_end);
+        if let Some(bytes) = hit {
             return Ok(bytes);
         }
         {
@@ -166,33 +189,25 @@ impl ChunkSource for WindowSource<'_> {
             state.device_reads += 1;
             state.read_waits += 1;
         }
-        if len > WINDOW_BYTES {
-            let bytes = fileio::read_exact_at(self.file, self.path, position, len).await?;
-            return Ok(Bytes::from(bytes));
-        }
-        let want = (WINDOW_BYTES as u64).min(self.written - position) as usize;
-        let bytes = Bytes::from(fileio::read_exact_at(self.file, self.path, position, want).await?);
-        let part = bytes.slice(..len);
+        let want = (WINDOW_BYTES as u64).min(self.written - start) as usize;
+        let bytes = Bytes::from(fileio::read_exact_at(self.file, self.path, start, want).await?);
         self.shard
             .state
             .borrow_mut()
             .windows
-            .insert(self.segment, position, bytes);
-        self.read_ahead(position + len as u64, position + want as u64);
-        Ok(part)
+            .insert(self.segment, start, bytes.clone());
+        Ok(bytes)
     }
-}
 
-impl WindowSource<'_> {
-    /// Starts reading the window that follows one ending at `window_end` (overlapping its last
-    /// [`READ_AHEAD_OVERLAP`] bytes) when the reader, now at `reached`, is past the middle of it
-    /// and that window is neither kept nor being read.
-    fn read_ahead(&self, reached: u64, window_end: u64) {
-        let half = WINDOW_BYTES as u64 / 2;
-        if reached + half < window_end || window_end >= self.written {
+    /// Starts reading the window after the one holding the reader's position `reached` (the
+    /// end of its last read) once the reader is past the middle of its window, unless that
+    /// window is kept, being read, or past the written end.
+    fn read_ahead(&self, reached: u64) {
+        let current = window_start(reached.saturating_sub(1));
+        let next = current + WINDOW_BYTES as u64;
+        if reached < current + WINDOW_BYTES as u64 / 2 || next >= self.written {
             return;
         }
-        let next = window_end - READ_AHEAD_OVERLAP.min(window_end);
         let key = Rc::downgrade(self.segment);
         let mut state = self.shard.state.borrow_mut();
         // Bounded like the windows themselves: with more readers than that, some wait for the
@@ -207,7 +222,6 @@ impl WindowSource<'_> {
         state.windows.reading.push(Reading {
             segment: key.clone(),
             start: next,
-            len: want as u64,
             done: done.shared(),
         });
         state.device_reads += 1;

@@ -627,14 +627,14 @@ async fn log_read_from_files(
     (shard, log, batches)
 }
 
-/// Reads the whole log in fetches of 100 kB, as a consumer catching up does, checking every
-/// byte; `pause` between fetches.
-async fn catch_up(log: &PartitionLog, batches: &[Bytes], pause: Duration) {
+/// Reads the whole log in fetches of `fetch_bytes`, as a consumer catching up does, checking
+/// every byte; `pause` between fetches.
+async fn catch_up(log: &PartitionLog, batches: &[Bytes], fetch_bytes: usize, pause: Duration) {
     let end = batches.len() as i64;
     let mut offset = 0i64;
     while offset < end {
         let outcome = log
-            .read(Offset(offset), 100_000, Offset(end))
+            .read(Offset(offset), fetch_bytes, Offset(end))
             .await
             .expect("read");
         let got = bytes_of(&outcome).await;
@@ -659,16 +659,24 @@ async fn catch_up(log: &PartitionLog, batches: &[Bytes], pause: Duration) {
     }
 }
 
+/// Device reads of a catch-up over `count` batches of 10 kB (see [`catch_up`]).
+async fn device_reads_catching_up(count: i64, fetch_bytes: usize, pause: Duration) -> u64 {
+    let tmp = tempdir();
+    let (shard, log, batches) = log_read_from_files(tmp.path(), count).await;
+    let before = shard.device_reads();
+    catch_up(&log, &batches, fetch_bytes, pause).await;
+    log.close().await.expect("close");
+    shard.device_reads() - before
+}
+
 #[test]
 fn given_a_consumer_catching_up_sequentially_should_read_the_device_once_per_window() {
     run(|| async {
-        let tmp = tempdir();
-        let (shard, log, batches) = log_read_from_files(tmp.path(), 200).await;
-        let before = shard.device_reads();
-        catch_up(&log, &batches, Duration::ZERO).await;
         // 2 MB read in 100 kB fetches: a 4 MiB window serves all twenty after the first miss.
-        assert_eq!(shard.device_reads() - before, 1);
-        log.close().await.expect("close");
+        assert_eq!(
+            device_reads_catching_up(200, 100_000, Duration::ZERO).await,
+            1
+        );
     });
 }
 
@@ -679,10 +687,20 @@ fn given_a_consumer_past_the_middle_of_a_window_should_find_the_next_one_read_ah
         let (shard, log, batches) = log_read_from_files(tmp.path(), 1_200).await;
         let waits = shard.read_waits();
         // A consumer's next fetch comes a little later; the read-ahead runs meanwhile.
-        catch_up(&log, &batches, Duration::from_millis(2)).await;
+        catch_up(&log, &batches, 100_000, Duration::from_millis(2)).await;
         // 12 MB in 4 MiB windows: the first fetch waits, every later window was read ahead.
         assert_eq!(shard.read_waits() - waits, 1);
         log.close().await.expect("close");
+    });
+}
+
+#[test]
+fn given_fetches_as_large_as_a_window_should_still_read_each_byte_from_the_device_once() {
+    run(|| async {
+        // 20 MB in fetches of 4 MiB: almost every fetch spans two windows.
+        let windows = 20_000_000u64.div_ceil(4 << 20);
+        let reads = device_reads_catching_up(2_000, 4 << 20, Duration::from_millis(1)).await;
+        assert_eq!(reads, windows);
     });
 }
 
