@@ -16,6 +16,7 @@ use futures::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
 use kafka_protocol::messages::ApiKey;
 use kafka_protocol::protocol::{Decodable, Encodable};
+use odradek_net::FrameReader;
 
 use crate::error::BenchError;
 
@@ -88,13 +89,12 @@ pub fn decode_response<T: Decodable>(
 
 /// Reads one response frame within `timeout`.
 pub async fn read_response_frame<R: AsyncRead + Unpin>(
-    reader: &mut R,
+    reader: &mut FrameReader<R>,
     addr: SocketAddr,
     what: &'static str,
     timeout: Duration,
 ) -> Result<Bytes, BenchError> {
-    let read = odradek_net::read_frame(reader, RESPONSE_BYTES_MAX);
-    match with_timeout(timeout, read).await {
+    match with_timeout(timeout, reader.next(RESPONSE_BYTES_MAX)).await {
         None => Err(BenchError::Timeout {
             what,
             addr,
@@ -123,7 +123,7 @@ pub async fn read_response_frame<R: AsyncRead + Unpin>(
 /// Reads response frames into buffers reused once every slice of a frame is dropped: a consumer
 /// reading megabytes per fetch would otherwise fault in or zero fresh memory for every response.
 #[derive(Default)]
-pub struct FrameReader {
+pub struct PooledFrameReader {
     spare: Arc<Mutex<Vec<Vec<u8>>>>,
 }
 
@@ -155,7 +155,7 @@ impl Drop for PooledFrame {
     }
 }
 
-impl FrameReader {
+impl PooledFrameReader {
     /// Reads one frame within `timeout`.
     pub async fn read<R: AsyncRead + Unpin>(
         &mut self,
@@ -241,7 +241,7 @@ pub struct Conn {
     pub addr: SocketAddr,
     correlation_id: i32,
     timeout: Duration,
-    frames: FrameReader,
+    frames: PooledFrameReader,
 }
 
 impl Conn {
@@ -251,7 +251,7 @@ impl Conn {
             addr,
             correlation_id: 0,
             timeout,
-            frames: FrameReader::default(),
+            frames: PooledFrameReader::default(),
         })
     }
 

@@ -24,6 +24,7 @@ use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProdu
 use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::{Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+use odradek_net::FrameReader;
 
 use crate::args::Workload;
 use crate::bootstrap::Cluster;
@@ -535,7 +536,8 @@ struct ReaderCtx {
 
 /// Reads produce responses in order and accounts for them; on failure, records why and closes
 /// the request slots so that the writer stops.
-async fn read_acks(mut reader: ReadHalf<TcpStream>, state: Rc<ConnState>, ctx: ReaderCtx) {
+async fn read_acks(reader: ReadHalf<TcpStream>, state: Rc<ConnState>, ctx: ReaderCtx) {
+    let mut reader = FrameReader::new(reader);
     loop {
         if state.pending.acquire(1).await.is_err() {
             return; // The writer is done and every response was read.
@@ -551,7 +553,7 @@ async fn read_acks(mut reader: ReadHalf<TcpStream>, state: Rc<ConnState>, ctx: R
 }
 
 async fn read_one_ack(
-    reader: &mut ReadHalf<TcpStream>,
+    reader: &mut FrameReader<ReadHalf<TcpStream>>,
     state: &ConnState,
     ctx: &ReaderCtx,
 ) -> Result<(), BenchError> {

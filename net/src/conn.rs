@@ -22,7 +22,7 @@ use nix::errno::Errno;
 use nix::sys::socket::{sendmsg, MsgFlags};
 
 use crate::error::NetError;
-use crate::frame::read_frame;
+use crate::frame::FrameReader;
 use crate::header::decode_request_header;
 use crate::shutdown::Shutdown;
 
@@ -92,7 +92,7 @@ fn log_close(peer: &str, result: Result<(), NetError>) {
 }
 
 async fn read_loop<R, S>(
-    mut reader: R,
+    reader: R,
     service: Rc<S>,
     limits: ConnLimits,
     tx: LocalSender<JoinHandle<Reply>>,
@@ -102,8 +102,9 @@ where
     R: AsyncRead + Unpin,
     S: Service,
 {
+    let mut frames = FrameReader::new(reader);
     loop {
-        let next = std::pin::pin!(read_frame(&mut reader, limits.frame_bytes_max));
+        let next = std::pin::pin!(frames.next(limits.frame_bytes_max));
         let stop = std::pin::pin!(shutdown.wait());
         let frame = match select(next, stop).await {
             Either::Left((frame, _)) => frame?,

@@ -34,7 +34,7 @@ pub use codec::{
 };
 pub use conn::{serve_connection, ConnLimits, Request, Service};
 pub use error::NetError;
-pub use frame::read_frame;
+pub use frame::FrameReader;
 pub use header::decode_request_header;
 pub use shutdown::Shutdown;
 
