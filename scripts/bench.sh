@@ -26,8 +26,9 @@
 #   BENCH_FLAGS        more odradek-bench flags for every run (e.g. "--cores 2 --linger-ms 0")
 #   BROKER_FLAGS       more flags for the local odradek (e.g. "--cores 1")
 #   IPERF3_SECONDS     length of each iperf3 run (5); FIO_SECONDS: length of the fio run (15)
-#   TAIL_MESSAGES      records of the tail-consume workload (3000000, 3 GB; the local broker's
-#                      tail cache is set to 4 GiB per shard for it)
+#   TAIL_MESSAGES      records of the tail-consume workload (3000000, 3 GB; at most 3500000: the
+#                      local broker's tail cache is set to 4 GiB per shard for it). It runs in a
+#                      full sitting, or when ONLY names it (ONLY=tail)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # shellcheck source=scripts/lib-bench.sh
@@ -64,7 +65,9 @@ check_settings() {
     [[ "$iperf3_seconds" =~ ^[1-9][0-9]*$ ]] || die "IPERF3_SECONDS=$iperf3_seconds: expected whole seconds"
     [[ "$fio_seconds" =~ ^[1-9][0-9]*$ ]] || die "FIO_SECONDS=$fio_seconds: expected whole seconds"
     [[ -z "$bootstrap" || "$bootstrap" =~ ^[^:]+:[0-9]+$ ]] || die "BOOTSTRAP=$bootstrap: expected host:port"
-    [[ "$tail_messages" =~ ^[1-9][0-9]*$ ]] || die "TAIL_MESSAGES=$tail_messages: expected a whole number of at least 1"
+    if ! [[ "$tail_messages" =~ ^[1-9][0-9]*$ ]] || ((tail_messages > 3500000)); then
+        die "TAIL_MESSAGES=$tail_messages: expected a whole number from 1 to 3500000 (the tail cache must hold them all)"
+    fi
     ((${#workloads[@]} > 0 || run_tail)) || die "ONLY=$only matches no workload; names look like 1kb-6p-acksall"
 }
 
@@ -168,10 +171,12 @@ tail_once() {
     local status=0 reads_before=0 reads=-
     "${fill[@]}" >"$base.fill.txt" 2>"$base.fill.log" || status=$?
     ((status == 0)) || die "odradek-bench failed (exit $status) filling $name run $run: see $base.fill.log"
-    if [[ -n "$data" ]]; then reads_before=$(awk '/^read_bytes/ {print $2}' "/proc/$broker_pid/io"); fi
+    if [[ -n "$data" ]]; then reads_before=$(broker_read_bytes); fi
     "${read[@]}" >"$base.txt" 2>"$base.log" || status=$?
-    if [[ -n "$data" ]]; then
-        reads=$(($(awk '/^read_bytes/ {print $2}' "/proc/$broker_pid/io") - reads_before))
+    if [[ -n "$data" && "$reads_before" != - ]]; then
+        local reads_after
+        reads_after=$(broker_read_bytes)
+        if [[ "$reads_after" != - ]]; then reads=$((reads_after - reads_before)); fi
     fi
     stop_broker
     if [[ -n "$data" ]]; then rm -rf "$data"; fi
@@ -180,6 +185,11 @@ tail_once() {
         "$base.json" "$reads" >>"$out/$name.tsv"
     echo "   $name run $run/$runs: $(tail -1 "$out/$name.tsv" |
         awk '{printf "consume %.1f MB/s, broker device reads %s bytes", $1, $2}')"
+}
+
+# broker_read_bytes: the local broker's read_bytes from /proc/PID/io, or - when it is gone.
+broker_read_bytes() {
+    awk '/^read_bytes/ {print $2}' "/proc/$broker_pid/io" 2>/dev/null || echo -
 }
 
 # run_tail_workload: RUNS tail-consume runs and their table row.
@@ -311,8 +321,9 @@ cleanup() {
 
 main() {
     mapfile -t workloads < <(list_workloads)
+    # The tail workload writes and reads 3 GB: it runs in a full sitting, or when ONLY names it.
     run_tail=0
-    if [[ 1kb-6p-tail =~ ${only:-.} ]]; then run_tail=1; fi
+    if [[ -z "$only" || ("$only" == *tail* && 1kb-6p-tail =~ $only) ]]; then run_tail=1; fi
     check_settings
     invocation="RUNS=$runs DURATION=$duration WARMUP=$warmup${only:+ ONLY=$only}${bootstrap:+ BOOTSTRAP=$bootstrap}"
     invocation+="${BENCH_FLAGS:+ BENCH_FLAGS=\"$BENCH_FLAGS\"}${BROKER_FLAGS:+ BROKER_FLAGS=\"$BROKER_FLAGS\"}"

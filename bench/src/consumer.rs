@@ -308,8 +308,9 @@ fn check_record_count(bytes: &[u8], base_offset: i64) -> Result<(), BenchError> 
 }
 
 /// Accounts for every record of `batches` at or after `from_offset`; returns the number of
-/// messages received. Uncompressed batches are read in place; with --verify their CRC is
-/// checked too (the decoder of compressed batches always checks it).
+/// messages received. Uncompressed batches (magic 2) are read in place; with --verify their CRC
+/// is checked too. Others go through the codec's decoder, which always checks it (and refuses
+/// the legacy formats).
 fn consume_batches(
     ctx: &ConsumerCtx,
     batches: Vec<(Bytes, i64)>,
@@ -342,7 +343,7 @@ fn consume_batches(
         if header.is_control() {
             continue; // Transaction markers are not messages.
         }
-        if header.compression() != 0 {
+        if header.compression() != 0 || header.magic() != 2 {
             let decoded =
                 RecordBatchDecoder::decode(&mut bytes).map_err(|e| corrupt(e.to_string()))?;
             for record in &decoded.records {

@@ -24,6 +24,7 @@ use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProdu
 use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::{Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+use kafka_protocol::ResponseError;
 use odradek_net::FrameReader;
 
 use crate::args::Workload;
@@ -49,6 +50,8 @@ pub struct ProducerResult {
     pub acked_seqs: Vec<u64>,
     pub failed_msgs: u64,
     pub first_failure: Option<String>,
+    /// A produce was refused with an error that is not retriable (a client would give up too).
+    pub refused: bool,
 }
 
 /// Everything a producer task needs.
@@ -113,6 +116,7 @@ struct Acks {
     acked_seqs: Vec<u64>,
     failed_msgs: u64,
     first_failure: Option<String>,
+    refused: bool,
 }
 
 pub async fn run_producer(ctx: ProducerCtx) -> Result<ProducerResult, BenchError> {
@@ -126,6 +130,7 @@ pub async fn run_producer(ctx: ProducerCtx) -> Result<ProducerResult, BenchError
         acked_seqs: acks.acked_seqs.clone(),
         failed_msgs: acks.failed_msgs,
         first_failure: acks.first_failure.clone(),
+        refused: acks.refused,
     })
 }
 
@@ -151,6 +156,7 @@ impl Producer {
             acked_seqs: vec![0; partitions],
             failed_msgs: 0,
             first_failure: None,
+            refused: false,
         }));
         let mut conns: Vec<LeaderConn> = Vec::new();
         let mut route = Vec::with_capacity(partitions);
@@ -589,8 +595,12 @@ async fn read_one_ack(
             other => {
                 stats.on_publish_error(ack_ns, count);
                 acks.failed_msgs += count;
+                let code = other.map_or(-1, |p| p.error_code);
+                // The tool does not retry; retriable answers (a broker shedding load with
+                // REQUEST_TIMED_OUT, a leader moving) are counted, not fatal.
+                acks.refused |=
+                    !ResponseError::try_from_code(code).is_some_and(|e| e.is_retriable());
                 if acks.first_failure.is_none() {
-                    let code = other.map_or(-1, |p| p.error_code);
                     acks.first_failure = Some(
                         BenchError::kafka(
                             format!("produce to partition {}", batch.partition),

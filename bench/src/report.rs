@@ -225,6 +225,8 @@ pub struct Report {
     pub publish_errors: u64,
     /// The first failed produce of each producer that had one, with the broker's error.
     pub publish_failures: Vec<String>,
+    /// A produce was refused with an error that is not retriable.
+    pub publish_refused: bool,
     pub publish_msgs_per_s: f64,
     pub publish_mb_per_s: f64,
     pub consume_msgs_per_s: f64,
@@ -287,6 +289,10 @@ impl Report {
                 .flat_map(|r| r.producers.iter())
                 .filter_map(|p| Some(format!("producer {}: {}", p.id, p.first_failure.as_ref()?)))
                 .collect(),
+            publish_refused: results
+                .iter()
+                .flat_map(|r| r.producers.iter())
+                .any(|p| p.refused),
             publish_msgs_per_s: per_s(total.publish_msgs, measured_publish_s),
             publish_mb_per_s: per_s(total.publish_bytes, measured_publish_s) / MB,
             consume_msgs_per_s: per_s(total.consume_msgs, measured_consume_s),
@@ -304,10 +310,10 @@ impl Report {
     }
 
     /// Whether the run should exit with success.
-    /// No task failed, every produce was accepted, and --verify (if asked) passed.
+    /// No task failed, no produce was refused for good, and --verify (if asked) passed.
     pub fn succeeded(&self) -> bool {
         self.errors.is_empty()
-            && self.publish_errors == 0
+            && !self.publish_refused
             && !matches!(&self.verify, Some(v) if !v.passed)
     }
 

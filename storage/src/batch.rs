@@ -368,8 +368,11 @@ mod tests {
             assert_eq!(read.len(), 1, "cut at {cut}");
             assert!(read[0].is_err(), "cut at {cut}");
         }
-        let mut lying = batch.clone();
-        lying[HEADER_BYTES] = 0x7f; // a record length far past the end
-        assert!(records(&lying).next().expect("one item").is_err());
+        // Record lengths (zigzag varints) of 63, past the batch's end, and of -64.
+        for length in [0x7e, 0x7f] {
+            let mut lying = batch.clone();
+            lying[HEADER_BYTES] = length;
+            assert!(records(&lying).next().expect("one item").is_err());
+        }
     }
 }

@@ -32,6 +32,8 @@ pub(crate) struct ShardState {
     pub windows: crate::readwin::Windows,
     /// Device reads issued by fetch reads (a metric).
     pub device_reads: u64,
+    /// Bytes those device reads asked for (a metric).
+    pub device_read_bytes: u64,
     /// Fetch reads that waited for the device (missed every window, read-ahead included).
     pub read_waits: u64,
 }
@@ -44,6 +46,7 @@ impl ShardState {
             write_buffers: Vec::new(),
             windows: crate::readwin::Windows::default(),
             device_reads: 0,
+            device_read_bytes: 0,
             read_waits: 0,
         }
     }

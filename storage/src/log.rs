@@ -120,6 +120,11 @@ impl ShardStorage {
         self.state.borrow().device_reads
     }
 
+    /// Bytes those device reads asked for.
+    pub fn device_read_bytes(&self) -> u64 {
+        self.state.borrow().device_read_bytes
+    }
+
     /// Fetch reads that had to wait for the device: a sequential reader served by read-ahead
     /// waits once, at its start.
     pub fn read_waits(&self) -> u64 {

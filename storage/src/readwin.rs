@@ -3,14 +3,15 @@
 //! header walk, an index jump and a region read for every fetch.
 //!
 //! Windows sit at fixed places: window *k* of a segment holds its bytes from `k * WINDOW_BYTES`
-//! up to the next multiple or the written end. A read that spans two windows gets a slice of
-//! each, so every byte of a segment read in order comes from the device once, whatever the
+//! to the next multiple. A read that spans two windows gets a slice of each, so a reader going
+//! through a segment gets every byte of its whole windows from the device once, whatever the
 //! fetch sizes (windows read from wherever a fetch started overlapped, and fetches larger than
-//! the overlap read most bytes twice).
+//! the overlap read most bytes twice). A miss reads from the reader's position to the end of its
+//! window (or to the written end, if nearer) and keeps that piece; a read-ahead reads the next
+//! whole window. Neither reads again what a reader has already gone past.
 //!
 //! Bytes of a segment below its written end never change (appends only add past it; recovery and
-//! truncation happen before a log is live), so a window is never stale; one read short of a
-//! full window (at the written end then) is read again, whole, when a reader needs more of it.
+//! truncation happen before a log is live), so a window is never stale.
 //! Windows are keyed by a `Weak<Segment>`: while the entry exists the segment's allocation
 //! cannot be reused, so a deleted segment (retention, DeleteRecords, a topic deleted and created
 //! again under the same name) can never be mistaken for a new one; its windows simply age out.
@@ -47,10 +48,20 @@ fn window_start(position: u64) -> u64 {
     position - position % WINDOW_BYTES as u64
 }
 
+/// A window read ahead (`start` a multiple of [`WINDOW_BYTES`]), or the rest of one from where a
+/// reader missed; never past the end of its window.
 struct Window {
     segment: Weak<Segment>,
     start: u64,
     bytes: Bytes,
+}
+
+impl Window {
+    fn covers(&self, segment: &Weak<Segment>, position: u64, end: u64) -> bool {
+        Weak::ptr_eq(&self.segment, segment)
+            && self.start <= position
+            && end <= self.start + self.bytes.len() as u64
+    }
 }
 
 /// The windows of one shard, least recently used first.
@@ -69,18 +80,18 @@ struct Reading {
 }
 
 impl Windows {
-    /// The window of `segment` at `start` when it holds the bytes up to `need_end`.
-    fn get(&mut self, segment: &Rc<Segment>, start: u64, need_end: u64) -> Option<Bytes> {
+    /// A kept window or piece of `segment` holding the bytes from `position` to `end`, with its
+    /// start.
+    fn get(&mut self, segment: &Rc<Segment>, position: u64, end: u64) -> Option<(Bytes, u64)> {
         let key = Rc::downgrade(segment);
-        let at = self.entries.iter().position(|w| {
-            Weak::ptr_eq(&w.segment, &key)
-                && w.start == start
-                && start + w.bytes.len() as u64 >= need_end
-        })?;
+        let at = self
+            .entries
+            .iter()
+            .position(|w| w.covers(&key, position, end))?;
         let window = self.entries.remove(at)?;
-        let bytes = window.bytes.clone();
+        let found = (window.bytes.clone(), window.start);
         self.entries.push_back(window);
-        Some(bytes)
+        Some(found)
     }
 
     /// Whether the window of `segment` at `start` is kept or being read.
@@ -99,12 +110,20 @@ impl Windows {
             .map(|r| r.done.clone())
     }
 
-    /// Keeps a window, replacing a shorter read of the same one.
+    /// Keeps a window or piece, unless one as long is kept at the same start (a read-ahead that
+    /// finished after a reader's own read); a shorter one there is replaced.
     fn insert(&mut self, segment: &Rc<Segment>, start: u64, bytes: Bytes) {
         let key = Rc::downgrade(segment);
-        self.entries.retain(|w| {
-            w.segment.strong_count() > 0 && !(Weak::ptr_eq(&w.segment, &key) && w.start == start)
-        });
+        let same = |w: &Window| Weak::ptr_eq(&w.segment, &key) && w.start == start;
+        if self
+            .entries
+            .iter()
+            .any(|w| same(w) && w.bytes.len() >= bytes.len())
+        {
+            return;
+        }
+        self.entries
+            .retain(|w| w.segment.strong_count() > 0 && !same(w));
         while self.entries.len() >= WINDOWS_PER_SHARD {
             self.entries.pop_front();
         }
@@ -116,8 +135,8 @@ impl Windows {
     }
 }
 
-/// Reads a segment through the shard's windows; a miss reads the whole window (never past the
-/// written end) and keeps it.
+/// Reads a segment through the shard's windows; a miss reads from the reader's position to the
+/// end of its window (or the written end) and keeps that piece.
 pub(crate) struct WindowSource<'a> {
     pub shard: &'a Rc<ShardStorage>,
     pub segment: &'a Rc<Segment>,
@@ -152,19 +171,20 @@ impl WindowSource<'_> {
         let mut slices = Vec::new();
         let mut at = position;
         while at < end {
-            let start = window_start(at);
-            let need_end = end.min(start + WINDOW_BYTES as u64);
-            let window = self.window(start, need_end).await?;
-            slices.push(window.slice((at - start) as usize..(need_end - start) as usize));
+            let need_end = end.min(window_start(at) + WINDOW_BYTES as u64);
+            let (bytes, start) = self.window(at, need_end).await?;
+            slices.push(bytes.slice((at - start) as usize..(need_end - start) as usize));
             at = need_end;
         }
         self.read_ahead(end);
         Ok(slices)
     }
 
-    /// The window at `start` holding at least the bytes up to `need_end`: kept, being read
-    /// ahead, or read now.
-    async fn window(&self, start: u64, need_end: u64) -> Result<Bytes, StorageError> {
+    /// Bytes from `position` to `need_end` (within one window), with the start of what holds
+    /// them: a kept window or piece, a read-ahead's, or a read now of the piece from `position`
+    /// to the end of its window (or the written end, if nearer).
+    async fn window(&self, position: u64, need_end: u64) -> Result<(Bytes, u64), StorageError> {
+        let start = window_start(position);
         // A read-ahead already on its way with these bytes: wait for it rather than read twice.
         let pending = self
             .shard
@@ -180,23 +200,25 @@ impl WindowSource<'_> {
             .state
             .borrow_mut()
             .windows
-            .get(self.segment, start, need_end);
-        if let Some(bytes) = hit {
-            return Ok(bytes);
+            .get(self.segment, position, need_end);
+        if let Some(found) = hit {
+            return Ok(found);
         }
+        let end = self.written.min(start + WINDOW_BYTES as u64);
         {
             let mut state = self.shard.state.borrow_mut();
             state.device_reads += 1;
+            state.device_read_bytes += end - position;
             state.read_waits += 1;
         }
-        let want = (WINDOW_BYTES as u64).min(self.written - start) as usize;
-        let bytes = Bytes::from(fileio::read_exact_at(self.file, self.path, start, want).await?);
+        let read = fileio::read_exact_at(self.file, self.path, position, (end - position) as usize);
+        let bytes = Bytes::from(read.await?);
         self.shard
             .state
             .borrow_mut()
             .windows
-            .insert(self.segment, start, bytes.clone());
-        Ok(bytes)
+            .insert(self.segment, position, bytes.clone());
+        Ok((bytes, position))
     }
 
     /// Starts reading the window after the one holding the reader's position `reached` (the
@@ -225,6 +247,7 @@ impl WindowSource<'_> {
             done: done.shared(),
         });
         state.device_reads += 1;
+        state.device_read_bytes += want as u64;
         drop(state);
         let (shard, segment, file) = (
             Rc::clone(self.shard),

@@ -473,10 +473,7 @@ fn given_interval_flush_should_make_appends_durable_at_the_next_tick() {
 fn given_timestamps_should_find_the_first_batch_at_or_after() {
     run(|| async {
         let tmp = tempdir();
-        let shard = ShardStorage::new(ShardStorageConfig {
-            tail_cache_bytes: 0,
-            ..ShardStorageConfig::default()
-        });
+        let shard = uncached_shard();
         let log = open(tmp.path(), small_segments(8_192), &shard).await;
         // Batch i has timestamps 1000*i .. 1000*i + 2 (three records); one late batch is older.
         let mut last = None;
@@ -586,10 +583,7 @@ fn given_concurrent_appenders_should_store_every_batch_byte_identical() {
         assert_eq!(log.written_end_offset(), end);
         log.close().await.expect("close");
         drop(log);
-        let shard = ShardStorage::new(ShardStorageConfig {
-            tail_cache_bytes: 0,
-            ..ShardStorageConfig::default()
-        });
+        let shard = uncached_shard();
         let log = open(tmp.path(), config, &shard).await;
         assert_eq!(log.log_end_offset(), end);
         let appended = appended.borrow().clone();
@@ -605,16 +599,21 @@ fn given_concurrent_appenders_should_store_every_batch_byte_identical() {
     });
 }
 
+/// A shard without a tail cache: every read of written batches goes through the segment files.
+fn uncached_shard() -> Rc<ShardStorage> {
+    ShardStorage::new(ShardStorageConfig {
+        tail_cache_bytes: 0,
+        ..ShardStorageConfig::default()
+    })
+}
+
 /// A log of `count` batches of 10 kB in one segment, all written, with no tail cache: every read
 /// goes through the segment file.
 async fn log_read_from_files(
     dir: &std::path::Path,
     count: i64,
 ) -> (Rc<ShardStorage>, Rc<PartitionLog>, Vec<Bytes>) {
-    let shard = ShardStorage::new(ShardStorageConfig {
-        tail_cache_bytes: 0,
-        ..ShardStorageConfig::default()
-    });
+    let shard = uncached_shard();
     let log = open(dir, small_segments(64 << 20), &shard).await;
     let batches: Vec<Bytes> = (0..count)
         .map(|i| batch_of_size(10_000, i, i as u8))
@@ -627,11 +626,18 @@ async fn log_read_from_files(
     (shard, log, batches)
 }
 
-/// Reads the whole log in fetches of `fetch_bytes`, as a consumer catching up does, checking
-/// every byte; `pause` between fetches.
-async fn catch_up(log: &PartitionLog, batches: &[Bytes], fetch_bytes: usize, pause: Duration) {
+/// Reads the log from offset `from` to its end in fetches of `fetch_bytes`, as a consumer
+/// catching up does, checking every byte against `batches` (all of them, from offset 0);
+/// `pause` between fetches.
+async fn catch_up(
+    log: &PartitionLog,
+    batches: &[Bytes],
+    from: i64,
+    fetch_bytes: usize,
+    pause: Duration,
+) {
     let end = batches.len() as i64;
-    let mut offset = 0i64;
+    let mut offset = from;
     while offset < end {
         let outcome = log
             .read(Offset(offset), fetch_bytes, Offset(end))
@@ -664,7 +670,7 @@ async fn device_reads_catching_up(count: i64, fetch_bytes: usize, pause: Duratio
     let tmp = tempdir();
     let (shard, log, batches) = log_read_from_files(tmp.path(), count).await;
     let before = shard.device_reads();
-    catch_up(&log, &batches, fetch_bytes, pause).await;
+    catch_up(&log, &batches, 0, fetch_bytes, pause).await;
     log.close().await.expect("close");
     shard.device_reads() - before
 }
@@ -687,7 +693,7 @@ fn given_a_consumer_past_the_middle_of_a_window_should_find_the_next_one_read_ah
         let (shard, log, batches) = log_read_from_files(tmp.path(), 1_200).await;
         let waits = shard.read_waits();
         // A consumer's next fetch comes a little later; the read-ahead runs meanwhile.
-        catch_up(&log, &batches, 100_000, Duration::from_millis(2)).await;
+        catch_up(&log, &batches, 0, 100_000, Duration::from_millis(2)).await;
         // 12 MB in 4 MiB windows: the first fetch waits, every later window was read ahead.
         assert_eq!(shard.read_waits() - waits, 1);
         log.close().await.expect("close");
@@ -705,13 +711,40 @@ fn given_fetches_as_large_as_a_window_should_still_read_each_byte_from_the_devic
 }
 
 #[test]
+fn given_a_consumer_following_the_written_end_should_read_no_byte_from_the_device_twice() {
+    run(|| async {
+        let tmp = tempdir();
+        let shard = uncached_shard();
+        let log = open(tmp.path(), small_segments(64 << 20), &shard).await;
+        let mut batches = Vec::new();
+        // Six rounds of 1 MB written, each read by a consumer at the end: the reads cross a
+        // window boundary while that window is still being written.
+        for round in 0..6i64 {
+            let from = batches.len() as i64;
+            let mut last = None;
+            for i in 0..100 {
+                let b = batch_of_size(10_000, from + i, i as u8);
+                last = Some(log.append(b.clone(), 0).expect("append"));
+                batches.push(b);
+            }
+            last.expect("appended").written().await.expect("written");
+            catch_up(&log, &batches, round * 100, 100_000, Duration::ZERO).await;
+        }
+        let written: usize = batches.iter().map(Bytes::len).sum();
+        assert!(
+            shard.device_read_bytes() <= written as u64,
+            "{} bytes read from the device for {written} written",
+            shard.device_read_bytes()
+        );
+        log.close().await.expect("close");
+    });
+}
+
+#[test]
 fn given_a_log_deleted_and_created_again_should_never_read_the_old_bytes() {
     run(|| async {
         let tmp = tempdir();
-        let shard = ShardStorage::new(ShardStorageConfig {
-            tail_cache_bytes: 0,
-            ..ShardStorageConfig::default()
-        });
+        let shard = uncached_shard();
         let first = open(tmp.path(), small_segments(64 << 20), &shard).await;
         first
             .append(batch_of_size(5_000, 0, 1), 0)
