@@ -6,9 +6,10 @@
 //! to the next multiple. A read that spans two windows gets a slice of each, so a reader going
 //! through a segment gets every byte of its whole windows from the device once, whatever the
 //! fetch sizes (windows read from wherever a fetch started overlapped, and fetches larger than
-//! the overlap read most bytes twice). A miss reads from the reader's position to the end of its
-//! window (or to the written end, if nearer) and keeps that piece; a read-ahead reads the next
-//! whole window. Neither reads again what a reader has already gone past.
+//! the overlap read most bytes twice). Where a window is not whole yet (at the written end of
+//! the segment being written), a miss reads from the reader's position to the written end and
+//! keeps that piece, so a reader following the written end reads each byte once; the one whole
+//! read of that window, once it is complete and a reader still needs it, is the exception.
 //!
 //! Bytes of a segment below its written end never change (appends only add past it; recovery and
 //! truncation happen before a log is live), so a window is never stale.
@@ -48,8 +49,8 @@ fn window_start(position: u64) -> u64 {
     position - position % WINDOW_BYTES as u64
 }
 
-/// A window read ahead (`start` a multiple of [`WINDOW_BYTES`]), or the rest of one from where a
-/// reader missed; never past the end of its window.
+/// A whole window (`start` a multiple of [`WINDOW_BYTES`]), or a piece of one from where a reader
+/// missed to the written end.
 struct Window {
     segment: Weak<Segment>,
     start: u64,
@@ -135,8 +136,8 @@ impl Windows {
     }
 }
 
-/// Reads a segment through the shard's windows; a miss reads from the reader's position to the
-/// end of its window (or the written end) and keeps that piece.
+/// Reads a segment through the shard's windows; a miss reads the whole window, or where it is not
+/// whole yet the piece from the reader's position to the written end, and keeps it.
 pub(crate) struct WindowSource<'a> {
     pub shard: &'a Rc<ShardStorage>,
     pub segment: &'a Rc<Segment>,
@@ -181,8 +182,8 @@ impl WindowSource<'_> {
     }
 
     /// Bytes from `position` to `need_end` (within one window), with the start of what holds
-    /// them: a kept window or piece, a read-ahead's, or a read now of the piece from `position`
-    /// to the end of its window (or the written end, if nearer).
+    /// them: a kept window or piece, a read-ahead's, or a read now: the whole window when it
+    /// lies below the written end, else the piece from `position` to the written end.
     async fn window(&self, position: u64, need_end: u64) -> Result<(Bytes, u64), StorageError> {
         let start = window_start(position);
         // A read-ahead already on its way with these bytes: wait for it rather than read twice.
@@ -204,21 +205,26 @@ impl WindowSource<'_> {
         if let Some(found) = hit {
             return Ok(found);
         }
-        let end = self.written.min(start + WINDOW_BYTES as u64);
+        let whole_end = start + WINDOW_BYTES as u64;
+        let (from, end) = if whole_end <= self.written {
+            (start, whole_end)
+        } else {
+            (position, self.written)
+        };
         {
             let mut state = self.shard.state.borrow_mut();
             state.device_reads += 1;
-            state.device_read_bytes += end - position;
+            state.device_read_bytes += end - from;
             state.read_waits += 1;
         }
-        let read = fileio::read_exact_at(self.file, self.path, position, (end - position) as usize);
+        let read = fileio::read_exact_at(self.file, self.path, from, (end - from) as usize);
         let bytes = Bytes::from(read.await?);
         self.shard
             .state
             .borrow_mut()
             .windows
-            .insert(self.segment, position, bytes.clone());
-        Ok((bytes, position))
+            .insert(self.segment, from, bytes.clone());
+        Ok((bytes, from))
     }
 
     /// Starts reading the window after the one holding the reader's position `reached` (the
