@@ -309,8 +309,8 @@ impl Report {
         }
     }
 
-    /// Whether the run should exit with success.
-    /// No task failed, no produce was refused for good, and --verify (if asked) passed.
+    /// Whether the run should exit with success: no task failed, no produce was refused with an
+    /// error that is not retriable, and --verify (if asked) passed.
     pub fn succeeded(&self) -> bool {
         self.errors.is_empty()
             && !self.publish_refused

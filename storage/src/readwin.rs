@@ -12,10 +12,10 @@
 //! read of that window, once it is complete and a reader still needs it, is the exception.
 //!
 //! Bytes of a segment below its written end never change (appends only add past it; recovery and
-//! truncation happen before a log is live), so a window is never stale.
-//! Windows are keyed by a `Weak<Segment>`: while the entry exists the segment's allocation
-//! cannot be reused, so a deleted segment (retention, DeleteRecords, a topic deleted and created
-//! again under the same name) can never be mistaken for a new one; its windows simply age out.
+//! truncation happen before a log is live), so a window is never stale. Windows are keyed by a
+//! `Weak<Segment>`: while the entry exists the segment's allocation cannot be reused, so a
+//! deleted segment (retention, DeleteRecords, a topic deleted and created again under the same
+//! name) can never be mistaken for a new one; its windows simply age out.
 //!
 //! Bounded: at most [`WINDOWS_PER_SHARD`] windows of at most [`WINDOW_BYTES`] each per shard
 //! (plus the slices of them still held by responses being sent), evicted least recently used,
