@@ -22,7 +22,7 @@ use crate::error::BenchError;
 
 /// The largest response frame we accept: a fetch asks for at most 64 MiB.
 pub const RESPONSE_BYTES_MAX: usize = 128 << 20;
-const CLIENT_ID: &str = "odradek-bench";
+pub const CLIENT_ID: &str = "odradek-bench";
 
 /// Runs `future` for at most `limit`; `None` when the time ran out.
 pub async fn with_timeout<T>(limit: Duration, future: impl Future<Output = T>) -> Option<T> {
@@ -220,7 +220,27 @@ pub async fn write_frame<W: futures::io::AsyncWrite + Unpin>(
     addr: SocketAddr,
     timeout: Duration,
 ) -> Result<(), BenchError> {
-    match with_timeout(timeout, writer.write_all(frame)).await {
+    send_within(timeout, addr, writer.write_all(frame)).await
+}
+
+/// Sends one request given as pieces (a vectored send, see `odradek_net::write_pieces`), within
+/// `timeout`; `fd` is the socket under `writer`.
+pub async fn write_pieces<W: futures::io::AsyncWrite + Unpin>(
+    writer: &mut W,
+    fd: std::os::fd::RawFd,
+    pieces: &[Bytes],
+    addr: SocketAddr,
+    timeout: Duration,
+) -> Result<(), BenchError> {
+    send_within(timeout, addr, odradek_net::write_pieces(writer, fd, pieces)).await
+}
+
+async fn send_within<E: std::fmt::Display>(
+    timeout: Duration,
+    addr: SocketAddr,
+    send: impl Future<Output = Result<(), E>>,
+) -> Result<(), BenchError> {
+    match with_timeout(timeout, send).await {
         Some(Ok(())) => Ok(()),
         Some(Err(e)) => Err(BenchError::Io {
             op: "sending a request",

@@ -368,35 +368,14 @@ fn consume_batches(
 mod tests {
     use super::*;
     use bytes::{BufMut, BytesMut};
-    use kafka_protocol::records::{
-        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-    };
+    use kafka_protocol::records::{Compression, Record};
+    use odradek_net::codec::{encode_records, plain_record};
 
     fn batch(count: usize) -> Bytes {
         let records: Vec<Record> = (0..count)
-            .map(|i| Record {
-                transactional: false,
-                control: false,
-                delete_horizon: false,
-                partition_leader_epoch: -1,
-                producer_id: -1,
-                producer_epoch: -1,
-                timestamp_type: TimestampType::Creation,
-                offset: i as i64,
-                sequence: i as i32 - 1,
-                timestamp: 0,
-                key: None,
-                value: Some(Bytes::from_static(b"value")),
-                headers: Default::default(),
-            })
+            .map(|i| plain_record(i as i64, 0, -1, None, Some(Bytes::from_static(b"value"))))
             .collect();
-        let mut buf = BytesMut::new();
-        let options = RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        };
-        RecordBatchEncoder::encode(&mut buf, records.iter(), &options).expect("encode");
-        buf.freeze()
+        encode_records(&records, Compression::None).expect("encode")
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! `odradek-bench`: an end-to-end load generator for any Kafka-compatible cluster.
 //!
 //! It speaks the Kafka protocol through the workspace's one codec (`kafka-protocol`, as wrapped
-//! by `odradek-net`), with its own client on glommio: one executor per core it is given, a
+//! by `odradek-net`), except on the producers' hot path ([`wire`]), with its own client on glommio: one executor per core it is given, a
 //! connection per producer and leader, pipelined produce requests, long-polling consumers.
 //!
 //! Layout:
@@ -10,6 +10,7 @@
 //! - [`bootstrap`]: ApiVersions, Metadata, CreateTopics, ListOffsets.
 //! - [`keys`]: message keys and partitions (sticky without keys).
 //! - [`producer`]: batching, pipelining, fixed-rate scheduling without coordinated omission.
+//! - [`wire`]: record batches and produce requests written in place (checked against the codec).
 //! - [`pacing`]: when a fixed-rate producer's messages are due and when it must next send.
 //! - [`consumer`]: fetching assigned partitions, end-to-end latency, sequence checks.
 //! - [`payload`]: the header at the front of every message value.
@@ -33,6 +34,7 @@ mod producer;
 mod report;
 mod run;
 mod stats;
+mod wire;
 
 use std::process::ExitCode;
 

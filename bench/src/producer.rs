@@ -11,19 +11,17 @@
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, RawFd};
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures::io::{AsyncReadExt, ReadHalf, WriteHalf};
 use glommio::net::TcpStream;
 use glommio::sync::Semaphore;
-use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse, TopicName};
-use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::records::{Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+use kafka_protocol::messages::{ApiKey, ProduceResponse};
 use kafka_protocol::ResponseError;
 use odradek_net::FrameReader;
 
@@ -36,6 +34,7 @@ use crate::pacing::{Buffered, Pacing};
 use crate::payload::MessageHeader;
 use crate::run::Shared;
 use crate::stats::{Clock, LocalStats};
+use crate::wire::{BatchBuilder, ProduceHead};
 
 /// Messages generated per clock reading when producing as fast as possible.
 const BURST_MSGS: u64 = 32;
@@ -69,8 +68,7 @@ pub struct ProducerCtx {
 /// Messages of one partition waiting to be sent.
 struct Accumulator {
     partition: i32,
-    values: BytesMut,
-    keys: Vec<Option<Bytes>>,
+    batch: BatchBuilder,
     send_ns: Vec<u64>,
     first_seq: u64,
     next_seq: u64,
@@ -104,6 +102,8 @@ struct ConnState {
 struct LeaderConn {
     state: Rc<ConnState>,
     writer: WriteHalf<TcpStream>,
+    /// The socket under `writer`, for vectored sends.
+    fd: RawFd,
     reader: glommio::task::JoinHandle<()>,
     accumulators: Vec<Accumulator>,
     bytes_buffered: usize,
@@ -141,7 +141,6 @@ struct Producer {
     acks: Rc<RefCell<Acks>>,
     keys: KeyPicker,
     template: Vec<u8>,
-    topic: TopicName,
     batch_bytes: usize,
     /// The schedule at a fixed rate; `None` as fast as possible.
     pacing: Option<Pacing>,
@@ -171,8 +170,7 @@ impl Producer {
             let conn = &mut conns[conn_index];
             conn.accumulators.push(Accumulator {
                 partition: partition as i32,
-                values: BytesMut::new(),
-                keys: Vec::new(),
+                batch: BatchBuilder::new(batch_capacity(&ctx.workload)),
                 send_ns: Vec::new(),
                 first_seq: 0,
                 next_seq: 0,
@@ -186,7 +184,6 @@ impl Producer {
             keys: KeyPicker::new(ctx.workload.keys, partitions as u32, ctx.id),
             template: ctx.workload.payload.clone(),
             batch_bytes: ctx.workload.batch_bytes,
-            topic: TopicName(StrBytes::from_string(ctx.workload.topic.clone())),
             pacing: None,
             generated: 0,
         })
@@ -299,20 +296,18 @@ impl Producer {
         let (conn_index, acc_index) = self.route[partition as usize];
         let conn = &mut self.conns[conn_index];
         let acc = &mut conn.accumulators[acc_index];
-        let start = acc.values.len();
-        acc.values.extend_from_slice(&self.template);
-        MessageHeader {
+        let header = MessageHeader {
             run_id: ctx.run_id,
             send_ns,
             producer: ctx.id,
             seq: acc.next_seq,
-        }
-        .write(&mut acc.values[start..]);
+        };
+        acc.batch
+            .push(key.as_deref(), &self.template, |value| header.write(value));
         acc.next_seq += 1;
-        if acc.values.len() >= self.batch_bytes {
+        if acc.batch.value_bytes() >= self.batch_bytes {
             self.keys.batch_full();
         }
-        acc.keys.push(key);
         acc.send_ns.push(send_ns);
         conn.bytes_buffered += self.template.len();
         conn.oldest_ns = Some(conn.oldest_ns.map_or(send_ns, |t| t.min(send_ns)));
@@ -337,23 +332,21 @@ impl Producer {
             let _ = self.append_until(ctx, due, now);
         }
         let conn = &mut self.conns[conn_index];
-        let (partitions, batches) = build_batches(conn, w)?;
+        let version = ctx.cluster.versions.produce;
+        let (entries, batches) = finish_batches(conn, w, version)?;
         conn.bytes_buffered = 0;
         conn.oldest_ns = None;
         self.keys.batch_full();
         conn.correlation_id = conn.correlation_id.wrapping_add(1);
-        let request = ProduceRequest::default()
-            .with_acks(w.acks)
-            .with_timeout_ms(i32::try_from(w.timeout.as_millis()).unwrap_or(i32::MAX))
-            .with_topic_data(vec![TopicProduceData::default()
-                .with_name(self.topic.clone())
-                .with_partition_data(partitions)]);
-        let frame = client::encode_request(
-            ApiKey::Produce,
-            ctx.cluster.versions.produce,
-            conn.correlation_id,
-            &request,
-        )?;
+        let pieces = ProduceHead {
+            version,
+            correlation_id: conn.correlation_id,
+            client_id: client::CLIENT_ID,
+            acks: w.acks,
+            timeout_ms: i32::try_from(w.timeout.as_millis()).unwrap_or(i32::MAX),
+            topic: &w.topic,
+        }
+        .frame(entries);
         let acked = w.acks != 0;
         let unacked_counts = (!acked).then(|| {
             let msgs: usize = batches.iter().map(|b| b.send_ns.len()).sum();
@@ -367,7 +360,13 @@ impl Producer {
             });
             conn.state.pending.signal(1);
         }
-        let written = client::write_frame(&mut conn.writer, &frame, conn.state.addr, w.timeout);
+        let written = client::write_pieces(
+            &mut conn.writer,
+            conn.fd,
+            &pieces,
+            conn.state.addr,
+            w.timeout,
+        );
         if let Err(error) = written.await {
             // Nothing more can go out on this connection: stop waiting for its slots.
             conn.state.slots.close();
@@ -422,6 +421,7 @@ impl LeaderConn {
         acks: Rc<RefCell<Acks>>,
     ) -> Result<LeaderConn, BenchError> {
         let stream = client::connect(addr, ctx.workload.timeout).await?;
+        let fd = stream.as_raw_fd();
         let (reader, writer) = stream.split();
         let state = Rc::new(ConnState {
             addr,
@@ -445,6 +445,7 @@ impl LeaderConn {
         Ok(LeaderConn {
             state,
             writer,
+            fd,
             reader,
             accumulators: Vec::new(),
             bytes_buffered: 0,
@@ -465,71 +466,42 @@ impl LeaderConn {
     }
 }
 
-/// Encodes each non-empty accumulator of `conn` as one record batch (v2).
-fn build_batches(
+/// Room a batch starts with: a full batch of values, and their record framing.
+fn batch_capacity(w: &Workload) -> usize {
+    w.batch_bytes + w.message_bytes + w.batch_bytes / 8
+}
+
+/// Finishes each non-empty accumulator of `conn` as one record batch (v2): the request's
+/// partition entries, and what to account for when they are answered.
+fn finish_batches(
     conn: &mut LeaderConn,
     w: &Workload,
-) -> Result<(Vec<PartitionProduceData>, Vec<SentBatch>), BenchError> {
+    version: i16,
+) -> Result<(Vec<Bytes>, Vec<SentBatch>), BenchError> {
     let timestamp_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64);
-    let options = RecordEncodeOptions {
-        version: 2,
-        compression: w.compression,
-    };
-    let mut partitions = Vec::new();
+    let mut entries = Vec::new();
     let mut sent = Vec::new();
-    for acc in conn
-        .accumulators
-        .iter_mut()
-        .filter(|a| !a.send_ns.is_empty())
-    {
-        let values = acc.values.split().freeze();
-        let size = w.message_bytes;
-        let records: Vec<Record> = acc
-            .keys
-            .drain(..)
-            .enumerate()
-            .map(|(i, key)| Record {
-                transactional: false,
-                control: false,
-                delete_horizon: false,
-                partition_leader_epoch: -1,
-                producer_id: -1,
-                producer_epoch: -1,
-                timestamp_type: TimestampType::Creation,
-                offset: i as i64,
-                // The encoder keeps records in one batch while offset - sequence is constant;
-                // offset - 1 also makes the base sequence -1 (not idempotent).
-                sequence: i as i32 - 1,
-                timestamp: timestamp_ms,
-                key,
-                value: Some(values.slice(i * size..(i + 1) * size)),
-                headers: Default::default(),
-            })
-            .collect();
-        let mut batch = BytesMut::with_capacity(values.len() + 64 + records.len() * 16);
-        RecordBatchEncoder::encode(&mut batch, records.iter(), &options).map_err(|e| {
-            BenchError::Protocol {
-                what: "encoding a record batch",
-                reason: e.to_string(),
-            }
-        })?;
+    for acc in conn.accumulators.iter_mut().filter(|a| !a.batch.is_empty()) {
+        let bytes = acc.batch.value_bytes() as u64;
+        entries.push(acc.batch.finish(
+            acc.partition,
+            version,
+            timestamp_ms,
+            w.compression,
+            batch_capacity(w),
+        )?);
         let count = acc.send_ns.len() as u64;
         sent.push(SentBatch {
             partition: acc.partition,
-            bytes: values.len() as u64,
+            bytes,
             last_seq: acc.first_seq + count - 1,
             send_ns: std::mem::take(&mut acc.send_ns),
         });
         acc.first_seq = acc.next_seq;
-        partitions.push(
-            PartitionProduceData::default()
-                .with_index(acc.partition)
-                .with_records(Some(batch.freeze())),
-        );
     }
-    Ok((partitions, sent))
+    Ok((entries, sent))
 }
 
 struct ReaderCtx {

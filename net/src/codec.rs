@@ -9,6 +9,9 @@ use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
 use kafka_protocol::protocol::buf::ByteBufMut;
 use kafka_protocol::protocol::{Decodable, Encodable};
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
 
 use crate::error::NetError;
 use crate::segmented::{SegmentedBuf, Shared};
@@ -152,6 +155,46 @@ impl<'a, T: Encodable> Frame<'a, T> {
             reason: crate::error::one_line(e),
         }
     }
+}
+
+/// A record for kafka-protocol's encoder as a plain producer sends it: not idempotent, not
+/// transactional, create time, no headers. Its sequence follows its offset because the encoder
+/// starts a new batch wherever `offset - sequence` changes: records numbered from 0 share one
+/// batch, with base sequence -1 (none).
+pub fn plain_record(
+    offset: i64,
+    timestamp_ms: i64,
+    leader_epoch: i32,
+    key: Option<Bytes>,
+    value: Option<Bytes>,
+) -> Record {
+    Record {
+        transactional: false,
+        control: false,
+        delete_horizon: false,
+        partition_leader_epoch: leader_epoch,
+        producer_id: -1,
+        producer_epoch: -1,
+        timestamp_type: TimestampType::Creation,
+        offset,
+        sequence: (offset as i32).wrapping_sub(1),
+        timestamp: timestamp_ms,
+        key,
+        value,
+        headers: Default::default(),
+    }
+}
+
+/// `records` encoded as record batches (magic 2) with `compression`; `None` when the encoder
+/// refuses them (a length past its limits).
+pub fn encode_records(records: &[Record], compression: Compression) -> Option<Bytes> {
+    let mut buf = BytesMut::new();
+    let options = RecordEncodeOptions {
+        version: 2,
+        compression,
+    };
+    RecordBatchEncoder::encode(&mut buf, records.iter(), &options).ok()?;
+    Some(buf.freeze())
 }
 
 #[cfg(test)]

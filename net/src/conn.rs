@@ -186,14 +186,23 @@ fn gather_ready(
 }
 
 /// Writes response pieces in order: small ones gathered into one buffer, large ones (record
-/// batches passed on by reference) as they are, never copied; all of them handed to the socket
-/// together, up to [`IOVECS_MAX`] pieces per `sendmsg`.
+/// batches passed on by reference) as they are, never copied (see [`write_pieces`]).
 async fn write_frames<W: AsyncWrite + Unpin>(
     writer: &mut W,
     fd: RawFd,
     frames: Vec<Bytes>,
 ) -> Result<(), NetError> {
-    let pieces = gather_small(frames);
+    write_pieces(writer, fd, &gather_small(frames)).await
+}
+
+/// Writes `pieces` in order, all of them handed to the socket together, up to [`IOVECS_MAX`]
+/// per `sendmsg` on `fd` (the socket under `writer`); when the socket is full, through
+/// `writer`, which waits for room.
+pub async fn write_pieces<W: AsyncWrite + Unpin>(
+    writer: &mut W,
+    fd: RawFd,
+    pieces: &[Bytes],
+) -> Result<(), NetError> {
     let mut at = (0, 0); // (piece, offset in it)
     while at.0 < pieces.len() {
         let iov: Vec<IoSlice<'_>> = pieces[at.0..]
@@ -211,24 +220,21 @@ async fn write_frames<W: AsyncWrite + Unpin>(
             Err(Errno::EAGAIN) => writer
                 .write(&pieces[at.0][at.1..])
                 .await
-                .map_err(|source| NetError::Io {
-                    op: "write response",
-                    source,
-                })?,
+                .map_err(|source| NetError::Io { op: "send", source })?,
             Err(errno) => {
                 return Err(NetError::Io {
-                    op: "write response",
+                    op: "send",
                     source: errno.into(),
                 })
             }
         };
         if sent == 0 {
             return Err(NetError::Io {
-                op: "write response",
+                op: "send",
                 source: std::io::ErrorKind::WriteZero.into(),
             });
         }
-        at = advance(&pieces, at, sent);
+        at = advance(pieces, at, sent);
     }
     Ok(())
 }

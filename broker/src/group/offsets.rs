@@ -14,9 +14,8 @@
 use std::collections::HashMap;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use kafka_protocol::records::{Compression, Record, RecordBatchDecoder};
+use odradek_net::codec::{encode_records, plain_record};
 use odradek_storage::BatchHeader;
 
 use super::state::Committed;
@@ -127,29 +126,12 @@ pub fn encode_batch(items: &[(OffsetKey, Option<Committed>)], now_ms: i64) -> Op
     let records: Vec<Record> = items
         .iter()
         .enumerate()
-        .map(|(i, (key, value))| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: 0,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            sequence: -1,
-            timestamp: now_ms,
-            key: Some(encode_key(key)),
-            value: value.as_ref().map(encode_value),
-            headers: Default::default(),
+        .map(|(i, (key, value))| {
+            let value = value.as_ref().map(encode_value);
+            plain_record(i as i64, now_ms, 0, Some(encode_key(key)), value)
         })
         .collect();
-    let mut buf = BytesMut::new();
-    let options = RecordEncodeOptions {
-        version: 2,
-        compression: Compression::None,
-    };
-    RecordBatchEncoder::encode(&mut buf, &records, &options).ok()?;
-    Some(buf.freeze())
+    encode_records(&records, Compression::None)
 }
 
 /// Applies every commit and tombstone in `batches` (whole batches, back to back) to `into`.
