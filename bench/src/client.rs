@@ -7,7 +7,6 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -16,6 +15,7 @@ use futures::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
 use kafka_protocol::messages::ApiKey;
 use kafka_protocol::protocol::{Decodable, Encodable};
+use odradek_net::frame::FramePool;
 use odradek_net::FrameReader;
 
 use crate::error::BenchError;
@@ -124,35 +124,7 @@ pub async fn read_response_frame<R: AsyncRead + Unpin>(
 /// reading megabytes per fetch would otherwise fault in or zero fresh memory for every response.
 #[derive(Default)]
 pub struct PooledFrameReader {
-    spare: Arc<Mutex<Vec<Vec<u8>>>>,
-}
-
-/// Frame buffers a reader keeps for reuse (one is read while the previous one is processed).
-const SPARE_FRAMES_MAX: usize = 2;
-
-/// One frame's bytes; going back to its reader's spares when the last slice is dropped.
-struct PooledFrame {
-    buf: Vec<u8>,
-    len: usize,
-    home: Arc<Mutex<Vec<Vec<u8>>>>,
-}
-
-impl AsRef<[u8]> for PooledFrame {
-    fn as_ref(&self) -> &[u8] {
-        &self.buf[..self.len]
-    }
-}
-
-impl Drop for PooledFrame {
-    fn drop(&mut self) {
-        let mut spare = self
-            .home
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if spare.len() < SPARE_FRAMES_MAX {
-            spare.push(std::mem::take(&mut self.buf));
-        }
-    }
+    pool: FramePool,
 }
 
 impl PooledFrameReader {
@@ -186,21 +158,9 @@ impl PooledFrameReader {
                         "{addr} answered a frame of {len} bytes: is it a Kafka broker? (limit {RESPONSE_BYTES_MAX})"
                     ),
                 })?;
-            let spare = self
-                .spare
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner())
-                .pop();
-            let mut buf = spare.unwrap_or_default();
-            if buf.len() < len {
-                buf.resize(len, 0); // Only memory no frame has used yet is zeroed.
-            }
+            let mut buf = self.pool.take(len);
             reader.read_exact(&mut buf[..len]).await.map_err(io)?;
-            Ok(Bytes::from_owner(PooledFrame {
-                buf,
-                len,
-                home: Arc::clone(&self.spare),
-            }))
+            Ok(self.pool.wrap(buf, len))
         };
         match with_timeout(timeout, read).await {
             Some(result) => result,
