@@ -122,9 +122,19 @@ pub async fn read_response_frame<R: AsyncRead + Unpin>(
 
 /// Reads response frames into buffers reused once every slice of a frame is dropped: a consumer
 /// reading megabytes per fetch would otherwise fault in or zero fresh memory for every response.
-#[derive(Default)]
 pub struct PooledFrameReader {
     pool: FramePool,
+}
+
+/// Frame buffers a reader keeps for reuse (one is read while the previous one is processed).
+const SPARE_FRAMES_MAX: usize = 2;
+
+impl Default for PooledFrameReader {
+    fn default() -> PooledFrameReader {
+        PooledFrameReader {
+            pool: FramePool::new(SPARE_FRAMES_MAX, RESPONSE_BYTES_MAX),
+        }
+    }
 }
 
 impl PooledFrameReader {

@@ -466,10 +466,15 @@ impl LeaderConn {
     }
 }
 
-/// Room a batch starts with: a full batch of values, and their record framing.
+/// Room a batch takes when its first message comes: a full batch of messages with their record
+/// framing and keys (so that it is never grown, which would copy it).
 fn batch_capacity(w: &Workload) -> usize {
-    w.batch_bytes + w.message_bytes + w.batch_bytes / 8
+    let messages = w.batch_bytes / w.message_bytes.max(1) + 1;
+    messages * (w.message_bytes + RECORD_FRAMING_BYTES_MAX)
 }
+
+/// Record framing (varints, attributes) and a key of the tool's (`key-N`), at most.
+const RECORD_FRAMING_BYTES_MAX: usize = 48;
 
 /// Finishes each non-empty accumulator of `conn` as one record batch (v2): the request's
 /// partition entries, and what to account for when they are answered.

@@ -116,37 +116,59 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
 /// a zeroing pass (or page faults) over every byte; at 2 GB/s of produce requests that was 2% of
 /// the broker's CPU. A frame's buffer goes back to the pool it came from, whichever thread
 /// drops its last slice (a produce request's batches are appended on their partitions'
-/// shards). Bounded: at most [`POOLED_BUFFERS_MAX`] buffers of at most [`POOLED_FRAME_BYTES_MAX`].
-#[derive(Clone, Default)]
+/// shards). Bounded: at most `buffers_max` buffers of at most `buffer_bytes_max` capacity each.
+#[derive(Clone)]
 pub struct FramePool {
     spare: Arc<Mutex<Vec<Vec<u8>>>>,
+    buffers_max: usize,
+    buffer_bytes_max: usize,
 }
 
-/// Buffers a pool keeps.
-const POOLED_BUFFERS_MAX: usize = 8;
-/// Larger frames get a buffer of their own, freed with them.
-const POOLED_FRAME_BYTES_MAX: usize = 8 << 20;
+/// Buffers a connection thread's pool keeps.
+const THREAD_POOL_BUFFERS_MAX: usize = 8;
+/// Frames larger than this get a buffer of their own in a connection thread, freed with them.
+const THREAD_POOL_BUFFER_BYTES_MAX: usize = 8 << 20;
+/// A spare is handed out for a frame only if it is at most this many times the frame's size,
+/// so that a small frame whose slices live on (group metadata) does not hold a large buffer.
+const SPARE_OVERSIZE_MAX: usize = 4;
 
 thread_local! {
-    static THREAD_POOL: FramePool = FramePool::default();
+    static THREAD_POOL: FramePool =
+        FramePool::new(THREAD_POOL_BUFFERS_MAX, THREAD_POOL_BUFFER_BYTES_MAX);
 }
 
 impl FramePool {
+    pub fn new(buffers_max: usize, buffer_bytes_max: usize) -> FramePool {
+        FramePool {
+            spare: Arc::default(),
+            buffers_max,
+            buffer_bytes_max,
+        }
+    }
+
     /// The pool of the calling thread (a shard, or one of the tool's executors).
     pub fn for_this_thread() -> FramePool {
         THREAD_POOL.with(FramePool::clone)
     }
 
-    /// A buffer of at least `len` initialized bytes: a spare one when there is one (only the
-    /// part no frame has used yet is zeroed), else a new one.
+    /// A buffer of at least `len` initialized bytes: a spare one that fits, or a smaller spare
+    /// grown to `len` (only the bytes no frame has used yet are zeroed), or a new one.
     pub fn take(&self, len: usize) -> Vec<u8> {
-        let spare = if len <= POOLED_FRAME_BYTES_MAX {
-            self.lock().pop()
+        let spare = if len <= self.buffer_bytes_max {
+            let mut spare = self.lock();
+            let fits =
+                |b: &Vec<u8>| (len..=len.saturating_mul(SPARE_OVERSIZE_MAX)).contains(&b.len());
+            let at = spare
+                .iter()
+                .position(fits)
+                .or_else(|| spare.iter().position(|b| b.len() < len));
+            at.map(|i| spare.swap_remove(i))
         } else {
             None
         };
         let mut buf = spare.unwrap_or_default();
         if buf.len() < len {
+            buf.reserve_exact(len - buf.len());
             buf.resize(len, 0);
         }
         buf
@@ -186,11 +208,11 @@ impl AsRef<[u8]> for PooledFrame {
 
 impl Drop for PooledFrame {
     fn drop(&mut self) {
-        if self.buf.len() > POOLED_FRAME_BYTES_MAX {
+        if self.buf.capacity() > self.home.buffer_bytes_max {
             return;
         }
         let mut spare = self.home.lock();
-        if spare.len() < POOLED_BUFFERS_MAX {
+        if spare.len() < self.home.buffers_max {
             spare.push(std::mem::take(&mut self.buf));
         }
     }
@@ -405,5 +427,33 @@ mod tests {
         let third = next();
         assert!([first_at, second_at].contains(&third.as_ptr()));
         assert_eq!(&third[..], &big[..]);
+    }
+
+    #[test]
+    fn a_pool_hands_out_spares_that_fit_and_keeps_its_bounds() {
+        let pool = FramePool::new(2, 1 << 20);
+        let small = pool.wrap(pool.take(20_000), 20_000);
+        let large = pool.wrap(pool.take(900_000), 900_000);
+        let huge = pool.wrap(pool.take(2 << 20), 2 << 20);
+        let large_at = large.as_ptr();
+        drop((small, large, huge));
+        assert_eq!(
+            pool.lock().len(),
+            2,
+            "the buffer past the size bound is freed"
+        );
+        // A 100 kB frame does not take the 900 kB buffer (more than 4 times its size): it grows
+        // the small one.
+        let grown = pool.take(100_000);
+        assert_ne!(grown.as_ptr(), large_at);
+        assert_eq!(pool.lock().len(), 1);
+        let reused = pool.take(300_000);
+        assert_eq!(reused.as_ptr(), large_at);
+        let third = pool.take(30_000);
+        assert!(third.len() >= 30_000);
+        for _ in 0..3 {
+            drop(pool.wrap(pool.take(50_000), 50_000));
+        }
+        assert!(pool.lock().len() <= 2);
     }
 }

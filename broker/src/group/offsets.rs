@@ -121,17 +121,27 @@ pub fn decode_value(mut buf: Bytes) -> Option<Committed> {
     })
 }
 
-/// One record batch of commits (`None` value: a tombstone).
+/// Commits per record batch. A commit record is at most ~4.6 KiB (the metadata is bounded), so a
+/// batch stays far below the default `max.message.bytes` (1 MiB) however many partitions one
+/// request commits or expires.
+const COMMITS_PER_BATCH_MAX: usize = 32;
+
+/// Record batches of commits (`None` value: a tombstone), back to back, at most
+/// [`COMMITS_PER_BATCH_MAX`] records each.
 pub fn encode_batch(items: &[(OffsetKey, Option<Committed>)], now_ms: i64) -> Option<Bytes> {
-    let records: Vec<Record> = items
-        .iter()
-        .enumerate()
-        .map(|(i, (key, value))| {
-            let value = value.as_ref().map(encode_value);
-            plain_record(i as i64, now_ms, 0, Some(encode_key(key)), value)
-        })
-        .collect();
-    encode_records(&records, Compression::None)
+    let mut batches = BytesMut::new();
+    for chunk in items.chunks(COMMITS_PER_BATCH_MAX) {
+        let records: Vec<Record> = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, (key, value))| {
+                let value = value.as_ref().map(encode_value);
+                plain_record(i as i64, now_ms, 0, Some(encode_key(key)), value)
+            })
+            .collect();
+        batches.extend_from_slice(&encode_records(&records, Compression::None)?);
+    }
+    Some(batches.freeze())
 }
 
 /// Applies every commit and tombstone in `batches` (whole batches, back to back) to `into`.
@@ -260,5 +270,44 @@ mod tests {
         let next = apply_batches(both.freeze(), &mut map).expect("the good batch decodes");
         assert_eq!(map.get(&key()), Some(&value()));
         assert_eq!(next, Some(1));
+    }
+
+    #[test]
+    fn many_commits_go_out_in_batches_far_below_the_message_limit() {
+        let big = Committed {
+            metadata: "m".repeat(4096),
+            ..value()
+        };
+        let items: Vec<(OffsetKey, Option<Committed>)> = (0..100)
+            .map(|p| {
+                (
+                    OffsetKey {
+                        partition: p,
+                        ..key()
+                    },
+                    Some(big.clone()),
+                )
+            })
+            .collect();
+        let batches = encode_batch(&items, 1).expect("encode");
+        let mut rest = &batches[..];
+        let mut sizes = Vec::new();
+        while !rest.is_empty() {
+            let header = BatchHeader::parse(rest).expect("a batch header");
+            let total = header.total_bytes().expect("a length");
+            sizes.push((header.record_count(), total));
+            rest = &rest[total..];
+        }
+        assert_eq!(
+            sizes.iter().map(|(n, _)| *n).collect::<Vec<_>>(),
+            [32, 32, 32, 4]
+        );
+        assert!(
+            sizes.iter().all(|(_, bytes)| *bytes < 256 << 10),
+            "{sizes:?}"
+        );
+        let mut map = HashMap::new();
+        apply_batches(batches, &mut map).expect("decode");
+        assert_eq!(map.len(), 100);
     }
 }
