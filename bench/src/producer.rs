@@ -303,7 +303,7 @@ impl Producer {
             seq: acc.next_seq,
         };
         acc.batch
-            .push(key.as_deref(), &self.template, |value| header.write(value));
+            .push(key, &self.template, |value| header.write(value));
         acc.next_seq += 1;
         if acc.batch.value_bytes() >= self.batch_bytes {
             self.keys.batch_full();
@@ -490,13 +490,10 @@ fn finish_batches(
     let mut sent = Vec::new();
     for acc in conn.accumulators.iter_mut().filter(|a| !a.batch.is_empty()) {
         let bytes = acc.batch.value_bytes() as u64;
-        entries.push(acc.batch.finish(
-            acc.partition,
-            version,
-            timestamp_ms,
-            w.compression,
-            batch_capacity(w),
-        )?);
+        entries.push(
+            acc.batch
+                .finish(acc.partition, version, timestamp_ms, w.compression)?,
+        );
         let count = acc.send_ns.len() as u64;
         sent.push(SentBatch {
             partition: acc.partition,

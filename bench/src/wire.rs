@@ -102,18 +102,16 @@ impl BatchBuilder {
     }
 
     /// The partition entry of a produce request (`version`) carrying these records as one
-    /// batch stamped `timestamp_ms`, compressed with `compression`; the builder starts over
-    /// with room for `capacity` bytes.
+    /// batch stamped `timestamp_ms`, compressed with `compression`; the builder starts over.
     pub fn finish(
         &mut self,
         partition: i32,
         version: i16,
         timestamp_ms: i64,
         compression: Compression,
-        capacity: usize,
     ) -> Result<Bytes, BenchError> {
         assert!(self.count > 0, "a batch has records");
-        let full = std::mem::replace(self, BatchBuilder::new(capacity));
+        let full = std::mem::replace(self, BatchBuilder::new(self.capacity));
         let mut buf = match compression {
             Compression::None => full.buf,
             codec => compress(codec, &full.buf[PREFIX_ROOM..])?,
@@ -364,7 +362,7 @@ mod tests {
     fn an_uncompressed_batch_is_byte_for_byte_the_codecs() {
         let messages = messages();
         let entry = builder_with(&messages)
-            .finish(3, 8, TIMESTAMP_MS, Compression::None, 1024)
+            .finish(3, 8, TIMESTAMP_MS, Compression::None)
             .expect("finishes");
         // v8: index (4), length (4), then the batch.
         assert_eq!(&entry[..4], &3i32.to_be_bytes());
@@ -381,7 +379,7 @@ mod tests {
             Compression::Zstd,
         ] {
             let entry = builder_with(&messages)
-                .finish(0, 8, TIMESTAMP_MS, codec, 1024)
+                .finish(0, 8, TIMESTAMP_MS, codec)
                 .expect("finishes");
             let mut batch = entry.slice(8..);
             let header = odradek_storage::batch::validate(&batch, u32::MAX).expect("valid batch");
@@ -407,7 +405,7 @@ mod tests {
                 let some = &messages[..(partition as usize + 2)];
                 entries.push(
                     builder_with(some)
-                        .finish(partition, version, TIMESTAMP_MS, Compression::None, 1024)
+                        .finish(partition, version, TIMESTAMP_MS, Compression::None)
                         .expect("finishes"),
                 );
                 codec_entries.push((partition, codec_batch(some, Compression::None)));
@@ -424,13 +422,13 @@ mod tests {
     #[test]
     fn the_builder_starts_over_after_finish() {
         let mut b = builder_with(&messages());
-        b.finish(0, 9, TIMESTAMP_MS, Compression::None, 64)
+        b.finish(0, 9, TIMESTAMP_MS, Compression::None)
             .expect("finishes");
         assert!(b.is_empty());
         assert_eq!(b.value_bytes(), 0);
         b.push(None, b"one", |v| v[0] = b'O');
         let entry = b
-            .finish(0, 9, TIMESTAMP_MS, Compression::None, 64)
+            .finish(0, 9, TIMESTAMP_MS, Compression::None)
             .expect("finishes");
         let mut batch = entry.slice(5..entry.len() - 1); // index, 1-byte length, tagged fields
         let decoded = RecordBatchDecoder::decode(&mut batch)

@@ -36,6 +36,20 @@ fn member(bootstrap: &str, group: &str, topic: &str, extra: &[(&str, &str)]) -> 
     consumer
 }
 
+/// Commits `positions` synchronously with `committer`, then kills the broker (-9) and restarts it.
+fn commit_then_kill_and_restart(
+    broker: &mut Broker,
+    committer: BaseConsumer,
+    positions: &TopicPartitionList,
+) {
+    committer
+        .commit(positions, CommitMode::Sync)
+        .expect("commit");
+    broker.kill9();
+    std::mem::forget(committer); // Its broker is gone: closing would only wait for it.
+    broker.restart();
+}
+
 /// Produces `count` records `"<prefix>-<i>"` round-robin over `partitions`.
 fn produce(bootstrap: &str, topic: &str, partitions: i32, prefix: &str, count: usize) {
     let (producer, log) = producer(bootstrap, &[]);
@@ -191,12 +205,7 @@ fn given_committed_offsets_when_the_broker_is_killed_and_restarted_should_resume
     position
         .add_partition_offset("resume", 0, Offset::Offset(40))
         .expect("add the position");
-    first
-        .commit(&position, CommitMode::Sync)
-        .expect("commit at 40");
-    broker.kill9();
-    std::mem::forget(first); // Its broker is gone: closing would only wait for it.
-    broker.restart();
+    commit_then_kill_and_restart(&mut broker, first, &position);
     let bootstrap = broker.bootstrap();
     let second = member(&bootstrap, "g-resume", "resume", &[]);
     let rest = consume_exactly(&second, 60, SETTLE_TIMEOUT);
@@ -207,6 +216,49 @@ fn given_committed_offsets_when_the_broker_is_killed_and_restarted_should_resume
         .collect();
     let expected: Vec<String> = (40..100).map(|i| format!("r-{i}")).collect();
     assert_eq!(values, expected, "nothing committed is read again");
+}
+
+#[test]
+fn given_one_commit_larger_than_message_max_bytes_when_restarted_should_keep_every_offset() {
+    // 80 partitions with 2000 bytes of metadata each: ~170 kB of commit records in one request,
+    // against a 64 KiB batch limit; they are stored as several batches and replayed.
+    const PARTITIONS: i32 = 80;
+    let mut broker = Broker::start_with(&[
+        ("group.initial.rebalance.delay.ms", "0"),
+        ("message.max.bytes", "65536"),
+    ]);
+    let bootstrap = broker.bootstrap();
+    create_topic(&bootstrap, "wide", PARTITIONS, &[]);
+    let metadata = "m".repeat(2000);
+    let committer = consumer(&bootstrap, &[("group.id", "g-wide")]);
+    let mut positions = TopicPartitionList::new();
+    for p in 0..PARTITIONS {
+        positions
+            .add_partition_offset("wide", p, Offset::Offset(i64::from(p) + 1))
+            .expect("add a position");
+        positions
+            .find_partition("wide", p)
+            .expect("just added")
+            .set_metadata(metadata.clone());
+    }
+    commit_then_kill_and_restart(&mut broker, committer, &positions);
+    let reader = consumer(&broker.bootstrap(), &[("group.id", "g-wide")]);
+    let mut asked = TopicPartitionList::new();
+    for p in 0..PARTITIONS {
+        asked.add_partition("wide", p);
+    }
+    let committed = reader
+        .committed_offsets(asked, CLIENT_TIMEOUT)
+        .expect("OffsetFetch");
+    let found: Vec<(i32, Offset, usize)> = committed
+        .elements()
+        .iter()
+        .map(|e| (e.partition(), e.offset(), e.metadata().len()))
+        .collect();
+    let expected: Vec<(i32, Offset, usize)> = (0..PARTITIONS)
+        .map(|p| (p, Offset::Offset(i64::from(p) + 1), metadata.len()))
+        .collect();
+    assert_eq!(found, expected);
 }
 
 #[test]

@@ -233,7 +233,8 @@ pub(super) async fn append(
     let Some(log) = offsets_log(ctx, group) else {
         return ResponseError::CoordinatorNotAvailable.code();
     };
-    let Some(batch) = offsets::encode_batch(items, now_ms()) else {
+    let batch_bytes_max = log.config().max_message_bytes as usize;
+    let Some(batch) = offsets::encode_batch(items, now_ms(), batch_bytes_max) else {
         return ResponseError::UnknownServerError.code();
     };
     let receipt = match log.append(batch, now_ms()) {
