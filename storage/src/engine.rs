@@ -36,6 +36,10 @@ pub(crate) struct ShardState {
     pub device_read_bytes: u64,
     /// Fetch reads that waited for the device (missed every window, read-ahead included).
     pub read_waits: u64,
+    /// `fdatasync`s the flushers issued (a metric).
+    pub segment_syncs: u64,
+    /// Segment writes issued through the `O_DSYNC` descriptor (a metric).
+    pub synced_writes: u64,
 }
 
 impl ShardState {
@@ -48,6 +52,8 @@ impl ShardState {
             device_reads: 0,
             device_read_bytes: 0,
             read_waits: 0,
+            segment_syncs: 0,
+            synced_writes: 0,
         }
     }
 }
@@ -104,12 +110,15 @@ impl State {
         after.checked_sub(1).map(|i| self.segments[i].clone())
     }
 
+    /// Whether an appender waits for durability that a sync before its acknowledgement gives.
+    pub fn durability_awaited(&self) -> bool {
+        self.config.flush == FlushPolicy::SyncBeforeAck && !self.durable_waiters.is_empty()
+    }
+
     /// Whether the flusher should sync now.
     pub fn sync_wanted(&self) -> bool {
         let behind = self.durable_end < self.written_end;
-        let acks_wait =
-            self.config.flush == FlushPolicy::SyncBeforeAck && !self.durable_waiters.is_empty();
-        behind && (acks_wait || self.interval_sync_due)
+        behind && (self.durability_awaited() || self.interval_sync_due)
     }
 
     /// Takes the oldest pending batch.

@@ -37,6 +37,17 @@ pub(crate) async fn open_dma_rw(path: &Path) -> Result<DmaFile, StorageError> {
         .map_err(glommio_err("open segment", path))
 }
 
+/// Opens a segment file for direct-I/O writes that are synced before they complete (`O_DSYNC`):
+/// the flusher writes through it while appenders wait for durability.
+pub(crate) async fn open_dma_dsync(path: &Path) -> Result<DmaFile, StorageError> {
+    OpenOptions::new()
+        .write(true)
+        .custom_flags(nix::libc::O_DSYNC)
+        .dma_open(path)
+        .await
+        .map_err(glommio_err("open segment", path))
+}
+
 /// Opens a segment file for direct-I/O reads.
 pub(crate) async fn open_dma_read(path: &Path) -> Result<DmaFile, StorageError> {
     OpenOptions::new()

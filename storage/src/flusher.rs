@@ -9,10 +9,20 @@
 //! write rewrites its last block with more data, so it waits for the padded one to complete
 //! (overlapping direct writes have no order).
 //!
-//! Writes complete in any order; the written position advances over the completed prefix. When
+//! Writes complete in any order; the written position advances over the completed prefix.
+//!
+//! Durability, when appenders wait for it (acks=all under the default flush policy): writes
+//! issued while an appender waits go through a second descriptor opened with `O_DSYNC`, so each
+//! is durable when it completes and the durable position follows the written one. Otherwise, when
 //! an appender awaits durability (or a `flush.ms` tick is due), one `fdatasync` covers everything
-//! written so far: that is the group commit. At most one sync is in flight; appends that arrive
-//! during it are covered by the next one.
+//! written so far: that is the group commit, and what covers writes issued before anyone waited.
+//! At most one sync is in flight; appends that arrive during it are covered by the next one.
+//!
+//! Synced writes are for latency: an appender waits for its write rather than for its write, the
+//! end of the sync in flight and a sync of its own (each sync also waits in io_uring's worker
+//! pool, as `fsync` cannot be issued without blocking). Writes nobody waits on for durability stay
+//! plain, since a synced write costs its own metadata write (BENCHMARKS.md, "2026-11-21 (small
+//! hours)").
 
 use std::collections::VecDeque;
 use std::rc::{Rc, Weak};
@@ -81,6 +91,7 @@ enum Event {
     },
     Synced {
         covered: i64,
+        covered_bytes: u64,
         result: Result<(), StorageError>,
     },
 }
@@ -88,6 +99,8 @@ enum Event {
 /// A write in issue order.
 struct WriteSlot {
     seq: u64,
+    /// Written through the `O_DSYNC` descriptor: durable once complete.
+    synced: bool,
     /// The logical position below which everything is on the device once this write and all
     /// before it completed.
     covers: u64,
@@ -99,6 +112,14 @@ struct Flusher {
     /// The segment being written and its file.
     current: Option<Rc<Segment>>,
     file: Option<Rc<DmaFile>>,
+    /// The same file opened with `O_DSYNC`, for writes appenders wait on for durability.
+    dsync_file: Option<Rc<DmaFile>>,
+    /// The position below which the current segment's bytes are durable (synced writes or an
+    /// `fdatasync` covered them).
+    durable_bytes: u64,
+    /// Where the trailing run of synced writes in the written prefix starts: once the bytes
+    /// before it are durable, so is the whole prefix.
+    synced_run_start: Option<u64>,
     /// Bytes taken but not yet in a whole-size write: the file's bytes from `carry_start`
     /// (block-aligned) to `carry_start + carry.len()`, the end of the taken batches.
     carry: Vec<u8>,
@@ -123,6 +144,9 @@ impl Flusher {
             engine,
             current: None,
             file: None,
+            dsync_file: None,
+            durable_bytes: 0,
+            synced_run_start: None,
             carry: Vec::new(),
             carry_start: 0,
             issued_end: 0,
@@ -281,6 +305,10 @@ impl Flusher {
             Vec::new()
         };
         self.issued_end = written;
+        // What the segment already holds was synced when its log was recovered or opened.
+        self.durable_bytes = written;
+        self.synced_run_start = None;
+        self.dsync_file = Some(Rc::new(fileio::open_dma_dsync(&path).await?));
         self.allocated = file
             .file_size()
             .await
@@ -417,12 +445,20 @@ impl Flusher {
         let seq = self.next_seq;
         self.next_seq += 1;
         self.issued_end = covers;
+        let synced = self.dsync_file.is_some() && self.engine.state.borrow().durability_awaited();
         self.writes.push_back(WriteSlot {
             seq,
+            synced,
             covers,
             done: false,
         });
-        let file = self.file.clone().expect("writes go to an open segment");
+        let file = if synced {
+            self.engine.shard.state.borrow_mut().synced_writes += 1;
+            self.dsync_file.clone()
+        } else {
+            self.file.clone()
+        };
+        let file = file.expect("writes go to an open segment");
         let path = self
             .current
             .as_ref()
@@ -454,14 +490,20 @@ impl Flusher {
             self.engine.on_durable(covered);
             return;
         };
+        let covered_bytes = segment.written.get();
         self.sync_in_flight = true;
+        self.engine.shard.state.borrow_mut().segment_syncs += 1;
         self.events.push(Box::pin(async move {
             let path = segment.log_path();
             let result = file
                 .fdatasync()
                 .await
                 .map_err(glommio_err("sync segment", &path));
-            Event::Synced { covered, result }
+            Event::Synced {
+                covered,
+                covered_bytes,
+                result,
+            }
         }));
     }
 
@@ -476,10 +518,17 @@ impl Flusher {
                 result?;
                 self.complete_write(seq);
             }
-            Event::Synced { covered, result } => {
+            Event::Synced {
+                covered,
+                covered_bytes,
+                result,
+            } => {
                 result?;
                 self.sync_in_flight = false;
+                // Segments switch only with no I/O in flight: this is the current one's sync.
+                self.durable_bytes = self.durable_bytes.max(covered_bytes);
                 self.engine.on_durable(covered);
+                self.advance_durable();
             }
         }
         Ok(())
@@ -509,7 +558,13 @@ impl Flusher {
         let segment = self.current.clone().expect("writes go to a segment");
         while self.writes.front().is_some_and(|w| w.done) {
             let slot = self.writes.pop_front().expect("front");
-            if slot.covers > segment.written.get() {
+            let start = segment.written.get();
+            if !slot.synced {
+                self.synced_run_start = None;
+            } else if self.synced_run_start.is_none() {
+                self.synced_run_start = Some(start);
+            }
+            if slot.covers > start {
                 segment.written.set(slot.covers);
             }
         }
@@ -519,6 +574,26 @@ impl Flusher {
             now_written.extend(self.staged.pop_front().map(|(_, batch)| batch));
         }
         self.engine.on_written(&now_written);
+        self.advance_durable();
+    }
+
+    /// Moves the durable position over the trailing run of synced writes once everything before
+    /// it is durable, and tells the engine when all written bytes are.
+    fn advance_durable(&mut self) {
+        let Some(segment) = self.current.as_ref() else {
+            return;
+        };
+        let written = segment.written.get();
+        if self
+            .synced_run_start
+            .is_some_and(|start| self.durable_bytes >= start)
+        {
+            self.durable_bytes = self.durable_bytes.max(written);
+        }
+        if self.durable_bytes >= written {
+            let written_end = self.engine.state.borrow().written_end;
+            self.engine.on_durable(written_end);
+        }
     }
 
     /// The log is closing and everything is written: seal the segment being written (truncate
@@ -534,6 +609,7 @@ impl Flusher {
         let written_end = self.engine.state.borrow().written_end;
         self.engine.on_durable(written_end);
         self.file = None;
+        self.dsync_file = None;
         Ok(())
     }
 }

@@ -41,7 +41,8 @@ impl AppendReceipt {
         self.log.engine.wait_written(self.end_offset).await
     }
 
-    /// Resolves once an `fdatasync` covers every byte of the append (acks=all).
+    /// Resolves once every byte of the append is synced: written with `O_DSYNC` or covered by an
+    /// `fdatasync` (acks=all).
     pub async fn durable(&self) -> Result<(), StorageError> {
         self.log.engine.wait_durable(self.end_offset).await
     }
@@ -129,6 +130,17 @@ impl ShardStorage {
     /// waits once, at its start.
     pub fn read_waits(&self) -> u64 {
         self.state.borrow().read_waits
+    }
+
+    /// `fdatasync`s of segment files the flushers issued on this shard since start (seals and
+    /// recovery not counted).
+    pub fn segment_syncs(&self) -> u64 {
+        self.state.borrow().segment_syncs
+    }
+
+    /// Segment writes issued synced (`O_DSYNC`) because an appender waited for durability.
+    pub fn synced_writes(&self) -> u64 {
+        self.state.borrow().synced_writes
     }
 }
 

@@ -470,6 +470,63 @@ fn given_interval_flush_should_make_appends_durable_at_the_next_tick() {
 }
 
 #[test]
+fn given_appenders_waiting_for_durability_should_write_synced_and_need_no_fdatasync() {
+    run(|| async {
+        let tmp = tempdir();
+        let shard = shard();
+        let log = open(tmp.path(), small_segments(64 * 1024), &shard).await;
+        // One appender at a time, each waiting: every write is synced, across segment rolls.
+        for i in 0..40 {
+            let r = log.append(batch(4, 2_000, i, 1), 0).expect("append");
+            r.durable().await.expect("durable");
+            assert_eq!(log.durable_end_offset(), Offset(4 * (i + 1)));
+        }
+        assert!(segment_files(tmp.path(), ".log").len() > 1, "rolled");
+        assert!(
+            shard.synced_writes() >= 40,
+            "{} synced writes",
+            shard.synced_writes()
+        );
+        assert_eq!(shard.segment_syncs(), 0);
+        log.close().await.expect("close");
+    });
+}
+
+#[test]
+fn given_plain_writes_before_a_durable_wait_should_sync_them_before_acknowledging() {
+    run(|| async {
+        let tmp = tempdir();
+        let shard = shard();
+        let log = open(tmp.path(), LogConfig::default(), &shard).await;
+        // Written with nobody waiting for durability: a plain write.
+        let plain = log.append(batch(3, 100, 0, 1), 0).expect("append");
+        plain.written().await.expect("written");
+        assert_eq!(log.durable_end_offset(), Offset(0));
+        assert_eq!(shard.synced_writes(), 0);
+        // The next write is synced, but the plain one before it is not durable: an fdatasync
+        // must cover it before the wait resolves.
+        let waited = log.append(batch(2, 100, 0, 2), 0).expect("append");
+        waited.durable().await.expect("durable");
+        assert_eq!(log.durable_end_offset(), Offset(5));
+        assert_eq!(shard.segment_syncs(), 1);
+        // Mixed waits in flight together all resolve, and the durable end reaches the end.
+        let receipts: Vec<_> = (0..20)
+            .map(|i| log.append(batch(1, 5_000, i, 3), 0).expect("append"))
+            .collect();
+        for (i, r) in receipts.iter().enumerate() {
+            if i % 2 == 0 {
+                r.written().await.expect("written");
+            } else {
+                r.durable().await.expect("durable");
+            }
+        }
+        // The last one waited for durability, so everything before it is durable too.
+        assert_eq!(log.durable_end_offset(), Offset(25));
+        log.close().await.expect("close");
+    });
+}
+
+#[test]
 fn given_timestamps_should_find_the_first_batch_at_or_after() {
     run(|| async {
         let tmp = tempdir();
