@@ -75,7 +75,8 @@ pub struct BrokerConfig {
     pub log_flush_interval_ms: Option<u64>,
     /// `log.message.timestamp.type`.
     pub log_message_timestamp_type: TimestampType,
-    /// `log.cleanup.policy`: `delete` or `compact` (stored; compaction comes later).
+    /// `log.cleanup.policy`: `delete`, `compact` or both; compact alone keeps every segment
+    /// (compaction itself comes later).
     pub log_cleanup_policy: String,
     /// `socket.request.max.bytes`: the largest request frame.
     pub socket_request_max_bytes: usize,
@@ -224,6 +225,7 @@ impl BrokerConfig {
             max_message_bytes: self.message_max_bytes,
             retention_ms: self.log_retention_ms,
             retention_bytes: self.log_retention_bytes,
+            cleanup_delete: settings::cleanup_deletes(&self.log_cleanup_policy),
             flush: match self.log_flush_interval_ms {
                 None => FlushPolicy::SyncBeforeAck,
                 Some(ms) => FlushPolicy::IntervalMs(ms),

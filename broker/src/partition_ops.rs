@@ -257,6 +257,10 @@ fn first_record_at_or_after(mut batch: Bytes, timestamp: i64) -> Option<(i64, i6
 pub async fn delete_records(log: &PartitionLog, offset: i64) -> (i16, i64) {
     let high_watermark = log.written_end_offset().get();
     let target = if offset == -1 { high_watermark } else { offset };
+    if !log.config().cleanup_delete {
+        // Kafka refuses to move the start of a log that is compacted only.
+        return (ResponseError::PolicyViolation.code(), -1);
+    }
     if target < 0 || target > high_watermark {
         return (ResponseError::OffsetOutOfRange.code(), -1);
     }

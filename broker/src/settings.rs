@@ -88,6 +88,12 @@ pub fn cleanup_policy(value: &str) -> Result<String, String> {
     Ok(parts.join(","))
 }
 
+/// Whether a (validated) `cleanup.policy` deletes old segments by `retention.ms` and
+/// `retention.bytes`.
+pub fn cleanup_deletes(policy: &str) -> bool {
+    policy.split(',').any(|p| p.trim() == "delete")
+}
+
 /// `PLAINTEXT://host:port[,...]` or `host:port`: the first address.
 pub fn listener(value: &str) -> Result<(String, u16), String> {
     let first = value.split(',').next().unwrap_or_default().trim();
@@ -273,7 +279,7 @@ pub const SETTINGS: &[Setting] = &[
     setting!(
         "log.cleanup.policy",
         [],
-        "delete or compact (compaction: later).",
+        "delete, compact or both; compact alone keeps every segment (compaction: later).",
         |c| c.log_cleanup_policy.clone(),
         |c, v| c.log_cleanup_policy = cleanup_policy(v)?
     ),

@@ -82,9 +82,9 @@ pub const TOPIC_CONFIGS: &[TopicConfigDef] = &[
     TopicConfigDef {
         name: "cleanup.policy",
         broker_name: "log.cleanup.policy",
-        doc: "delete or compact (stored; compaction comes later).",
+        doc: "delete, compact or both; compact alone keeps every segment (compaction itself comes later).",
         validate: cleanup_policy,
-        apply: |_, _| {},
+        apply: |c, v| c.cleanup_delete = settings::cleanup_deletes(v),
     },
     TopicConfigDef {
         name: "flush.ms",

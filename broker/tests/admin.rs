@@ -494,6 +494,45 @@ fn given_records_when_deleted_before_an_offset_should_move_the_log_start_offset(
 }
 
 #[test]
+fn given_a_compact_only_topic_when_records_deleted_should_refuse_with_policy_violation() {
+    let broker = Broker::start();
+    let name = "compacted";
+    create_topic(
+        &broker.bootstrap(),
+        name,
+        1,
+        &[("cleanup.policy", "compact")],
+    );
+    let (producer, log) = producer(&broker.bootstrap(), &[]);
+    for id in 0..10usize {
+        send(
+            &producer,
+            BaseRecord::with_opaque_to(name, id)
+                .partition(0)
+                .key("k")
+                .payload("v"),
+        )
+        .expect("queue");
+    }
+    flush(&producer);
+    assert_eq!(log.acked_count(), 10);
+    let mut before = rdkafka::TopicPartitionList::new();
+    before
+        .add_partition_offset(name, 0, Offset::Offset(5))
+        .expect("add partition");
+    let admin = admin(&broker.bootstrap());
+    let result = block_on(admin.delete_records(&before, &admin_options())).expect("DeleteRecords");
+    let element = result.find_partition(name, 0).expect("partition 0");
+    assert_eq!(
+        element.error(),
+        Err(KafkaError::OffsetFetch(RDKafkaErrorCode::PolicyViolation)),
+        "DeleteRecords on a compact-only topic"
+    );
+    let reader = consumer(&broker.bootstrap(), &[]);
+    assert_eq!(common::watermarks(&reader, name, 0), (0, 10));
+}
+
+#[test]
 fn given_topic_overrides_when_altered_with_the_legacy_api_should_replace_the_whole_set() {
     let broker = Broker::start();
     let name = "legacy-alter";

@@ -265,15 +265,21 @@ fn produce_kib_records(
 fn given_records_older_than_retention_ms_when_retention_runs_should_delete_their_closed_segments() {
     let broker = Broker::start_with(&[("log.retention.check.interval.ms", "1000")]);
     let topic = "aged";
+    let settings = [("segment.bytes", "1048576"), ("retention.ms", "3600000")];
+    create_topic(&broker.bootstrap(), topic, 1, &settings);
+    // The same settings under a compact-only policy: nothing goes by age.
+    let kept = "aged-compacted";
     create_topic(
         &broker.bootstrap(),
-        topic,
+        kept,
         1,
-        &[("segment.bytes", "1048576"), ("retention.ms", "3600000")],
+        &[settings[0], settings[1], ("cleanup.policy", "compact")],
     );
     // 4 MiB stamped in 2020, far beyond an hour old, then 2 MiB stamped now.
     let old_ms = 1_577_836_800_000; // 2020-01-01
     let now_ms = now_ms();
+    produce_kib_records(&broker, kept, 0..4096, |_| old_ms);
+    produce_kib_records(&broker, kept, 4096..4100, |_| now_ms);
     let old = produce_kib_records(&broker, topic, 0..4096, |_| old_ms);
     let new = produce_kib_records(&broker, topic, 4096..6144, |_| now_ms);
     let first_new = new[&4096];
@@ -297,6 +303,13 @@ fn given_records_older_than_retention_ms_when_retention_runs_should_delete_their
         "a segment with fresh records was deleted: log start {low}"
     );
     assert_eq!(high, 6144, "retention must not move the high watermark");
+    // Two more retention passes of every shard: the compact-only topic keeps all it has.
+    thread::sleep(Duration::from_millis(2500));
+    assert_eq!(
+        watermarks(&reader, kept, 0),
+        (0, 4100),
+        "a compact-only topic lost segments to time retention"
+    );
 }
 
 #[test]

@@ -32,6 +32,10 @@ pub struct LogConfig {
     pub retention_ms: i64,
     /// `retention.bytes`: closed segments are deleted while the log is larger; -1 = unlimited.
     pub retention_bytes: i64,
+    /// `cleanup.policy` includes `delete`: `retention.ms` and `retention.bytes` apply. Without it
+    /// (`compact` alone) no segment goes by age or size, as in Kafka; compaction, which would
+    /// bound such a log, is not built yet.
+    pub cleanup_delete: bool,
     /// `flush.ms` / the sync policy.
     pub flush: FlushPolicy,
     /// `message.timestamp.type`.
@@ -47,6 +51,7 @@ impl Default for LogConfig {
             max_message_bytes: 1 << 20,
             retention_ms: 7 * 24 * 3600 * 1000,
             retention_bytes: -1,
+            cleanup_delete: true,
             flush: FlushPolicy::SyncBeforeAck,
             timestamp_type: TimestampType::CreateTime,
         }

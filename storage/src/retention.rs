@@ -71,6 +71,9 @@ fn deletable(st: &State, total_bytes: u64, now_ms: Option<i64>) -> bool {
         return true;
     }
     let Some(now_ms) = now_ms else { return false };
+    if !st.config.cleanup_delete {
+        return false;
+    }
     let retention_ms = st.config.retention_ms;
     let by_time = retention_ms >= 0
         && oldest

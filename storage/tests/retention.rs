@@ -89,6 +89,20 @@ fn given_retention_ms_should_delete_closed_segments_older_than_it_but_never_the_
         let outcome = log.enforce_retention(10_000_000).await.expect("retention");
         assert_eq!(outcome.segments_deleted, 0);
         assert_eq!(log.log_end_offset(), Offset(16));
+        // A compact-only log keeps every segment, however old or large.
+        fill(&log, 8, |i| 1_000 + i).await;
+        let mut compacted = cfg.clone();
+        compacted.cleanup_delete = false;
+        compacted.retention_bytes = 0;
+        log.set_config(compacted);
+        assert_eq!(
+            log.enforce_retention(i64::MAX)
+                .await
+                .expect("retention")
+                .segments_deleted,
+            0
+        );
+        assert_eq!(log.log_start_offset(), Offset(12));
         // -1 disables time retention.
         cfg.retention_ms = -1;
         log.set_config(cfg);

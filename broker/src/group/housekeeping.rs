@@ -41,15 +41,11 @@ pub async fn ensure_offsets_topic(ctx: &ShardCtx) -> bool {
     if ctx.metadata().topic(OFFSETS_TOPIC).is_some() {
         return true;
     }
-    let configs = [
-        ("cleanup.policy", "compact"),
-        // Compaction is not there yet: commits must never go by time or size meanwhile.
-        ("retention.ms", "-1"),
-        ("retention.bytes", "-1"),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
+    // Compacted only: commits never go by age or size.
+    let configs = [("cleanup.policy", "compact")]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
     let request = ControlRequest::CreateTopic {
         name: OFFSETS_TOPIC.to_string(),
         partitions: ctx.config.offsets_topic_num_partitions as i32,
