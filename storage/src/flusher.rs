@@ -11,18 +11,20 @@
 //!
 //! Writes complete in any order; the written position advances over the completed prefix.
 //!
-//! Durability, when appenders wait for it (acks=all under the default flush policy): writes
-//! issued while an appender waits go through a second descriptor opened with `O_DSYNC`, so each
-//! is durable when it completes and the durable position follows the written one. Otherwise, when
-//! an appender awaits durability (or a `flush.ms` tick is due), one `fdatasync` covers everything
-//! written so far: that is the group commit, and what covers writes issued before anyone waited.
-//! At most one sync is in flight; appends that arrive during it are covered by the next one.
+//! Durability, when appenders wait for it (acks=all under the default flush policy): every write
+//! a partition issues while one of its appenders waits for durability goes through a second
+//! descriptor opened with `O_DSYNC`, acks=1 batches in the same write included, so it is durable
+//! when it completes and the durable position follows the written one. Writes issued while no
+//! appender of the partition waits are plain. When an appender awaits durability that plain
+//! writes stand in the way of (or a `flush.ms` tick is due), one `fdatasync` covers everything
+//! written so far: that is the group commit. At most one sync is in flight; appends that arrive
+//! during it are covered by the next one. Only a whole durable prefix counts ([`Durability`]).
 //!
 //! Synced writes are for latency: an appender waits for its write rather than for its write, the
 //! end of the sync in flight and a sync of its own (each sync also waits in io_uring's worker
-//! pool, as `fsync` cannot be issued without blocking). Writes nobody waits on for durability stay
-//! plain, since a synced write costs its own metadata write (BENCHMARKS.md, "2026-11-21 (small
-//! hours)").
+//! pool, as `fsync` cannot be issued without blocking). They are not used for everything because
+//! a synced write costs its own metadata write: all writes synced took a fifth off acks=1
+//! throughput (BENCHMARKS.md, "2026-11-21 (small hours)").
 
 use std::collections::VecDeque;
 use std::rc::{Rc, Weak};
@@ -107,6 +109,51 @@ struct WriteSlot {
     done: bool,
 }
 
+/// Which bytes of the segment being written are durable, from synced writes and `fdatasync`s.
+/// Only a whole durable prefix counts: a synced write after plain ones makes nothing durable until
+/// a sync covers the plain ones.
+#[derive(Default, Debug)]
+struct Durability {
+    /// Below this position every byte is durable.
+    through: u64,
+    /// Where the trailing run of synced writes in the written prefix starts.
+    synced_run_start: Option<u64>,
+}
+
+impl Durability {
+    fn starting_at(written: u64) -> Durability {
+        Durability {
+            through: written,
+            synced_run_start: None,
+        }
+    }
+
+    /// A completed write joined the written prefix, which ended at `start` before it.
+    fn joined(&mut self, start: u64, synced: bool) {
+        if !synced {
+            self.synced_run_start = None;
+        } else if self.synced_run_start.is_none() {
+            self.synced_run_start = Some(start);
+        }
+    }
+
+    /// An `fdatasync` completed that started when the written prefix ended at `covered`.
+    fn synced(&mut self, covered: u64) {
+        self.through = self.through.max(covered);
+    }
+
+    /// Whether every byte of the written prefix, which ends at `written`, is durable.
+    fn all_durable(&mut self, written: u64) -> bool {
+        if self
+            .synced_run_start
+            .is_some_and(|start| self.through >= start)
+        {
+            self.through = self.through.max(written);
+        }
+        self.through >= written
+    }
+}
+
 struct Flusher {
     engine: Rc<Engine>,
     /// The segment being written and its file.
@@ -114,12 +161,8 @@ struct Flusher {
     file: Option<Rc<DmaFile>>,
     /// The same file opened with `O_DSYNC`, for writes appenders wait on for durability.
     dsync_file: Option<Rc<DmaFile>>,
-    /// The position below which the current segment's bytes are durable (synced writes or an
-    /// `fdatasync` covered them).
-    durable_bytes: u64,
-    /// Where the trailing run of synced writes in the written prefix starts: once the bytes
-    /// before it are durable, so is the whole prefix.
-    synced_run_start: Option<u64>,
+    /// Which bytes of the current segment are durable.
+    durability: Durability,
     /// Bytes taken but not yet in a whole-size write: the file's bytes from `carry_start`
     /// (block-aligned) to `carry_start + carry.len()`, the end of the taken batches.
     carry: Vec<u8>,
@@ -145,8 +188,7 @@ impl Flusher {
             current: None,
             file: None,
             dsync_file: None,
-            durable_bytes: 0,
-            synced_run_start: None,
+            durability: Durability::default(),
             carry: Vec::new(),
             carry_start: 0,
             issued_end: 0,
@@ -305,9 +347,9 @@ impl Flusher {
             Vec::new()
         };
         self.issued_end = written;
-        // What the segment already holds was synced when its log was recovered or opened.
-        self.durable_bytes = written;
-        self.synced_run_start = None;
+        // What the segment already holds is synced: recovery syncs the tail it checked, a clean
+        // shutdown synced it, and a sealed segment was synced when it was sealed.
+        self.durability = Durability::starting_at(written);
         self.dsync_file = Some(Rc::new(fileio::open_dma_dsync(&path).await?));
         self.allocated = file
             .file_size()
@@ -526,7 +568,7 @@ impl Flusher {
                 result?;
                 self.sync_in_flight = false;
                 // Segments switch only with no I/O in flight: this is the current one's sync.
-                self.durable_bytes = self.durable_bytes.max(covered_bytes);
+                self.durability.synced(covered_bytes);
                 self.engine.on_durable(covered);
                 self.advance_durable();
             }
@@ -559,11 +601,7 @@ impl Flusher {
         while self.writes.front().is_some_and(|w| w.done) {
             let slot = self.writes.pop_front().expect("front");
             let start = segment.written.get();
-            if !slot.synced {
-                self.synced_run_start = None;
-            } else if self.synced_run_start.is_none() {
-                self.synced_run_start = Some(start);
-            }
+            self.durability.joined(start, slot.synced);
             if slot.covers > start {
                 segment.written.set(slot.covers);
             }
@@ -577,20 +615,12 @@ impl Flusher {
         self.advance_durable();
     }
 
-    /// Moves the durable position over the trailing run of synced writes once everything before
-    /// it is durable, and tells the engine when all written bytes are.
+    /// Tells the engine when every written byte of the current segment is durable.
     fn advance_durable(&mut self) {
         let Some(segment) = self.current.as_ref() else {
             return;
         };
-        let written = segment.written.get();
-        if self
-            .synced_run_start
-            .is_some_and(|start| self.durable_bytes >= start)
-        {
-            self.durable_bytes = self.durable_bytes.max(written);
-        }
-        if self.durable_bytes >= written {
+        if self.durability.all_durable(segment.written.get()) {
             let written_end = self.engine.state.borrow().written_end;
             self.engine.on_durable(written_end);
         }
@@ -688,6 +718,49 @@ mod tests {
     fn alignment_helpers() {
         assert_eq!(align_down(4095), 0);
         assert_eq!(align_down(4096), 4096);
+    }
+
+    #[test]
+    fn synced_writes_alone_make_the_written_prefix_durable() {
+        let mut d = Durability::starting_at(4096);
+        assert!(d.all_durable(4096));
+        d.joined(4096, true);
+        d.joined(10_000, true);
+        assert!(d.all_durable(20_000));
+    }
+
+    #[test]
+    fn a_synced_write_after_a_plain_one_waits_for_a_sync_of_the_plain_one() {
+        let mut d = Durability::default();
+        d.joined(0, false);
+        d.joined(10_000, true);
+        assert!(!d.all_durable(20_000), "the plain bytes are not synced");
+        // A sync that started before the plain write completed covers less than it.
+        d.synced(4_000);
+        assert!(!d.all_durable(20_000));
+        d.synced(10_000);
+        assert!(
+            d.all_durable(20_000),
+            "plain bytes synced, the rest written synced"
+        );
+    }
+
+    #[test]
+    fn a_plain_write_after_synced_ones_ends_their_run() {
+        let mut d = Durability::default();
+        d.joined(0, true);
+        assert!(d.all_durable(10_000));
+        d.joined(10_000, false);
+        d.joined(20_000, true);
+        assert!(!d.all_durable(30_000));
+        // A sync covering up to the plain write's end closes the synced run after it.
+        d.synced(20_000);
+        assert!(d.all_durable(30_000));
+        // Then a plain write again: not durable until a sync covers it.
+        d.joined(30_000, false);
+        assert!(!d.all_durable(40_000));
+        d.synced(40_000);
+        assert!(d.all_durable(40_000));
     }
 
     #[test]

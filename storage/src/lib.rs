@@ -9,9 +9,9 @@
 //! assign offsets at once and return an [`AppendReceipt`] whose two milestones — *written* (the
 //! bytes are on the device, via O_DIRECT) and *durable* (synced) — the caller awaits according to
 //! the producer's `acks`. Writes from many appends are coalesced into large aligned writes by one
-//! flusher task per partition; while an appender waits for durability those writes are synced
-//! ones (`O_DSYNC`), and one `fdatasync` covers every batch written before it otherwise (group
-//! commit).
+//! flusher task per partition; while an appender of the partition waits for durability those
+//! writes are synced ones (`O_DSYNC`), and one `fdatasync` covers the plain writes before them
+//! (group commit).
 //!
 //! Layout:
 //! - [`batch`]: the 61-byte record-batch header view and validation (CRC32C, bounds, magic).

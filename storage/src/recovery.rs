@@ -186,7 +186,9 @@ async fn open_tail(
     Ok(())
 }
 
-/// Checks a segment batch by batch and truncates it after its last whole, valid batch.
+/// Checks a segment batch by batch, truncates it after its last whole, valid batch and syncs it:
+/// the log counts what it recovered as durable, and the bytes written before a crash may not
+/// have been synced yet.
 async fn check_and_truncate(
     segment: &Rc<Segment>,
     file: &DmaFile,
@@ -194,15 +196,15 @@ async fn check_and_truncate(
     config: &LogConfig,
 ) -> Result<u64, StorageError> {
     let valid_end = check_tail(segment, file, size, config).await?;
+    let path = segment.log_path();
     if valid_end < size {
-        let path = segment.log_path();
         file.truncate(valid_end)
             .await
             .map_err(glommio_err("truncate segment", &path))?;
-        file.fdatasync()
-            .await
-            .map_err(glommio_err("sync segment", &path))?;
     }
+    file.fdatasync()
+        .await
+        .map_err(glommio_err("sync segment", &path))?;
     Ok(valid_end)
 }
 

@@ -509,19 +509,25 @@ fn given_plain_writes_before_a_durable_wait_should_sync_them_before_acknowledgin
         waited.durable().await.expect("durable");
         assert_eq!(log.durable_end_offset(), Offset(5));
         assert_eq!(shard.segment_syncs(), 1);
-        // Mixed waits in flight together all resolve, and the durable end reaches the end.
+        // Waits for both milestones registered before the flusher runs: its writes are synced,
+        // everything before them is durable, and no further fdatasync is needed.
         let receipts: Vec<_> = (0..20)
             .map(|i| log.append(batch(1, 5_000, i, 3), 0).expect("append"))
             .collect();
-        for (i, r) in receipts.iter().enumerate() {
+        let synced_before = shard.synced_writes();
+        let waits = receipts.iter().enumerate().map(|(i, r)| async move {
             if i % 2 == 0 {
-                r.written().await.expect("written");
+                r.written().await
             } else {
-                r.durable().await.expect("durable");
+                r.durable().await
             }
+        });
+        for result in futures::future::join_all(waits).await {
+            result.expect("milestone");
         }
-        // The last one waited for durability, so everything before it is durable too.
         assert_eq!(log.durable_end_offset(), Offset(25));
+        assert!(shard.synced_writes() > synced_before);
+        assert_eq!(shard.segment_syncs(), 1);
         log.close().await.expect("close");
     });
 }
