@@ -1,5 +1,6 @@
-//! The storage engine seen through the broker: retention by size and by time, the O_DIRECT
-//! segment descriptor, and indexes rebuilt after they are lost.
+//! The storage engine seen through the broker: retention by size and by time (and none for a
+//! compact-only topic), the active segment's O_DIRECT and O_DIRECT|O_DSYNC descriptors, and
+//! indexes rebuilt after they are lost.
 
 mod common;
 
@@ -23,6 +24,8 @@ const MIB: u64 = 1024 * 1024;
 const O_DIRECT: u64 = 0o200000;
 #[cfg(not(target_arch = "aarch64"))]
 const O_DIRECT: u64 = 0o40000;
+/// O_DSYNC (x86_64, arm64 and asm-generic alike).
+const O_DSYNC: u64 = 0o10000;
 
 /// 1 KiB of bytes that do not compress, distinct per record.
 fn kib_value(id: usize) -> Vec<u8> {
@@ -186,7 +189,8 @@ fn given_no_tail_cache_when_a_consumer_reads_24_mib_from_the_start_should_get_ev
 }
 
 #[test]
-fn given_records_appended_when_inspecting_the_open_segment_descriptor_should_carry_o_direct() {
+fn given_records_appended_when_inspecting_the_open_segment_descriptors_should_carry_o_direct_and_o_dsync(
+) {
     let broker = Broker::start();
     let topic = "direct";
     create_topic(&broker.bootstrap(), topic, 1, &[]);
@@ -221,14 +225,21 @@ fn given_records_appended_when_inspecting_the_open_segment_descriptor_should_car
         "no open descriptor on the active segment {}; .log descriptors: {descriptors:?}",
         active.display()
     );
+    let flags: Vec<String> = on_active.iter().map(|(_, f)| format!("{f:o}")).collect();
     assert!(
-        on_active.iter().any(|(_, flags)| flags & O_DIRECT != 0),
-        "no descriptor of the active segment {} has O_DIRECT; flags: {:?}",
-        active.display(),
         on_active
             .iter()
-            .map(|(_, f)| format!("{f:o}"))
-            .collect::<Vec<_>>()
+            .any(|(_, f)| f & O_DIRECT != 0 && f & O_DSYNC == 0),
+        "no plain O_DIRECT descriptor of the active segment {}; flags: {flags:?}",
+        active.display(),
+    );
+    // The one acks=all appends are written through.
+    assert!(
+        on_active
+            .iter()
+            .any(|(_, f)| f & O_DIRECT != 0 && f & O_DSYNC != 0),
+        "no O_DIRECT|O_DSYNC descriptor of the active segment {}; flags: {flags:?}",
+        active.display(),
     );
 }
 

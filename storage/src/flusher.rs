@@ -487,7 +487,7 @@ impl Flusher {
         let seq = self.next_seq;
         self.next_seq += 1;
         self.issued_end = covers;
-        let synced = self.dsync_file.is_some() && self.engine.state.borrow().durability_awaited();
+        let synced = self.engine.state.borrow().durability_awaited();
         self.writes.push_back(WriteSlot {
             seq,
             synced,
