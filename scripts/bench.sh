@@ -259,7 +259,9 @@ write_summary() {
         echo "Sitting: $started–$(date -u +%H:%M) UTC, commit $commit, $(target_text)."
         echo "Machine: $(nproc) cores (nproc), ${cpu:-unknown CPU}, kernel $(uname -r)."
         echo "Loopback (iperf3, one stream, median of $runs × $iperf3_seconds s): **$(cat "$out/iperf3.median") MB/s**." \
-            "fio O_DIRECT write (1 MiB blocks, iodepth 16, $fio_seconds s): $(cat "$out/fio.median") MB/s."
+            "fio O_DIRECT write (1 MiB blocks, iodepth 16): $(cat "$out/fio-fresh.median") MB/s into fresh extents" \
+            "(one 4 GiB pass into a new fallocated file, as a new segment is written), $(cat "$out/fio.median") MB/s" \
+            "rewriting it ($fio_seconds s)."
         echo
         echo "Medians of $runs runs of $duration after a $warmup warm-up, each column's median taken on its own." \
             "MB is 10^6 bytes of message values; latencies in **ms**. \`max\`: as fast as possible;" \
@@ -285,6 +287,7 @@ write_summary() {
         echo '```'
         echo "$invocation"
         echo "iperf3 -s -p 29193 -D; iperf3 -c 127.0.0.1 -p 29193 -t $iperf3_seconds -J   # RUNS=$runs times"
+        echo "fio --name=w --filename=DIR/fio.tmp --size=4G --fallocate=native --rw=write --bs=1M --direct=1 --ioengine=io_uring --iodepth=16"
         echo "fio --name=w --filename=DIR/fio.tmp --size=4G --rw=write --bs=1M --direct=1 --ioengine=io_uring --iodepth=16 --runtime=$fio_seconds --time_based"
         grep -E -- '-r1 |broker\.[A-Za-z0-9]+ ' "$out/commands.txt" |
             sed -e "s|$scratch/broker\.[A-Za-z0-9]*|DATA|" -e "s|$out/|OUT/|" | awk '!seen[$0]++'

@@ -114,8 +114,15 @@ def produce(bootstrap):
         else:
             delivered[seq] = (message.partition(), message.offset())
 
+    # Idempotent, as Kafka's Java producer is by default: InitProducerId, then sequenced batches.
     producer = Producer(
-        {"bootstrap.servers": bootstrap, "acks": "all", "compression.type": "lz4", "linger.ms": 5}
+        {
+            "bootstrap.servers": bootstrap,
+            "acks": "all",
+            "compression.type": "lz4",
+            "linger.ms": 5,
+            "enable.idempotence": True,
+        }
     )
     for i in range(RECORDS):
         producer.produce(
@@ -243,7 +250,7 @@ def main():
     bootstrap = sys.argv[1]
     admin = AdminClient({"bootstrap.servers": bootstrap})
     admin_checks(admin)
-    log(f"produce {RECORDS} records (lz4, acks=all)")
+    log(f"produce {RECORDS} records (lz4, acks=all, idempotent)")
     delivered = produce(bootstrap)
     log("consume them back")
     consume(bootstrap, delivered)

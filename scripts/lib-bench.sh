@@ -61,14 +61,21 @@ stop_iperf3() {
 }
 
 # measure_disk OUT DIR SECONDS: fio sequential O_DIRECT writes (1 MiB blocks, iodepth 16) to a
-# file in DIR; the MB/s goes to OUT/fio.median (one run).
+# file in DIR, twice: one 4 GiB pass into a new, fallocated file (fresh extents, as a new segment
+# gets them: every write also converts its extent) to OUT/fio-fresh.median, then SECONDS of
+# rewriting that file (written blocks) to OUT/fio.median. One run each.
 measure_disk() {
     local out=$1 dir=$2 seconds=$3
-    echo "== fio O_DIRECT sequential write (1 MiB blocks, iodepth 16, $seconds s)"
+    local mbps='import json,sys; print(round(json.load(sys.stdin)["jobs"][0]["write"]["bw_bytes"]/1e6))'
+    rm -f "$dir/fio.tmp"
+    echo "== fio O_DIRECT sequential write into fresh extents (1 MiB blocks, iodepth 16, 4 GiB)"
+    fio --name=w --filename="$dir/fio.tmp" --size=4G --fallocate=native --rw=write --bs=1M --direct=1 \
+        --ioengine=io_uring --iodepth=16 --output-format=json | python3 -c "$mbps" >"$out/fio-fresh.median"
+    echo "   $(cat "$out/fio-fresh.median") MB/s"
+    echo "== fio O_DIRECT sequential rewrite (1 MiB blocks, iodepth 16, $seconds s)"
     fio --name=w --filename="$dir/fio.tmp" --size=4G --rw=write --bs=1M --direct=1 --ioengine=io_uring \
         --iodepth=16 --runtime="$seconds" --time_based --output-format=json |
-        python3 -c 'import json,sys; print(round(json.load(sys.stdin)["jobs"][0]["write"]["bw_bytes"]/1e6))' \
-            >"$out/fio.median"
+        python3 -c "$mbps" >"$out/fio.median"
     rm -f "$dir/fio.tmp"
     echo "   $(cat "$out/fio.median") MB/s"
 }

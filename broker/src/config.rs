@@ -67,6 +67,9 @@ pub struct BrokerConfig {
     pub log_retention_bytes: i64,
     /// `log.retention.check.interval.ms`.
     pub log_retention_check_interval_ms: u64,
+    /// `producer.id.expiration.ms`: a partition forgets an idempotent producer that has not
+    /// produced to it for this long (checked with retention).
+    pub producer_id_expiration_ms: u64,
     /// `log.index.interval.bytes`.
     pub log_index_interval_bytes: u32,
     /// `message.max.bytes`: the largest record batch accepted.
@@ -116,6 +119,7 @@ impl Default for BrokerConfig {
             log_retention_ms: log.retention_ms,
             log_retention_bytes: log.retention_bytes,
             log_retention_check_interval_ms: 300_000,
+            producer_id_expiration_ms: 86_400_000,
             log_index_interval_bytes: log.index_interval_bytes,
             message_max_bytes: (1 << 20) + 12,
             log_flush_interval_ms: None,

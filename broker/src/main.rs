@@ -38,6 +38,7 @@ mod ids;
 mod metadata;
 mod partition_ops;
 mod preflight;
+mod producer_ids;
 mod registry;
 mod retention;
 mod router;

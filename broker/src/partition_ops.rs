@@ -13,7 +13,7 @@ use futures::future::{select, select_all};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::records::RecordBatchDecoder;
 use odradek_storage::{
-    AppendError, BatchError, Chunk, Offset, PartitionLog, ReadError, StorageError,
+    AppendError, BatchError, Chunk, Offset, PartitionLog, ReadError, SequenceError, StorageError,
 };
 
 /// The outcome of appending one partition's records.
@@ -110,6 +110,11 @@ fn append_error(e: &AppendError) -> ResponseError {
         AppendError::Invalid(BatchError::Invalid(_)) => ResponseError::InvalidRecord,
         // Retriable: the producer backs off and sends again once the flusher has caught up.
         AppendError::Backpressure => ResponseError::RequestTimedOut,
+        AppendError::Transactional => ResponseError::TransactionalIdAuthorizationFailed,
+        AppendError::Sequence(SequenceError::StaleEpoch { .. }) => {
+            ResponseError::InvalidProducerEpoch
+        }
+        AppendError::Sequence(_) => ResponseError::OutOfOrderSequenceNumber,
         AppendError::Storage(_) => ResponseError::KafkaStorageError,
     }
 }

@@ -1,5 +1,6 @@
 //! The retention timer of one shard: every `log.retention.check.interval.ms`, one retention pass
-//! over each partition the shard owns.
+//! over each partition the shard owns, which also forgets idempotent producers idle for
+//! `producer.id.expiration.ms`.
 
 use std::rc::Rc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -35,7 +36,12 @@ async fn pass(ctx: &ShardCtx) {
         .iter()
         .map(|(tp, log)| (tp.clone(), Rc::clone(log)))
         .collect();
+    let expiration_ms = i64::try_from(ctx.config.producer_id_expiration_ms).unwrap_or(i64::MAX);
     for (tp, log) in logs {
+        let expired = log.expire_producers(now_ms().saturating_sub(expiration_ms));
+        if expired > 0 {
+            tracing::debug!(partition = %tp, producers = expired, "idle producers expired");
+        }
         match log.enforce_retention(now_ms()).await {
             Ok(outcome) if outcome.segments_deleted > 0 => tracing::info!(
                 partition = %tp,

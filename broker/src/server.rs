@@ -26,6 +26,8 @@ pub enum StartError {
     },
     #[error(transparent)]
     Registry(#[from] RegistryError),
+    #[error("cannot reserve producer ids: {0}")]
+    ProducerIds(#[from] crate::producer_ids::ProducerIdError),
     #[error("the registry's run-time broker settings are invalid: {0}")]
     StoredBrokerConfig(String),
     #[error("cannot start shard {shard}: {reason}")]
@@ -72,6 +74,7 @@ pub fn run_with(
         source,
     })?;
     let registry = load_registry(&config)?;
+    let producer_ids = Arc::new(crate::producer_ids::ProducerIds::reserve(&config.data_dir)?);
     let effective = config
         .with_dynamic(&registry.broker_configs)
         .map_err(|e| StartError::StoredBrokerConfig(e.to_string()))?;
@@ -83,6 +86,7 @@ pub fn run_with(
         stop,
         drained: Arc::new(AtomicUsize::new(0)),
         closed: Arc::new(AtomicUsize::new(0)),
+        producer_ids,
     });
     let mesh = (shard_count > 1).then(|| router::new_mesh(shard_count));
     let (events_tx, events) = mpsc::channel();

@@ -247,6 +247,13 @@ pub const SETTINGS: &[Setting] = &[
         |c, v| c.log_retention_check_interval_ms = int_in(v, 1, i64::MAX as u64)?
     ),
     setting!(
+        "producer.id.expiration.ms",
+        [],
+        "Forget an idempotent producer that has not produced to a partition for this long.",
+        |c| c.producer_id_expiration_ms.to_string(),
+        |c, v| c.producer_id_expiration_ms = int_in(v, 1, i64::MAX as u64)?
+    ),
+    setting!(
         "log.index.interval.bytes",
         [],
         "Bytes of log between two offset-index entries.",

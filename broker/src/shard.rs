@@ -13,6 +13,7 @@ use crate::config::BrokerConfig;
 use crate::control::ControlPlane;
 use crate::ids::{shard_for, PartitionId, ShardId, TopicPartition};
 use crate::metadata::MetadataSnapshot;
+use crate::producer_ids::ProducerIds;
 use crate::router::{MeshMsg, Router};
 
 /// Everything a handler needs on its shard. Shared within the shard as `Rc<ShardCtx>`.
@@ -28,6 +29,8 @@ pub struct ShardCtx {
     pub router: Router,
     /// The topic registry and its operations; `Some` on shard 0 only.
     pub control: Option<ControlPlane>,
+    /// Idempotent producers' ids, shared by every shard.
+    pub producer_ids: Arc<ProducerIds>,
 }
 
 impl ShardCtx {
@@ -38,6 +41,7 @@ impl ShardCtx {
         metadata: Arc<MetadataSnapshot>,
         storage: Rc<ShardStorage>,
         senders: Option<Senders<MeshMsg>>,
+        producer_ids: Arc<ProducerIds>,
     ) -> Rc<ShardCtx> {
         let control = (shard.0 == 0).then(|| ControlPlane::new(config.data_dir.clone()));
         Rc::new_cyclic(|weak: &Weak<ShardCtx>| ShardCtx {
@@ -49,6 +53,7 @@ impl ShardCtx {
             storage,
             router: Router::new(shard, senders, weak.clone()),
             control,
+            producer_ids,
         })
     }
 

@@ -53,6 +53,8 @@ pub struct Shared {
     /// Shards done with their connections (stop phase 1), then with their logs (phase 2).
     pub drained: Arc<AtomicUsize>,
     pub closed: Arc<AtomicUsize>,
+    /// Idempotent producers' ids (InitProducerId).
+    pub producer_ids: Arc<crate::producer_ids::ProducerIds>,
 }
 
 /// How often a shard checks the stop flag and the stop barriers.
@@ -159,6 +161,7 @@ async fn build_ctx(
         Arc::new(snapshot),
         storage,
         senders,
+        Arc::clone(&shared.producer_ids),
     );
     if let Some(receivers) = receivers {
         crate::router::Router::start(&ctx, receivers);

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use common::{
     assign_all, consume_exactly, consumer, create_topic, drain_for, flush, producer, send,
-    watermarks, Acked, Broker,
+    watermarks, Acked, Broker, TestProducer,
 };
 use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::producer::BaseRecord;
@@ -24,6 +24,21 @@ fn crash_value(id: usize) -> String {
 
 fn crash_key(id: usize) -> String {
     format!("k{}", id % 50)
+}
+
+/// Queues record `id` (its key and value from [`crash_key`] and [`crash_value`]).
+fn send_crash_record(
+    producer: &TestProducer,
+    topic: &str,
+    id: usize,
+) -> Result<(), rdkafka::error::KafkaError> {
+    let (key, value) = (crash_key(id), crash_value(id));
+    send(
+        producer,
+        BaseRecord::with_opaque_to(topic, id)
+            .key(&key)
+            .payload(&value),
+    )
 }
 
 /// Produces records `first_id..` to `topic` with acks=all until `stop` is set; returns the
@@ -46,16 +61,7 @@ fn produce_until_stopped(
     );
     let mut id = first_id;
     while !stop.load(Ordering::Relaxed) {
-        let value = crash_value(id);
-        let key = crash_key(id);
-        if send(
-            &producer,
-            BaseRecord::with_opaque_to(&topic, id)
-                .key(&key)
-                .payload(&value),
-        )
-        .is_err()
-        {
+        if send_crash_record(&producer, &topic, id).is_err() {
             break;
         }
         id += 1;
@@ -297,14 +303,7 @@ fn given_records_when_broker_stopped_with_sigterm_and_restarted_should_exit_zero
     create_topic(&broker.bootstrap(), topic, 2, &[]);
     let (producer, log) = producer(&broker.bootstrap(), &[("acks", "1")]);
     for id in 0..2000 {
-        let (key, value) = (crash_key(id), crash_value(id));
-        send(
-            &producer,
-            BaseRecord::with_opaque_to(topic, id)
-                .key(&key)
-                .payload(&value),
-        )
-        .expect("queue");
+        send_crash_record(&producer, topic, id).expect("queue");
     }
     flush(&producer);
     drop(producer);
@@ -535,4 +534,102 @@ fn given_byte_flipped_inside_last_batch_while_broker_down_when_restarted_should_
         },
         "flipped",
     );
+}
+
+/// An idempotent librdkafka producer outlives a kill -9 of the broker: it reconnects to the
+/// broker restarted on the same port and sends again what was in flight, with the same producer
+/// id and sequences. The broker must recognise the batches it had stored as retries (its
+/// producer state is rebuilt from the log), so every record is stored exactly once, in order,
+/// and librdkafka sees no sequence error (which it would treat as fatal).
+#[test]
+fn given_an_idempotent_producer_when_the_broker_is_killed_and_restarted_should_store_every_record_exactly_once(
+) {
+    let mut broker = Broker::start();
+    let topic = "idempotent-crash";
+    create_topic(&broker.bootstrap(), topic, 3, &[]);
+    let total = 40_000;
+    let (producer, log) = producer(
+        &broker.bootstrap(),
+        &[
+            ("enable.idempotence", "true"),
+            ("linger.ms", "2"),
+            ("message.timeout.ms", "120000"),
+            ("queue.buffering.max.messages", "20000"),
+        ],
+    );
+    let producer = Arc::new(producer);
+    let sender = {
+        let producer = Arc::clone(&producer);
+        thread::spawn(move || {
+            for id in 0..total {
+                send_crash_record(&producer, topic, id).expect("queue");
+            }
+        })
+    };
+    // The kill lands while the producer streams: requests are in flight, some of them stored
+    // but not answered, and librdkafka sends those again to the restarted broker.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while log.acked_count() < 5_000 {
+        assert!(
+            Instant::now() < deadline,
+            "no 5000 acknowledgements\n{}",
+            broker.log_tail(50)
+        );
+        thread::sleep(Duration::from_millis(1));
+    }
+    let acked_at_kill = log.acked_count();
+    broker.kill9();
+    broker.restart_on_same_port();
+    sender.join().expect("sender thread");
+    flush(&producer);
+    let failed = log.failed();
+    assert!(
+        failed.is_empty(),
+        "{} records failed, first: {:?}",
+        failed.len(),
+        &failed[..failed.len().min(5)]
+    );
+    assert_eq!(log.acked_count(), total);
+
+    let stored = read_everything(&broker, topic, 3);
+    eprintln!(
+        "kill -9 with {acked_at_kill} of {total} acknowledged; {} records stored",
+        stored.len()
+    );
+    let mut by_partition: HashMap<i32, Vec<(i64, usize)>> = HashMap::new();
+    let mut seen = vec![0u32; total];
+    for ((partition, offset), message) in &stored {
+        let value = std::str::from_utf8(message.payload().expect("a value")).expect("utf-8");
+        let id: usize = value
+            .get(13..22)
+            .and_then(|digits| digits.parse().ok())
+            .filter(|&id| id < total && crash_value(id) == value)
+            .unwrap_or_else(|| panic!("unexpected value {value}"));
+        seen[id] += 1;
+        by_partition
+            .entry(*partition)
+            .or_default()
+            .push((*offset, id));
+    }
+    let twice: Vec<usize> = (0..total).filter(|&id| seen[id] > 1).collect();
+    let missing: Vec<usize> = (0..total).filter(|&id| seen[id] == 0).collect();
+    assert!(
+        twice.is_empty(),
+        "{} records stored twice, first: {:?}",
+        twice.len(),
+        &twice[..twice.len().min(10)]
+    );
+    assert!(
+        missing.is_empty(),
+        "{} records missing, first: {:?}",
+        missing.len(),
+        &missing[..missing.len().min(10)]
+    );
+    for (partition, mut records) in by_partition {
+        records.sort_unstable();
+        assert!(
+            records.windows(2).all(|w| w[0].1 < w[1].1),
+            "partition {partition}: records out of send order"
+        );
+    }
 }

@@ -1,6 +1,7 @@
 //! Raw Kafka requests that real clients rarely send this way: damaged record batches in a
-//! well-formed Produce, deep pipelining over partitions of every shard, more connections than
-//! `max.connections` allows, and Fetch versions older than the codec.
+//! well-formed Produce, an idempotent producer's retries, gaps and fenced epochs, deep
+//! pipelining over partitions of every shard, more connections than `max.connections` allows,
+//! and Fetch versions older than the codec.
 
 mod common;
 
@@ -11,8 +12,10 @@ use std::time::Duration;
 use common::{
     assert_round_trip, assign_all, connect, consume_exactly, consumer, correlation_id_of,
     create_topic, fetch_partition_result, fetch_request, frame, next_response,
-    produce_v3_partition_result, produce_v3_to, raw_produce, read_verdict, record_batch, Broker,
-    Verdict, API_API_VERSIONS, CORRUPT_MESSAGE, UNSUPPORTED_VERSION,
+    produce_v3_partition_result, produce_v3_to, producer_record_batch, raw_init_producer_id,
+    raw_produce, read_verdict, record_batch, Broker, Verdict, API_API_VERSIONS, CORRUPT_MESSAGE,
+    INVALID_PRODUCER_EPOCH, OUT_OF_ORDER_SEQUENCE_NUMBER, TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+    UNSUPPORTED_VERSION,
 };
 use rdkafka::message::Message;
 use rdkafka::Offset;
@@ -61,6 +64,70 @@ fn given_raw_produce_with_damaged_batch_when_sent_should_answer_corrupt_message_
         got[0].timestamp(),
         rdkafka::Timestamp::CreateTime(1_700_000_000_000)
     );
+}
+
+#[test]
+fn given_an_idempotent_producer_when_it_retries_skips_or_uses_an_old_epoch_should_dedupe_or_refuse()
+{
+    let mut broker = Broker::start();
+    let topic = "idempotent-raw";
+    create_topic(&broker.bootstrap(), topic, 1, &[]);
+    let addr = broker.addr();
+
+    let (error, id, epoch) = raw_init_producer_id(addr, None, 1);
+    assert_eq!((error, epoch), (0, 0), "a fresh producer id at epoch 0");
+    assert!(id >= 0);
+    let (_, other, _) = raw_init_producer_id(addr, None, 2);
+    assert_ne!(other, id, "every InitProducerId gets its own id");
+    let (error, _, _) = raw_init_producer_id(addr, Some("txn"), 3);
+    assert_eq!(
+        error, TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+        "no transactions yet"
+    );
+
+    let ts = 1_700_000_000_000;
+    let batch = |seq: i32, epoch: i16| producer_record_batch(b"once", ts, (id, epoch, seq));
+    assert_eq!(raw_produce(addr, topic, 10, &batch(0, 0)), (0, 0));
+    assert_eq!(raw_produce(addr, topic, 11, &batch(1, 0)), (0, 1));
+    // The retry of a stored batch gets its first offset back and is not stored again.
+    assert_eq!(
+        raw_produce(addr, topic, 12, &batch(0, 0)),
+        (0, 0),
+        "a retry"
+    );
+    assert_eq!(
+        raw_produce(addr, topic, 13, &batch(1, 0)),
+        (0, 1),
+        "a retry"
+    );
+    let (error, _) = raw_produce(addr, topic, 14, &batch(5, 0));
+    assert_eq!(error, OUT_OF_ORDER_SEQUENCE_NUMBER, "a gap");
+    assert_eq!(
+        raw_produce(addr, topic, 15, &batch(0, 1)),
+        (0, 2),
+        "a new epoch"
+    );
+    let (error, _) = raw_produce(addr, topic, 16, &batch(2, 0));
+    assert_eq!(error, INVALID_PRODUCER_EPOCH, "the old epoch is fenced");
+
+    // After kill -9 the partition still knows the producer: retries stay duplicates.
+    broker.kill9();
+    broker.restart();
+    let addr = broker.addr();
+    assert_eq!(
+        raw_produce(addr, topic, 20, &batch(0, 1)),
+        (0, 2),
+        "a retry after a crash"
+    );
+    assert_eq!(raw_produce(addr, topic, 21, &batch(1, 1)), (0, 3));
+    let reader = consumer(&broker.bootstrap(), &[]);
+    assert_eq!(
+        common::watermarks(&reader, topic, 0),
+        (0, 4),
+        "each batch stored once"
+    );
+    let (_, after_restart, _) = raw_init_producer_id(addr, None, 22);
+    assert!(after_restart > other, "ids are not reused after a restart");
 }
 
 #[test]

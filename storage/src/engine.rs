@@ -14,6 +14,7 @@ use crate::batch::{self, BatchHeader};
 use crate::cache::{CachedBatch, LogCache, TailCache};
 use crate::config::{FlushPolicy, LogConfig, ShardStorageConfig, TimestampType};
 use crate::error::{AppendError, StorageError};
+use crate::producers::{self, ProducerBatch, ProducerStates, Stamp, Verdict};
 use crate::segment::{BatchMeta, Segment};
 use crate::waiters::{Failure, Signal, Waiters};
 
@@ -95,6 +96,10 @@ pub(crate) struct State {
     pub interval_timer_running: bool,
     /// The flusher's result, taken by `close()`.
     pub flusher_done: Option<oneshot::Receiver<Result<(), StorageError>>>,
+    /// Idempotent producers' epochs and last batches.
+    pub producers: ProducerStates,
+    /// Offsets of the producer snapshot files in the directory, ascending.
+    pub snapshots: VecDeque<i64>,
 }
 
 impl State {
@@ -163,8 +168,39 @@ impl Engine {
         let mut st = self.state.borrow_mut();
         st.check_usable()?;
         let ranges = batch::split_batches(&batches, st.config.max_message_bytes)?;
-        self.reserve_write_buffer(batches.len())?;
         let lat = st.config.timestamp_type == TimestampType::LogAppendTime;
+        let mut stamps: Vec<Stamp> = Vec::new();
+        for range in &ranges {
+            let header = BatchHeader::parse(&batches[range.clone()]).expect("validated");
+            if header.is_control() {
+                return Err(
+                    batch::BatchError::Invalid("control batches come only from brokers").into(),
+                );
+            }
+            if header.is_transactional() {
+                return Err(AppendError::Transactional);
+            }
+            if let Some(stamp) = Stamp::of(&header) {
+                if stamp.first_seq < 0 {
+                    return Err(batch::BatchError::Invalid(
+                        "a producer id with a negative base sequence",
+                    )
+                    .into());
+                }
+                stamps.push(stamp);
+            }
+        }
+        if !stamps.is_empty() {
+            if let Verdict::Duplicate(original) = st.producers.check(&stamps)? {
+                return Ok(Appended {
+                    base_offset: original.base_offset,
+                    last_offset: original.last_offset,
+                    log_append_time_ms: if lat { original.timestamp } else { -1 },
+                    log_start: st.log_start,
+                });
+            }
+        }
+        self.reserve_write_buffer(batches.len())?;
         let mut copy = BytesMut::from(&batches[..]);
         let base_offset = st.next_offset;
         for range in ranges {
@@ -173,7 +209,25 @@ impl Engine {
             if lat {
                 batch::set_log_append_time(&mut one, now_ms);
             }
+            let header = BatchHeader::parse(&one).expect("validated");
+            let stamp = Stamp::of(&header);
+            let stored = (
+                header.base_offset(),
+                header.last_offset(),
+                header.max_timestamp(),
+            );
             self.place(&mut st, one.freeze(), now_ms);
+            if let Some(stamp) = stamp {
+                let (base_offset, last_offset, timestamp) = stored;
+                let batch = ProducerBatch {
+                    first_seq: stamp.first_seq,
+                    last_seq: stamp.last_seq,
+                    base_offset,
+                    last_offset,
+                    timestamp,
+                };
+                st.producers.record(&stamp, batch, now_ms);
+            }
         }
         self.flusher_wakeup.raise();
         Ok(Appended {
@@ -257,6 +311,26 @@ impl Engine {
         );
         let segment = Rc::new(Segment::new(&self.dir, st.next_offset));
         st.segments.push(segment);
+        let offset = st.next_offset;
+        let stale = self.snapshot_producers(st, offset);
+        let dir = self.dir.clone();
+        let bytes = st.producers.encode(offset);
+        glommio::spawn_local(async move {
+            if let Err(error) = store_snapshot(&dir, offset, bytes, stale).await {
+                // Only restart recovery reads it, and it falls back to walking more of the log.
+                tracing::warn!(dir = %dir.display(), %error, "cannot write a producer snapshot");
+            }
+        })
+        .detach();
+    }
+
+    /// Registers a producer snapshot at `offset`; returns the older snapshots to remove.
+    pub fn snapshot_producers(&self, st: &mut State, offset: i64) -> Vec<i64> {
+        if st.snapshots.back() != Some(&offset) {
+            st.snapshots.push_back(offset);
+        }
+        let excess = st.snapshots.len().saturating_sub(producers::SNAPSHOTS_KEPT);
+        st.snapshots.drain(..excess).collect()
     }
 
     /// The flusher wrote `batches` (in order): move the written end and wake its waiters.
@@ -365,4 +439,18 @@ impl Engine {
         self.flusher_wakeup.raise();
         done
     }
+}
+
+/// Writes a producer snapshot, then removes the `stale` ones it replaces.
+pub(crate) async fn store_snapshot(
+    dir: &std::path::Path,
+    offset: i64,
+    bytes: Vec<u8>,
+    stale: Vec<i64>,
+) -> Result<(), StorageError> {
+    crate::fileio::write_file_atomic(&dir.join(producers::snapshot_name(offset)), bytes).await?;
+    for old in stale {
+        crate::fileio::remove_file(&dir.join(producers::snapshot_name(old))).await?;
+    }
+    Ok(())
 }

@@ -34,6 +34,10 @@ pub enum AppendError {
     Invalid(#[from] BatchError),
     #[error("the shard's write buffer is full")]
     Backpressure,
+    #[error("transactional batches need transactions, which are not supported yet")]
+    Transactional,
+    #[error(transparent)]
+    Sequence(#[from] crate::producers::SequenceError),
     #[error(transparent)]
     Storage(#[from] StorageError),
 }

@@ -18,6 +18,7 @@
 //! - [`config`]: per-log settings ([`LogConfig`]) with Kafka's names and defaults.
 //! - [`error`]: operating errors ([`StorageError`]) and append rejections ([`AppendError`]).
 //! - [`index`]: the sparse offset index and the time index, in Kafka's file formats.
+//! - `producers`: idempotent producers' sequence state and its snapshots.
 //! - [`testing`]: builders of valid batches for tests and benchmarks.
 //! - `log` (the public face), `engine`, `flusher`, `read`, `recovery`, `retention`, `segment`,
 //!   `cache`, `waiters`, `fileio`: the engine (private).
@@ -31,6 +32,7 @@ mod fileio;
 mod flusher;
 pub mod index;
 mod log;
+mod producers;
 mod read;
 mod readwin;
 mod recovery;
@@ -46,4 +48,5 @@ pub use error::{AppendError, ReadError, StorageError};
 pub use log::{
     AppendReceipt, Chunk, FileRegion, PartitionLog, ReadOutcome, RetentionOutcome, ShardStorage,
 };
+pub use producers::SequenceError;
 pub use types::Offset;

@@ -182,6 +182,8 @@ impl PartitionLog {
             interval_sync_due: false,
             interval_timer_running: false,
             flusher_done: None,
+            producers: recovered.producers,
+            snapshots: recovered.snapshots,
         };
         let engine = Rc::new(Engine {
             dir,
@@ -272,6 +274,17 @@ impl PartitionLog {
         retention::delete_records_before(&self.engine, offset.0).await
     }
 
+    /// Forgets idempotent producers that have not appended since `cutoff_ms` (wall clock);
+    /// returns how many. Their next batch is accepted at any sequence, as a new producer's.
+    pub fn expire_producers(&self, cutoff_ms: i64) -> usize {
+        self.engine.state.borrow_mut().producers.expire(cutoff_ms)
+    }
+
+    /// Idempotent producers the log remembers.
+    pub fn producer_count(&self) -> usize {
+        self.engine.state.borrow().producers.len()
+    }
+
     /// One retention pass by `retention.ms` and `retention.bytes` over closed segments.
     pub async fn enforce_retention(&self, now_ms: i64) -> Result<RetentionOutcome, StorageError> {
         retention::enforce(&self.engine, now_ms).await
@@ -319,6 +332,20 @@ impl PartitionLog {
             segment.release_file();
         }
         self.engine.cache.borrow_mut().clear();
+        // A log that never had idempotent producers writes no snapshot (recovery after a clean
+        // shutdown then starts with none); one that had them supersedes its older snapshots.
+        let snapshot = {
+            let mut st = self.engine.state.borrow_mut();
+            let wanted = st.producers.len() > 0 || !st.snapshots.is_empty();
+            wanted.then(|| {
+                let offset = st.next_offset;
+                let stale = self.engine.snapshot_producers(&mut st, offset);
+                (offset, st.producers.encode(offset), stale)
+            })
+        };
+        if let Some((offset, bytes, stale)) = snapshot {
+            crate::engine::store_snapshot(&self.engine.dir, offset, bytes, stale).await?;
+        }
         let marker = self.engine.dir.join(recovery::CLEAN_MARKER);
         fileio::write_file_atomic(&marker, Vec::new()).await?;
         fileio::sync_dir(&self.engine.dir).await

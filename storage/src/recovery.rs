@@ -5,6 +5,7 @@
 //! Runs before the log is live, so directory listing and metadata use `std::fs`; segment data is
 //! read through glommio.
 
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
@@ -15,6 +16,7 @@ use crate::config::LogConfig;
 use crate::error::StorageError;
 use crate::fileio::{self, glommio_err, io_err};
 use crate::index::{OffsetIndex, TimeIndex};
+use crate::producers::{self, ProducerBatch, ProducerStates};
 use crate::retention;
 use crate::segment::{walk_batches, BatchMeta, Segment};
 
@@ -29,6 +31,9 @@ pub(crate) struct Recovered {
     pub log_start: i64,
     pub next_offset: i64,
     pub max_timestamp: Option<(i64, i64)>,
+    pub producers: ProducerStates,
+    /// Offsets of the producer snapshots left in the directory, ascending.
+    pub snapshots: VecDeque<i64>,
 }
 
 pub(crate) async fn recover(dir: &Path, config: &LogConfig) -> Result<Recovered, StorageError> {
@@ -64,25 +69,111 @@ pub(crate) async fn recover(dir: &Path, config: &LogConfig) -> Result<Recovered,
         .iter()
         .filter_map(|s| s.max_timestamp.get())
         .max_by_key(|(ts, _)| *ts);
-    tracing::debug!(dir = %dir.display(), segments = segments.len(), log_start, next_offset, clean, "log opened");
+    let (producers, snapshots) = recover_producers(dir, &segments, next_offset, clean).await?;
+    tracing::debug!(dir = %dir.display(), segments = segments.len(), log_start, next_offset, clean, producers = producers.len(), "log opened");
     Ok(Recovered {
         segments,
         log_start,
         next_offset,
         max_timestamp,
+        producers,
+        snapshots,
     })
+}
+
+/// Rebuilds the idempotent producers' state: the newest usable snapshot at or below the log's
+/// end, then every batch stored from its offset on. Snapshots past the end (of batches a crash
+/// took) are removed. Without a snapshot, the last two segments are walked: producers whose last
+/// batch is older start over as unknown ones (any sequence accepted). After a clean shutdown
+/// without a snapshot there were no producers to remember (a clean close writes one when there
+/// are), so nothing is walked.
+async fn recover_producers(
+    dir: &Path,
+    segments: &[Rc<Segment>],
+    next_offset: i64,
+    clean: bool,
+) -> Result<(ProducerStates, VecDeque<i64>), StorageError> {
+    let mut offsets: Vec<i64> = entries(dir)?
+        .iter()
+        .filter_map(|(_, name)| producers::snapshot_offset(name))
+        .collect();
+    offsets.sort_unstable();
+    let mut loaded = None;
+    let mut kept = VecDeque::new();
+    for &offset in offsets.iter().rev() {
+        let path = dir.join(producers::snapshot_name(offset));
+        if offset > next_offset {
+            std::fs::remove_file(&path).map_err(io_err("remove stale producer snapshot", &path))?;
+            continue;
+        }
+        if loaded.is_none() {
+            let bytes = std::fs::read(&path).map_err(io_err("read producer snapshot", &path))?;
+            match ProducerStates::decode(&bytes) {
+                Ok((at, states)) if at == offset => loaded = Some((at, states)),
+                Ok(_) | Err(_) => {
+                    tracing::warn!(path = %path.display(), "ignoring an unreadable producer snapshot");
+                }
+            }
+        }
+        kept.push_front(offset);
+    }
+    let (from, mut states) = match loaded {
+        Some(found) => found,
+        None if clean => return Ok((ProducerStates::default(), kept)),
+        None => {
+            let from = segments
+                .len()
+                .checked_sub(2)
+                .map_or(0, |i| segments[i].base_offset);
+            (from, ProducerStates::default())
+        }
+    };
+    for segment in segments.iter().filter(|s| s.next_offset.get() > from) {
+        let path = segment.log_path();
+        let file = segment.file().await?;
+        let end = segment.size.get();
+        let mut visit = |meta: &BatchMeta| {
+            if let (Some(stamp), true) = (meta.stamp, meta.base_offset >= from) {
+                let batch = ProducerBatch {
+                    first_seq: stamp.first_seq,
+                    last_seq: stamp.last_seq,
+                    base_offset: meta.base_offset,
+                    last_offset: meta.last_offset,
+                    timestamp: meta.max_timestamp,
+                };
+                states.record(&stamp, batch, meta.max_timestamp);
+            }
+            true
+        };
+        walk_batches(&file, &path, 0, end, &mut visit).await?;
+        if segment.sealed.get() {
+            segment.release_file();
+        }
+    }
+    Ok((states, kept))
+}
+
+/// The files of `dir`: path and name (empty when not UTF-8).
+fn entries(dir: &Path) -> Result<Vec<(PathBuf, String)>, StorageError> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(io_err("list directory", dir))? {
+        let path = entry.map_err(io_err("list directory", dir))?.path();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+            .to_string();
+        found.push((path, name));
+    }
+    Ok(found)
 }
 
 /// Base offsets of the `.log` files in `dir`, ascending. Leftover temporary files, and segments
 /// whose deletion a crash interrupted, are removed.
 fn list_segments(dir: &Path) -> Result<Vec<i64>, StorageError> {
     let mut bases = Vec::new();
-    for entry in std::fs::read_dir(dir).map_err(io_err("list directory", dir))? {
-        let path = entry.map_err(io_err("list directory", dir))?.path();
-        let name = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or_default();
+    for (path, name) in entries(dir)? {
+        let name = name.as_str();
         if name.ends_with(".tmp") || name.ends_with(crate::fileio::DELETED_SUFFIX) {
             std::fs::remove_file(&path).map_err(io_err("remove leftover file", &path))?;
         } else if let Some(stem) = name.strip_suffix(".log") {

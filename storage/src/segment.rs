@@ -15,6 +15,7 @@ use crate::batch::{BatchHeader, HEADER_BYTES};
 use crate::error::StorageError;
 use crate::fileio::{self, glommio_err};
 use crate::index::{OffsetIndex, TimeIndex};
+use crate::producers::Stamp;
 
 /// Bytes read at once when walking batch headers through a segment file.
 const SCAN_CHUNK_BYTES: usize = 16 << 10;
@@ -33,6 +34,8 @@ pub(crate) struct BatchMeta {
     pub len: u64,
     pub max_timestamp: i64,
     pub base_timestamp: i64,
+    /// The idempotent producer's fields, when the batch has a producer id.
+    pub stamp: Option<Stamp>,
 }
 
 impl BatchMeta {
@@ -44,6 +47,7 @@ impl BatchMeta {
             len,
             max_timestamp: header.max_timestamp(),
             base_timestamp: header.base_timestamp(),
+            stamp: Stamp::of(header),
         }
     }
 

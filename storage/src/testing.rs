@@ -32,6 +32,44 @@ fn put_record(out: &mut BytesMut, offset_delta: i32, timestamp_delta: i64, value
 /// A valid batch of `record_count` records whose values are `value_bytes` bytes of `fill`, with
 /// base offset 0, timestamps `timestamp_ms`, `timestamp_ms + 1`, ... and a correct CRC32C.
 pub fn batch(record_count: usize, value_bytes: usize, timestamp_ms: i64, fill: u8) -> Bytes {
+    build(
+        record_count,
+        value_bytes,
+        timestamp_ms,
+        fill,
+        Producer::NONE,
+    )
+}
+
+/// The producer fields of a batch: id, epoch and the first record's sequence.
+#[derive(Clone, Copy, Debug)]
+pub struct Producer {
+    pub id: i64,
+    pub epoch: i16,
+    pub first_seq: i32,
+}
+
+impl Producer {
+    /// A batch of no idempotent producer.
+    pub const NONE: Producer = Producer {
+        id: -1,
+        epoch: -1,
+        first_seq: -1,
+    };
+}
+
+/// [`batch`] from an idempotent producer.
+pub fn producer_batch(record_count: usize, value_bytes: usize, producer: Producer) -> Bytes {
+    build(record_count, value_bytes, 1_000, 1, producer)
+}
+
+fn build(
+    record_count: usize,
+    value_bytes: usize,
+    timestamp_ms: i64,
+    fill: u8,
+    producer: Producer,
+) -> Bytes {
     assert!(record_count > 0, "a batch holds at least one record");
     let value = vec![fill; value_bytes];
     let mut records = BytesMut::new();
@@ -49,9 +87,9 @@ pub fn batch(record_count: usize, value_bytes: usize, timestamp_ms: i64, fill: u
     out.put_i32(last_delta);
     out.put_i64(timestamp_ms);
     out.put_i64(timestamp_ms + i64::from(last_delta));
-    out.put_i64(-1);
-    out.put_i16(-1);
-    out.put_i32(-1);
+    out.put_i64(producer.id);
+    out.put_i16(producer.epoch);
+    out.put_i32(producer.first_seq);
     out.put_i32(record_count as i32);
     out.put_slice(&records);
     let crc = crc32c::crc32c(&out[21..]);

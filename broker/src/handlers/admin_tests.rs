@@ -66,7 +66,16 @@ pub(crate) fn one_shard_ctx(config: BrokerConfig) -> Rc<ShardCtx> {
         Arc::clone(&config),
     );
     let storage = ShardStorage::new(ShardStorageConfig::default());
-    ShardCtx::new(ShardId(0), 1, config, Arc::new(snapshot), storage, None)
+    let producer_ids = crate::producer_ids::ProducerIds::reserve(&config.data_dir).expect("ids");
+    ShardCtx::new(
+        ShardId(0),
+        1,
+        config,
+        Arc::new(snapshot),
+        storage,
+        None,
+        Arc::new(producer_ids),
+    )
 }
 
 /// Encodes `request` at `version`, dispatches it, decodes the response (checking the header and

@@ -1,7 +1,10 @@
 //! FindCoordinator: this node coordinates every group (each group's state lives on the shard
 //! owning its `__consumer_offsets` partition; other shards forward to it). v4 batches keys.
 //! The first group lookup creates `__consumer_offsets`, as Kafka does.
-//! Transaction coordinators do not exist yet: those keys get COORDINATOR_NOT_AVAILABLE.
+//! Transaction coordinators do not exist yet: transactional ids get
+//! TRANSACTIONAL_ID_AUTHORIZATION_FAILED, which clients treat as fatal (a retriable error would
+//! leave `initTransactions()` waiting until it times out); other key types get
+//! COORDINATOR_NOT_AVAILABLE.
 //! Runs on the connection's shard.
 
 use std::rc::Rc;
@@ -21,6 +24,7 @@ pub const VERSIONS: (i16, i16) = (0, 4);
 
 /// Kafka's key types.
 const KEY_TYPE_GROUP: i8 = 0;
+const KEY_TYPE_TRANSACTION: i8 = 1;
 
 pub async fn handle(
     ctx: &Rc<ShardCtx>,
@@ -34,9 +38,10 @@ pub async fn handle(
     // Groups need `__consumer_offsets`; the first group lookup creates it.
     let is_group =
         request.key_type == KEY_TYPE_GROUP && crate::group::ensure_offsets_topic(ctx).await;
-    let error = match is_group {
-        true => 0,
-        false => ResponseError::CoordinatorNotAvailable.code(),
+    let error = match (is_group, request.key_type) {
+        (true, _) => 0,
+        (false, KEY_TYPE_TRANSACTION) => ResponseError::TransactionalIdAuthorizationFailed.code(),
+        (false, _) => ResponseError::CoordinatorNotAvailable.code(),
     };
     if header.request_api_version >= 4 {
         let coordinators = request

@@ -10,7 +10,8 @@
 //! - [`api_versions`], [`metadata`] (auto-create: shard 0), [`describe_cluster`]
 //! - [`create_topics`], [`delete_topics`], [`create_partitions`] (shard 0)
 //! - [`describe_configs`], [`incremental_alter_configs`], [`alter_configs`] (alter: shard 0)
-//! - [`produce`], [`fetch`], [`list_offsets`], [`delete_records`] (owning shards)
+//! - [`produce`], [`fetch`], [`list_offsets`], [`delete_records`] (owning shards),
+//!   [`init_producer_id`]
 //! - [`find_coordinator`], [`join_group`], [`sync_group`], [`heartbeat`], [`leave_group`],
 //!   [`offset_commit`], [`offset_fetch`], [`describe_groups`], [`delete_groups`],
 //!   [`offset_delete`] (the group's coordinator shard), [`list_groups`] (every shard)
@@ -39,6 +40,7 @@ pub mod fetch;
 pub mod find_coordinator;
 pub mod heartbeat;
 pub mod incremental_alter_configs;
+pub mod init_producer_id;
 pub mod join_group;
 pub mod leave_group;
 pub mod list_groups;
@@ -161,6 +163,10 @@ pub const API_TABLE: &[ApiEntry] = &[
         key: offset_delete::API_KEY,
         versions: offset_delete::VERSIONS,
     },
+    ApiEntry {
+        key: init_producer_id::API_KEY,
+        versions: init_producer_id::VERSIONS,
+    },
 ];
 
 /// The table entry of `key`, if served.
@@ -257,6 +263,7 @@ pub async fn dispatch(ctx: &Rc<ShardCtx>, request: Request) -> Reply {
         ApiKey::DescribeGroups => serve!(describe_groups, ctx, request),
         ApiKey::DeleteGroups => serve!(delete_groups, ctx, request),
         ApiKey::OffsetDelete => serve!(offset_delete, ctx, request),
+        ApiKey::InitProducerId => serve!(init_producer_id, ctx, request),
         _ => Err(NetError::UnknownApiKey {
             api_key: key as i16,
         }),

@@ -5,6 +5,11 @@
 //! batches are validated (CRC32C, size, magic) and stored exactly as sent — compressed batches
 //! are never decompressed or recompressed. With `acks=all` a partition is answered once its
 //! batches are synced, with `acks=1` once written, with `acks=0` never.
+//! Batches of idempotent producers are checked against the partition's producer state there: a
+//! retry is answered with the stored batch's offsets (once that batch has reached the milestone
+//! `acks` asks for), a gap gets OUT_OF_ORDER_SEQUENCE_NUMBER, an old epoch
+//! INVALID_PRODUCER_EPOCH. Transactional batches get TRANSACTIONAL_ID_AUTHORIZATION_FAILED and
+//! control batches INVALID_RECORD (transactions are not served).
 
 use std::rc::Rc;
 

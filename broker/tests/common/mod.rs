@@ -186,6 +186,17 @@ impl Broker {
         self.spawn();
     }
 
+    /// Restarts on the port the broker had, so clients that outlive the restart reconnect.
+    pub fn restart_on_same_port(&mut self) {
+        assert!(
+            self.child.is_none(),
+            "restart: stop or kill the broker first"
+        );
+        let port = self.addr.port();
+        self.spawn_on(port);
+        assert_eq!(self.addr.port(), port, "the same port");
+    }
+
     /// The last `lines` stderr lines, for panic messages.
     pub fn log_tail(&self, lines: usize) -> String {
         let log = self.log.lock().expect("broker log lock");
@@ -211,11 +222,15 @@ impl Broker {
     }
 
     fn spawn(&mut self) {
+        self.spawn_on(0);
+    }
+
+    fn spawn_on(&mut self, port: u16) {
         self.incarnation += 1;
         let mut command = Command::new(env!("CARGO_BIN_EXE_odradek"));
         command
             .arg("--listen")
-            .arg("127.0.0.1:0")
+            .arg(format!("127.0.0.1:{port}"))
             .arg("--data-dir")
             .arg(self.data_dir.path())
             .arg("--cores")

@@ -17,6 +17,10 @@ pub const API_API_VERSIONS: i16 = 18;
 pub const API_CREATE_TOPICS: i16 = 19;
 pub const UNSUPPORTED_VERSION: i16 = 35;
 pub const CORRUPT_MESSAGE: i16 = 2;
+pub const API_INIT_PRODUCER_ID: i16 = 22;
+pub const OUT_OF_ORDER_SEQUENCE_NUMBER: i16 = 45;
+pub const INVALID_PRODUCER_EPOCH: i16 = 47;
+pub const TRANSACTIONAL_ID_AUTHORIZATION_FAILED: i16 = 53;
 
 /// A request header v1 (api key, version, correlation id, nullable client id) and a body,
 /// framed with its 4-byte big-endian length.
@@ -134,6 +138,15 @@ pub fn produce_v3_to(topic: &str, partition: i32, correlation_id: i32, records: 
 /// attributes, lastOffsetDelta, baseTimestamp, maxTimestamp, producerId, producerEpoch,
 /// baseSequence, records count, records.
 pub fn record_batch(value: &[u8], timestamp_ms: i64) -> Vec<u8> {
+    producer_record_batch(value, timestamp_ms, (-1, -1, -1))
+}
+
+/// [`record_batch`] carrying an idempotent producer's (id, epoch, base sequence).
+pub fn producer_record_batch(
+    value: &[u8],
+    timestamp_ms: i64,
+    producer: (i64, i16, i32),
+) -> Vec<u8> {
     assert!(value.len() < 60, "one-byte varints only");
     let mut record = vec![0u8, 0, 0, 1]; // attributes, timestampDelta 0, offsetDelta 0, key -1
     record.push((value.len() as u8) << 1); // value length (zigzag varint)
@@ -144,9 +157,9 @@ pub fn record_batch(value: &[u8], timestamp_ms: i64) -> Vec<u8> {
     crc_part.extend_from_slice(&0i32.to_be_bytes()); // lastOffsetDelta
     crc_part.extend_from_slice(&timestamp_ms.to_be_bytes()); // baseTimestamp
     crc_part.extend_from_slice(&timestamp_ms.to_be_bytes()); // maxTimestamp
-    crc_part.extend_from_slice(&(-1i64).to_be_bytes()); // producerId
-    crc_part.extend_from_slice(&(-1i16).to_be_bytes()); // producerEpoch
-    crc_part.extend_from_slice(&(-1i32).to_be_bytes()); // baseSequence
+    crc_part.extend_from_slice(&producer.0.to_be_bytes()); // producerId
+    crc_part.extend_from_slice(&producer.1.to_be_bytes()); // producerEpoch
+    crc_part.extend_from_slice(&producer.2.to_be_bytes()); // baseSequence
     crc_part.extend_from_slice(&1i32.to_be_bytes()); // records count
     crc_part.push((record.len() as u8) << 1); // record length (zigzag varint)
     crc_part.extend_from_slice(&record);
@@ -251,6 +264,41 @@ fn i32_at(bytes: &[u8], at: usize) -> i32 {
 
 fn i64_at(bytes: &[u8], at: usize) -> i64 {
     i64::from_be_bytes(bytes[at..at + 8].try_into().expect("8 bytes"))
+}
+
+/// Sends one raw InitProducerId v0 (`transactional_id` null or given) and returns the
+/// (error code, producer id, epoch) of the response: correlation id, throttle, error code,
+/// producer id, epoch.
+pub fn raw_init_producer_id(
+    addr: SocketAddr,
+    transactional_id: Option<&str>,
+    correlation_id: i32,
+) -> (i16, i64, i16) {
+    let mut body = Vec::new();
+    match transactional_id {
+        None => body.extend_from_slice(&(-1i16).to_be_bytes()),
+        Some(id) => {
+            body.extend_from_slice(&(id.len() as i16).to_be_bytes());
+            body.extend_from_slice(id.as_bytes());
+        }
+    }
+    body.extend_from_slice(&60_000i32.to_be_bytes()); // transaction_timeout_ms
+    let request = frame(API_INIT_PRODUCER_ID, 0, correlation_id, &body);
+    let verdict = send_and_judge(addr, &request, false);
+    let Verdict::Answered(response) = verdict else {
+        panic!("InitProducerId v0 must be answered, got {verdict:?}");
+    };
+    assert_eq!(correlation_id_of(&response), correlation_id);
+    assert_eq!(
+        response.len(),
+        4 + 4 + 2 + 8 + 2,
+        "InitProducerId v0 response size"
+    );
+    (
+        i16_at(&response, 8),
+        i64_at(&response, 10),
+        i16_at(&response, 18),
+    )
 }
 
 /// Sends one raw Produce v3 and returns the partition's (error code, base offset).
