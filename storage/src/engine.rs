@@ -153,6 +153,8 @@ pub(crate) struct Engine {
     pub flusher_wakeup: Signal,
     /// Serializes writes of the log-start checkpoint.
     pub checkpoint_lock: glommio::sync::Semaphore,
+    /// Producer snapshots being written (at rolls); `close()` waits for them.
+    pub snapshot_writes: Rc<std::cell::Cell<usize>>,
 }
 
 /// What one append produced.
@@ -315,11 +317,14 @@ impl Engine {
         let stale = self.snapshot_producers(st, offset);
         let dir = self.dir.clone();
         let bytes = st.producers.encode(offset);
+        let writes = Rc::clone(&self.snapshot_writes);
+        writes.set(writes.get() + 1);
         glommio::spawn_local(async move {
             if let Err(error) = store_snapshot(&dir, offset, bytes, stale).await {
                 // Only restart recovery reads it, and it falls back to walking more of the log.
                 tracing::warn!(dir = %dir.display(), %error, "cannot write a producer snapshot");
             }
+            writes.set(writes.get() - 1);
         })
         .detach();
     }

@@ -192,6 +192,7 @@ impl PartitionLog {
             cache: Rc::new(RefCell::new(LogCache::default())),
             flusher_wakeup: Signal::default(),
             checkpoint_lock: glommio::sync::Semaphore::new(1),
+            snapshot_writes: Rc::new(std::cell::Cell::new(0)),
         });
         flusher::spawn(&engine);
         Ok(Rc::new(PartitionLog { engine }))
@@ -332,8 +333,14 @@ impl PartitionLog {
             segment.release_file();
         }
         self.engine.cache.borrow_mut().clear();
-        // A log that never had idempotent producers writes no snapshot (recovery after a clean
-        // shutdown then starts with none); one that had them supersedes its older snapshots.
+        // Roll snapshots still being written land first: none may appear after the close's own
+        // (or, for DeleteTopics, in a directory re-created for a new topic of the same name).
+        while self.engine.snapshot_writes.get() > 0 {
+            glommio::timer::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        // A log that has no producers and no snapshot yet (it never rolled) writes none:
+        // recovery after a clean shutdown then starts with no producers. Otherwise the close's
+        // snapshot supersedes the older ones.
         let snapshot = {
             let mut st = self.engine.state.borrow_mut();
             let wanted = st.producers.len() > 0 || !st.snapshots.is_empty();

@@ -67,12 +67,14 @@ impl Stamp {
     }
 }
 
-/// Kafka's sequence arithmetic: sequences wrap from `i32::MAX` to 0.
+/// Kafka's sequence arithmetic: sequences wrap from `i32::MAX` to 0. Never overflows, whatever
+/// a damaged header holds (validated batches have `0 <= delta`).
 fn add_sequence(seq: i32, delta: i32) -> i32 {
-    if seq > i32::MAX - delta {
-        delta - (i32::MAX - seq) - 1
+    let sum = i64::from(seq) + i64::from(delta);
+    if sum > i64::from(i32::MAX) {
+        (sum - i64::from(i32::MAX) - 1) as i32
     } else {
-        seq + delta
+        sum as i32
     }
 }
 
@@ -425,6 +427,9 @@ mod tests {
         stored(&mut p, s, 0);
         assert_eq!(p.check(&[stamp(1, 0, 0, 1)]), Ok(Verdict::Append));
         assert_eq!(add_sequence(i32::MAX - 1, 3), 1);
+        // Damaged headers (recovery walks stored ones) must not overflow.
+        assert_eq!(add_sequence(i32::MIN, -1), i32::MAX);
+        assert_eq!(add_sequence(i32::MAX, i32::MAX), i32::MAX - 1);
     }
 
     #[test]

@@ -100,10 +100,12 @@ async fn recover_producers(
     offsets.sort_unstable();
     let mut loaded = None;
     let mut kept = VecDeque::new();
+    let mut removed = false;
     for &offset in offsets.iter().rev() {
         let path = dir.join(producers::snapshot_name(offset));
         if offset > next_offset {
             std::fs::remove_file(&path).map_err(io_err("remove stale producer snapshot", &path))?;
+            removed = true;
             continue;
         }
         if loaded.is_none() {
@@ -117,9 +119,17 @@ async fn recover_producers(
         }
         kept.push_front(offset);
     }
+    if removed {
+        // The removal must outlive the next crash: a snapshot past the end coming back after
+        // new batches filled its offsets would describe a history the log no longer has.
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io_err("sync directory", dir))?;
+    }
     let (from, mut states) = match loaded {
         Some(found) => found,
-        None if clean => return Ok((ProducerStates::default(), kept)),
+        // A clean close writes a snapshot whenever the log has producers or had snapshots.
+        None if clean && kept.is_empty() => return Ok((ProducerStates::default(), kept)),
         None => {
             let from = segments
                 .len()
@@ -128,6 +138,11 @@ async fn recover_producers(
             (from, ProducerStates::default())
         }
     };
+    // Recovered producers count as active from now on, not from their batches' own timestamps:
+    // expiring one on the first retention pass after a restart would store its retries twice.
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
     for segment in segments.iter().filter(|s| s.next_offset.get() > from) {
         let path = segment.log_path();
         let file = segment.file().await?;
@@ -141,13 +156,21 @@ async fn recover_producers(
                     last_offset: meta.last_offset,
                     timestamp: meta.max_timestamp,
                 };
-                states.record(&stamp, batch, meta.max_timestamp);
+                states.record(&stamp, batch, now_ms.max(meta.max_timestamp));
             }
             true
         };
-        walk_batches(&file, &path, 0, end, &mut visit).await?;
+        let walked = walk_batches(&file, &path, 0, end, &mut visit).await;
         if segment.sealed.get() {
             segment.release_file();
+        }
+        if let Err(error) = walked {
+            // Not a reason to refuse the log (its data stays readable as far as it goes), but
+            // what the walk learned so far may be missing producers' latest batches, and a state
+            // behind the log would refuse their next ones. Producers seen before are forgotten
+            // (any sequence accepted); later segments are still walked.
+            tracing::warn!(segment = %path.display(), %error, "producer state walk failed; producers seen so far are forgotten");
+            states = ProducerStates::default();
         }
     }
     Ok((states, kept))

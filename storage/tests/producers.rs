@@ -152,23 +152,71 @@ fn given_an_unclean_restart_after_rolls_retries_should_still_be_duplicates() {
 }
 
 #[test]
-fn given_a_snapshot_past_the_recovered_end_it_should_be_removed_and_the_log_walked() {
+fn given_a_crash_that_took_batches_a_snapshot_covered_recovery_should_follow_the_log() {
     run(|| async {
         let tmp = tempdir();
-        let bases = {
-            let log = open(tmp.path(), config(), &shard()).await;
-            let bases = produce(&log, 4, 0, 3).await;
+        let segment = partition_dir(tmp.path()).join(format!("{:020}.log", 0));
+        let config = LogConfig::default();
+        let kept_len = {
+            let log = open(tmp.path(), config.clone(), &shard()).await;
+            produce(&log, 4, 0, 3).await;
             log.close().await.expect("close");
-            bases
+            std::fs::metadata(&segment).expect("segment").len()
         };
-        // A snapshot from a future the crash took away: it claims state this log never had.
-        let dir = partition_dir(tmp.path());
-        let stale = dir.join(format!("{:020}.snapshot", 1_000));
-        std::fs::copy(dir.join(format!("{:020}.snapshot", 6)), &stale).expect("copy");
+        {
+            // Three more batches (sequences 6..11), then a clean close: its snapshot covers them.
+            let log = open(tmp.path(), config.clone(), &shard()).await;
+            produce(&log, 4, 6, 3).await;
+            log.close().await.expect("close");
+        }
+        // A crash that lost those three batches after all (the device dropped them): the
+        // snapshot at offset 12 describes a history the log no longer has.
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&segment)
+            .expect("open");
+        file.set_len(kept_len).expect("truncate");
         unclean(tmp.path());
+        let log = open(tmp.path(), config, &shard()).await;
+        assert_eq!(log.log_end_offset(), Offset(6));
+        assert!(
+            !partition_dir(tmp.path())
+                .join(format!("{:020}.snapshot", 12))
+                .exists(),
+            "the snapshot past the end is removed"
+        );
+        retry_is_duplicate(&log, 4, 4, 4).await;
+        // Sequence 6 is new again for this log: stored at offset 6, not taken for a retry of
+        // the lost batch.
+        let receipt = log
+            .append(producer_batch(2, 300, from(4, 0, 6)), 0)
+            .expect("the next batch after the recovered ones");
+        assert_eq!(receipt.base_offset, Offset(6));
+        receipt.durable().await.expect("durable");
+        assert_eq!(log.log_end_offset(), Offset(8));
+        log.close().await.expect("close");
+    });
+}
+
+#[test]
+fn given_a_retry_before_the_original_is_durable_its_answer_should_wait_for_the_original() {
+    run(|| async {
+        let tmp = tempdir();
         let log = open(tmp.path(), config(), &shard()).await;
-        assert!(!stale.exists(), "removed at recovery");
-        retry_is_duplicate(&log, 4, 4, bases[2]).await;
+        let original = log
+            .append(producer_batch(2, 300, from(5, 0, 0)), 0)
+            .expect("append");
+        let retry = log
+            .append(producer_batch(2, 300, from(5, 0, 0)), 0)
+            .expect("retry");
+        assert_eq!(retry.base_offset, original.base_offset);
+        retry.durable().await.expect("durable");
+        assert!(
+            log.durable_end_offset() >= Offset(2),
+            "the retry was acknowledged before the batch it stands for was durable"
+        );
+        original.durable().await.expect("durable");
+        assert_eq!(log.log_end_offset(), Offset(2));
         log.close().await.expect("close");
     });
 }
