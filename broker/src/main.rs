@@ -13,7 +13,9 @@
 //!   reads, its file, the control plane on shard 0, topic configs.
 //! - [`handlers`]: one file per Kafka API and the one table of them; [`service`] plugs it into
 //!   `odradek-net`'s connection loop.
-//! - [`retention`]: the per-shard retention timer.
+//! - [`producer_ids`]: idempotent producers' ids, unique across restarts (InitProducerId).
+//! - [`durable_file`]: small files replaced whole and crash-safely (registry, producer ids).
+//! - [`retention`]: the per-shard retention timer (and idle producers' expiry).
 //! - [`group`]: consumer groups and committed offsets (the group coordinator).
 //! - [`cli`]: the admin subcommands (`odradek topic …`, `odradek group …`), blocking Kafka clients.
 
@@ -32,6 +34,7 @@ mod cli;
 mod config;
 mod control;
 mod data_path;
+mod durable_file;
 mod group;
 mod handlers;
 mod ids;

@@ -6,7 +6,6 @@
 //! data directory (written and synced before any shard serves), and ids are
 //! `generation << 32 | n` for a counter `n` shared by the shards: 2^32 ids per start.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -19,10 +18,12 @@ const GENERATIONS_MAX: u64 = (1 << 31) - 1;
 #[derive(Debug, thiserror::Error)]
 pub enum ProducerIdError {
     #[error("{path}: {source}")]
-    Io {
+    Read {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Write(#[from] crate::durable_file::FileError),
     #[error("{path}: {reason} (remove it only if no partition log holds idempotent batches)")]
     Corrupt { path: PathBuf, reason: String },
 }
@@ -37,10 +38,6 @@ impl ProducerIds {
     /// Blocking: call it before the shards start.
     pub fn reserve(data_dir: &Path) -> Result<ProducerIds, ProducerIdError> {
         let path = data_dir.join(FILE);
-        let io = |source| ProducerIdError::Io {
-            path: path.clone(),
-            source,
-        };
         let last = match std::fs::read_to_string(&path) {
             Ok(text) => text
                 .trim()
@@ -50,7 +47,7 @@ impl ProducerIds {
                     reason: format!("not a generation number: {e}"),
                 })?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
-            Err(e) => return Err(io(e)),
+            Err(source) => return Err(ProducerIdError::Read { path, source }),
         };
         let generation = last + 1;
         if generation > GENERATIONS_MAX {
@@ -59,15 +56,11 @@ impl ProducerIds {
                 reason: "every producer id generation is used".into(),
             });
         }
-        let tmp = data_dir.join(format!("{FILE}.tmp"));
-        let mut file = std::fs::File::create(&tmp).map_err(io)?;
-        file.write_all(format!("{generation}\n").as_bytes())
-            .map_err(io)?;
-        file.sync_all().map_err(io)?;
-        std::fs::rename(&tmp, &path).map_err(io)?;
-        std::fs::File::open(data_dir)
-            .and_then(|dir| dir.sync_all())
-            .map_err(io)?;
+        crate::durable_file::replace_blocking(
+            data_dir,
+            FILE,
+            format!("{generation}\n").as_bytes(),
+        )?;
         Ok(ProducerIds {
             generation,
             next: AtomicU64::new(0),

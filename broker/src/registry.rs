@@ -7,7 +7,6 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -151,23 +150,13 @@ fn new_cluster_id() -> String {
 
 /// Writes the registry atomically (blocking: call from the blocking pool or at start).
 pub fn store_blocking(data_dir: &Path, bytes: &[u8]) -> Result<(), RegistryError> {
-    let path = path_in(data_dir);
-    let tmp = data_dir.join(format!("{REGISTRY_FILE}.tmp"));
-    let io = |op: &'static str, p: &Path| {
-        let p = p.to_path_buf();
-        move |source| RegistryError::Io {
-            op,
-            path: p,
-            source,
+    crate::durable_file::replace_blocking(data_dir, REGISTRY_FILE, bytes).map_err(|e| {
+        RegistryError::Io {
+            op: e.op,
+            path: e.path,
+            source: e.source,
         }
-    };
-    let mut file = fs::File::create(&tmp).map_err(io("create", &tmp))?;
-    file.write_all(bytes).map_err(io("write", &tmp))?;
-    file.sync_all().map_err(io("sync", &tmp))?;
-    fs::rename(&tmp, &path).map_err(io("rename", &path))?;
-    fs::File::open(data_dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io("sync dir", data_dir))
+    })
 }
 
 /// Whether `dir_name` (`<topic>-<partition>`) names a partition the registry holds. Directories

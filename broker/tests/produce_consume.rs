@@ -455,3 +455,35 @@ fn given_a_record_near_the_one_mib_default_limit_when_produced_should_round_trip
         "the large record came back changed"
     );
 }
+
+/// Transactions are not served: a transactional producer must fail at once with a fatal error
+/// (TRANSACTIONAL_ID_AUTHORIZATION_FAILED from FindCoordinator), not wait out its timeout on a
+/// retriable one.
+#[test]
+fn given_a_transactional_producer_when_it_initialises_should_fail_at_once_with_a_fatal_error() {
+    use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+    use rdkafka::producer::Producer;
+
+    let broker = Broker::start();
+    let (producer, _) = producer(&broker.bootstrap(), &[("transactional.id", "odradek-txn")]);
+    let started = std::time::Instant::now();
+    let error = producer
+        .init_transactions(Duration::from_secs(60))
+        .expect_err("transactions are not supported");
+    eprintln!("init_transactions: {error:?} after {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "the refusal must be immediate, not a timeout: {error:?}"
+    );
+    match &error {
+        KafkaError::Transaction(e) => {
+            assert_eq!(
+                e.code(),
+                RDKafkaErrorCode::TransactionalIdAuthorizationFailed,
+                "{error:?}"
+            );
+            assert!(e.is_fatal(), "{error:?}");
+        }
+        other => panic!("expected a transaction error, got {other:?}"),
+    }
+}

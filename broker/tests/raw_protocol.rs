@@ -13,9 +13,9 @@ use common::{
     assert_round_trip, assign_all, connect, consume_exactly, consumer, correlation_id_of,
     create_topic, fetch_partition_result, fetch_request, frame, next_response,
     produce_v3_partition_result, produce_v3_to, producer_record_batch, raw_init_producer_id,
-    raw_produce, read_verdict, record_batch, Broker, Verdict, API_API_VERSIONS, CORRUPT_MESSAGE,
-    INVALID_PRODUCER_EPOCH, OUT_OF_ORDER_SEQUENCE_NUMBER, TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
-    UNSUPPORTED_VERSION,
+    raw_produce, read_verdict, record_batch, with_attributes, Broker, Verdict, API_API_VERSIONS,
+    CORRUPT_MESSAGE, INVALID_PRODUCER_EPOCH, INVALID_RECORD, OUT_OF_ORDER_SEQUENCE_NUMBER,
+    TRANSACTIONAL_ID_AUTHORIZATION_FAILED, UNSUPPORTED_VERSION,
 };
 use rdkafka::message::Message;
 use rdkafka::Offset;
@@ -109,6 +109,14 @@ fn given_an_idempotent_producer_when_it_retries_skips_or_uses_an_old_epoch_shoul
     );
     let (error, _) = raw_produce(addr, topic, 16, &batch(2, 0));
     assert_eq!(error, INVALID_PRODUCER_EPOCH, "the old epoch is fenced");
+    // Transactional and control batches: transactions are not served.
+    let (error, _) = raw_produce(addr, topic, 17, &with_attributes(batch(1, 1), 0x10));
+    assert_eq!(
+        error, TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+        "a transactional batch"
+    );
+    let (error, _) = raw_produce(addr, topic, 18, &with_attributes(batch(1, 1), 0x20));
+    assert_eq!(error, INVALID_RECORD, "a control batch from a client");
 
     // After kill -9 the partition still knows the producer: retries stay duplicates.
     broker.kill9();
@@ -128,6 +136,24 @@ fn given_an_idempotent_producer_when_it_retries_skips_or_uses_an_old_epoch_shoul
     );
     let (_, after_restart, _) = raw_init_producer_id(addr, None, 22);
     assert!(after_restart > other, "ids are not reused after a restart");
+}
+
+#[test]
+fn given_an_idle_producer_past_producer_id_expiration_ms_should_be_forgotten() {
+    let broker = Broker::start_with(&[
+        ("producer.id.expiration.ms", "1"),
+        ("log.retention.check.interval.ms", "100"),
+    ]);
+    let topic = "idempotent-expiry";
+    create_topic(&broker.bootstrap(), topic, 1, &[]);
+    let addr = broker.addr();
+    let (_, id, _) = raw_init_producer_id(addr, None, 1);
+    let batch = |seq: i32| producer_record_batch(b"x", 1_700_000_000_000, (id, 0, seq));
+    assert_eq!(raw_produce(addr, topic, 2, &batch(0)), (0, 0));
+    std::thread::sleep(Duration::from_millis(1000));
+    // Forgotten by a retention pass: any sequence is accepted again, as from a new producer
+    // (remembered, this would be OUT_OF_ORDER_SEQUENCE_NUMBER).
+    assert_eq!(raw_produce(addr, topic, 3, &batch(7)), (0, 1));
 }
 
 #[test]

@@ -14,7 +14,7 @@ use crate::batch::{self, BatchHeader};
 use crate::cache::{CachedBatch, LogCache, TailCache};
 use crate::config::{FlushPolicy, LogConfig, ShardStorageConfig, TimestampType};
 use crate::error::{AppendError, StorageError};
-use crate::producers::{self, ProducerBatch, ProducerStates, Stamp, Verdict};
+use crate::producers::{self, ProducerStates, Stamp, Verdict};
 use crate::segment::{BatchMeta, Segment};
 use crate::waiters::{Failure, Signal, Waiters};
 
@@ -211,25 +211,8 @@ impl Engine {
             if lat {
                 batch::set_log_append_time(&mut one, now_ms);
             }
-            let header = BatchHeader::parse(&one).expect("validated");
-            let stamp = Stamp::of(&header);
-            let stored = (
-                header.base_offset(),
-                header.last_offset(),
-                header.max_timestamp(),
-            );
-            self.place(&mut st, one.freeze(), now_ms);
-            if let Some(stamp) = stamp {
-                let (base_offset, last_offset, timestamp) = stored;
-                let batch = ProducerBatch {
-                    first_seq: stamp.first_seq,
-                    last_seq: stamp.last_seq,
-                    base_offset,
-                    last_offset,
-                    timestamp,
-                };
-                st.producers.record(&stamp, batch, now_ms);
-            }
+            let meta = self.place(&mut st, one.freeze(), now_ms);
+            st.producers.record_stored(&meta, now_ms);
         }
         self.flusher_wakeup.raise();
         Ok(Appended {
@@ -252,7 +235,7 @@ impl Engine {
     }
 
     /// Puts one checked, offset-stamped batch at the end of the log.
-    fn place(&self, st: &mut State, bytes: Bytes, now_ms: i64) {
+    fn place(&self, st: &mut State, bytes: Bytes, now_ms: i64) -> BatchMeta {
         let len = bytes.len() as u64;
         self.maybe_roll(st, len, now_ms);
         let header = BatchHeader::parse(&bytes).expect("the batch was validated");
@@ -285,6 +268,7 @@ impl Engine {
             end_offset: st.next_offset,
             bytes,
         });
+        meta
     }
 
     /// Starts a new segment when the active one would pass `segment.bytes` or is older than

@@ -15,6 +15,7 @@
 use std::collections::{HashMap, VecDeque};
 
 use crate::batch::BatchHeader;
+use crate::segment::BatchMeta;
 
 /// Batches remembered per producer (Kafka's bound, which is also the most in flight that
 /// idempotent producers allow per connection).
@@ -150,8 +151,23 @@ impl ProducerStates {
         Ok(Verdict::Append)
     }
 
-    /// Records a stored batch (offsets assigned).
-    pub fn record(&mut self, stamp: &Stamp, batch: ProducerBatch, now_ms: i64) {
+    /// Records a stored batch (offsets assigned) if it has a producer id; its producer counts as
+    /// active at `active_ms`.
+    pub fn record_stored(&mut self, meta: &BatchMeta, active_ms: i64) {
+        if let Some(stamp) = &meta.stamp {
+            let batch = ProducerBatch {
+                first_seq: stamp.first_seq,
+                last_seq: stamp.last_seq,
+                base_offset: meta.base_offset,
+                last_offset: meta.last_offset,
+                timestamp: meta.max_timestamp,
+            };
+            self.record(stamp, batch, active_ms);
+        }
+    }
+
+    /// Records a batch of `stamp`'s producer.
+    fn record(&mut self, stamp: &Stamp, batch: ProducerBatch, now_ms: i64) {
         let entry = self.entries.entry(stamp.producer_id).or_insert(Entry {
             epoch: stamp.epoch,
             recent: VecDeque::new(),

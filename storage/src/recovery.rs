@@ -16,7 +16,7 @@ use crate::config::LogConfig;
 use crate::error::StorageError;
 use crate::fileio::{self, glommio_err, io_err};
 use crate::index::{OffsetIndex, TimeIndex};
-use crate::producers::{self, ProducerBatch, ProducerStates};
+use crate::producers::{self, ProducerStates};
 use crate::retention;
 use crate::segment::{walk_batches, BatchMeta, Segment};
 
@@ -122,9 +122,7 @@ async fn recover_producers(
     if removed {
         // The removal must outlive the next crash: a snapshot past the end coming back after
         // new batches filled its offsets would describe a history the log no longer has.
-        std::fs::File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io_err("sync directory", dir))?;
+        fileio::sync_dir(dir).await?;
     }
     let (from, mut states) = match loaded {
         Some(found) => found,
@@ -148,15 +146,8 @@ async fn recover_producers(
         let file = segment.file().await?;
         let end = segment.size.get();
         let mut visit = |meta: &BatchMeta| {
-            if let (Some(stamp), true) = (meta.stamp, meta.base_offset >= from) {
-                let batch = ProducerBatch {
-                    first_seq: stamp.first_seq,
-                    last_seq: stamp.last_seq,
-                    base_offset: meta.base_offset,
-                    last_offset: meta.last_offset,
-                    timestamp: meta.max_timestamp,
-                };
-                states.record(&stamp, batch, now_ms.max(meta.max_timestamp));
+            if meta.base_offset >= from {
+                states.record_stored(meta, now_ms.max(meta.max_timestamp));
             }
             true
         };

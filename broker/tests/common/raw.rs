@@ -21,6 +21,7 @@ pub const API_INIT_PRODUCER_ID: i16 = 22;
 pub const OUT_OF_ORDER_SEQUENCE_NUMBER: i16 = 45;
 pub const INVALID_PRODUCER_EPOCH: i16 = 47;
 pub const TRANSACTIONAL_ID_AUTHORIZATION_FAILED: i16 = 53;
+pub const INVALID_RECORD: i16 = 87;
 
 /// A request header v1 (api key, version, correlation id, nullable client id) and a body,
 /// framed with its 4-byte big-endian length.
@@ -170,6 +171,15 @@ pub fn producer_record_batch(
     batch.push(2); // magic
     batch.extend_from_slice(&crc32c::crc32c(&crc_part).to_be_bytes());
     batch.extend_from_slice(&crc_part);
+    batch
+}
+
+/// `batch` with its attributes replaced (e.g. 0x10 transactional, 0x20 control) and its CRC32C
+/// recomputed.
+pub fn with_attributes(mut batch: Vec<u8>, attributes: i16) -> Vec<u8> {
+    batch[21..23].copy_from_slice(&attributes.to_be_bytes());
+    let crc = crc32c::crc32c(&batch[21..]);
+    batch[17..21].copy_from_slice(&crc.to_be_bytes());
     batch
 }
 
