@@ -153,8 +153,9 @@ pub(crate) struct Engine {
     pub flusher_wakeup: Signal,
     /// Serializes writes of the log-start checkpoint.
     pub checkpoint_lock: glommio::sync::Semaphore,
-    /// Producer snapshots being written (at rolls); `close()` waits for them.
-    pub snapshot_writes: Rc<std::cell::Cell<usize>>,
+    /// The last roll's producer snapshot write. Each one waits for the one before, so they
+    /// land (and prune older files) in roll order; `close()` waits for the last.
+    pub snapshot_write: RefCell<Option<glommio::task::JoinHandle<()>>>,
 }
 
 /// What one append produced.
@@ -301,16 +302,18 @@ impl Engine {
         let stale = self.snapshot_producers(st, offset);
         let dir = self.dir.clone();
         let bytes = st.producers.encode(offset);
-        let writes = Rc::clone(&self.snapshot_writes);
-        writes.set(writes.get() + 1);
-        glommio::spawn_local(async move {
+        let previous = self.snapshot_write.borrow_mut().take();
+        let write = glommio::spawn_local(async move {
+            if let Some(previous) = previous {
+                previous.await;
+            }
             if let Err(error) = store_snapshot(&dir, offset, bytes, stale).await {
                 // Only restart recovery reads it, and it falls back to walking more of the log.
                 tracing::warn!(dir = %dir.display(), %error, "cannot write a producer snapshot");
             }
-            writes.set(writes.get() - 1);
         })
         .detach();
+        *self.snapshot_write.borrow_mut() = Some(write);
     }
 
     /// Registers a producer snapshot at `offset`; returns the older snapshots to remove.

@@ -192,7 +192,7 @@ impl PartitionLog {
             cache: Rc::new(RefCell::new(LogCache::default())),
             flusher_wakeup: Signal::default(),
             checkpoint_lock: glommio::sync::Semaphore::new(1),
-            snapshot_writes: Rc::new(std::cell::Cell::new(0)),
+            snapshot_write: RefCell::new(None),
         });
         flusher::spawn(&engine);
         Ok(Rc::new(PartitionLog { engine }))
@@ -335,8 +335,9 @@ impl PartitionLog {
         self.engine.cache.borrow_mut().clear();
         // Roll snapshots still being written land first: none may appear after the close's own
         // (or, for DeleteTopics, in a directory re-created for a new topic of the same name).
-        while self.engine.snapshot_writes.get() > 0 {
-            glommio::timer::sleep(std::time::Duration::from_millis(1)).await;
+        let roll_snapshot = self.engine.snapshot_write.borrow_mut().take();
+        if let Some(write) = roll_snapshot {
+            write.await;
         }
         // A log that has no producers and no snapshot yet (it never rolled) writes none:
         // recovery after a clean shutdown then starts with no producers. Otherwise the close's

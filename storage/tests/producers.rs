@@ -123,8 +123,8 @@ fn given_an_unclean_restart_after_rolls_retries_should_still_be_duplicates() {
             let log = open(tmp.path(), config(), &shard()).await;
             let early = produce(&log, 1, 0, 5).await;
             let late = produce(&log, 2, 0, 20).await;
-            // Let the roll snapshots land before the "crash".
-            glommio::timer::sleep(std::time::Duration::from_millis(200)).await;
+            // Let the roll snapshots (written one after another) land before the "crash".
+            glommio::timer::sleep(std::time::Duration::from_millis(1000)).await;
             drop(log);
             glommio::timer::sleep(std::time::Duration::from_millis(200)).await;
             (early, late)
