@@ -77,6 +77,8 @@ struct Accumulator {
 /// A request sent and not yet answered.
 struct InFlight {
     correlation_id: i32,
+    /// When the request was handed to the socket.
+    written_ns: u64,
     batches: Vec<SentBatch>,
 }
 
@@ -356,6 +358,7 @@ impl Producer {
         if acked {
             conn.state.in_flight.borrow_mut().push_back(InFlight {
                 correlation_id: conn.correlation_id,
+                written_ns: ctx.stats.borrow().clock.now_ns(),
                 batches,
             });
             conn.state.pending.signal(1);
@@ -549,6 +552,7 @@ async fn read_one_ack(
         client::decode_response(ApiKey::Produce, ctx.version, entry.correlation_id, frame)?;
     let mut stats = ctx.stats.borrow_mut();
     let ack_ns = stats.clock.now_ns();
+    stats.on_request_answered(entry.written_ns, ack_ns);
     let mut acks = ctx.acks.borrow_mut();
     for batch in &entry.batches {
         let answer = response

@@ -233,6 +233,8 @@ pub struct Report {
     pub consume_mb_per_s: f64,
     pub publish_latency_us: Percentiles,
     pub e2e_latency_us: Percentiles,
+    /// Produce request round trips, per request (see `Window::request_us`).
+    pub request_latency_us: Percentiles,
     pub verify: Option<Verdict>,
     pub errors: Vec<String>,
     pub consumers_drain_timed_out: bool,
@@ -299,6 +301,7 @@ impl Report {
             consume_mb_per_s: per_s(total.consume_bytes, measured_consume_s) / MB,
             publish_latency_us: Percentiles::of(&total.publish_us),
             e2e_latency_us: Percentiles::of(&total.e2e_us),
+            request_latency_us: Percentiles::of(&total.request_us),
             verify,
             errors,
             consumers_drain_timed_out: results
@@ -338,6 +341,12 @@ impl Report {
         }
         println!("publish latency: {}", self.publish_latency_us.line());
         println!("end-to-end latency: {}", self.e2e_latency_us.line());
+        if self.request_latency_us.count > 0 {
+            println!(
+                "produce request round trip: {}",
+                self.request_latency_us.line()
+            );
+        }
         if self.consumers_drain_timed_out {
             println!("note: consumers had not caught up when --drain-timeout expired");
         }

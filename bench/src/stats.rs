@@ -72,6 +72,9 @@ pub struct Window {
     pub publish_errors: u64,
     pub publish_us: Histogram<u64>,
     pub e2e_us: Histogram<u64>,
+    /// Produce request round trips (written → answer read), one sample per request: the broker
+    /// and the network without the client's own queueing, which publish latency includes.
+    pub request_us: Histogram<u64>,
     /// The last counted acknowledgement and receipt (for rates with --messages).
     pub publish_last_ns: u64,
     pub consume_last_ns: u64,
@@ -87,6 +90,7 @@ impl Default for Window {
             publish_errors: 0,
             publish_us: new_histogram(),
             e2e_us: new_histogram(),
+            request_us: new_histogram(),
             publish_last_ns: 0,
             consume_last_ns: 0,
         }
@@ -103,6 +107,7 @@ impl Window {
         // Same bounds on both sides: adding cannot fail.
         self.publish_us.add(&other.publish_us).expect("same bounds");
         self.e2e_us.add(&other.e2e_us).expect("same bounds");
+        self.request_us.add(&other.request_us).expect("same bounds");
         self.publish_last_ns = self.publish_last_ns.max(other.publish_last_ns);
         self.consume_last_ns = self.consume_last_ns.max(other.consume_last_ns);
     }
@@ -115,6 +120,7 @@ impl Window {
         self.publish_errors = 0;
         self.publish_us.reset();
         self.e2e_us.reset();
+        self.request_us.reset();
         self.publish_last_ns = 0;
         self.consume_last_ns = 0;
     }
@@ -173,6 +179,15 @@ impl LocalStats {
         for &sent in send_ns.iter().filter(|&&s| s >= self.clock.warmup_end_ns) {
             let latency_us = ack_ns.saturating_sub(sent) / 1_000;
             self.total.publish_us.saturating_record(latency_us.max(1));
+        }
+    }
+
+    /// A produce request handed to the socket at `written_ns` whose answer was read at
+    /// `answered_ns` (counted when written within the measured window).
+    pub fn on_request_answered(&mut self, written_ns: u64, answered_ns: u64) {
+        if self.clock.counts(written_ns) {
+            let us = answered_ns.saturating_sub(written_ns) / 1_000;
+            self.total.request_us.saturating_record(us.max(1));
         }
     }
 
@@ -256,5 +271,18 @@ mod tests {
             .collect();
         assert_eq!(msgs, vec![(0, 10, 0), (1, 3, 0), (2, 0, 1), (3, 7, 0)]);
         assert_eq!(global[&0].publish_us.len(), 10);
+    }
+
+    #[test]
+    fn request_round_trips_count_only_requests_written_in_the_measured_window() {
+        let mut stats = LocalStats::new(clock()); // Warm-up ends at 1 s, the deadline at 3 s.
+        stats.on_request_answered(900_000_000, 1_100_000_000);
+        stats.on_request_answered(1_000_000_000, 1_000_250_000);
+        stats.on_request_answered(2_999_000_000, 3_004_000_000);
+        stats.on_request_answered(3_001_000_000, 3_002_000_000);
+        let h = &stats.total.request_us;
+        assert_eq!(h.len(), 2);
+        assert_eq!(h.min(), 250);
+        assert!(h.equivalent(h.max(), 5_000), "{}", h.max());
     }
 }

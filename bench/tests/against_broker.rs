@@ -128,6 +128,13 @@ fn given_a_broker_when_producing_and_consuming_with_verify_should_pass_and_write
         }
     }
     assert!(report["publish_msgs_per_s"].as_f64().unwrap_or(0.0) > 0.0);
+    // Every acknowledged request's round trip is part of its messages' publish latency.
+    let round_trip = &report["request_latency_us"];
+    assert!(round_trip["count"].as_u64().unwrap_or(0) > 0, "{text}");
+    assert!(
+        round_trip["p50"].as_u64() <= report["publish_latency_us"]["max"].as_u64(),
+        "{text}"
+    );
     assert_eq!(report["verify"]["passed"], true);
     let page = std::fs::read_to_string(&html).expect("the HTML report exists");
     assert!(
