@@ -46,12 +46,36 @@ pub(crate) async fn recover(dir: &Path, config: &LogConfig) -> Result<Recovered,
     }
     let checkpoint = retention::read_checkpoint(dir)?;
     let bases = list_segments(dir)?;
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    // After a crash the tail is read batch by batch anyway: the producers are rebuilt in that
+    // same pass, from where `recover_producers` would start, on the guess that no snapshot lies
+    // past the recovered end. When one does (a crash took batches it covered), that work is
+    // dropped and `recover_producers` starts over.
+    let mut early = if clean {
+        None
+    } else {
+        Some(early_producers(dir, &bases)?)
+    };
     let mut segments = Vec::with_capacity(bases.len().max(1));
     for (i, &base) in bases.iter().enumerate() {
         let segment = Rc::new(Segment::new(dir, base));
         match bases.get(i + 1) {
-            Some(&next_base) => open_closed(&segment, next_base, config).await?,
-            None => open_tail(&segment, clean, config).await?,
+            Some(&next_base) => {
+                open_closed(&segment, next_base, config).await?;
+                if let Some(e) = early.as_mut().filter(|e| next_base > e.from) {
+                    walk_producers(&segment, e.from, &mut e.states, now_ms).await?;
+                }
+            }
+            None => {
+                let producers = early.as_mut().map(|e| TailProducers {
+                    from: e.from,
+                    states: &mut e.states,
+                    now_ms,
+                });
+                open_tail(&segment, clean, config, producers).await?;
+            }
         }
         segments.push(segment);
     }
@@ -69,7 +93,12 @@ pub(crate) async fn recover(dir: &Path, config: &LogConfig) -> Result<Recovered,
         .iter()
         .filter_map(|s| s.max_timestamp.get())
         .max_by_key(|(ts, _)| *ts);
-    let (producers, snapshots) = recover_producers(dir, &segments, next_offset, clean).await?;
+    let (producers, snapshots) = match early {
+        Some(e) if e.newest_snapshot.is_none_or(|at| at <= next_offset) => {
+            (e.states, snapshot_offsets(dir)?.into())
+        }
+        _ => recover_producers(dir, &segments, next_offset, clean, now_ms).await?,
+    };
     tracing::debug!(dir = %dir.display(), segments = segments.len(), log_start, next_offset, clean, producers = producers.len(), "log opened");
     Ok(Recovered {
         segments,
@@ -86,18 +115,16 @@ pub(crate) async fn recover(dir: &Path, config: &LogConfig) -> Result<Recovered,
 /// took) are removed. Without a snapshot, the last two segments are walked: producers whose last
 /// batch is older start over as unknown ones (any sequence accepted). After a clean shutdown
 /// without a snapshot there were no producers to remember (a clean close writes one when there
-/// are), so nothing is walked.
+/// are), so nothing is walked. After a crash the same state is usually rebuilt while the tail
+/// is checked (`recover`), and this runs only when a snapshot lies past the recovered end.
 async fn recover_producers(
     dir: &Path,
     segments: &[Rc<Segment>],
     next_offset: i64,
     clean: bool,
+    now_ms: i64,
 ) -> Result<(ProducerStates, VecDeque<i64>), StorageError> {
-    let mut offsets: Vec<i64> = entries(dir)?
-        .iter()
-        .filter_map(|(_, name)| producers::snapshot_offset(name))
-        .collect();
-    offsets.sort_unstable();
+    let offsets = snapshot_offsets(dir)?;
     let mut loaded = None;
     let mut kept = VecDeque::new();
     let mut removed = false;
@@ -136,35 +163,98 @@ async fn recover_producers(
             (from, ProducerStates::default())
         }
     };
-    // Recovered producers count as active from now on, not from their batches' own timestamps:
-    // expiring one on the first retention pass after a restart would store its retries twice.
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64);
     for segment in segments.iter().filter(|s| s.next_offset.get() > from) {
-        let path = segment.log_path();
-        let file = segment.file().await?;
-        let end = segment.size.get();
-        let mut visit = |meta: &BatchMeta| {
-            if meta.base_offset >= from {
-                states.record_stored(meta, now_ms.max(meta.max_timestamp));
-            }
-            true
-        };
-        let walked = walk_batches(&file, &path, 0, end, &mut visit).await;
-        if segment.sealed.get() {
-            segment.release_file();
-        }
-        if let Err(error) = walked {
-            // Not a reason to refuse the log (its data stays readable as far as it goes), but
-            // what the walk learned so far may be missing producers' latest batches, and a state
-            // behind the log would refuse their next ones. Producers seen before are forgotten
-            // (any sequence accepted); later segments are still walked.
-            tracing::warn!(segment = %path.display(), %error, "producer state walk failed; producers seen so far are forgotten");
-            states = ProducerStates::default();
-        }
+        walk_producers(segment, from, &mut states, now_ms).await?;
     }
     Ok((states, kept))
+}
+
+/// Where producer recovery starts when no snapshot lies past the log's end: the newest readable
+/// snapshot, or without one the second-to-last segment (see [`recover_producers`]).
+struct EarlyProducers {
+    from: i64,
+    states: ProducerStates,
+    /// The newest snapshot file, readable or not.
+    newest_snapshot: Option<i64>,
+}
+
+fn early_producers(dir: &Path, bases: &[i64]) -> Result<EarlyProducers, StorageError> {
+    let offsets = snapshot_offsets(dir)?;
+    for &offset in offsets.iter().rev() {
+        let path = dir.join(producers::snapshot_name(offset));
+        let bytes = std::fs::read(&path).map_err(io_err("read producer snapshot", &path))?;
+        if let Ok((at, states)) = ProducerStates::decode(&bytes) {
+            if at == offset {
+                return Ok(EarlyProducers {
+                    from: at,
+                    states,
+                    newest_snapshot: offsets.last().copied(),
+                });
+            }
+        }
+    }
+    Ok(EarlyProducers {
+        from: bases.len().checked_sub(2).map_or(0, |i| bases[i]),
+        states: ProducerStates::default(),
+        newest_snapshot: offsets.last().copied(),
+    })
+}
+
+/// Records the producer batches of `segment` from `from` on.
+async fn walk_producers(
+    segment: &Rc<Segment>,
+    from: i64,
+    states: &mut ProducerStates,
+    now_ms: i64,
+) -> Result<(), StorageError> {
+    let path = segment.log_path();
+    let file = segment.file().await?;
+    let end = segment.size.get();
+    let walked = walk_batches(&file, &path, 0, end, |meta| {
+        record_recovered(states, from, meta, now_ms);
+        true
+    })
+    .await;
+    if segment.sealed.get() {
+        segment.release_file();
+    }
+    if let Err(error) = walked {
+        // Not a reason to refuse the log (its data stays readable as far as it goes), but what
+        // the walk learned so far may be missing producers' latest batches, and a state behind
+        // the log would refuse their next ones. Producers seen before are forgotten (any
+        // sequence accepted); later segments are still walked.
+        tracing::warn!(segment = %path.display(), %error, "producer state walk failed; producers seen so far are forgotten");
+        *states = ProducerStates::default();
+    }
+    Ok(())
+}
+
+/// Records a batch found by recovery in the producers' state when it lies at or after `from`
+/// (the snapshot's offset). Recovered producers count as active from now on, not from their
+/// batches' own timestamps: expiring one on the first retention pass after a restart would
+/// store its retries twice.
+fn record_recovered(states: &mut ProducerStates, from: i64, meta: &BatchMeta, now_ms: i64) {
+    if meta.base_offset >= from {
+        states.record_stored(meta, now_ms.max(meta.max_timestamp));
+    }
+}
+
+/// The offsets of the producer snapshots in `dir`, ascending.
+fn snapshot_offsets(dir: &Path) -> Result<Vec<i64>, StorageError> {
+    let mut offsets: Vec<i64> = entries(dir)?
+        .iter()
+        .filter_map(|(_, name)| producers::snapshot_offset(name))
+        .collect();
+    offsets.sort_unstable();
+    Ok(offsets)
+}
+
+/// Producer state rebuilt while the tail is checked: the snapshot at `from` and every valid
+/// batch from there on.
+struct TailProducers<'a> {
+    from: i64,
+    states: &'a mut ProducerStates,
+    now_ms: i64,
 }
 
 /// The files of `dir`: path and name (empty when not UTF-8).
@@ -263,7 +353,7 @@ async fn open_closed(
         segment.size.set(size);
     } else {
         let file = segment.file().await?;
-        let valid_end = check_and_truncate(segment, &file, size, config).await?;
+        let valid_end = check_and_truncate(segment, &file, size, config, None).await?;
         segment.size.set(valid_end);
         segment.write_indexes().await?;
     }
@@ -279,6 +369,7 @@ async fn open_tail(
     segment: &Rc<Segment>,
     clean: bool,
     config: &LogConfig,
+    producers: Option<TailProducers<'_>>,
 ) -> Result<(), StorageError> {
     let path = segment.log_path();
     let size = file_len(&path)?;
@@ -286,7 +377,7 @@ async fn open_tail(
     if clean && load_clean_tail(segment, &file, size).await? {
         return Ok(());
     }
-    let valid_end = check_and_truncate(segment, &file, size, config).await?;
+    let valid_end = check_and_truncate(segment, &file, size, config, producers).await?;
     segment.written.set(valid_end);
     Ok(())
 }
@@ -299,8 +390,9 @@ async fn check_and_truncate(
     file: &DmaFile,
     size: u64,
     config: &LogConfig,
+    producers: Option<TailProducers<'_>>,
 ) -> Result<u64, StorageError> {
-    let valid_end = check_tail(segment, file, size, config).await?;
+    let valid_end = check_tail(segment, file, size, config, producers).await?;
     let path = segment.log_path();
     if valid_end < size {
         file.truncate(valid_end)
@@ -379,12 +471,14 @@ async fn load_clean_tail(
 }
 
 /// Checks the tail segment batch by batch from its start; returns the end of the last whole,
-/// valid batch and records every valid batch in the segment (rebuilding its indexes).
+/// valid batch and records every valid batch in the segment (rebuilding its indexes) and in
+/// `producers`, if given.
 async fn check_tail(
     segment: &Rc<Segment>,
     file: &DmaFile,
     size: u64,
     config: &LogConfig,
+    mut producers: Option<TailProducers<'_>>,
 ) -> Result<u64, StorageError> {
     let path = segment.log_path();
     let mut reader = ChunkReader {
@@ -403,6 +497,9 @@ async fn check_tail(
                     segment.first_append_ms.set(Some(meta.max_timestamp));
                 }
                 segment.record(&meta, config.index_interval_bytes);
+                if let Some(p) = producers.as_mut() {
+                    record_recovered(p.states, p.from, &meta, p.now_ms);
+                }
                 position = meta.end_position();
             }
             Err(why) => {

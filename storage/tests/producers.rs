@@ -220,3 +220,77 @@ fn given_a_retry_before_the_original_is_durable_its_answer_should_wait_for_the_o
         log.close().await.expect("close");
     });
 }
+
+#[test]
+fn given_a_crash_after_a_clean_restart_the_close_snapshot_and_the_batches_after_it_should_rebuild_producers(
+) {
+    run(|| async {
+        let tmp = tempdir();
+        let config = LogConfig::default(); // One segment: the clean close's snapshot is inside it.
+        let first = {
+            let log = open(tmp.path(), config.clone(), &shard()).await;
+            let first = produce(&log, 7, 0, 3).await;
+            log.close().await.expect("close");
+            first
+        };
+        let second = {
+            let log = open(tmp.path(), config.clone(), &shard()).await;
+            let second = produce(&log, 7, 6, 3).await;
+            produce(&log, 8, 0, 2).await;
+            drop(log);
+            glommio::timer::sleep(std::time::Duration::from_millis(200)).await;
+            second
+        };
+        unclean(tmp.path());
+        let log = open(tmp.path(), config, &shard()).await;
+        assert_eq!(log.log_end_offset(), Offset(16));
+        assert_eq!(log.producer_count(), 2);
+        // Producer 7's last five batches span the snapshot (offset 6) and the batches after it.
+        retry_is_duplicate(&log, 7, 2, first[1]).await;
+        retry_is_duplicate(&log, 7, 10, second[2]).await;
+        retry_is_duplicate(&log, 8, 2, 14).await;
+        let gap = log.append(producer_batch(2, 300, from(7, 0, 14)), 0);
+        assert!(gap.is_err(), "producer 7's next sequence is 12");
+        let next = log
+            .append(producer_batch(2, 300, from(7, 0, 12)), 0)
+            .expect("the next batch");
+        assert_eq!(next.base_offset, Offset(16));
+        next.durable().await.expect("durable");
+        log.close().await.expect("close");
+    });
+}
+
+#[test]
+fn given_a_crash_before_any_snapshot_landed_the_last_two_segments_should_rebuild_producers() {
+    run(|| async {
+        let tmp = tempdir();
+        let bases = {
+            let log = open(tmp.path(), config(), &shard()).await;
+            let bases = produce(&log, 3, 0, 8).await;
+            glommio::timer::sleep(std::time::Duration::from_millis(500)).await;
+            drop(log);
+            glommio::timer::sleep(std::time::Duration::from_millis(200)).await;
+            bases
+        };
+        unclean(tmp.path());
+        let dir = partition_dir(tmp.path());
+        let mut logs = 0;
+        for entry in std::fs::read_dir(&dir).expect("list") {
+            let path = entry.expect("entry").path();
+            match path.extension().and_then(|e| e.to_str()) {
+                Some("snapshot") => std::fs::remove_file(&path).expect("remove snapshot"),
+                Some("log") => logs += 1,
+                _ => {}
+            }
+        }
+        assert_eq!(logs, 2, "the batches span two segments");
+        let log = open(tmp.path(), config(), &shard()).await;
+        assert_eq!(log.producer_count(), 1);
+        // The fourth batch lies in the first segment and is one of the last five.
+        retry_is_duplicate(&log, 3, 6, bases[3]).await;
+        retry_is_duplicate(&log, 3, 14, bases[7]).await;
+        let gap = log.append(producer_batch(2, 300, from(3, 0, 18)), 0);
+        assert!(gap.is_err(), "the next sequence is 16");
+        log.close().await.expect("close");
+    });
+}
