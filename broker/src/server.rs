@@ -1,7 +1,7 @@
 //! The process: pick CPUs, load the registry, start one pinned executor per shard, print the
 //! listening line once every shard is ready, and wait for them to stop.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
 
@@ -86,6 +86,7 @@ pub fn run_with(
         stop,
         drained: Arc::new(AtomicUsize::new(0)),
         closed: Arc::new(AtomicUsize::new(0)),
+        serving: Arc::new(AtomicBool::new(false)),
         producer_ids,
     });
     let mesh = (shard_count > 1).then(|| router::new_mesh(shard_count));
@@ -106,7 +107,12 @@ pub fn run_with(
         port = wait_bound(&events, shard)?;
     }
     drop(events_tx);
-    wait_ready(&events, shard_count)?;
+    if let Err(error) = wait_ready(&events, shard_count) {
+        // The shards that did start stop instead of serving a broker that failed to start.
+        shared.stop.store(true, Ordering::SeqCst);
+        return Err(error);
+    }
+    shared.serving.store(true, Ordering::SeqCst);
     if shared.config.advertise.is_none()
         && matches!(shared.config.listen_host.as_str(), "0.0.0.0" | "::")
     {

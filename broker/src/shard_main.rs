@@ -1,4 +1,5 @@
-//! The life of one shard: bind the Kafka port, join the mesh, open the partitions it owns,
+//! The life of one shard: bind the Kafka port, join the mesh, open the partitions it owns, wait
+//! until every shard has (connections wait in the listen backlog meanwhile),
 //! accept connections, run retention, and on stop drain connections and close every log.
 
 use std::cell::Cell;
@@ -53,6 +54,9 @@ pub struct Shared {
     /// Shards done with their connections (stop phase 1), then with their logs (phase 2).
     pub drained: Arc<AtomicUsize>,
     pub closed: Arc<AtomicUsize>,
+    /// Set once every shard has opened its partitions: no shard accepts before, so no client is
+    /// told a partition another shard is still recovering does not exist.
+    pub serving: Arc<AtomicBool>,
     /// Idempotent producers' ids (InitProducerId).
     pub producer_ids: Arc<crate::producer_ids::ProducerIds>,
 }
@@ -109,6 +113,10 @@ pub async fn run(
     }
     crate::group::start(&ctx).await;
     let _ = events.send(StartEvent::Ready { shard: shard.0 });
+    // Connections wait in the listen backlog meanwhile.
+    while !shared.serving.load(Ordering::SeqCst) && !shared.stop.load(Ordering::SeqCst) {
+        glommio::timer::sleep(BARRIER_POLL).await;
+    }
     serve_until_stop(ctx, listener, &shared).await;
 }
 

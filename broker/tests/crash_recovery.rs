@@ -633,3 +633,92 @@ fn given_an_idempotent_producer_when_the_broker_is_killed_and_restarted_should_s
         );
     }
 }
+
+/// Connects to `addr` as soon as something listens there (the broker is starting), sends one
+/// acks=1 produce to partition 0 of `topic` and returns the partition's (error code, base offset).
+fn produce_while_starting(
+    addr: std::net::SocketAddr,
+    topic: &str,
+    correlation_id: i32,
+) -> (i16, i64) {
+    use std::io::Write;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while let Err(error) = std::net::TcpStream::connect(addr) {
+        assert!(
+            Instant::now() < deadline,
+            "the restarted broker never listened on {addr}: {error}"
+        );
+        thread::sleep(Duration::from_millis(1));
+    }
+    // Every shard binds the port in turn at start: connect once all have.
+    thread::sleep(Duration::from_millis(30));
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect to the starting broker");
+    stream
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .expect("set read timeout");
+    let batch = common::record_batch(b"produced while the broker starts", 1_700_000_000_000);
+    stream
+        .write_all(&common::produce_v3(topic, correlation_id, &batch))
+        .expect("send the produce request");
+    match common::read_verdict(&mut stream, correlation_id) {
+        common::Verdict::Answered(response) => {
+            common::produce_v3_partition_result(&response, topic)
+        }
+        common::Verdict::Closed => panic!("connection {correlation_id} closed without an answer"),
+    }
+}
+
+#[test]
+fn given_a_long_recovery_when_clients_connect_during_it_should_wait_instead_of_being_told_the_partition_is_unknown(
+) {
+    let topic = "recovering";
+    let mut broker = Broker::start();
+    create_topic(&broker.bootstrap(), topic, 1, &[]);
+    let (code, _) =
+        common::raw_produce(broker.addr(), topic, 1, &common::record_batch(b"first", 1));
+    assert_eq!(code, 0, "the first produce");
+    broker.kill9();
+    // A long tail for recovery to check batch by batch: 256 batches of 1 MiB, written after the
+    // last batch while the broker is down, with offsets that follow it.
+    let segment = common::segment_files(&broker.partition_dir(topic, 0))
+        .pop()
+        .expect("a segment");
+    let end = batches_in(&segment)
+        .last()
+        .map_or(0, |b| b.position + b.length);
+    let mut batch = common::record_batch(&vec![7u8; 1 << 20], 2);
+    let mut tail = Vec::new();
+    for offset in 1..=256i64 {
+        batch[..8].copy_from_slice(&offset.to_be_bytes()); // Not covered by the CRC.
+        tail.extend_from_slice(&batch);
+    }
+    {
+        use std::os::unix::fs::FileExt;
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&segment)
+            .expect("open the segment");
+        file.write_all_at(&tail, end).expect("append the tail");
+        file.sync_all().expect("sync the segment");
+    }
+    // Clients that connect while the broker recovers land on either shard; each must be
+    // answered once the partition is open, not refused by a shard that is ready before it.
+    let addr = broker.addr();
+    let clients: Vec<_> = (0..8)
+        .map(|i| thread::spawn(move || produce_while_starting(addr, topic, 100 + i)))
+        .collect();
+    broker.restart_on_same_port();
+    for (i, client) in clients.into_iter().enumerate() {
+        let (code, base_offset) = client.join().expect("client thread");
+        assert_eq!(
+            code,
+            0,
+            "client {i} was refused during recovery\n{}",
+            broker.log_tail(20)
+        );
+        assert!(
+            base_offset >= 257,
+            "client {i}'s record went after the recovered tail: {base_offset}"
+        );
+    }
+}

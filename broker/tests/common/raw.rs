@@ -148,9 +148,8 @@ pub fn producer_record_batch(
     timestamp_ms: i64,
     producer: (i64, i16, i32),
 ) -> Vec<u8> {
-    assert!(value.len() < 60, "one-byte varints only");
     let mut record = vec![0u8, 0, 0, 1]; // attributes, timestampDelta 0, offsetDelta 0, key -1
-    record.push((value.len() as u8) << 1); // value length (zigzag varint)
+    put_varint(&mut record, value.len() as i64); // value length
     record.extend_from_slice(value);
     record.push(0); // no headers
     let mut crc_part = Vec::new();
@@ -162,7 +161,7 @@ pub fn producer_record_batch(
     crc_part.extend_from_slice(&producer.1.to_be_bytes()); // producerEpoch
     crc_part.extend_from_slice(&producer.2.to_be_bytes()); // baseSequence
     crc_part.extend_from_slice(&1i32.to_be_bytes()); // records count
-    crc_part.push((record.len() as u8) << 1); // record length (zigzag varint)
+    put_varint(&mut crc_part, record.len() as i64); // record length
     crc_part.extend_from_slice(&record);
     let mut batch = Vec::new();
     batch.extend_from_slice(&0i64.to_be_bytes()); // baseOffset
@@ -172,6 +171,16 @@ pub fn producer_record_batch(
     batch.extend_from_slice(&crc32c::crc32c(&crc_part).to_be_bytes());
     batch.extend_from_slice(&crc_part);
     batch
+}
+
+/// Appends `v` as a zigzag varint.
+fn put_varint(out: &mut Vec<u8>, v: i64) {
+    let mut z = ((v << 1) ^ (v >> 63)) as u64;
+    while z >= 0x80 {
+        out.push((z as u8) | 0x80);
+        z >>= 7;
+    }
+    out.push(z as u8);
 }
 
 /// `batch` with its attributes replaced (e.g. 0x10 transactional, 0x20 control) and its CRC32C
