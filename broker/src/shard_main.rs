@@ -33,7 +33,7 @@ pub enum StartEvent {
         shard: usize,
         port: u16,
     },
-    /// Partitions open; accepting.
+    /// Partitions open; accepting once every shard is (`Shared::serving`).
     Ready {
         shard: usize,
     },

@@ -56,7 +56,7 @@ pub(crate) async fn recover(dir: &Path, config: &LogConfig) -> Result<Recovered,
     let mut early = if clean {
         None
     } else {
-        Some(early_producers(dir, &bases)?)
+        early_producers(dir, &bases)?
     };
     let mut segments = Vec::with_capacity(bases.len().max(1));
     for (i, &base) in bases.iter().enumerate() {
@@ -178,26 +178,29 @@ struct EarlyProducers {
     newest_snapshot: Option<i64>,
 }
 
-fn early_producers(dir: &Path, bases: &[i64]) -> Result<EarlyProducers, StorageError> {
+/// `None` when a snapshot cannot be read: [`recover_producers`] then decides what that means.
+fn early_producers(dir: &Path, bases: &[i64]) -> Result<Option<EarlyProducers>, StorageError> {
     let offsets = snapshot_offsets(dir)?;
     for &offset in offsets.iter().rev() {
         let path = dir.join(producers::snapshot_name(offset));
-        let bytes = std::fs::read(&path).map_err(io_err("read producer snapshot", &path))?;
+        let Ok(bytes) = std::fs::read(&path) else {
+            return Ok(None);
+        };
         if let Ok((at, states)) = ProducerStates::decode(&bytes) {
             if at == offset {
-                return Ok(EarlyProducers {
+                return Ok(Some(EarlyProducers {
                     from: at,
                     states,
                     newest_snapshot: offsets.last().copied(),
-                });
+                }));
             }
         }
     }
-    Ok(EarlyProducers {
+    Ok(Some(EarlyProducers {
         from: bases.len().checked_sub(2).map_or(0, |i| bases[i]),
         states: ProducerStates::default(),
         newest_snapshot: offsets.last().copied(),
-    })
+    }))
 }
 
 /// Records the producer batches of `segment` from `from` on.
