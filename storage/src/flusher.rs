@@ -20,9 +20,9 @@
 //! written so far: that is the group commit. At most one sync is in flight; appends that arrive
 //! during it are covered by the next one. Only a whole durable prefix counts ([`Durability`]).
 //!
-//! Synced writes are for latency: an appender waits for its write rather than for its write, the
-//! end of the sync in flight and a sync of its own (each sync also waits in io_uring's worker
-//! pool, as `fsync` cannot be issued without blocking). They are not used for everything because
+//! Synced writes are for latency: an appender waits only for its own write, instead of for its
+//! write, then the end of the sync in flight, then a sync of its own (each sync also waits in
+//! io_uring's worker pool, as `fsync` cannot be issued without blocking). They are not used for everything because
 //! a synced write costs its own metadata write: all writes synced took a fifth off acks=1
 //! throughput (BENCHMARKS.md, "2026-11-21 (small hours)").
 

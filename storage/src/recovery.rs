@@ -52,11 +52,12 @@ pub(crate) async fn recover(dir: &Path, config: &LogConfig) -> Result<Recovered,
     // After a crash the tail is read batch by batch anyway: the producers are rebuilt in that
     // same pass, from where `recover_producers` would start, on the guess that no snapshot lies
     // past the recovered end. When one does (a crash took batches it covered), that work is
-    // dropped and `recover_producers` starts over.
+    // dropped and `recover_producers` starts over; so it is when a snapshot cannot be read
+    // (the full path removes it if it lies past the end and otherwise reports it).
     let mut early = if clean {
         None
     } else {
-        early_producers(dir, &bases)?
+        producer_start(dir, &bases).ok()
     };
     let mut segments = Vec::with_capacity(bases.len().max(1));
     for (i, &base) in bases.iter().enumerate() {
@@ -124,83 +125,66 @@ async fn recover_producers(
     clean: bool,
     now_ms: i64,
 ) -> Result<(ProducerStates, VecDeque<i64>), StorageError> {
-    let offsets = snapshot_offsets(dir)?;
-    let mut loaded = None;
-    let mut kept = VecDeque::new();
     let mut removed = false;
-    for &offset in offsets.iter().rev() {
-        let path = dir.join(producers::snapshot_name(offset));
+    for offset in snapshot_offsets(dir)? {
         if offset > next_offset {
+            let path = dir.join(producers::snapshot_name(offset));
             std::fs::remove_file(&path).map_err(io_err("remove stale producer snapshot", &path))?;
             removed = true;
-            continue;
         }
-        if loaded.is_none() {
-            let bytes = std::fs::read(&path).map_err(io_err("read producer snapshot", &path))?;
-            match ProducerStates::decode(&bytes) {
-                Ok((at, states)) if at == offset => loaded = Some((at, states)),
-                Ok(_) | Err(_) => {
-                    tracing::warn!(path = %path.display(), "ignoring an unreadable producer snapshot");
-                }
-            }
-        }
-        kept.push_front(offset);
     }
     if removed {
         // The removal must outlive the next crash: a snapshot past the end coming back after
         // new batches filled its offsets would describe a history the log no longer has.
         fileio::sync_dir(dir).await?;
     }
-    let (from, mut states) = match loaded {
-        Some(found) => found,
-        // A clean close writes a snapshot whenever the log has producers or had snapshots.
-        None if clean && kept.is_empty() => return Ok((ProducerStates::default(), kept)),
-        None => {
-            let from = segments
-                .len()
-                .checked_sub(2)
-                .map_or(0, |i| segments[i].base_offset);
-            (from, ProducerStates::default())
-        }
-    };
-    for segment in segments.iter().filter(|s| s.next_offset.get() > from) {
-        walk_producers(segment, from, &mut states, now_ms).await?;
+    let kept: VecDeque<i64> = snapshot_offsets(dir)?.into();
+    // A clean close writes a snapshot whenever the log has producers or had snapshots.
+    if clean && kept.is_empty() {
+        return Ok((ProducerStates::default(), kept));
     }
-    Ok((states, kept))
+    let bases: Vec<i64> = segments.iter().map(|s| s.base_offset).collect();
+    let mut start = producer_start(dir, &bases)?;
+    for segment in segments.iter().filter(|s| s.next_offset.get() > start.from) {
+        walk_producers(segment, start.from, &mut start.states, now_ms).await?;
+    }
+    Ok((start.states, kept))
 }
 
-/// Where producer recovery starts when no snapshot lies past the log's end: the newest readable
-/// snapshot, or without one the second-to-last segment (see [`recover_producers`]).
-struct EarlyProducers {
+/// Where producer recovery starts: the newest readable snapshot and its state, or without one
+/// the second-to-last segment of `bases` with no producers (those whose last batch is older
+/// start over as unknown ones).
+struct ProducerStart {
     from: i64,
     states: ProducerStates,
     /// The newest snapshot file, readable or not.
     newest_snapshot: Option<i64>,
 }
 
-/// `None` when a snapshot cannot be read: [`recover_producers`] then decides what that means.
-fn early_producers(dir: &Path, bases: &[i64]) -> Result<Option<EarlyProducers>, StorageError> {
+fn producer_start(dir: &Path, bases: &[i64]) -> Result<ProducerStart, StorageError> {
     let offsets = snapshot_offsets(dir)?;
+    let newest_snapshot = offsets.last().copied();
     for &offset in offsets.iter().rev() {
         let path = dir.join(producers::snapshot_name(offset));
-        let Ok(bytes) = std::fs::read(&path) else {
-            return Ok(None);
-        };
-        if let Ok((at, states)) = ProducerStates::decode(&bytes) {
-            if at == offset {
-                return Ok(Some(EarlyProducers {
+        let bytes = std::fs::read(&path).map_err(io_err("read producer snapshot", &path))?;
+        match ProducerStates::decode(&bytes) {
+            Ok((at, states)) if at == offset => {
+                return Ok(ProducerStart {
                     from: at,
                     states,
-                    newest_snapshot: offsets.last().copied(),
-                }));
+                    newest_snapshot,
+                })
+            }
+            Ok(_) | Err(_) => {
+                tracing::warn!(path = %path.display(), "ignoring an unreadable producer snapshot");
             }
         }
     }
-    Ok(Some(EarlyProducers {
+    Ok(ProducerStart {
         from: bases.len().checked_sub(2).map_or(0, |i| bases[i]),
         states: ProducerStates::default(),
-        newest_snapshot: offsets.last().copied(),
-    }))
+        newest_snapshot,
+    })
 }
 
 /// Records the producer batches of `segment` from `from` on.
