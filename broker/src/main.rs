@@ -2,7 +2,8 @@
 //!
 //! Layout:
 //! - [`config`], [`settings`]: the typed broker configuration and the table of its settings.
-//! - [`preflight`], [`signals`], [`server`]: process start, stop signals, one executor per shard.
+//! - [`preflight`], [`data_dir`], [`signals`], [`server`]: process start (host checks, the data
+//!   directory checked and locked), stop signals, one executor per shard.
 //! - [`shard_main`]: one shard's life (bind, mesh, partitions, accept, retention, stop).
 //! - [`shard`]: [`shard::ShardCtx`], what every handler gets.
 //! - [`router`], [`shard_msg`]: cross-shard calls over the channel mesh.
@@ -33,6 +34,7 @@ static ALLOCATOR: odradek_net::guard_alloc::GuardedAlloc = odradek_net::guard_al
 mod cli;
 mod config;
 mod control;
+mod data_dir;
 mod data_path;
 mod durable_file;
 mod group;

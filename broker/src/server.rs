@@ -19,11 +19,8 @@ pub enum StartError {
     Cpus(String),
     #[error("--cores {wanted} but only {available} CPUs are available")]
     TooManyCores { wanted: usize, available: usize },
-    #[error("cannot create the data directory {path}: {source}")]
-    DataDir {
-        path: String,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    DataDir(#[from] crate::data_dir::DataDirError),
     #[error(transparent)]
     Registry(#[from] RegistryError),
     #[error("cannot reserve producer ids: {0}")]
@@ -34,6 +31,12 @@ pub enum StartError {
     Shard { shard: usize, reason: String },
     #[error("shard {shard} stopped abnormally")]
     ShardPanicked { shard: usize },
+    #[error(
+        "a partition log failed (the error is logged above) and odradek stopped, as Kafka does \
+         when its only log directory fails; acknowledged records are safe: fix the device and \
+         start again (recovery checks every log's tail)"
+    )]
+    LogFailed,
 }
 
 /// The CPUs this process may run on, in order.
@@ -56,7 +59,7 @@ pub fn run(
 
 /// [`run`], calling `on_ready` with the bound port once every shard serves.
 pub fn run_with(
-    config: BrokerConfig,
+    mut config: BrokerConfig,
     cores: Option<usize>,
     stop: Arc<AtomicBool>,
     on_ready: impl FnOnce(u16),
@@ -69,10 +72,8 @@ pub fn run_with(
             available: cpus.len(),
         });
     }
-    std::fs::create_dir_all(&config.data_dir).map_err(|source| StartError::DataDir {
-        path: config.data_dir.display().to_string(),
-        source,
-    })?;
+    let data_dir = crate::data_dir::prepare(&config.data_dir)?;
+    config.data_dir.clone_from(&data_dir.path);
     let registry = load_registry(&config)?;
     let producer_ids = Arc::new(crate::producer_ids::ProducerIds::reserve(&config.data_dir)?);
     let effective = config
@@ -87,6 +88,7 @@ pub fn run_with(
         drained: Arc::new(AtomicUsize::new(0)),
         closed: Arc::new(AtomicUsize::new(0)),
         serving: Arc::new(AtomicBool::new(false)),
+        log_failed: Arc::new(AtomicBool::new(false)),
         producer_ids,
     });
     let mesh = (shard_count > 1).then(|| router::new_mesh(shard_count));
@@ -127,6 +129,10 @@ pub fn run_with(
         handle
             .join()
             .map_err(|_| StartError::ShardPanicked { shard })?;
+    }
+    drop(data_dir);
+    if shared.log_failed.load(Ordering::SeqCst) {
+        return Err(StartError::LogFailed);
     }
     tracing::info!("odradek stopped");
     Ok(())

@@ -57,6 +57,8 @@ pub struct Shared {
     /// Set once every shard has opened its partitions: no shard accepts before, so no client is
     /// told a partition another shard is still recovering does not exist.
     pub serving: Arc<AtomicBool>,
+    /// Set by the shard that saw a partition log fail; the process then stops with an error.
+    pub log_failed: Arc<AtomicBool>,
     /// Idempotent producers' ids (InitProducerId).
     pub producer_ids: Arc<crate::producer_ids::ProducerIds>,
 }
@@ -213,6 +215,7 @@ async fn serve_until_stop(ctx: Rc<ShardCtx>, listener: TcpListener, shared: &Sha
     ));
     while !shared.stop.load(Ordering::SeqCst) {
         glommio::timer::sleep(STOP_POLL).await;
+        stop_if_a_log_failed(&ctx, shared);
     }
     shutdown.trigger();
     accepting.await;
@@ -221,6 +224,19 @@ async fn serve_until_stop(ctx: Rc<ShardCtx>, listener: TcpListener, shared: &Sha
     close_logs(&ctx).await;
     barrier(&shared.closed, shared.shard_count).await;
     ctx.router.close();
+}
+
+/// A log whose write or sync failed refuses appends for good, and the data directory is this
+/// node's only one: like Kafka when its last log directory fails, the broker stops (cleanly:
+/// the other logs close with their markers; the failed one is checked by recovery at the next
+/// start) rather than serve a partition that takes no writes. In a cluster, stopping is also
+/// what hands the partition's leadership to another replica.
+fn stop_if_a_log_failed(ctx: &ShardCtx, shared: &Shared) {
+    if ctx.storage.failed_logs() == 0 || shared.log_failed.swap(true, Ordering::SeqCst) {
+        return;
+    }
+    tracing::error!(shard = %ctx.shard, "a partition log failed: stopping the broker");
+    shared.stop.store(true, Ordering::SeqCst);
 }
 
 async fn accept_loop(

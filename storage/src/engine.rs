@@ -41,6 +41,8 @@ pub(crate) struct ShardState {
     pub segment_syncs: u64,
     /// Segment writes issued through the `O_DSYNC` descriptor (a metric).
     pub synced_writes: u64,
+    /// Logs of this shard whose flusher failed since start.
+    pub failed_logs: u64,
 }
 
 impl ShardState {
@@ -55,6 +57,7 @@ impl ShardState {
             read_waits: 0,
             segment_syncs: 0,
             synced_writes: 0,
+            failed_logs: 0,
         }
     }
 }
@@ -364,7 +367,7 @@ impl Engine {
     /// are the batches it had taken but not written; with the pending ones they leave the shard's
     /// write buffer.
     pub fn fail(&self, error: &StorageError, unwritten: &[Pending]) {
-        tracing::error!(dir = %self.dir.display(), %error, "partition log failed; it refuses appends until reopened");
+        tracing::error!(dir = %self.dir.display(), %error, "partition log failed; it refuses appends from now on");
         let failure = Failure::of(error);
         let mut st = self.state.borrow_mut();
         st.written_waiters.fail_all(&failure);
@@ -376,6 +379,7 @@ impl Engine {
         st.failure = Some(failure);
         let mut shard = self.shard.state.borrow_mut();
         shard.pending_bytes = shard.pending_bytes.saturating_sub(dropped);
+        shard.failed_logs += 1;
     }
 
     /// Waits until every offset below `end` is on the device.

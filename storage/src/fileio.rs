@@ -192,6 +192,9 @@ fn is_not_found(e: &glommio::GlommioError<()>) -> bool {
 
 /// Syncs a directory so that created, renamed or removed names in it survive a crash.
 pub(crate) async fn sync_dir(dir: &Path) -> Result<(), StorageError> {
+    // glommio 0.9 opens directories with `openat(-1, …)`, not `AT_FDCWD`: a relative path fails
+    // with EBADF (files it resolves itself). `absolute` only reads the working directory.
+    let dir = &std::path::absolute(dir).map_err(io_err("resolve directory", dir))?;
     let d = glommio::io::Directory::open(dir)
         .await
         .map_err(glommio_err("open directory", dir))?;

@@ -142,6 +142,12 @@ impl ShardStorage {
     pub fn synced_writes(&self) -> u64 {
         self.state.borrow().synced_writes
     }
+
+    /// Logs of this shard that failed (a write or sync error) since start: each refuses appends
+    /// from then on, and its waiters got the error.
+    pub fn failed_logs(&self) -> u64 {
+        self.state.borrow().failed_logs
+    }
 }
 
 /// The log of one partition, owned by one shard.
