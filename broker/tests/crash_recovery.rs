@@ -437,7 +437,7 @@ fn check_recovery_after(damage: impl FnOnce(&Path, BatchSpan), topic: &str) {
     let first_base = batches[0].base_offset;
     let kept = last.base_offset; // records 0..kept survive
     damage(&newest, last);
-    let removed = remove_clean_markers(broker.data_dir());
+    let removed = remove_clean_markers(&broker.data_dir());
     eprintln!("removed clean markers: {removed:?}; first batch in segment: offset {first_base}");
 
     let lines_before = broker.log_lines().len();

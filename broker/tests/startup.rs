@@ -243,3 +243,59 @@ fn given_auto_create_enabled_when_a_consumer_asks_metadata_without_allowing_crea
         .iter()
         .any(|n| n == "ghost"));
 }
+
+#[test]
+fn given_a_relative_data_dir_when_producing_acks_all_should_store_across_a_restart() {
+    // glommio opens directories with openat(-1, path): relative paths failed every append.
+    let mut broker = Broker::start_with_relative_data_dir();
+    common::assert_round_trip(&mut broker, "relative", 0);
+    broker.stop();
+    broker.restart();
+    common::assert_round_trip(&mut broker, "relative", 1);
+    assert!(
+        broker.partition_dir("relative", 0).is_dir(),
+        "the partition lives under the relative data directory"
+    );
+}
+
+#[test]
+fn given_a_data_dir_in_use_when_a_second_broker_starts_should_refuse_naming_it() {
+    let broker = Broker::start();
+    let data = broker.data_dir();
+    let (status, _, stderr) = run_to_exit(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--cores",
+        "1",
+        "--data-dir",
+        data.to_str().expect("UTF-8 path"),
+    ]);
+    assert!(
+        !status.success(),
+        "a second broker on one data directory started"
+    );
+    assert!(
+        stderr.contains("in use by another odradek"),
+        "the refusal must say why; stderr:\n{stderr}"
+    );
+}
+
+#[test]
+fn given_a_data_dir_that_is_a_file_when_starting_should_refuse_saying_so() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let file = dir.path().join("not-a-dir");
+    std::fs::write(&file, b"x").expect("write a plain file");
+    let (status, _, stderr) = run_to_exit(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--cores",
+        "1",
+        "--data-dir",
+        file.to_str().expect("UTF-8 path"),
+    ]);
+    assert!(!status.success(), "odradek started on a plain file");
+    assert!(
+        stderr.contains("not a directory") && !stderr.contains("odradek listening on"),
+        "stderr:\n{stderr}"
+    );
+}

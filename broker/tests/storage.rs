@@ -216,7 +216,7 @@ fn given_records_appended_when_inspecting_the_open_segment_descriptors_should_ca
         .last()
         .cloned()
         .unwrap_or_else(|| panic!("no segment in {}", partition_dir.display()));
-    let descriptors = open_log_descriptors(broker.pid(), broker.data_dir());
+    let descriptors = open_log_descriptors(broker.pid(), &broker.data_dir());
     eprintln!("open .log descriptors: {descriptors:?}");
     let on_active: Vec<&(PathBuf, u64)> =
         descriptors.iter().filter(|(p, _)| *p == active).collect();

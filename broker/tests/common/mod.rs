@@ -45,6 +45,9 @@ pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(30);
 
 const LISTENING_MARKER: &str = "odradek listening on ";
 
+/// The `--data-dir` of [`Broker::start_with_relative_data_dir`], relative to its working directory.
+const RELATIVE_DATA_DIR: &str = "data";
+
 /// One running (or stopped) `odradek` process and the data directory it owns.
 pub struct Broker {
     child: Option<Child>,
@@ -58,6 +61,8 @@ pub struct Broker {
     log: Arc<Mutex<Vec<String>>>,
     /// Counts starts, so log lines can tell incarnations apart.
     incarnation: u32,
+    /// Run in the temporary directory with `--data-dir data` (relative), as a user would.
+    relative_data_dir: bool,
 }
 
 impl Broker {
@@ -73,11 +78,26 @@ impl Broker {
 
     /// Starts a broker with extra `--set name=value` settings and extra command-line arguments.
     pub fn start_with_args(settings: &[(&str, &str)], extra_args: &[&str]) -> Broker {
+        let mut broker = Broker::unstarted(settings, extra_args);
+        broker.spawn();
+        broker
+    }
+
+    /// Starts a broker whose working directory is its temporary directory and whose data
+    /// directory is given relative to it (`--data-dir data`), as a user starting it by hand does.
+    pub fn start_with_relative_data_dir() -> Broker {
+        let mut broker = Broker::unstarted(&[], &[]);
+        broker.relative_data_dir = true;
+        broker.spawn();
+        broker
+    }
+
+    fn unstarted(settings: &[(&str, &str)], extra_args: &[&str]) -> Broker {
         let data_dir = tempfile::Builder::new()
             .prefix("odradek-test-")
             .tempdir()
             .expect("create the broker's temporary data directory");
-        let mut broker = Broker {
+        Broker {
             child: None,
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             data_dir,
@@ -86,9 +106,8 @@ impl Broker {
             cores: 2,
             log: Arc::new(Mutex::new(Vec::new())),
             incarnation: 0,
-        };
-        broker.spawn();
-        broker
+            relative_data_dir: false,
+        }
     }
 
     /// `host:port` for `bootstrap.servers`.
@@ -100,8 +119,12 @@ impl Broker {
         self.addr
     }
 
-    pub fn data_dir(&self) -> &Path {
-        self.data_dir.path()
+    pub fn data_dir(&self) -> PathBuf {
+        if self.relative_data_dir {
+            self.data_dir.path().join(RELATIVE_DATA_DIR)
+        } else {
+            self.data_dir.path().to_path_buf()
+        }
     }
 
     /// The partition directory `<data-dir>/<topic>-<partition>`.
@@ -228,13 +251,16 @@ impl Broker {
     fn spawn_on(&mut self, port: u16) {
         self.incarnation += 1;
         let mut command = Command::new(env!("CARGO_BIN_EXE_odradek"));
-        command
-            .arg("--listen")
-            .arg(format!("127.0.0.1:{port}"))
-            .arg("--data-dir")
-            .arg(self.data_dir.path())
-            .arg("--cores")
-            .arg(self.cores.to_string());
+        command.arg("--listen").arg(format!("127.0.0.1:{port}"));
+        if self.relative_data_dir {
+            command
+                .current_dir(self.data_dir.path())
+                .arg("--data-dir")
+                .arg(RELATIVE_DATA_DIR);
+        } else {
+            command.arg("--data-dir").arg(self.data_dir.path());
+        }
+        command.arg("--cores").arg(self.cores.to_string());
         for setting in &self.settings {
             command.arg("--set").arg(setting);
         }
