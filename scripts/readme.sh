@@ -8,8 +8,8 @@
 #   bash scripts/readme.sh
 #
 # Needs: kcat (apt-get install -y kcat), git, port 9092 free. README_TARGET_DIR (default: this
-# checkout's target directory) is the cargo target directory the clone builds into, so that
-# dependencies already built are reused. Exits non-zero naming the first mismatch; the broker is
+# checkout's target directory) is the cargo target directory the clone builds into (its ./target
+# links there), so that dependencies already built are reused. Exits non-zero naming the first mismatch; the broker is
 # always stopped.
 set -euo pipefail
 
@@ -59,8 +59,13 @@ trap cleanup EXIT
 log "cloning into $CLONE"
 git clone --quiet "$ROOT" "$CLONE"
 cd "$CLONE"
-export CARGO_TARGET_DIR="${README_TARGET_DIR:-$(cd "$ROOT" && cargo metadata --format-version 1 --no-deps |
+# The clone's ./target is a link to an existing target directory: dependencies already built are
+# reused, and the README's paths (./target/release/odradek) hold as written.
+shared_target="${README_TARGET_DIR:-$(cd "$ROOT" && cargo metadata --format-version 1 --no-deps |
     python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')}"
+mkdir -p "$shared_target"
+ln -s "$shared_target" "$CLONE/target"
+unset CARGO_TARGET_DIR
 
 run_command="$(section_commands "Run a broker" | head -n 1)"
 [[ "$run_command" == cargo\ run* ]] || fail "README's first 'Run a broker' line is not a cargo run: $run_command"

@@ -5,8 +5,9 @@
 //!
 //! Order matters for Produce: a connection's requests reach an owner in the order they were sent
 //! (one mesh channel per shard pair is FIFO, tasks are spawned in arrival order) and
-//! [`partition_ops::produce`] appends before its first await, so batches from one connection land
-//! in the log in the order the client sent them.
+//! [`partition_ops::produce`] appends, or joins the shard's line for write-buffer room, before
+//! its first await, so batches from one connection land in the log in the order the client sent
+//! them.
 
 use std::collections::BTreeMap;
 use std::rc::Rc;
@@ -27,6 +28,8 @@ use crate::shard_msg::{ShardReply, ShardRequest};
 pub enum DataRequest {
     Produce {
         acks: i16,
+        /// How long an append may wait for room in the write buffer.
+        timeout: Duration,
         items: Vec<(TopicPartition, Bytes)>,
     },
     /// `(partition, fetch offset, max bytes)`.
@@ -60,14 +63,18 @@ const UNKNOWN: ResponseError = ResponseError::UnknownTopicOrPartition;
 /// Runs a data-path request on the shard that owns its partitions.
 pub async fn serve(ctx: &ShardCtx, request: DataRequest) -> DataReply {
     match request {
-        DataRequest::Produce { acks, items } => {
+        DataRequest::Produce {
+            acks,
+            timeout,
+            items,
+        } => {
             // join_all polls every future once, in order, before any completes: the appends
             // happen in item order.
             let work = items.into_iter().map(|(tp, records)| {
                 let log = ctx.partition(&tp);
                 async move {
                     match log {
-                        Some(log) => partition_ops::produce(&log, records, acks).await,
+                        Some(log) => partition_ops::produce(&log, records, acks, timeout).await,
                         None => ProduceResult::failed(UNKNOWN, format!("{tp} is not hosted here")),
                     }
                 }

@@ -66,10 +66,16 @@ pub fn now_ms() -> i64 {
     i64::try_from(since_epoch.as_millis()).unwrap_or(i64::MAX)
 }
 
-/// Appends `records` and waits for the milestone `acks` asks for: `-1` durable, `1` written,
-/// `0` nothing (the append is still ordered before any later one on this partition).
-pub async fn produce(log: &Rc<PartitionLog>, records: Bytes, acks: i16) -> ProduceResult {
-    let receipt = match log.append(records, now_ms()) {
+/// Appends `records` (waiting up to `wait_max` in line for write-buffer room) and waits for the
+/// milestone `acks` asks for: `-1` durable, `1` written, `0` nothing (the append is still
+/// ordered before any later one on this partition).
+pub async fn produce(
+    log: &Rc<PartitionLog>,
+    records: Bytes,
+    acks: i16,
+    wait_max: Duration,
+) -> ProduceResult {
+    let receipt = match log.append_in_line(records, now_ms, wait_max).await {
         Ok(receipt) => receipt,
         Err(e) => return ProduceResult::failed(append_error(&e), e.to_string()),
     };
@@ -108,7 +114,7 @@ fn append_error(e: &AppendError) -> ResponseError {
         AppendError::Invalid(BatchError::Corrupt(_)) => ResponseError::CorruptMessage,
         AppendError::Invalid(BatchError::TooLarge { .. }) => ResponseError::MessageTooLarge,
         AppendError::Invalid(BatchError::Invalid(_)) => ResponseError::InvalidRecord,
-        // Retriable: the producer backs off and sends again once the flusher has caught up.
+        // The append waited in line for write-buffer room as long as the request allowed.
         AppendError::Backpressure => ResponseError::RequestTimedOut,
         AppendError::Transactional => ResponseError::TransactionalIdAuthorizationFailed,
         AppendError::Sequence(SequenceError::StaleEpoch { .. }) => {

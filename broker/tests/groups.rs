@@ -301,6 +301,13 @@ fn given_groups_when_listed_described_and_deleted_should_show_then_remove_them()
         Err(rdkafka::types::RDKafkaErrorCode::NonEmptyGroup)
     );
     drop(a);
+    // An empty group keeps its protocol type, as in Kafka: tools list it as a consumer group.
+    let viewer = consumer(&bootstrap, &[]);
+    let groups = viewer
+        .fetch_group_list(Some("g-admin"), CLIENT_TIMEOUT)
+        .expect("DescribeGroups");
+    assert_eq!(groups.groups()[0].state(), "Empty");
+    assert_eq!(groups.groups()[0].protocol_type(), "consumer");
     assert_eq!(delete("g-admin"), Ok(()));
     assert_eq!(
         delete("g-admin"),
@@ -410,4 +417,51 @@ fn given_a_member_killed_without_leaving_when_its_session_expires_should_move_it
             .any(|l| l.contains("member expired") && l.contains("g-killed")),
         "the session expiry is logged"
     );
+}
+
+#[test]
+fn given_fifty_back_to_back_async_commits_when_read_back_should_hold_the_last_one() {
+    // librdkafka's 0030_offset_commit: the commits' appends all finish at one sync, and the
+    // in-memory table took whichever answer came last instead of the commit last in the log.
+    let broker = broker();
+    let bootstrap = broker.bootstrap();
+    create_topic(&bootstrap, "async-commits", 1, &[]);
+    let committer = consumer(&bootstrap, &[("group.id", "g-async")]);
+    for offset in 1..=50 {
+        let mut list = TopicPartitionList::new();
+        list.add_partition_offset("async-commits", 0, Offset::Offset(offset))
+            .expect("offset");
+        committer
+            .commit(&list, CommitMode::Async)
+            .expect("queue the commit");
+    }
+    let deadline = Instant::now() + CLIENT_TIMEOUT;
+    loop {
+        let _ = committer.poll(Duration::from_millis(100));
+        let mut list = TopicPartitionList::new();
+        list.add_partition("async-commits", 0);
+        let committed = committer
+            .committed_offsets(list, CLIENT_TIMEOUT)
+            .expect("OffsetFetch");
+        let offset = committed.elements()[0].offset();
+        if offset == Offset::Offset(50) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the committed offset reads back as {offset:?}, not 50"
+        );
+    }
+    // And it stays 50: no late answer overwrites it.
+    assert_still_committed_after_a_while(&committer);
+}
+
+fn assert_still_committed_after_a_while(committer: &BaseConsumer) {
+    std::thread::sleep(Duration::from_millis(500));
+    let mut list = TopicPartitionList::new();
+    list.add_partition("async-commits", 0);
+    let committed = committer
+        .committed_offsets(list, CLIENT_TIMEOUT)
+        .expect("OffsetFetch");
+    assert_eq!(committed.elements()[0].offset(), Offset::Offset(50));
 }

@@ -487,3 +487,55 @@ fn given_a_transactional_producer_when_it_initialises_should_fail_at_once_with_a
         other => panic!("expected a transaction error, got {other:?}"),
     }
 }
+
+#[test]
+fn given_hundreds_of_megabytes_in_flight_on_one_connection_when_the_write_buffer_fills_should_store_every_record_once_in_order(
+) {
+    // librdkafka's 0041_fetch_max_bytes: a non-idempotent producer pipelines ~200 MB of 500 KB
+    // records. Refusing the appends that found the shard's 64 MiB write buffer full made
+    // librdkafka resend them after later ones: the log came out of order.
+    const RECORDS: usize = 400;
+    const VALUE_BYTES: usize = 500 * 1024;
+    let broker = Broker::start();
+    create_topic(&broker.bootstrap(), "inflight", 1, &[]);
+    let (producer, log) = producer(
+        &broker.bootstrap(),
+        &[
+            ("enable.idempotence", "false"),
+            ("acks", "all"),
+            ("linger.ms", "100"),
+            ("batch.size", "1000000"),
+            ("message.max.bytes", "1000000"),
+            ("request.timeout.ms", "30000"),
+        ],
+    );
+    for seq in 0..RECORDS {
+        let mut value = vec![b'x'; VALUE_BYTES];
+        value[..8].copy_from_slice(&(seq as u64).to_be_bytes());
+        send(
+            &producer,
+            BaseRecord::with_opaque_to("inflight", seq)
+                .key("k")
+                .payload(&value),
+        )
+        .expect("queue");
+    }
+    flush(&producer);
+    assert_eq!(log.acked_count(), RECORDS, "failed: {:?}", log.failed());
+
+    let reader = consumer(&broker.bootstrap(), &[("fetch.max.bytes", "52428800")]);
+    assign_all(&reader, "inflight", 1, Offset::Beginning);
+    let got = consume_exactly(&reader, RECORDS, Duration::from_secs(120));
+    let order: Vec<u64> = got
+        .iter()
+        .map(|m| {
+            let payload = m.payload().expect("a value");
+            u64::from_be_bytes(payload[..8].try_into().expect("8 bytes"))
+        })
+        .collect();
+    let sent: Vec<u64> = (0..RECORDS as u64).collect();
+    assert_eq!(
+        order, sent,
+        "records stored out of the order they were sent in"
+    );
+}

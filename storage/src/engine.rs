@@ -43,6 +43,8 @@ pub(crate) struct ShardState {
     pub synced_writes: u64,
     /// Logs of this shard whose flusher failed since start.
     pub failed_logs: u64,
+    /// Appends waiting for room in the write buffer.
+    pub room: crate::room::RoomLine,
 }
 
 impl ShardState {
@@ -58,6 +60,7 @@ impl ShardState {
             segment_syncs: 0,
             synced_writes: 0,
             failed_logs: 0,
+            room: crate::room::RoomLine::default(),
         }
     }
 }
@@ -336,6 +339,7 @@ impl Engine {
             let mut shard = self.shard.state.borrow_mut();
             assert!(shard.pending_bytes >= bytes, "write buffer accounting");
             shard.pending_bytes -= bytes;
+            shard.room.wake_front();
             for b in batches {
                 shard
                     .tail
@@ -380,6 +384,7 @@ impl Engine {
         let mut shard = self.shard.state.borrow_mut();
         shard.pending_bytes = shard.pending_bytes.saturating_sub(dropped);
         shard.failed_logs += 1;
+        shard.room.wake_front();
     }
 
     /// Waits until every offset below `end` is on the device.

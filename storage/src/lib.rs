@@ -37,6 +37,7 @@ mod read;
 mod readwin;
 mod recovery;
 mod retention;
+mod room;
 mod segment;
 pub mod testing;
 mod types;

@@ -222,6 +222,50 @@ impl PartitionLog {
         })
     }
 
+    /// [`append`](Self::append), waiting in the shard's line while its write buffer is full
+    /// (see `room`) for at most `wait_max`; past it the answer is
+    /// [`AppendError::Backpressure`]. `now_ms` is read when the append happens.
+    ///
+    /// The line is joined, or the append made, before the first await: appends reach the log in
+    /// the order their futures are first polled.
+    pub async fn append_in_line(
+        self: &Rc<Self>,
+        batches: Bytes,
+        now_ms: impl Fn() -> i64,
+        wait_max: std::time::Duration,
+    ) -> Result<AppendReceipt, AppendError> {
+        let shard = Rc::clone(&self.engine.shard);
+        let deadline = std::time::Instant::now() + wait_max;
+        let mut ticket = None;
+        loop {
+            if shard.state.borrow().room.may_try(ticket) {
+                match self.append(batches.clone(), now_ms()) {
+                    Err(AppendError::Backpressure) => {}
+                    result => {
+                        if let Some(ticket) = ticket {
+                            shard.state.borrow_mut().room.leave(ticket);
+                        }
+                        return result;
+                    }
+                }
+            }
+            let (wake, woken) = futures::channel::oneshot::channel();
+            ticket = Some(shard.state.borrow_mut().room.wait(ticket, wake));
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let timer = glommio::timer::sleep(left);
+            let gave_up = matches!(
+                futures::future::select(woken, std::pin::pin!(timer)).await,
+                futures::future::Either::Right(_)
+            );
+            if gave_up {
+                if let Some(ticket) = ticket {
+                    shard.state.borrow_mut().room.leave(ticket);
+                }
+                return Err(AppendError::Backpressure);
+            }
+        }
+    }
+
     /// Whole batches from the one containing `offset`, at least one even past `max_bytes`
     /// (KIP-74), never past `upper_bound`.
     pub async fn read(

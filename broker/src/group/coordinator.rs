@@ -9,6 +9,7 @@
 //! `housekeeping`); until then its groups answer COORDINATOR_LOAD_IN_PROGRESS.
 
 use std::cell::{Cell, RefCell};
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
 
@@ -221,34 +222,43 @@ fn offsets_log(ctx: &ShardCtx, group: &str) -> Option<Rc<PartitionLog>> {
     ctx.partition(&TopicPartition::new(OFFSETS_TOPIC, partition))
 }
 
-/// Appends `items` to the group's partition and waits until they are durable.
+/// Appends `items` to the group's partition and waits until they are durable; 0 or an error code.
 pub(super) async fn append(
     ctx: &ShardCtx,
     group: &str,
     items: &[(OffsetKey, Option<Committed>)],
 ) -> i16 {
+    append_at(ctx, group, items).await.err().unwrap_or(0)
+}
+
+/// [`append`], answering the offset in `__consumer_offsets` where the items start (-1 for none).
+async fn append_at(
+    ctx: &ShardCtx,
+    group: &str,
+    items: &[(OffsetKey, Option<Committed>)],
+) -> Result<i64, i16> {
     if items.is_empty() {
-        return 0;
+        return Ok(-1);
     }
     let Some(log) = offsets_log(ctx, group) else {
-        return ResponseError::CoordinatorNotAvailable.code();
+        return Err(ResponseError::CoordinatorNotAvailable.code());
     };
     let batch_bytes_max = log.config().max_message_bytes as usize;
     let Some(batch) = offsets::encode_batch(items, now_ms(), batch_bytes_max) else {
-        return ResponseError::UnknownServerError.code();
+        return Err(ResponseError::UnknownServerError.code());
     };
     let receipt = match log.append(batch, now_ms()) {
         Ok(receipt) => receipt,
         Err(error) => {
             tracing::warn!(group, %error, "offset commit append failed");
-            return ResponseError::CoordinatorNotAvailable.code();
+            return Err(ResponseError::CoordinatorNotAvailable.code());
         }
     };
     match receipt.durable().await {
-        Ok(()) => 0,
+        Ok(()) => Ok(receipt.base_offset.get()),
         Err(error) => {
             tracing::error!(group, %error, "offset commit not durable");
-            ResponseError::KafkaStorageError.code()
+            Err(ResponseError::KafkaStorageError.code())
         }
     }
 }
@@ -292,6 +302,7 @@ async fn commit(
                         leader_epoch: *epoch,
                         metadata: meta,
                         commit_ms: now,
+                        log_offset: -1,
                     }),
                 ));
                 0
@@ -304,18 +315,32 @@ async fn commit(
         g.offsets.len() + items.len() <= OFFSETS_PER_GROUP_MAX
     });
     let written = match room {
-        Some(true) => append(ctx, group, &items).await,
-        _ => ResponseError::CoordinatorNotAvailable.code(),
+        Some(true) => append_at(ctx, group, &items).await,
+        _ => Err(ResponseError::CoordinatorNotAvailable.code()),
     };
-    if written == 0 {
+    if let Ok(log_offset) = written {
+        // Commits of one group complete their appends in any order (one sync answers many);
+        // the one later in the log wins, as it will when the log is read back at a restart.
         with_group(group, true, |g| {
             for (key, value) in items {
-                if let Some(value) = value {
-                    g.offsets.insert((key.topic, key.partition), value);
+                let Some(value) = value else { continue };
+                let value = Committed {
+                    log_offset,
+                    ..value
+                };
+                match g.offsets.entry((key.topic, key.partition)) {
+                    Entry::Occupied(held) if held.get().log_offset > log_offset => {}
+                    Entry::Occupied(mut held) => {
+                        held.insert(value);
+                    }
+                    Entry::Vacant(slot) => {
+                        slot.insert(value);
+                    }
                 }
             }
         });
     }
+    let written = written.err().unwrap_or(0);
     for code in codes.iter_mut().flatten() {
         if *code == 0 {
             *code = written;

@@ -118,6 +118,7 @@ pub fn decode_value(mut buf: Bytes) -> Option<Committed> {
         leader_epoch,
         metadata,
         commit_ms,
+        log_offset: -1,
     })
 }
 
@@ -192,7 +193,14 @@ fn apply_records(records: Vec<Record>, into: &mut HashMap<OffsetKey, Committed>)
         };
         match record.value.and_then(decode_value) {
             Some(value) => {
-                into.insert(key, value);
+                let log_offset = record.offset;
+                into.insert(
+                    key,
+                    Committed {
+                        log_offset,
+                        ..value
+                    },
+                );
             }
             None => {
                 into.remove(&key);
@@ -219,6 +227,7 @@ mod tests {
             leader_epoch: 0,
             metadata: "m".into(),
             commit_ms: 1_700_000_000_000,
+            log_offset: -1,
         }
     }
 
@@ -266,7 +275,12 @@ mod tests {
         let next = apply_batches(batch, &mut map).expect("decode");
         assert_eq!(next, Some(3));
         assert_eq!(map.len(), 1);
-        assert_eq!(map.get(&key()), Some(&value()));
+        // Replayed commits remember where they are in the log (record 0 of this batch).
+        let replayed = Committed {
+            log_offset: 0,
+            ..value()
+        };
+        assert_eq!(map.get(&key()), Some(&replayed));
     }
 
     #[test]
@@ -282,7 +296,7 @@ mod tests {
         both.extend_from_slice(&good);
         let mut map = HashMap::new();
         let next = apply_batches(both.freeze(), &mut map).expect("the good batch decodes");
-        assert_eq!(map.get(&key()), Some(&value()));
+        assert_eq!(map.get(&key()).map(|c| c.offset), Some(value().offset));
         assert_eq!(next, Some(1));
     }
 

@@ -48,6 +48,9 @@ pub struct Committed {
     pub leader_epoch: i32,
     pub metadata: String,
     pub commit_ms: i64,
+    /// Where in `__consumer_offsets` this commit is stored (not part of the stored value): of
+    /// two commits of one partition, the later in the log is the committed one.
+    pub log_offset: i64,
 }
 
 /// What a JoinGroup is answered with.
@@ -501,7 +504,8 @@ impl Group {
     fn become_empty(&mut self, now_ms: i64) {
         self.state = GroupState::Empty;
         self.protocol = None;
-        self.protocol_type = None;
+        // Kafka keeps the type of an empty group ("consumer"): tools list it as a consumer group
+        // with no members, not as a simple group. The next member to join sets it afresh.
         self.leader = None;
         self.empty_since_ms = now_ms;
     }

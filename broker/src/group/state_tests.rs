@@ -264,6 +264,7 @@ fn given_an_empty_group_past_retention_should_expire_its_offsets() {
         leader_epoch: -1,
         metadata: String::new(),
         commit_ms: 0,
+        log_offset: -1,
     };
     g.offsets.insert(("t".into(), 0), committed);
     assert!(g.expire_offsets(99, 100).is_empty());

@@ -9,14 +9,20 @@
 //! retry is answered with the stored batch's offsets (once that batch has reached the milestone
 //! `acks` asks for), a gap gets OUT_OF_ORDER_SEQUENCE_NUMBER, an old epoch
 //! INVALID_PRODUCER_EPOCH. Transactional batches get TRANSACTIONAL_ID_AUTHORIZATION_FAILED and
-//! control batches INVALID_RECORD (transactions are not served).
+//! control batches INVALID_RECORD (transactions are not served). As in Kafka, a partition carries
+//! one batch (more: INVALID_RECORD) and zstd needs v7+ (UNSUPPORTED_COMPRESSION_TYPE). An append
+//! that finds the owner's write buffer full waits in line for room, up to the request's
+//! `timeout_ms` (then REQUEST_TIMED_OUT).
 
 use std::rc::Rc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse, RequestHeader};
+
+use odradek_storage::batch::BatchHeader;
 
 use super::util::str_bytes;
 use crate::data_path::{scatter, DataReply, DataRequest};
@@ -30,10 +36,12 @@ pub const VERSIONS: (i16, i16) = (0, 11);
 /// `None` for acks=0 (no response is sent).
 pub async fn handle(
     ctx: &Rc<ShardCtx>,
-    _header: &RequestHeader,
+    header: &RequestHeader,
     request: ProduceRequest,
 ) -> Option<ProduceResponse> {
     let acks = request.acks;
+    let version = header.request_api_version;
+    let timeout = append_wait_max(request.timeout_ms);
     let rejection = rejection_for_request(&request);
     let metadata = ctx.metadata();
 
@@ -45,7 +53,10 @@ pub async fn handle(
         for p in &topic.partition_data {
             let early = match (&rejection, partitions, &p.records) {
                 (Some((error, why)), _, _) => Some(ProduceResult::failed(*error, why.clone())),
-                (_, Some(count), Some(_)) if (0..count).contains(&p.index) => None,
+                (_, Some(count), Some(records)) if (0..count).contains(&p.index) => {
+                    version_check(version, records)
+                        .map(|(error, why)| ProduceResult::failed(error, why.to_string()))
+                }
                 (_, Some(_), None) => Some(ProduceResult::failed(
                     ResponseError::InvalidRecord,
                     "no records".to_string(),
@@ -66,7 +77,11 @@ pub async fn handle(
     let mut appended = scatter(
         ctx,
         appends,
-        |items| DataRequest::Produce { acks, items },
+        |items| DataRequest::Produce {
+            acks,
+            timeout,
+            items,
+        },
         |reply| match reply {
             DataReply::Produced(results) => Some(results),
             _ => None,
@@ -100,6 +115,42 @@ pub async fn handle(
         .collect();
     Some(ProduceResponse::default().with_responses(responses))
 }
+
+/// How long an append may wait for room in the owner's write buffer: the request's own
+/// `timeout_ms`, at least a second (some clients send 0 with acks=0).
+fn append_wait_max(timeout_ms: i32) -> Duration {
+    Duration::from_millis(u64::try_from(timeout_ms).unwrap_or(0).clamp(1_000, 300_000))
+}
+
+/// Kafka's checks of a partition's records that depend on the request version; the log checks
+/// the rest (CRC, sizes, magic, sequences) where it appends.
+fn version_check(version: i16, records: &[u8]) -> Option<(ResponseError, &'static str)> {
+    // Malformed input is the log's to describe (CORRUPT_MESSAGE).
+    let header = BatchHeader::parse(records)?;
+    if header.magic() != 2 {
+        return None;
+    }
+    if header
+        .total_bytes()
+        .is_some_and(|bytes| bytes < records.len())
+    {
+        return Some((
+            ResponseError::InvalidRecord,
+            "a produce request carries one record batch per partition",
+        ));
+    }
+    if header.compression() == ZSTD && version < ZSTD_PRODUCE_VERSION_MIN {
+        return Some((
+            ResponseError::UnsupportedCompressionType,
+            "zstd needs Produce v7 or newer",
+        ));
+    }
+    None
+}
+
+/// The compression codec id of zstd, and the first Produce version that may carry it (KIP-110).
+const ZSTD: u8 = 4;
+const ZSTD_PRODUCE_VERSION_MIN: i16 = 7;
 
 /// A reason to refuse every partition of the request.
 fn rejection_for_request(request: &ProduceRequest) -> Option<(ResponseError, String)> {
