@@ -40,12 +40,16 @@ WORK="$(mktemp -d -t odradek-readme-XXXXXX)"
 CLONE="$WORK/odradek"
 BROKER_LOG="$WORK/broker.log"
 BROKER_PID=""
+# `cargo run` starts the broker as its child, in a session of its own (setsid): signals go to the
+# broker, found in that session, and cargo passes on its exit status.
+broker_pid() { pgrep -s "$BROKER_PID" -x odradek || true; }
 cleanup() {
     local status=$?
-    if [[ -n "$BROKER_PID" ]] && kill -0 "$BROKER_PID" 2>/dev/null; then
-        kill -TERM "$BROKER_PID" 2>/dev/null || true
-        for _ in $(seq 1 100); do kill -0 "$BROKER_PID" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$BROKER_PID" 2>/dev/null || true
+    if [[ -n "$BROKER_PID" ]]; then
+        local pid
+        pid="$(broker_pid)"
+        [[ -n "$pid" ]] && kill -KILL "$pid" 2>/dev/null
+        kill -KILL -- "-$BROKER_PID" 2>/dev/null || true
     fi
     if [[ $status -ne 0 && -f "$BROKER_LOG" ]]; then
         printf '[readme] --- last broker log lines ---\n' >&2
@@ -73,7 +77,7 @@ run_command="$(section_commands "Run a broker" | head -n 1)"
 log "building: ${run_command/cargo run/cargo build}"
 eval "${run_command/cargo run/cargo build}" >&2
 log "starting, as written: $run_command"
-eval "$run_command" >"$BROKER_LOG" 2>&1 &
+setsid bash -c "exec $run_command" >"$BROKER_LOG" 2>&1 &
 BROKER_PID=$!
 for _ in $(seq 1 600); do
     grep -q "odradek listening on 127.0.0.1:9092" "$BROKER_LOG" && break
@@ -123,7 +127,9 @@ for line in "${admin_lines[@]}"; do
 done
 
 log "stopping the broker with SIGTERM"
-kill -TERM "$BROKER_PID"
+pid="$(broker_pid)"
+[[ -n "$pid" ]] || fail "no odradek process under cargo run"
+kill -TERM "$pid"
 status=0
 wait "$BROKER_PID" || status=$?
 BROKER_PID=""

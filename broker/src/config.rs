@@ -78,6 +78,10 @@ pub struct BrokerConfig {
     pub log_flush_interval_ms: Option<u64>,
     /// `log.message.timestamp.type`.
     pub log_message_timestamp_type: TimestampType,
+    /// `log.message.timestamp.before.max.ms` / `after.max.ms` (KIP-937): the furthest a
+    /// CreateTime record may be before or after the broker's clock; i64::MAX = unbounded.
+    pub log_message_timestamp_before_max_ms: i64,
+    pub log_message_timestamp_after_max_ms: i64,
     /// `log.cleanup.policy`: `delete`, `compact` or both; compact alone keeps every segment
     /// (compaction itself comes later).
     pub log_cleanup_policy: String,
@@ -124,6 +128,8 @@ impl Default for BrokerConfig {
             message_max_bytes: (1 << 20) + 12,
             log_flush_interval_ms: None,
             log_message_timestamp_type: TimestampType::CreateTime,
+            log_message_timestamp_before_max_ms: i64::MAX,
+            log_message_timestamp_after_max_ms: i64::MAX,
             log_cleanup_policy: "delete".into(),
             socket_request_max_bytes: 100 << 20,
             max_connections: 10_000,
@@ -235,6 +241,9 @@ impl BrokerConfig {
                 Some(ms) => FlushPolicy::IntervalMs(ms),
             },
             timestamp_type: self.log_message_timestamp_type,
+            timestamp_before_max_ms: self.log_message_timestamp_before_max_ms,
+            timestamp_after_max_ms: self.log_message_timestamp_after_max_ms,
+            keys_required: settings::cleanup_compacts(&self.log_cleanup_policy),
         }
     }
 }

@@ -114,6 +114,9 @@ fn append_error(e: &AppendError) -> ResponseError {
         AppendError::Invalid(BatchError::Corrupt(_)) => ResponseError::CorruptMessage,
         AppendError::Invalid(BatchError::TooLarge { .. }) => ResponseError::MessageTooLarge,
         AppendError::Invalid(BatchError::Invalid(_)) => ResponseError::InvalidRecord,
+        AppendError::Invalid(BatchError::InvalidTimestamp { .. }) => {
+            ResponseError::InvalidTimestamp
+        }
         // The append waited in line for write-buffer room as long as the request allowed.
         AppendError::Backpressure => ResponseError::RequestTimedOut,
         AppendError::Transactional => ResponseError::TransactionalIdAuthorizationFailed,

@@ -94,6 +94,11 @@ pub fn cleanup_deletes(policy: &str) -> bool {
     policy.split(',').any(|p| p.trim() == "delete")
 }
 
+/// Whether a validated `cleanup.policy` compacts (records then need keys).
+pub fn cleanup_compacts(policy: &str) -> bool {
+    policy.split(',').any(|p| p.trim() == "compact")
+}
+
 /// `PLAINTEXT://host:port[,...]` or `host:port`: the first address.
 pub fn listener(value: &str) -> Result<(String, u16), String> {
     let first = value.split(',').next().unwrap_or_default().trim();
@@ -282,6 +287,20 @@ pub const SETTINGS: &[Setting] = &[
         "CreateTime or LogAppendTime.",
         |c| timestamp_type_name(c.log_message_timestamp_type).to_string(),
         |c, v| c.log_message_timestamp_type = timestamp_type(v)?
+    ),
+    setting!(
+        "log.message.timestamp.before.max.ms",
+        [],
+        "How far before the broker's clock a CreateTime record may be (INVALID_TIMESTAMP past it).",
+        |c| c.log_message_timestamp_before_max_ms.to_string(),
+        |c, v| c.log_message_timestamp_before_max_ms = int_in(v, 0, i64::MAX)?
+    ),
+    setting!(
+        "log.message.timestamp.after.max.ms",
+        [],
+        "How far after the broker's clock a CreateTime record may be (INVALID_TIMESTAMP past it).",
+        |c| c.log_message_timestamp_after_max_ms.to_string(),
+        |c, v| c.log_message_timestamp_after_max_ms = int_in(v, 0, i64::MAX)?
     ),
     setting!(
         "log.cleanup.policy",

@@ -80,11 +80,28 @@ pub const TOPIC_CONFIGS: &[TopicConfigDef] = &[
         apply: |c, v| c.timestamp_type = timestamp_type(v).unwrap_or(c.timestamp_type),
     },
     TopicConfigDef {
+        name: "message.timestamp.before.max.ms",
+        broker_name: "log.message.timestamp.before.max.ms",
+        doc: "How far before the broker's clock a CreateTime record may be.",
+        validate: |v| int_check(0i64, i64::MAX)(v),
+        apply: |c, v| c.timestamp_before_max_ms = parsed(v),
+    },
+    TopicConfigDef {
+        name: "message.timestamp.after.max.ms",
+        broker_name: "log.message.timestamp.after.max.ms",
+        doc: "How far after the broker's clock a CreateTime record may be.",
+        validate: |v| int_check(0i64, i64::MAX)(v),
+        apply: |c, v| c.timestamp_after_max_ms = parsed(v),
+    },
+    TopicConfigDef {
         name: "cleanup.policy",
         broker_name: "log.cleanup.policy",
-        doc: "delete, compact or both; compact alone keeps every segment (compaction itself comes later).",
+        doc: "delete, compact or both; compact alone keeps every segment (compaction itself comes later); compacted topics need a key on every record.",
         validate: cleanup_policy,
-        apply: |c, v| c.cleanup_delete = settings::cleanup_deletes(v),
+        apply: |c, v| {
+            c.cleanup_delete = settings::cleanup_deletes(v);
+            c.keys_required = settings::cleanup_compacts(v);
+        },
     },
     TopicConfigDef {
         name: "flush.ms",

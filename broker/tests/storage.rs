@@ -10,8 +10,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::{
-    assign_all, consume_exactly, consumer, create_topic, dir_size_bytes, flush, producer, send,
-    watermarks, Broker,
+    assign_all, consume_exactly, consumer, create_topic, dir_size_bytes, flush, now_ms, producer,
+    send, watermarks, Broker,
 };
 use rdkafka::consumer::Consumer;
 use rdkafka::message::Message;
@@ -38,13 +38,6 @@ fn kib_value(id: usize) -> Vec<u8> {
             state as u8
         })
         .collect()
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock after 1970")
-        .as_millis() as i64
 }
 
 #[test]
@@ -197,10 +190,13 @@ fn given_records_appended_when_inspecting_the_open_segment_descriptors_should_ca
     let (producer, log) = producer(&broker.bootstrap(), &[]);
     for id in 0..200 {
         let value = kib_value(id);
+        // Keyed: compacted topics refuse records without a key.
+        let key = format!("key-{id}");
         send(
             &producer,
-            BaseRecord::<str, _, usize>::with_opaque_to(topic, id)
+            BaseRecord::with_opaque_to(topic, id)
                 .partition(0)
+                .key(&key)
                 .payload(&value),
         )
         .expect("queue");
@@ -243,7 +239,7 @@ fn given_records_appended_when_inspecting_the_open_segment_descriptors_should_ca
     );
 }
 
-/// Produces `count` 1 KiB records to partition 0, record `id` stamped `timestamp_of(id)`;
+/// Produces `count` keyed 1 KiB records to partition 0, record `id` stamped `timestamp_of(id)`;
 /// returns the offset of each id.
 fn produce_kib_records(
     broker: &Broker,
@@ -257,10 +253,13 @@ fn produce_kib_records(
     );
     for id in ids.clone() {
         let value = kib_value(id);
+        // Keyed: compacted topics refuse records without a key.
+        let key = format!("key-{id}");
         send(
             &producer,
-            BaseRecord::<str, _, usize>::with_opaque_to(topic, id)
+            BaseRecord::with_opaque_to(topic, id)
                 .partition(0)
+                .key(&key)
                 .payload(&value)
                 .timestamp(timestamp_of(id)),
         )

@@ -29,6 +29,13 @@ pub enum BatchError {
     /// `INVALID_RECORD` / `UNSUPPORTED_FOR_MESSAGE_FORMAT`: magic other than 2, no records, bad count.
     #[error("invalid batch: {0}")]
     Invalid(&'static str),
+    /// `INVALID_TIMESTAMP`: a CreateTime record outside `message.timestamp.before.max.ms` /
+    /// `after.max.ms` of the broker's clock.
+    #[error("record timestamp {timestamp_ms} is {reason} the broker's clock allows")]
+    InvalidTimestamp {
+        timestamp_ms: i64,
+        reason: &'static str,
+    },
 }
 
 /// A view of one batch's header over its bytes (`bytes.len() >= HEADER_BYTES`).
@@ -200,12 +207,74 @@ pub fn set_base_offset(bytes: &mut [u8], offset: i64) {
 pub fn set_log_append_time(bytes: &mut [u8], timestamp_ms: i64) {
     let attributes = be_i16(bytes, ATTRIBUTES_OFFSET) | 0x8;
     bytes[ATTRIBUTES_OFFSET..ATTRIBUTES_OFFSET + 2].copy_from_slice(&attributes.to_be_bytes());
+    set_max_timestamp(bytes, timestamp_ms);
+}
+
+/// One record of an uncompressed batch, read in place. Record headers are skipped.
+/// What one pass over an uncompressed batch's records finds: Kafka checks every record on
+/// append, and sets the header's max timestamp from them (some clients, e.g. sarama 1.22, write
+/// -1 there).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RecordSummary {
+    pub min_timestamp: i64,
+    pub max_timestamp: i64,
+    /// The offset delta of the first record holding `max_timestamp`.
+    pub max_timestamp_delta: i32,
+    /// Some record has a null key.
+    pub keyless: bool,
+}
+
+/// Walks the records of an uncompressed batch (`None` for a compressed one, whose records are
+/// not readable in place). Counts and offset deltas must match the header.
+pub fn summarize_records(
+    bytes: &[u8],
+    header: &BatchHeader<'_>,
+) -> Option<Result<RecordSummary, BatchError>> {
+    if header.compression() != 0 {
+        return None;
+    }
+    let base = header.base_timestamp();
+    let mut summary = RecordSummary {
+        min_timestamp: i64::MAX,
+        max_timestamp: i64::MIN,
+        max_timestamp_delta: 0,
+        keyless: false,
+    };
+    let mut count = 0i32;
+    for record in records(bytes) {
+        let record = match record {
+            Ok(record) => record,
+            Err(error) => return Some(Err(error)),
+        };
+        if record.offset_delta != count {
+            return Some(Err(BatchError::Invalid(
+                "record offset deltas are not consecutive from 0",
+            )));
+        }
+        count += 1;
+        let timestamp = base.saturating_add(record.timestamp_delta);
+        summary.min_timestamp = summary.min_timestamp.min(timestamp);
+        if timestamp > summary.max_timestamp {
+            summary.max_timestamp = timestamp;
+            summary.max_timestamp_delta = record.offset_delta;
+        }
+        summary.keyless |= record.key.is_none();
+    }
+    if count != header.record_count() {
+        return Some(Err(BatchError::Invalid(
+            "the record count does not match the records",
+        )));
+    }
+    Some(Ok(summary))
+}
+
+/// Rewrites the header's max timestamp and the CRC32C that covers it.
+pub fn set_max_timestamp(bytes: &mut [u8], timestamp_ms: i64) {
     bytes[35..43].copy_from_slice(&timestamp_ms.to_be_bytes());
     let crc = crc32c::crc32c(&bytes[ATTRIBUTES_OFFSET..]);
     bytes[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
 }
 
-/// One record of an uncompressed batch, read in place. Record headers are skipped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RecordView<'a> {
     pub offset_delta: i32,

@@ -40,6 +40,12 @@ pub struct LogConfig {
     pub flush: FlushPolicy,
     /// `message.timestamp.type`.
     pub timestamp_type: TimestampType,
+    /// `message.timestamp.before.max.ms` / `after.max.ms` (KIP-937): how far before or after the
+    /// broker's clock a CreateTime record may be; `i64::MAX` = no bound (Kafka 3.9's defaults).
+    pub timestamp_before_max_ms: i64,
+    pub timestamp_after_max_ms: i64,
+    /// `cleanup.policy` includes `compact`: every record needs a key (INVALID_RECORD otherwise).
+    pub keys_required: bool,
 }
 
 impl Default for LogConfig {
@@ -54,6 +60,9 @@ impl Default for LogConfig {
             cleanup_delete: true,
             flush: FlushPolicy::SyncBeforeAck,
             timestamp_type: TimestampType::CreateTime,
+            timestamp_before_max_ms: i64::MAX,
+            timestamp_after_max_ms: i64::MAX,
+            keys_required: false,
         }
     }
 }

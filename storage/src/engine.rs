@@ -172,6 +172,48 @@ pub(crate) struct Appended {
     pub log_start: i64,
 }
 
+/// Kafka's per-record checks on append: keys on compacted topics, CreateTime timestamps within
+/// the topic's bounds. Answers the max timestamp to write into the header when the one sent is
+/// not the records' (`None`: it is). Compressed batches are not opened here: their header's base
+/// and max timestamps stand for their records, a max below the base (e.g. -1) is raised to the
+/// base, and their keys are not checked.
+fn check_records(
+    bytes: &[u8],
+    header: &BatchHeader<'_>,
+    config: &LogConfig,
+    now_ms: i64,
+) -> Result<Option<i64>, batch::BatchError> {
+    let summary = batch::summarize_records(bytes, header).transpose()?;
+    if config.keys_required && summary.is_some_and(|s| s.keyless) {
+        return Err(batch::BatchError::Invalid(
+            "a record without a key on a compacted topic",
+        ));
+    }
+    let (min, max) = match summary {
+        Some(s) => (s.min_timestamp, s.max_timestamp),
+        None => (
+            header.base_timestamp(),
+            header.max_timestamp().max(header.base_timestamp()),
+        ),
+    };
+    if config.timestamp_type == TimestampType::CreateTime {
+        // -1 is "no timestamp" (old clients): Kafka does not bound it.
+        if min >= 0 && min < now_ms.saturating_sub(config.timestamp_before_max_ms) {
+            return Err(batch::BatchError::InvalidTimestamp {
+                timestamp_ms: min,
+                reason: "further in the past than message.timestamp.before.max.ms from",
+            });
+        }
+        if max > now_ms.saturating_add(config.timestamp_after_max_ms) {
+            return Err(batch::BatchError::InvalidTimestamp {
+                timestamp_ms: max,
+                reason: "further in the future than message.timestamp.after.max.ms from",
+            });
+        }
+    }
+    Ok((max != header.max_timestamp()).then_some(max))
+}
+
 impl Engine {
     pub fn append(&self, batches: Bytes, now_ms: i64) -> Result<Appended, AppendError> {
         let mut st = self.state.borrow_mut();
@@ -179,6 +221,7 @@ impl Engine {
         let ranges = batch::split_batches(&batches, st.config.max_message_bytes)?;
         let lat = st.config.timestamp_type == TimestampType::LogAppendTime;
         let mut stamps: Vec<Stamp> = Vec::new();
+        let mut max_timestamp_fixes: Vec<Option<i64>> = Vec::with_capacity(ranges.len());
         for range in &ranges {
             let header = BatchHeader::parse(&batches[range.clone()]).expect("validated");
             if header.is_control() {
@@ -189,6 +232,12 @@ impl Engine {
             if header.is_transactional() {
                 return Err(AppendError::Transactional);
             }
+            max_timestamp_fixes.push(check_records(
+                &batches[range.clone()],
+                &header,
+                &st.config,
+                now_ms,
+            )?);
             if let Some(stamp) = Stamp::of(&header) {
                 if stamp.first_seq < 0 {
                     return Err(batch::BatchError::Invalid(
@@ -212,11 +261,13 @@ impl Engine {
         self.reserve_write_buffer(batches.len())?;
         let mut copy = BytesMut::from(&batches[..]);
         let base_offset = st.next_offset;
-        for range in ranges {
+        for (range, max_timestamp_fix) in ranges.into_iter().zip(max_timestamp_fixes) {
             let mut one = copy.split_to(range.len());
             batch::set_base_offset(&mut one, st.next_offset);
             if lat {
                 batch::set_log_append_time(&mut one, now_ms);
+            } else if let Some(max_timestamp) = max_timestamp_fix {
+                batch::set_max_timestamp(&mut one, max_timestamp);
             }
             let meta = self.place(&mut st, one.freeze(), now_ms);
             st.producers.record_stored(&meta, now_ms);

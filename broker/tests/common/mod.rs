@@ -471,3 +471,11 @@ pub fn segment_files(partition_dir: &Path) -> Vec<PathBuf> {
     segments.sort();
     segments
 }
+
+/// The wall clock in milliseconds since the epoch, as the broker reads it.
+pub fn now_ms() -> i64 {
+    let since_epoch = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("the clock is past 1970");
+    i64::try_from(since_epoch.as_millis()).expect("milliseconds fit i64")
+}
