@@ -211,8 +211,13 @@ pub async fn list_offset(log: &PartitionLog, timestamp: i64) -> ListOffsetResult
     match timestamp {
         LATEST_TIMESTAMP | LATEST_TIERED_TIMESTAMP => found(-1, log.written_end_offset().get()),
         EARLIEST_TIMESTAMP | EARLIEST_LOCAL_TIMESTAMP => found(-1, log.log_start_offset().get()),
+        // KIP-734 as Kafka 3.8+ answers it: the offset of the first record holding the largest
+        // timestamp, read from its batch (the log only tracks batches).
         MAX_TIMESTAMP => match log.max_timestamp() {
-            Some((ts, offset)) => found(ts, offset.get()),
+            Some((ts, batch_last)) => match offset_for_timestamp(log, ts).await {
+                exact if exact.offset >= 0 => exact,
+                _ => found(ts, batch_last.get()),
+            },
             None => found(-1, -1),
         },
         t if t < 0 => ListOffsetResult {

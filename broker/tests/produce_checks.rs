@@ -108,3 +108,73 @@ fn given_two_batches_for_one_partition_or_zstd_before_v7_should_refuse_them() {
         "nothing of the refused requests was stored"
     );
 }
+
+#[test]
+fn given_a_batch_whose_largest_timestamp_is_not_last_when_max_timestamp_listed_should_name_that_record(
+) {
+    // librdkafka's 0081_admin: ListOffsets MAX_TIMESTAMP (-3, KIP-734) is the record with the
+    // largest timestamp, not the batch's last offset.
+    use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+    use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse, TopicName};
+    use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+    use kafka_protocol::records::{
+        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+    };
+
+    let broker = Broker::start();
+    create_topic(&broker.bootstrap(), "max-ts", 1, &[]);
+    let base = 1_700_000_000_000;
+    let records: Vec<Record> = [0, 2, 1]
+        .iter()
+        .enumerate()
+        .map(|(offset, step)| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: 0,
+            producer_id: -1,
+            producer_epoch: -1,
+            // The codec starts a new batch where `sequence - offset` changes: keep it constant.
+            sequence: offset as i32,
+            timestamp_type: TimestampType::Creation,
+            offset: offset as i64,
+            timestamp: base + step,
+            key: Some(bytes::Bytes::from_static(b"k")),
+            value: Some(bytes::Bytes::from_static(b"v")),
+            headers: Default::default(),
+        })
+        .collect();
+    let mut batch = bytes::BytesMut::new();
+    let options = RecordEncodeOptions {
+        version: 2,
+        compression: Compression::None,
+    };
+    RecordBatchEncoder::encode(&mut batch, records.iter(), &options).expect("encode");
+    assert_eq!(raw_produce(broker.addr(), "max-ts", 1, &batch), (0, 0));
+
+    let request = ListOffsetsRequest::default()
+        .with_replica_id((-1).into())
+        .with_topics(vec![ListOffsetsTopic::default()
+            .with_name(TopicName(StrBytes::from_static_str("max-ts")))
+            .with_partitions(vec![ListOffsetsPartition::default()
+                .with_partition_index(0)
+                .with_timestamp(-3)])]);
+    let mut body = bytes::BytesMut::new();
+    body.extend_from_slice(&[0]); // request header v2: no tagged fields
+    request.encode(&mut body, 7).expect("encode ListOffsets v7");
+    let framed = common::frame(2, 7, 9, &body);
+    let common::Verdict::Answered(response) = common::send_and_judge(broker.addr(), &framed, false)
+    else {
+        panic!("ListOffsets v7 must be answered");
+    };
+    // Response header v1: correlation id, no tagged fields.
+    let mut rest = bytes::Bytes::copy_from_slice(&response[5..]);
+    let answer = ListOffsetsResponse::decode(&mut rest, 7).expect("decode ListOffsets v7");
+    let partition = &answer.topics[0].partitions[0];
+    assert_eq!(partition.error_code, 0);
+    assert_eq!(
+        (partition.timestamp, partition.offset),
+        (base + 2, 1),
+        "the record holding the largest timestamp"
+    );
+}

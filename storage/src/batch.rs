@@ -407,6 +407,35 @@ mod tests {
     }
 
     #[test]
+    fn given_records_out_of_time_order_when_summarized_should_find_the_largest_and_its_delta() {
+        let bytes = encode(&[
+            record(0, 1_000, Some(b"a"), Some(b"x")),
+            record(1, 3_000, None, Some(b"y")),
+            record(2, 2_000, Some(b"c"), None),
+        ]);
+        let header = BatchHeader::parse(&bytes).expect("header");
+        let summary = summarize_records(&bytes, &header)
+            .expect("uncompressed")
+            .expect("valid");
+        assert_eq!(
+            summary,
+            RecordSummary {
+                min_timestamp: 1_000,
+                max_timestamp: 3_000,
+                max_timestamp_delta: 1,
+                keyless: true,
+            }
+        );
+        let mut fixed = bytes.clone();
+        set_max_timestamp(&mut fixed, -1);
+        assert_eq!(
+            BatchHeader::parse(&fixed).expect("header").max_timestamp(),
+            -1
+        );
+        validate(&fixed, u32::MAX).expect("the CRC follows the rewrite");
+    }
+
+    #[test]
     fn records_are_read_in_place_with_keys_values_and_deltas() {
         let long_value: &'static [u8] = Box::leak(vec![7u8; 300].into_boxed_slice());
         let batch = encode(&[
