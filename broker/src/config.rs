@@ -78,6 +78,10 @@ pub struct BrokerConfig {
     pub log_flush_interval_ms: Option<u64>,
     /// `log.message.timestamp.type`.
     pub log_message_timestamp_type: TimestampType,
+    /// `compression.type`: `producer` (keep the producer's codec) or the codec to store with.
+    pub compression_type: String,
+    /// `log.message.format.version`: accepted and ignored, as in Kafka 3.x (always v2).
+    pub log_message_format_version: String,
     /// `log.message.timestamp.before.max.ms` / `after.max.ms` (KIP-937): the furthest a
     /// CreateTime record may be before or after the broker's clock; i64::MAX = unbounded.
     pub log_message_timestamp_before_max_ms: i64,
@@ -128,6 +132,8 @@ impl Default for BrokerConfig {
             message_max_bytes: (1 << 20) + 12,
             log_flush_interval_ms: None,
             log_message_timestamp_type: TimestampType::CreateTime,
+            compression_type: "producer".into(),
+            log_message_format_version: "3.0-IV1".into(),
             log_message_timestamp_before_max_ms: i64::MAX,
             log_message_timestamp_after_max_ms: i64::MAX,
             log_cleanup_policy: "delete".into(),
@@ -244,6 +250,7 @@ impl BrokerConfig {
             timestamp_before_max_ms: self.log_message_timestamp_before_max_ms,
             timestamp_after_max_ms: self.log_message_timestamp_after_max_ms,
             keys_required: settings::cleanup_compacts(&self.log_cleanup_policy),
+            compression: settings::compression_codec(&self.compression_type),
         }
     }
 }

@@ -11,7 +11,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::future::{select, select_all};
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::records::RecordBatchDecoder;
+use kafka_protocol::records::{
+    Compression, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions,
+};
 use odradek_storage::{
     AppendError, BatchError, Chunk, Offset, PartitionLog, ReadError, SequenceError, StorageError,
 };
@@ -75,6 +77,10 @@ pub async fn produce(
     acks: i16,
     wait_max: Duration,
 ) -> ProduceResult {
+    let records = match recompressed(log.config().compression, records) {
+        Ok(records) => records,
+        Err(why) => return ProduceResult::failed(ResponseError::CorruptMessage, why),
+    };
     let receipt = match log.append_in_line(records, now_ms, wait_max).await {
         Ok(receipt) => receipt,
         Err(e) => return ProduceResult::failed(append_error(&e), e.to_string()),
@@ -95,6 +101,39 @@ pub async fn produce(
         log_append_time_ms: receipt.log_append_time_ms,
         log_start_offset: receipt.log_start_offset.get(),
     }
+}
+
+/// The batch stored with the topic's `compression.type` codec, as Kafka does when it differs
+/// from the producer's: decoded and encoded again through the codec, producer fields, offsets
+/// deltas and timestamps kept. Batches already in that codec, and anything the log will refuse
+/// anyway (other magic, bad CRC), pass unchanged.
+fn recompressed(codec: Option<u8>, records: Bytes) -> Result<Bytes, String> {
+    let Some(codec) = codec else {
+        return Ok(records);
+    };
+    let Ok(header) = odradek_storage::batch::validate(&records, u32::MAX) else {
+        return Ok(records);
+    };
+    if header.compression() == codec || header.is_control() {
+        return Ok(records);
+    }
+    let compression = match codec {
+        1 => Compression::Gzip,
+        2 => Compression::Snappy,
+        3 => Compression::Lz4,
+        4 => Compression::Zstd,
+        _ => Compression::None,
+    };
+    let set = RecordBatchDecoder::decode(&mut records.clone())
+        .map_err(|e| format!("cannot decode the batch to recompress it: {e}"))?;
+    let mut out = bytes::BytesMut::with_capacity(records.len());
+    let options = RecordEncodeOptions {
+        version: 2,
+        compression,
+    };
+    RecordBatchEncoder::encode(&mut out, set.records.iter(), &options)
+        .map_err(|e| format!("cannot recompress the batch: {e}"))?;
+    Ok(out.freeze())
 }
 
 impl ProduceResult {

@@ -94,6 +94,49 @@ pub fn cleanup_deletes(policy: &str) -> bool {
     policy.split(',').any(|p| p.trim() == "delete")
 }
 
+/// `compression.type`'s values and the codec id each stores with (`producer`: none forced).
+const COMPRESSION_TYPES: &[(&str, Option<u8>)] = &[
+    ("producer", None),
+    ("uncompressed", Some(0)),
+    ("gzip", Some(1)),
+    ("snappy", Some(2)),
+    ("lz4", Some(3)),
+    ("zstd", Some(4)),
+];
+
+/// Checks a `compression.type`; returns it normalized.
+pub fn compression_type(value: &str) -> Result<String, String> {
+    let value = value.trim().to_ascii_lowercase();
+    match COMPRESSION_TYPES.iter().find(|(name, _)| *name == value) {
+        Some((name, _)) => Ok(name.to_string()),
+        None => Err("expected producer, uncompressed, gzip, snappy, lz4 or zstd".into()),
+    }
+}
+
+/// The codec id a validated `compression.type` stores with.
+pub fn compression_codec(value: &str) -> Option<u8> {
+    COMPRESSION_TYPES
+        .iter()
+        .find(|(name, _)| *name == value)
+        .and_then(|(_, codec)| *codec)
+}
+
+/// Checks a (deprecated, ignored) `message.format.version`: a Kafka version such as `0.10.2`,
+/// `2.8-IV1` or `3.0`.
+pub fn message_format_version(value: &str) -> Result<String, String> {
+    let value = value.trim();
+    let version = value.split('-').next().unwrap_or_default();
+    let parts: Vec<&str> = version.split('.').collect();
+    let numeric = parts
+        .iter()
+        .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+    if (2..=4).contains(&parts.len()) && numeric {
+        Ok(value.to_string())
+    } else {
+        Err("expected a Kafka version such as 2.8 or 3.0-IV1".into())
+    }
+}
+
 /// Whether a validated `cleanup.policy` compacts (records then need keys).
 pub fn cleanup_compacts(policy: &str) -> bool {
     policy.split(',').any(|p| p.trim() == "compact")
@@ -287,6 +330,20 @@ pub const SETTINGS: &[Setting] = &[
         "CreateTime or LogAppendTime.",
         |c| timestamp_type_name(c.log_message_timestamp_type).to_string(),
         |c, v| c.log_message_timestamp_type = timestamp_type(v)?
+    ),
+    setting!(
+        "compression.type",
+        [],
+        "The codec batches are stored with: producer (as sent), uncompressed, gzip, snappy, lz4 or zstd.",
+        |c| c.compression_type.clone(),
+        |c, v| c.compression_type = compression_type(v)?
+    ),
+    setting!(
+        "log.message.format.version",
+        [],
+        "Deprecated since Kafka 3.0 and ignored, as there: batches are stored in format v2.",
+        |c| c.log_message_format_version.clone(),
+        |c, v| c.log_message_format_version = message_format_version(v)?
     ),
     setting!(
         "log.message.timestamp.before.max.ms",

@@ -80,6 +80,20 @@ pub const TOPIC_CONFIGS: &[TopicConfigDef] = &[
         apply: |c, v| c.timestamp_type = timestamp_type(v).unwrap_or(c.timestamp_type),
     },
     TopicConfigDef {
+        name: "compression.type",
+        broker_name: "compression.type",
+        doc: "The codec batches are stored with: producer (as sent), uncompressed, gzip, snappy, lz4 or zstd.",
+        validate: settings::compression_type,
+        apply: |c, v| c.compression = settings::compression_codec(v),
+    },
+    TopicConfigDef {
+        name: "message.format.version",
+        broker_name: "log.message.format.version",
+        doc: "Deprecated since Kafka 3.0 and ignored, as there (batches are stored in format v2).",
+        validate: settings::message_format_version,
+        apply: |_, _| {},
+    },
+    TopicConfigDef {
         name: "message.timestamp.before.max.ms",
         broker_name: "log.message.timestamp.before.max.ms",
         doc: "How far before the broker's clock a CreateTime record may be.",

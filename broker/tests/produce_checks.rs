@@ -178,3 +178,53 @@ fn given_a_batch_whose_largest_timestamp_is_not_last_when_max_timestamp_listed_s
         "the record holding the largest timestamp"
     );
 }
+
+#[test]
+fn given_a_topic_with_compression_type_gzip_when_a_producer_sends_uncompressed_should_store_gzip_and_read_back(
+) {
+    // librdkafka's 0081_admin sets compression.type on topics: Kafka stores with that codec.
+    let broker = Broker::start();
+    create_topic(
+        &broker.bootstrap(),
+        "gzipped",
+        1,
+        &[("compression.type", "gzip")],
+    );
+    let (producer, log) = common::producer(
+        &broker.bootstrap(),
+        &[("compression.type", "none"), ("linger.ms", "50")],
+    );
+    for i in 0..100usize {
+        let value = format!("value {i} {}", "x".repeat(100));
+        let key = format!("key {i}");
+        common::send(
+            &producer,
+            rdkafka::producer::BaseRecord::with_opaque_to("gzipped", i)
+                .key(&key)
+                .payload(&value),
+        )
+        .expect("queue");
+    }
+    common::flush(&producer);
+    assert_eq!(log.acked_count(), 100, "failed: {:?}", log.failed());
+
+    let reader = consumer(&broker.bootstrap(), &[]);
+    common::assign_all(&reader, "gzipped", 1, Offset::Beginning);
+    let got = common::consume_exactly(&reader, 100, Duration::from_secs(30));
+    for (i, message) in got.iter().enumerate() {
+        use rdkafka::message::Message;
+        assert_eq!(message.offset(), i as i64);
+        assert_eq!(message.key(), Some(format!("key {i}").as_bytes()));
+    }
+    // Deprecated since Kafka 3.0 and accepted there (librdkafka's 0092_mixed_msgver sets it).
+    create_topic(
+        &broker.bootstrap(),
+        "old-format",
+        1,
+        &[("message.format.version", "0.10.2")],
+    );
+    let segment = &common::segment_files(&broker.partition_dir("gzipped", 0))[0];
+    let stored = std::fs::read(segment).expect("read the segment");
+    let attributes = i16::from_be_bytes([stored[21], stored[22]]);
+    assert_eq!(attributes & 0x7, 1, "the first stored batch is gzip");
+}

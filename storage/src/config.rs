@@ -46,6 +46,10 @@ pub struct LogConfig {
     pub timestamp_after_max_ms: i64,
     /// `cleanup.policy` includes `compact`: every record needs a key (INVALID_RECORD otherwise).
     pub keys_required: bool,
+    /// `compression.type`: the codec id (0 none … 4 zstd) batches are stored with; `None`
+    /// (`producer`) keeps the producer's. The broker recompresses before it appends: the log
+    /// stores what it is given.
+    pub compression: Option<u8>,
 }
 
 impl Default for LogConfig {
@@ -63,6 +67,7 @@ impl Default for LogConfig {
             timestamp_before_max_ms: i64::MAX,
             timestamp_after_max_ms: i64::MAX,
             keys_required: false,
+            compression: None,
         }
     }
 }

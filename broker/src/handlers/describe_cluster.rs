@@ -8,7 +8,7 @@ use kafka_protocol::messages::{
     ApiKey, BrokerId, DescribeClusterRequest, DescribeClusterResponse, RequestHeader,
 };
 
-use super::util::str_bytes;
+use super::util::{authorized_operations, operations, str_bytes};
 use crate::shard::ShardCtx;
 
 pub const API_KEY: ApiKey = ApiKey::DescribeCluster;
@@ -16,8 +16,6 @@ pub const VERSIONS: (i16, i16) = (0, 1);
 
 /// `endpoint_type` 1: brokers (the only kind a single node has).
 const ENDPOINT_TYPE_BROKERS: i8 = 1;
-/// Kafka's "authorized operations not computed" sentinel.
-const OPERATIONS_UNKNOWN: i32 = i32::MIN;
 
 pub async fn handle(
     ctx: &Rc<ShardCtx>,
@@ -30,7 +28,10 @@ pub async fn handle(
         .with_cluster_id(str_bytes(&snapshot.cluster_id))
         .with_controller_id(node)
         .with_endpoint_type(ENDPOINT_TYPE_BROKERS)
-        .with_cluster_authorized_operations(OPERATIONS_UNKNOWN);
+        .with_cluster_authorized_operations(authorized_operations(
+            request.include_cluster_authorized_operations,
+            operations::CLUSTER,
+        ));
     if request.endpoint_type != ENDPOINT_TYPE_BROKERS {
         return response
             .with_error_code(ResponseError::UnsupportedEndpointType.code())

@@ -11,7 +11,7 @@ use kafka_protocol::messages::{
     ApiKey, DescribeGroupsRequest, DescribeGroupsResponse, GroupId, RequestHeader,
 };
 
-use super::util::str_bytes;
+use super::util::{authorized_operations, operations, str_bytes};
 use crate::group::{self, GroupDescription, GroupReply, GroupRequest};
 use crate::shard::ShardCtx;
 
@@ -24,6 +24,7 @@ pub async fn handle(
     request: DescribeGroupsRequest,
 ) -> DescribeGroupsResponse {
     let with_instance = header.request_api_version >= 4;
+    let group_ops = authorized_operations(request.include_authorized_operations, operations::GROUP);
     let lookups = request.groups.into_iter().map(|group_id| async move {
         let group = group_id.0.to_string();
         let work = GroupRequest::Describe {
@@ -36,7 +37,7 @@ pub async fn handle(
                 ..GroupDescription::default()
             },
         };
-        described(group_id, description, with_instance)
+        described(group_id, description, with_instance).with_authorized_operations(group_ops)
     });
     DescribeGroupsResponse::default().with_groups(join_all(lookups).await)
 }

@@ -15,7 +15,7 @@ use kafka_protocol::messages::{
 };
 use uuid::Uuid;
 
-use super::util::{str_bytes, topic_name};
+use super::util::{authorized_operations, operations, str_bytes, topic_name};
 use crate::control::{self, validate_topic_name, ControlRequest};
 use crate::metadata::{MetadataSnapshot, TopicMeta};
 use crate::shard::ShardCtx;
@@ -35,14 +35,21 @@ pub async fn handle(
     let allow_create =
         ctx.config.auto_create_topics_enable && (version < 4 || request.allow_auto_topic_creation);
     let snapshot = ctx.metadata();
+    let topic_ops = authorized_operations(
+        request.include_topic_authorized_operations,
+        operations::TOPIC,
+    );
     let topics = match request.topics {
         // v0: an empty list means every topic; v1+: null does.
         Some(list) if !(version == 0 && list.is_empty()) => {
             let mut topics = Vec::with_capacity(list.len());
             for wanted in list {
                 let topic = match wanted.name {
-                    Some(name) => by_name(ctx, &snapshot, name.0.as_str(), allow_create).await,
-                    None => by_id(&snapshot, wanted.topic_id),
+                    Some(name) => {
+                        let name = name.0.as_str();
+                        by_name(ctx, &snapshot, name, allow_create, topic_ops).await
+                    }
+                    None => by_id(&snapshot, wanted.topic_id, topic_ops),
                 };
                 topics.push(topic);
             }
@@ -51,10 +58,14 @@ pub async fn handle(
         _ => snapshot
             .topics
             .values()
-            .map(|meta| describe_topic(&snapshot, meta))
+            .map(|meta| describe_topic(&snapshot, meta, topic_ops))
             .collect(),
     };
-    response(&snapshot, topics)
+    let cluster_ops = authorized_operations(
+        request.include_cluster_authorized_operations,
+        operations::CLUSTER,
+    );
+    response(&snapshot, topics, cluster_ops)
 }
 
 async fn by_name(
@@ -62,9 +73,10 @@ async fn by_name(
     snapshot: &MetadataSnapshot,
     name: &str,
     allow_create: bool,
+    topic_ops: i32,
 ) -> MetadataResponseTopic {
     if let Some(meta) = snapshot.topic(name) {
-        return describe_topic(snapshot, meta);
+        return describe_topic(snapshot, meta, topic_ops);
     }
     if let Err(error) = validate_topic_name(name) {
         return topic_error(name, error.code());
@@ -79,18 +91,18 @@ async fn by_name(
         validate_only: false,
     };
     match control::call_topic(ctx, request).await {
-        Ok(meta) => describe_topic(snapshot, &meta),
+        Ok(meta) => describe_topic(snapshot, &meta, topic_ops),
         // Created meanwhile by another request: the new snapshot has it.
         Err(_) => match ctx.metadata().topic(name) {
-            Some(meta) => describe_topic(snapshot, meta),
+            Some(meta) => describe_topic(snapshot, meta, topic_ops),
             None => topic_error(name, ResponseError::LeaderNotAvailable.code()),
         },
     }
 }
 
-fn by_id(snapshot: &MetadataSnapshot, id: Uuid) -> MetadataResponseTopic {
+fn by_id(snapshot: &MetadataSnapshot, id: Uuid, topic_ops: i32) -> MetadataResponseTopic {
     match snapshot.topic_by_id(&id) {
-        Some(meta) => describe_topic(snapshot, meta),
+        Some(meta) => describe_topic(snapshot, meta, topic_ops),
         None => MetadataResponseTopic::default()
             .with_topic_id(id)
             .with_error_code(ResponseError::UnknownTopicId.code())
@@ -105,7 +117,11 @@ fn topic_error(name: &str, error_code: i16) -> MetadataResponseTopic {
         .with_topic_authorized_operations(OPERATIONS_UNKNOWN)
 }
 
-fn describe_topic(snapshot: &MetadataSnapshot, meta: &TopicMeta) -> MetadataResponseTopic {
+fn describe_topic(
+    snapshot: &MetadataSnapshot,
+    meta: &TopicMeta,
+    topic_ops: i32,
+) -> MetadataResponseTopic {
     let node = BrokerId(snapshot.broker.node_id.0);
     let partitions = (0..meta.partitions)
         .map(|index| {
@@ -122,10 +138,14 @@ fn describe_topic(snapshot: &MetadataSnapshot, meta: &TopicMeta) -> MetadataResp
         .with_topic_id(meta.id)
         .with_is_internal(meta.name == crate::group::OFFSETS_TOPIC)
         .with_partitions(partitions)
-        .with_topic_authorized_operations(OPERATIONS_UNKNOWN)
+        .with_topic_authorized_operations(topic_ops)
 }
 
-fn response(snapshot: &MetadataSnapshot, topics: Vec<MetadataResponseTopic>) -> MetadataResponse {
+fn response(
+    snapshot: &MetadataSnapshot,
+    topics: Vec<MetadataResponseTopic>,
+    cluster_ops: i32,
+) -> MetadataResponse {
     let node = BrokerId(snapshot.broker.node_id.0);
     let broker = MetadataResponseBroker::default()
         .with_node_id(node)
@@ -136,5 +156,5 @@ fn response(snapshot: &MetadataSnapshot, topics: Vec<MetadataResponseTopic>) -> 
         .with_cluster_id(Some(str_bytes(&snapshot.cluster_id)))
         .with_controller_id(node)
         .with_topics(topics)
-        .with_cluster_authorized_operations(OPERATIONS_UNKNOWN)
+        .with_cluster_authorized_operations(cluster_ops)
 }
