@@ -339,56 +339,52 @@ mod tests {
 
     #[test]
     fn a_read_of_a_segment_deleted_under_it_is_out_of_range_not_a_storage_error() {
-        glommio::LocalExecutorBuilder::default()
-            .spawn(|| async {
-                let dir = tempfile::tempdir().expect("tempdir");
-                let shard = ShardStorage::new(ShardStorageConfig {
-                    tail_cache_bytes: 0,
-                    ..ShardStorageConfig::default()
-                });
-                let config = LogConfig {
-                    segment_bytes: 64 << 10,
-                    ..LogConfig::default()
-                };
-                let log = PartitionLog::open(dir.path().join("t-0"), config, shard)
-                    .await
-                    .expect("open");
-                // One 100 kB batch per segment.
-                let mut last = None;
-                for _ in 0..3 {
-                    last = Some(log.append(batch_of_size(100_000, 1, 7), 0).expect("append"));
-                }
-                last.expect("appended").durable().await.expect("durable");
-                let mut files: Vec<_> = std::fs::read_dir(dir.path().join("t-0"))
-                    .expect("list")
-                    .map(|e| e.expect("entry").path())
-                    .filter(|p| p.extension().is_some_and(|x| x == "log"))
-                    .collect();
-                files.sort();
-                // A read of the first segment file, as a fetch makes it, caught by the deletion.
-                let region = FileRegion {
-                    path: files[0].clone(),
-                    position: 0,
-                    len: 1_000,
-                };
-                let start = log.delete_records_before(Offset(2)).await.expect("delete");
-                assert_eq!(start, Offset(2));
-                let error = in_memory(vec![Chunk::File(region)])
-                    .await
-                    .expect_err("the file is gone");
-                assert_eq!(
-                    read_failure(&log, 0, &error),
-                    ResponseError::OffsetOutOfRange
-                );
-                assert_eq!(
-                    read_failure(&log, 2, &error),
-                    ResponseError::KafkaStorageError,
-                    "a failed read of data still in the log is a storage error"
-                );
-                log.close().await.expect("close");
-            })
-            .expect("executor")
-            .join()
-            .expect("test on shard");
+        odradek_storage::testing::run(|| async {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let shard = ShardStorage::new(ShardStorageConfig {
+                tail_cache_bytes: 0,
+                ..ShardStorageConfig::default()
+            });
+            let config = LogConfig {
+                segment_bytes: 64 << 10,
+                ..LogConfig::default()
+            };
+            let log = PartitionLog::open(dir.path().join("t-0"), config, shard)
+                .await
+                .expect("open");
+            // One 100 kB batch per segment.
+            let mut last = None;
+            for _ in 0..3 {
+                last = Some(log.append(batch_of_size(100_000, 1, 7), 0).expect("append"));
+            }
+            last.expect("appended").durable().await.expect("durable");
+            let mut files: Vec<_> = std::fs::read_dir(dir.path().join("t-0"))
+                .expect("list")
+                .map(|e| e.expect("entry").path())
+                .filter(|p| p.extension().is_some_and(|x| x == "log"))
+                .collect();
+            files.sort();
+            // A read of the first segment file, as a fetch makes it, caught by the deletion.
+            let region = FileRegion {
+                path: files[0].clone(),
+                position: 0,
+                len: 1_000,
+            };
+            let start = log.delete_records_before(Offset(2)).await.expect("delete");
+            assert_eq!(start, Offset(2));
+            let error = in_memory(vec![Chunk::File(region)])
+                .await
+                .expect_err("the file is gone");
+            assert_eq!(
+                read_failure(&log, 0, &error),
+                ResponseError::OffsetOutOfRange
+            );
+            assert_eq!(
+                read_failure(&log, 2, &error),
+                ResponseError::KafkaStorageError,
+                "a failed read of data still in the log is a storage error"
+            );
+            log.close().await.expect("close");
+        });
     }
 }

@@ -376,80 +376,74 @@ mod tests {
 
     #[test]
     fn a_response_larger_than_the_socket_buffer_arrives_whole_and_in_order() {
-        let handle = glommio::LocalExecutorBuilder::default()
-            .spawn(|| async {
-                let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-                let addr = listener.local_addr().expect("addr");
-                let server = glommio::spawn_local(serve_one(listener, Pieces));
-                let mut client = TcpStream::connect(addr).await.expect("connect");
-                for id in 0..2 {
-                    client
-                        .write_all(&request_frame(ApiKey::Metadata, id))
-                        .await
-                        .expect("write");
+        odradek_storage::testing::run(|| async {
+            let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+            let addr = listener.local_addr().expect("addr");
+            let server = glommio::spawn_local(serve_one(listener, Pieces));
+            let mut client = TcpStream::connect(addr).await.expect("connect");
+            for id in 0..2 {
+                client
+                    .write_all(&request_frame(ApiKey::Metadata, id))
+                    .await
+                    .expect("write");
+            }
+            // Let the server fill the socket buffer before reading anything.
+            glommio::timer::sleep(Duration::from_millis(50)).await;
+            for id in 0..2 {
+                let mut head = [0u8; 8];
+                client.read_exact(&mut head).await.expect("head");
+                assert_eq!(
+                    i32::from_be_bytes(head[4..8].try_into().expect("4 bytes")),
+                    id
+                );
+                let mut body = vec![0u8; PIECE_BYTES * PIECES];
+                client.read_exact(&mut body).await.expect("body");
+                for (k, chunk) in body.chunks(PIECE_BYTES).enumerate() {
+                    assert!(chunk.iter().all(|&b| b == k as u8), "piece {k} of {id}");
                 }
-                // Let the server fill the socket buffer before reading anything.
-                glommio::timer::sleep(Duration::from_millis(50)).await;
-                for id in 0..2 {
-                    let mut head = [0u8; 8];
-                    client.read_exact(&mut head).await.expect("head");
-                    assert_eq!(
-                        i32::from_be_bytes(head[4..8].try_into().expect("4 bytes")),
-                        id
-                    );
-                    let mut body = vec![0u8; PIECE_BYTES * PIECES];
-                    client.read_exact(&mut body).await.expect("body");
-                    for (k, chunk) in body.chunks(PIECE_BYTES).enumerate() {
-                        assert!(chunk.iter().all(|&b| b == k as u8), "piece {k} of {id}");
-                    }
-                }
-                drop(client);
-                server.await;
-            })
-            .expect("executor");
-        handle.join().expect("test");
+            }
+            drop(client);
+            server.await;
+        });
     }
 
     #[test]
     fn responses_go_back_in_request_order_and_bad_frames_close() {
-        let handle = glommio::LocalExecutorBuilder::default()
-            .spawn(|| async {
-                let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-                let addr = listener.local_addr().expect("addr");
-                let server = glommio::spawn_local(serve_one(listener, SlowEcho));
-                let mut client = TcpStream::connect(addr).await.expect("connect");
-                let mut expected = Vec::new();
-                for id in 0..REQUESTS {
-                    let key = if id % 5 == 0 {
-                        ApiKey::Produce
-                    } else {
-                        ApiKey::Metadata
-                    };
-                    if key != ApiKey::Produce {
-                        expected.push(id);
-                    }
-                    client
-                        .write_all(&request_frame(key, id))
-                        .await
-                        .expect("write");
+        odradek_storage::testing::run(|| async {
+            let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+            let addr = listener.local_addr().expect("addr");
+            let server = glommio::spawn_local(serve_one(listener, SlowEcho));
+            let mut client = TcpStream::connect(addr).await.expect("connect");
+            let mut expected = Vec::new();
+            for id in 0..REQUESTS {
+                let key = if id % 5 == 0 {
+                    ApiKey::Produce
+                } else {
+                    ApiKey::Metadata
+                };
+                if key != ApiKey::Produce {
+                    expected.push(id);
                 }
-                let mut got = Vec::new();
-                for _ in 0..expected.len() {
-                    let mut frame = [0u8; 8];
-                    client.read_exact(&mut frame).await.expect("response");
-                    got.push(i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]));
-                }
-                assert_eq!(got, expected);
                 client
-                    .write_all(&(-1i32).to_be_bytes())
+                    .write_all(&request_frame(key, id))
                     .await
                     .expect("write");
-                let mut rest = Vec::new();
-                client.read_to_end(&mut rest).await.expect("closed");
-                assert!(rest.is_empty());
-                server.await;
-            })
-            .expect("executor");
-        handle.join().expect("test");
+            }
+            let mut got = Vec::new();
+            for _ in 0..expected.len() {
+                let mut frame = [0u8; 8];
+                client.read_exact(&mut frame).await.expect("response");
+                got.push(i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]));
+            }
+            assert_eq!(got, expected);
+            client
+                .write_all(&(-1i32).to_be_bytes())
+                .await
+                .expect("write");
+            let mut rest = Vec::new();
+            client.read_to_end(&mut rest).await.expect("closed");
+            assert!(rest.is_empty());
+            server.await;
+        });
     }
 }

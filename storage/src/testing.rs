@@ -1,5 +1,6 @@
 //! Builders of valid record batches (magic 2) for tests and benchmarks, so that neither needs
-//! the Kafka codec. Not for production paths: the broker receives batches from producers.
+//! the Kafka codec, and [`run`], the executor every glommio test body runs on. Not for
+//! production paths: the broker receives batches from producers.
 
 use bytes::{BufMut, Bytes, BytesMut};
 
@@ -123,4 +124,33 @@ mod tests {
         two.put_slice(&batch(2, 5, 0, 2));
         assert_eq!(split_batches(&two, 1 << 20).expect("valid").len(), 2);
     }
+}
+
+/// How often [`run`]'s timer fires.
+const KEEP_AWAKE_PERIOD: std::time::Duration = std::time::Duration::from_millis(10);
+
+/// Runs an async test body on a fresh glommio executor that always has a timer armed.
+///
+/// glommio 0.9 parks an executor with no timer in an unbounded io_uring wait; a wake-up from
+/// another thread (a blocking-pool result, a channel) can be lost there, and a test then sleeps
+/// forever (seen once in CI). A timer bounds every park, so a lost wake-up costs at most one
+/// period. The broker's shards always have timers (their stop polls); test executors need this.
+pub fn run<F, Fut>(body: F)
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + 'static,
+{
+    glommio::LocalExecutorBuilder::default()
+        .spawn(move || async move {
+            glommio::spawn_local(async {
+                loop {
+                    glommio::timer::sleep(KEEP_AWAKE_PERIOD).await;
+                }
+            })
+            .detach();
+            body().await;
+        })
+        .expect("a test executor starts")
+        .join()
+        .expect("the test body completes");
 }

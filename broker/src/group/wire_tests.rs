@@ -35,29 +35,26 @@ where
     F: FnOnce(Rc<ShardCtx>) -> Fut + Send + 'static,
     Fut: Future<Output = ()>,
 {
-    let handle = glommio::LocalExecutorBuilder::default()
-        .spawn(move || async move {
-            let dir = tempfile::tempdir().expect("tempdir");
-            let ctx = one_shard_ctx(BrokerConfig {
-                data_dir: dir.path().to_path_buf(),
-                group_initial_rebalance_delay_ms: 0,
-                offsets_topic_num_partitions: 4,
-                ..BrokerConfig::default()
-            });
-            super::start(&ctx).await;
-            let request = ControlRequest::CreateTopic {
-                name: TOPIC.into(),
-                partitions: 2,
-                configs: Default::default(),
-                validate_only: false,
-            };
-            control::call_topic(&ctx, request)
-                .await
-                .expect("create the topic");
-            test(ctx).await;
-        })
-        .expect("executor");
-    handle.join().expect("test on shard");
+    odradek_storage::testing::run(move || async move {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ctx = one_shard_ctx(BrokerConfig {
+            data_dir: dir.path().to_path_buf(),
+            group_initial_rebalance_delay_ms: 0,
+            offsets_topic_num_partitions: 4,
+            ..BrokerConfig::default()
+        });
+        super::start(&ctx).await;
+        let request = ControlRequest::CreateTopic {
+            name: TOPIC.into(),
+            partitions: 2,
+            configs: Default::default(),
+            validate_only: false,
+        };
+        control::call_topic(&ctx, request)
+            .await
+            .expect("create the topic");
+        test(ctx).await;
+    });
 }
 
 use crate::handlers::admin_tests::{call, one_shard_ctx};

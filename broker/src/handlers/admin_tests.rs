@@ -33,19 +33,16 @@ where
     F: FnOnce(Rc<ShardCtx>) -> Fut + Send + 'static,
     Fut: Future<Output = ()>,
 {
-    let handle = glommio::LocalExecutorBuilder::default()
-        .spawn(move || async move {
-            let dir = tempfile::tempdir().expect("tempdir");
-            let ctx = one_shard_ctx(BrokerConfig {
-                data_dir: dir.path().to_path_buf(),
-                auto_create_topics_enable: auto_create,
-                num_partitions: 3,
-                ..BrokerConfig::default()
-            });
-            test(ctx).await;
-        })
-        .expect("executor");
-    handle.join().expect("test on shard");
+    odradek_storage::testing::run(move || async move {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ctx = one_shard_ctx(BrokerConfig {
+            data_dir: dir.path().to_path_buf(),
+            auto_create_topics_enable: auto_create,
+            num_partitions: 3,
+            ..BrokerConfig::default()
+        });
+        test(ctx).await;
+    });
 }
 
 /// A one-shard broker context over `config`, with no topics (call it on an executor; the data

@@ -13,18 +13,7 @@ use odradek_storage::{
 
 pub use odradek_storage::testing::{batch, batch_of_size};
 
-/// Runs an async test body on a fresh glommio executor.
-pub fn run<F, Fut>(body: F)
-where
-    F: FnOnce() -> Fut + Send + 'static,
-    Fut: Future<Output = ()> + 'static,
-{
-    LocalExecutorBuilder::default()
-        .spawn(body)
-        .expect("executor starts")
-        .join()
-        .expect("test body");
-}
+pub use odradek_storage::testing::run;
 
 pub fn tempdir() -> tempfile::TempDir {
     tempfile::Builder::new()
