@@ -93,6 +93,8 @@ pub struct BrokerConfig {
     pub socket_request_max_bytes: usize,
     /// `max.connections`: connections per shard.
     pub max_connections: usize,
+    /// `max.incremental.fetch.session.cache.slots`: fetch sessions (KIP-227) the broker keeps.
+    pub max_incremental_fetch_session_cache_slots: usize,
     /// `queued.max.requests`: requests in flight per connection.
     pub queued_max_requests: usize,
     /// `odradek.tail.cache.bytes`: recently appended batches each shard keeps in memory for
@@ -133,6 +135,7 @@ impl Default for BrokerConfig {
             log_flush_interval_ms: None,
             log_message_timestamp_type: TimestampType::CreateTime,
             compression_type: "producer".into(),
+            max_incremental_fetch_session_cache_slots: 1000,
             log_message_format_version: "3.0-IV1".into(),
             log_message_timestamp_before_max_ms: i64::MAX,
             log_message_timestamp_after_max_ms: i64::MAX,

@@ -8,7 +8,8 @@
 //! - [`shard`]: [`shard::ShardCtx`], what every handler gets.
 //! - [`router`], [`shard_msg`]: cross-shard calls over the channel mesh.
 //! - [`data_path`], [`partition_ops`]: Produce, Fetch, ListOffsets and DeleteRecords work sent to
-//!   the shards owning the partitions, and what an owner does with it.
+//!   the shards owning the partitions, and what an owner does with it; [`fetch_session`]: the
+//!   fetch sessions (KIP-227) of a shard's connections.
 //! - [`ids`]: typed ids and `shard_for`.
 //! - [`metadata`], [`registry`], [`control`], [`topic_config`]: topics: the snapshot every shard
 //!   reads, its file, the control plane on shard 0, topic configs.
@@ -37,6 +38,7 @@ mod control;
 mod data_dir;
 mod data_path;
 mod durable_file;
+mod fetch_session;
 mod group;
 mod handlers;
 mod ids;

@@ -367,6 +367,13 @@ pub const SETTINGS: &[Setting] = &[
         |c, v| c.log_cleanup_policy = cleanup_policy(v)?
     ),
     setting!(
+        "max.incremental.fetch.session.cache.slots",
+        [],
+        "Fetch sessions (KIP-227) kept, split over the shards; 0 answers every fetch in full.",
+        |c| c.max_incremental_fetch_session_cache_slots.to_string(),
+        |c, v| c.max_incremental_fetch_session_cache_slots = int_in(v, 0, 1_000_000)?
+    ),
+    setting!(
         "socket.request.max.bytes",
         [],
         "The largest request frame.",

@@ -11,6 +11,7 @@ use odradek_storage::{PartitionLog, ShardStorage};
 
 use crate::config::BrokerConfig;
 use crate::control::ControlPlane;
+use crate::fetch_session::FetchSessions;
 use crate::ids::{shard_for, PartitionId, ShardId, TopicPartition};
 use crate::metadata::MetadataSnapshot;
 use crate::producer_ids::ProducerIds;
@@ -31,6 +32,8 @@ pub struct ShardCtx {
     pub control: Option<ControlPlane>,
     /// Idempotent producers' ids, shared by every shard.
     pub producer_ids: Arc<ProducerIds>,
+    /// Fetch sessions (KIP-227) of this shard's connections.
+    pub fetch_sessions: RefCell<FetchSessions>,
 }
 
 impl ShardCtx {
@@ -44,6 +47,11 @@ impl ShardCtx {
         producer_ids: Arc<ProducerIds>,
     ) -> Rc<ShardCtx> {
         let control = (shard.0 == 0).then(|| ControlPlane::new(config.data_dir.clone()));
+        // The broker-wide bound, split over the shards (rounded up).
+        let session_slots = config
+            .max_incremental_fetch_session_cache_slots
+            .div_ceil(shard_count);
+        let fetch_sessions = FetchSessions::new(session_slots, shard.0 as u32, shard_count as u32);
         Rc::new_cyclic(|weak: &Weak<ShardCtx>| ShardCtx {
             shard,
             shard_count,
@@ -54,6 +62,7 @@ impl ShardCtx {
             router: Router::new(shard, senders, weak.clone()),
             control,
             producer_ids,
+            fetch_sessions: RefCell::new(fetch_sessions),
         })
     }
 

@@ -5,8 +5,9 @@
 //! Kafka 4 does.
 //! Runs on the connection's shard; each partition's read hops to its owning shard. When fewer
 //! than `min_bytes` are available the request waits (up to `max_wait_ms`) for an append to any
-//! of its partitions, woken by the owners, then reads again. Fetch sessions (KIP-227) are not
-//! kept: every response carries session id 0, which tells clients to send full fetches.
+//! of its partitions, woken by the owners, then reads again. From v7, fetch sessions (KIP-227,
+//! see `fetch_session`) let a consumer name only the partitions that changed and get back only
+//! those with news.
 
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -14,11 +15,16 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
-use kafka_protocol::messages::{ApiKey, BrokerId, FetchRequest, FetchResponse, RequestHeader};
+use kafka_protocol::messages::{
+    ApiKey, BrokerId, FetchRequest, FetchResponse, RequestHeader, TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
+use uuid::Uuid;
 
 use odradek_net::segmented::Shared;
 
 use crate::data_path::{scatter, wait_for_any_owner, DataReply, DataRequest};
+use crate::fetch_session::{PartitionKey, Plan, Position, Reported};
 use crate::ids::TopicPartition;
 use crate::metadata::MetadataSnapshot;
 use crate::partition_ops::FetchResult;
@@ -30,7 +36,7 @@ pub const VERSIONS: (i16, i16) = (0, 16);
 /// The longest a fetch may wait, whatever the client asks (bounds a parked request).
 const MAX_WAIT_MS_MAX: i32 = 60_000;
 
-/// One partition of the request, resolved against the metadata.
+/// One partition to read, resolved against the metadata.
 struct Wanted {
     tp: Result<TopicPartition, ResponseError>,
     offset: i64,
@@ -44,10 +50,15 @@ pub async fn handle(
     header: &RequestHeader,
     request: FetchRequest,
 ) -> (FetchResponse, Vec<Shared>) {
-    let by_id = header.request_api_version >= 13;
+    let version = header.request_api_version;
+    let by_id = version >= 13;
+    let plan = match session_plan(ctx, version, &request, by_id) {
+        Ok(plan) => plan,
+        Err(code) => return (FetchResponse::default().with_error_code(code), Vec::new()),
+    };
     let metadata = ctx.metadata();
     let max_bytes = usize::try_from(request.max_bytes.max(0)).unwrap_or(0);
-    let wanted = resolve(&metadata, &request, by_id, max_bytes);
+    let wanted = resolve(&metadata, &plan.partitions, by_id, max_bytes);
     let min_bytes = usize::try_from(request.min_bytes.max(0)).unwrap_or(0);
     let max_wait = Duration::from_millis(request.max_wait_ms.clamp(0, MAX_WAIT_MS_MAX) as u64);
 
@@ -65,44 +76,96 @@ pub async fn handle(
         results = read_all(ctx, &wanted).await;
     }
     trim_to(max_bytes, &mut results);
-    respond(request, by_id, results)
+    respond(ctx, plan, by_id, results)
 }
+
+/// The partitions this fetch reads: the request's, or (in an established fetch session) the
+/// session's with the request's changes applied. Fetch < 7 has no sessions.
+fn session_plan(
+    ctx: &ShardCtx,
+    version: i16,
+    request: &FetchRequest,
+    by_id: bool,
+) -> Result<Plan, i16> {
+    let key = |name: &TopicName, id: Uuid, partition: i32| PartitionKey {
+        topic: if by_id {
+            String::new()
+        } else {
+            name.to_string()
+        },
+        topic_id: if by_id { id } else { Uuid::nil() },
+        partition,
+    };
+    let named: Vec<(PartitionKey, Position)> = request
+        .topics
+        .iter()
+        .flat_map(|t| {
+            t.partitions.iter().map(move |p| {
+                let position = Position {
+                    fetch_offset: p.fetch_offset,
+                    max_bytes: p.partition_max_bytes,
+                };
+                (key(&t.topic, t.topic_id, p.partition), position)
+            })
+        })
+        .collect();
+    if version < SESSION_VERSION_MIN {
+        return Ok(Plan {
+            session_id: 0,
+            incremental: false,
+            partitions: named,
+        });
+    }
+    let forgotten: Vec<PartitionKey> = request
+        .forgotten_topics_data
+        .iter()
+        .flat_map(|t| t.partitions.iter().map(|&p| key(&t.topic, t.topic_id, p)))
+        .collect();
+    ctx.fetch_sessions.borrow_mut().begin(
+        request.session_id,
+        request.session_epoch,
+        named,
+        &forgotten,
+    )
+}
+
+/// The first Fetch version with sessions (KIP-227).
+const SESSION_VERSION_MIN: i16 = 7;
 
 fn resolve(
     metadata: &MetadataSnapshot,
-    request: &FetchRequest,
+    partitions: &[(PartitionKey, Position)],
     by_id: bool,
     max_bytes: usize,
 ) -> Vec<Wanted> {
-    let mut wanted = Vec::new();
-    for topic in &request.topics {
-        let meta = if by_id {
-            metadata.topic_by_id(&topic.topic_id)
-        } else {
-            metadata.topic(topic.topic.as_str())
-        };
-        let missing = if by_id {
-            ResponseError::UnknownTopicId
-        } else {
-            ResponseError::UnknownTopicOrPartition
-        };
-        for p in &topic.partitions {
+    let missing = if by_id {
+        ResponseError::UnknownTopicId
+    } else {
+        ResponseError::UnknownTopicOrPartition
+    };
+    partitions
+        .iter()
+        .map(|(key, position)| {
+            let meta = if by_id {
+                metadata.topic_by_id(&key.topic_id)
+            } else {
+                metadata.topic(&key.topic)
+            };
             let tp = match meta {
-                Some(meta) if (0..meta.partitions).contains(&p.partition) => {
-                    Ok(TopicPartition::new(meta.name.clone(), p.partition))
+                Some(meta) if (0..meta.partitions).contains(&key.partition) => {
+                    Ok(TopicPartition::new(meta.name.clone(), key.partition))
                 }
                 Some(_) => Err(ResponseError::UnknownTopicOrPartition),
                 None => Err(missing),
             };
-            let partition_max = usize::try_from(p.partition_max_bytes.max(0)).unwrap_or(0);
-            wanted.push(Wanted {
+            let partition_max = usize::try_from(position.max_bytes.max(0)).unwrap_or(0);
+            Wanted {
                 tp,
-                offset: p.fetch_offset,
+                offset: position.fetch_offset,
                 max_bytes: partition_max.min(max_bytes),
-            });
-        }
-    }
-    wanted
+            }
+        })
+        .collect()
 }
 
 /// Reads every resolvable partition from its owner; one result per `wanted`, in order.
@@ -185,36 +248,71 @@ fn lost() -> FetchResult {
     }
 }
 
+/// The response: every planned partition, or in an incremental session answer only those with
+/// records, an error or moved offsets; consecutive partitions of one topic share its entry.
 fn respond(
-    request: FetchRequest,
+    ctx: &ShardCtx,
+    plan: Plan,
     by_id: bool,
     results: Vec<FetchResult>,
 ) -> (FetchResponse, Vec<Shared>) {
-    let mut results = results.into_iter();
+    assert_eq!(
+        plan.partitions.len(),
+        results.len(),
+        "one read result per planned partition"
+    );
+    let included = if plan.session_id == 0 {
+        vec![true; results.len()]
+    } else {
+        let answers: Vec<(&PartitionKey, Reported, bool)> = plan
+            .partitions
+            .iter()
+            .zip(&results)
+            .map(|((key, _), r)| {
+                let reported = Reported {
+                    high_watermark: r.high_watermark,
+                    last_stable_offset: r.last_stable_offset,
+                    log_start_offset: r.log_start_offset,
+                };
+                (key, reported, r.error_code != 0 || r.records_len() > 0)
+            })
+            .collect();
+        let changed = ctx
+            .fetch_sessions
+            .borrow_mut()
+            .report(plan.session_id, &answers);
+        changed
+            .into_iter()
+            .map(|c| c || !plan.incremental)
+            .collect()
+    };
     let mut shared = Vec::new();
-    let responses = request
-        .topics
-        .into_iter()
-        .map(|topic| {
-            let partitions = topic
-                .partitions
-                .iter()
-                .map(|p| {
-                    let result = results.next().unwrap_or_else(lost);
-                    partition_data(p.partition, result, &mut shared)
-                })
-                .collect();
-            let response = FetchableTopicResponse::default().with_partitions(partitions);
-            if by_id {
-                response.with_topic_id(topic.topic_id)
+    let mut topics: Vec<FetchableTopicResponse> = Vec::new();
+    let mut last_key: Option<&PartitionKey> = None;
+    let answered = plan.partitions.iter().zip(results).zip(included);
+    for (((key, _), result), include) in answered {
+        if !include {
+            continue;
+        }
+        let same_topic =
+            last_key.is_some_and(|k| k.topic == key.topic && k.topic_id == key.topic_id);
+        if !same_topic {
+            let topic = FetchableTopicResponse::default();
+            topics.push(if by_id {
+                topic.with_topic_id(key.topic_id)
             } else {
-                response.with_topic(topic.topic)
-            }
-        })
-        .collect();
+                topic.with_topic(TopicName(StrBytes::from_string(key.topic.clone())))
+            });
+        }
+        last_key = Some(key);
+        let data = partition_data(key.partition, result, &mut shared);
+        if let Some(topic) = topics.last_mut() {
+            topic.partitions.push(data);
+        }
+    }
     let response = FetchResponse::default()
-        .with_session_id(0)
-        .with_responses(responses);
+        .with_session_id(plan.session_id)
+        .with_responses(topics);
     (response, shared)
 }
 
