@@ -22,6 +22,7 @@ use kafka_protocol::protocol::StrBytes;
 use uuid::Uuid;
 
 use odradek_net::segmented::Shared;
+use odradek_storage::batch;
 
 use crate::data_path::{scatter, wait_for_any_owner, DataReply, DataRequest};
 use crate::fetch_session::{PartitionKey, Plan, Position, Reported};
@@ -76,6 +77,9 @@ pub async fn handle(
         results = read_all(ctx, &wanted).await;
     }
     trim_to(max_bytes, &mut results);
+    if version < ZSTD_FETCH_VERSION_MIN {
+        refuse_zstd(&mut results);
+    }
     respond(ctx, plan, by_id, results)
 }
 
@@ -127,6 +131,52 @@ fn session_plan(
         named,
         &forgotten,
     )
+}
+
+/// The first Fetch version that may carry zstd batches (KIP-110).
+const ZSTD_FETCH_VERSION_MIN: i16 = 10;
+
+/// A partition whose answer holds a zstd batch gets UNSUPPORTED_COMPRESSION_TYPE and no
+/// records, as Kafka answers clients too old to decode zstd.
+fn refuse_zstd(results: &mut [FetchResult]) {
+    for result in results.iter_mut() {
+        if holds_zstd(&result.records) {
+            *result = FetchResult {
+                error_code: ResponseError::UnsupportedCompressionType.code(),
+                ..FetchResult::default()
+            };
+        }
+    }
+}
+
+/// Whether any whole batch in `pieces` (batches back to back, cut anywhere) is zstd.
+fn holds_zstd(pieces: &[Bytes]) -> bool {
+    const ZSTD: u8 = 4;
+    let total: usize = pieces.iter().map(Bytes::len).sum();
+    let byte_at = |mut at: usize| {
+        for piece in pieces {
+            if at < piece.len() {
+                return Some(piece[at]);
+            }
+            at -= piece.len();
+        }
+        None
+    };
+    let mut start = 0usize;
+    // batchLength at 8..12 counts the bytes after itself; attributes' low byte is at 22.
+    while start + batch::HEADER_BYTES <= total {
+        let length = (start + 8..start + 12)
+            .filter_map(byte_at)
+            .fold(0u32, |n, b| (n << 8) | u32::from(b));
+        let Some(attributes) = byte_at(start + 22) else {
+            return false;
+        };
+        if attributes & 0x7 == ZSTD {
+            return true;
+        }
+        start += batch::LOG_OVERHEAD + length as usize;
+    }
+    false
 }
 
 /// The first Fetch version with sessions (KIP-227).
@@ -334,4 +384,36 @@ fn partition_data(index: i32, result: FetchResult, shared: &mut Vec<Shared>) -> 
         .with_log_start_offset(if ok { result.log_start_offset } else { -1 })
         .with_preferred_read_replica(BrokerId(-1))
         .with_records(Some(records))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use odradek_storage::testing::batch;
+
+    fn with_codec(batch: Bytes, codec: u8) -> Bytes {
+        let mut bytes = batch.to_vec();
+        bytes[22] = (bytes[22] & !0x7) | codec;
+        Bytes::from(bytes)
+    }
+
+    #[test]
+    fn given_batches_cut_anywhere_when_one_is_zstd_should_find_it() {
+        let plain = batch(3, 100, 1, 7);
+        let zstd = with_codec(batch(2, 50, 1, 8), 4);
+        let mut all = plain.to_vec();
+        all.extend_from_slice(&plain);
+        all.extend_from_slice(&zstd);
+        let all = Bytes::from(all);
+        for cut in [1, 22, 23, plain.len(), plain.len() + 30, all.len() - 1] {
+            let pieces = vec![all.slice(..cut), all.slice(cut..)];
+            assert!(holds_zstd(&pieces), "cut at {cut}");
+        }
+        let two_plain = vec![plain.clone(), plain.slice(..40)];
+        assert!(
+            !holds_zstd(&two_plain),
+            "a partial batch at the end is not read"
+        );
+        assert!(!holds_zstd(&[with_codec(plain, 3)]), "lz4 is not zstd");
+    }
 }
