@@ -200,7 +200,9 @@ pub async fn list_offset(log: &PartitionLog, timestamp: i64) -> ListOffsetResult
         offset,
     };
     match timestamp {
-        LATEST_TIMESTAMP | LATEST_TIERED_TIMESTAMP => found(-1, log.written_end_offset().get()),
+        LATEST_TIMESTAMP => found(-1, log.written_end_offset().get()),
+        // Nothing is in remote storage: as Kafka without it, no offset.
+        LATEST_TIERED_TIMESTAMP => found(-1, -1),
         EARLIEST_TIMESTAMP | EARLIEST_LOCAL_TIMESTAMP => found(-1, log.log_start_offset().get()),
         MAX_TIMESTAMP => match log.max_timestamp() {
             Some((ts, offset)) => found(ts, offset.get()),
