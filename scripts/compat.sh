@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
-# Client compatibility run: Debian's kcat (librdkafka 2.0.2) and PyPI's confluent-kafka against a
-# real `odradek` on loopback.
+# Client compatibility run: Debian's kcat (librdkafka 2.0.2), PyPI's confluent-kafka, and PyPI's
+# kafka-python pinned to old broker versions (the request versions older than the codec) against
+# a real `odradek` on loopback.
 #
 #   bash scripts/compat.sh
 #
-# Needs: kcat (apt-get install -y kcat), python3 with venv/pip (confluent-kafka is installed into
-# a virtualenv under the target directory). Environment knobs:
+# Needs: kcat (apt-get install -y kcat), python3 with venv/pip (confluent-kafka and kafka-python
+# are installed into a virtualenv under the target directory). Environment knobs:
 #   ODRADEK_BIN      use this broker binary instead of building one
 #   COMPAT_PROFILE   cargo profile to build when ODRADEK_BIN is unset (default: dev)
-#   COMPAT_VENV      where the confluent-kafka virtualenv lives (default: target/compat-venv)
+#   COMPAT_VENV      where the Python clients' virtualenv lives (default: target/compat-venv)
 #
 # Exits non-zero with a message naming the first mismatch. The broker is always stopped.
 set -euo pipefail
@@ -205,6 +206,15 @@ if [[ ! -x "$VENV/bin/python" ]] || ! "$VENV/bin/python" -c 'import confluent_ka
 fi
 log "confluent-kafka $("$VENV/bin/python" -c 'import confluent_kafka as c; print(c.version()[0], "librdkafka", c.libversion()[0])')"
 "$VENV/bin/python" "$ROOT/scripts/compat_confluent.py" "$BOOT" || fail "confluent-kafka round trip"
+
+# --- kafka-python (PyPI) pinned to old broker versions ---------------------------------------------
+if ! "$VENV/bin/python" -c 'import kafka' 2>/dev/null; then
+    log "installing kafka-python into $VENV"
+    "$VENV/bin/pip" install --quiet --disable-pip-version-check 'kafka-python>=3,<4'
+fi
+log "kafka-python $("$VENV/bin/python" -c 'import kafka; print(kafka.__version__)')"
+"$VENV/bin/python" "$ROOT/scripts/compat_kafka_python_old.py" "$BOOT" ||
+    fail "kafka-python with old request versions"
 
 kill -0 "$BROKER_PID" 2>/dev/null || fail "the broker died during the run"
 stop_broker

@@ -248,7 +248,9 @@ pub async fn list_offset(log: &PartitionLog, timestamp: i64) -> ListOffsetResult
         offset,
     };
     match timestamp {
-        LATEST_TIMESTAMP | LATEST_TIERED_TIMESTAMP => found(-1, log.written_end_offset().get()),
+        LATEST_TIMESTAMP => found(-1, log.written_end_offset().get()),
+        // Nothing is in remote storage: as Kafka without it, no offset.
+        LATEST_TIERED_TIMESTAMP => found(-1, -1),
         EARLIEST_TIMESTAMP | EARLIEST_LOCAL_TIMESTAMP => found(-1, log.log_start_offset().get()),
         // KIP-734 as Kafka 3.8+ answers it: the offset of the first record holding the largest
         // timestamp, read from its batch (the log only tracks batches).

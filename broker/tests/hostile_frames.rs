@@ -142,7 +142,11 @@ fn given_hostile_frames_when_sent_on_raw_connections_should_close_them_and_keep_
 
     // 9. Junk bodies for known keys and versions.
     let junk: Vec<u8> = (0..64u8).map(|i| i.wrapping_mul(37) ^ 0xa5).collect();
-    let junk_cases: [(i16, i16); 8] = [
+    let junk_cases: [(i16, i16); 12] = [
+        (API_CREATE_TOPICS, 0), // older than the codec: decoded by hand
+        (8, 1),                 // OffsetCommit v1, the same
+        (2, 0),                 // ListOffsets v0, the same
+        (32, 0),                // DescribeConfigs v0, the same
         (API_PRODUCE, 3),
         (API_PRODUCE, 9),
         (1, 4),  // Fetch v4

@@ -17,7 +17,7 @@ use crate::shard::ShardCtx;
 use crate::topic_config;
 
 pub const API_KEY: ApiKey = ApiKey::CreateTopics;
-pub const VERSIONS: (i16, i16) = (2, 7);
+pub const VERSIONS: (i16, i16) = (0, 7);
 
 pub async fn handle(
     ctx: &Rc<ShardCtx>,

@@ -15,7 +15,7 @@ use crate::control::{self, ControlRequest};
 use crate::shard::ShardCtx;
 
 pub const API_KEY: ApiKey = ApiKey::DeleteTopics;
-pub const VERSIONS: (i16, i16) = (1, 6);
+pub const VERSIONS: (i16, i16) = (0, 6);
 
 pub async fn handle(
     ctx: &Rc<ShardCtx>,

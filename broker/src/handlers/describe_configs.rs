@@ -20,7 +20,7 @@ use crate::shard::ShardCtx;
 use crate::topic_config::{self, broker_source, ConfigSource};
 
 pub const API_KEY: ApiKey = ApiKey::DescribeConfigs;
-pub const VERSIONS: (i16, i16) = (1, 4);
+pub const VERSIONS: (i16, i16) = (0, 4);
 
 /// Kafka's `ConfigResource.Type` numbers.
 pub const RESOURCE_TOPIC: i8 = 2;

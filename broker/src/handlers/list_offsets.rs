@@ -1,4 +1,9 @@
-//! ListOffsets: earliest, latest, by timestamp, max timestamp.
+//! ListOffsets: earliest, latest, by timestamp, max timestamp (v7+), earliest local (v8+,
+//! the log start: every segment is local), latest tiered (v9+: -1, nothing is tiered).
+//!
+//! v0 (decoded by `odradek_net::legacy_apis`) answers with the same one offset as v1+; Kafka's
+//! v0 looked timestamps up by segment modification time (the newest segment base offset
+//! before the timestamp), Odradek by the records' timestamps, as v1+ does.
 //!
 //! Runs on the connection's shard; each partition hops to its owning shard. Without
 //! transactions the last stable offset is the high watermark, so both isolation levels get the
@@ -7,25 +12,30 @@
 
 use std::rc::Rc;
 
+use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::list_offsets_response::{
     ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
 };
 use kafka_protocol::messages::{ApiKey, ListOffsetsRequest, ListOffsetsResponse, RequestHeader};
 
 use crate::data_path::{for_known_partitions, DataReply, DataRequest};
-use crate::partition_ops::ListOffsetResult;
+use crate::partition_ops::{ListOffsetResult, EARLIEST_TIMESTAMP};
 use crate::shard::ShardCtx;
 
 pub const API_KEY: ApiKey = ApiKey::ListOffsets;
-pub const VERSIONS: (i16, i16) = (1, 8);
+pub const VERSIONS: (i16, i16) = (0, 9);
 
 pub async fn handle(
     ctx: &Rc<ShardCtx>,
     header: &RequestHeader,
     request: ListOffsetsRequest,
 ) -> ListOffsetsResponse {
+    let version = header.request_api_version;
     // The leader epoch exists from v4; the codec refuses it set on older versions.
-    let has_epoch = header.request_api_version >= 4;
+    let has_epoch = version >= 4;
+    // v0 (decoded by `odradek_net::legacy_apis`) knows only the latest (-1) and earliest (-2)
+    // sentinels: as Kafka does, the later ones get UNSUPPORTED_VERSION there.
+    let unsupported_sentinel = |timestamp: i64| version == 0 && timestamp < EARLIEST_TIMESTAMP;
     let items = request
         .topics
         .iter()
@@ -60,6 +70,14 @@ pub async fn handle(
                 .iter()
                 .zip(answers.by_ref())
                 .map(|(p, answer)| {
+                    let answer = match unsupported_sentinel(p.timestamp) {
+                        true => ListOffsetResult {
+                            error_code: ResponseError::UnsupportedVersion.code(),
+                            timestamp: -1,
+                            offset: -1,
+                        },
+                        false => answer,
+                    };
                     ListOffsetsPartitionResponse::default()
                         .with_partition_index(p.partition_index)
                         .with_error_code(answer.error_code)

@@ -20,6 +20,10 @@ use std::rc::Rc;
 
 use bytes::Bytes;
 use kafka_protocol::messages::ApiKey;
+use odradek_net::legacy_apis::{
+    self, CreateTopicsOld, DeleteTopicsOld, DescribeConfigsOld, ListOffsetsOld, OffsetCommitOld,
+    OffsetFetchOld,
+};
 use odradek_net::{
     decode_body, encode_response, encode_response_sharing, legacy, NetError, Request,
 };
@@ -60,8 +64,9 @@ pub(crate) mod admin_tests;
 #[derive(Clone, Copy, Debug)]
 pub struct ApiEntry {
     pub key: ApiKey,
-    /// Advertised (inclusive). May start below what the codec decodes (old librdkafka checks
-    /// for exact old versions); those versions get UNSUPPORTED_VERSION.
+    /// Advertised (inclusive): Kafka 3.9's range where the broker serves the API fully. Versions
+    /// below what the codec decodes are decoded and encoded by `odradek_net::legacy_apis` (or,
+    /// for Produce 0–2 and Fetch 0–3, answered by `odradek_net::legacy`).
     pub versions: (i16, i16),
 }
 
@@ -192,6 +197,18 @@ macro_rules! serve {
     }};
 }
 
+/// Like `serve!`, for a version older than the codec: decoded and encoded by `$old` (see
+/// `odradek_net::legacy_apis`), served by the same handler.
+macro_rules! serve_old {
+    ($api:ident, $old:ty, $ctx:expr, $request:expr) => {{
+        let request = $request;
+        let (body, asked) = legacy_apis::decode::<$old>(&request.header, request.body)?;
+        let response = $api::handle($ctx, &request.header, body).await;
+        let frame = legacy_apis::encode::<$old>(&request.header, &response, &asked)?;
+        Ok(Some(vec![frame]))
+    }};
+}
+
 /// Serves one request of a connection.
 pub async fn dispatch(ctx: &Rc<ShardCtx>, request: Request) -> Reply {
     let key = request.api_key;
@@ -214,12 +231,21 @@ pub async fn dispatch(ctx: &Rc<ShardCtx>, request: Request) -> Reply {
     }
     if version < key.valid_versions().min {
         // Advertised for old clients but older than the codec: Produce 0–2 and Fetch 0–3 are
-        // answered with UNSUPPORTED_VERSION per partition, as Kafka 4 does.
+        // answered with UNSUPPORTED_VERSION per partition, as Kafka 4 does; the others are
+        // served like newer versions.
         return match key {
             ApiKey::Produce => legacy::produce_unsupported(&request.header, request.body)
                 .map(|frame| frame.map(|frame| vec![frame])),
             ApiKey::Fetch => legacy::fetch_unsupported(&request.header, request.body)
                 .map(|frame| Some(vec![frame])),
+            ApiKey::CreateTopics => serve_old!(create_topics, CreateTopicsOld, ctx, request),
+            ApiKey::DeleteTopics => serve_old!(delete_topics, DeleteTopicsOld, ctx, request),
+            ApiKey::DescribeConfigs => {
+                serve_old!(describe_configs, DescribeConfigsOld, ctx, request)
+            }
+            ApiKey::ListOffsets => serve_old!(list_offsets, ListOffsetsOld, ctx, request),
+            ApiKey::OffsetCommit => serve_old!(offset_commit, OffsetCommitOld, ctx, request),
+            ApiKey::OffsetFetch => serve_old!(offset_fetch, OffsetFetchOld, ctx, request),
             _ => Err(unsupported),
         };
     }
@@ -303,5 +329,63 @@ mod tests {
             assert!(has(ApiKey::Fetch, v), "Fetch {v}");
         }
         assert!(has(ApiKey::ListOffsets, 1));
+        // Debian's sarama 1.22 and kafka-python pinned to 0.9/0.10.
+        assert!(has(ApiKey::OffsetCommit, 1) && has(ApiKey::OffsetCommit, 0));
+        assert!(has(ApiKey::CreateTopics, 0) && has(ApiKey::DescribeConfigs, 0));
+        assert!(has(ApiKey::ListOffsets, 0) && has(ApiKey::OffsetFetch, 0));
+    }
+
+    /// Kafka 3.9's advertised ranges (its JSON message specs at the 3.9 branch, stable versions
+    /// only) for the APIs in the table.
+    const KAFKA_3_9: &[(ApiKey, (i16, i16))] = &[
+        (ApiKey::Produce, (0, 11)),
+        (ApiKey::Fetch, (0, 17)),
+        (ApiKey::ListOffsets, (0, 9)),
+        (ApiKey::Metadata, (0, 12)),
+        (ApiKey::OffsetCommit, (0, 9)),
+        (ApiKey::OffsetFetch, (0, 9)),
+        (ApiKey::FindCoordinator, (0, 6)),
+        (ApiKey::JoinGroup, (0, 9)),
+        (ApiKey::Heartbeat, (0, 4)),
+        (ApiKey::LeaveGroup, (0, 5)),
+        (ApiKey::SyncGroup, (0, 5)),
+        (ApiKey::DescribeGroups, (0, 5)),
+        (ApiKey::ListGroups, (0, 5)),
+        (ApiKey::ApiVersions, (0, 4)),
+        (ApiKey::CreateTopics, (0, 7)),
+        (ApiKey::DeleteTopics, (0, 6)),
+        (ApiKey::DeleteRecords, (0, 2)),
+        (ApiKey::InitProducerId, (0, 5)),
+        (ApiKey::DescribeConfigs, (0, 4)),
+        (ApiKey::AlterConfigs, (0, 2)),
+        (ApiKey::CreatePartitions, (0, 3)),
+        (ApiKey::DeleteGroups, (0, 2)),
+        (ApiKey::IncrementalAlterConfigs, (0, 1)),
+        (ApiKey::OffsetDelete, (0, 0)),
+        (ApiKey::DescribeCluster, (0, 1)),
+    ];
+
+    /// Where the table stops short of Kafka 3.9 (newest versions not served yet); everything
+    /// else must match it exactly.
+    const SHORT_OF_KAFKA_3_9: &[(ApiKey, i16)] = &[
+        (ApiKey::Fetch, 16),          // v17: replica directory id (KIP-853)
+        (ApiKey::FindCoordinator, 4), // v5: TRANSACTION_ABORTABLE; v6: share groups
+        (ApiKey::ApiVersions, 3),     // v4: SupportedFeatures min version 0
+        (ApiKey::InitProducerId, 4),  // v5: TRANSACTION_ABORTABLE
+    ];
+
+    #[test]
+    fn table_matches_kafka_3_9_but_where_listed() {
+        assert_eq!(
+            API_TABLE.len(),
+            KAFKA_3_9.len(),
+            "an API without a Kafka 3.9 range"
+        );
+        for &(key, (min, max)) in KAFKA_3_9 {
+            let entry = entry(key).unwrap_or_else(|| panic!("{key:?} not served"));
+            let short = SHORT_OF_KAFKA_3_9.iter().find(|(k, _)| *k == key);
+            let expected = (min, short.map_or(max, |&(_, our_max)| our_max));
+            assert_eq!(entry.versions, expected, "{key:?}");
+        }
     }
 }

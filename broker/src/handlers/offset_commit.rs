@@ -15,7 +15,7 @@ use crate::group::{self, CommitItem, GroupReply, GroupRequest};
 use crate::shard::ShardCtx;
 
 pub const API_KEY: ApiKey = ApiKey::OffsetCommit;
-pub const VERSIONS: (i16, i16) = (2, 9);
+pub const VERSIONS: (i16, i16) = (0, 9);
 
 pub async fn handle(
     ctx: &Rc<ShardCtx>,

@@ -20,7 +20,7 @@ use crate::group::{self, FoundOffsets as Found, GroupReply, GroupRequest, TopicP
 use crate::shard::ShardCtx;
 
 pub const API_KEY: ApiKey = ApiKey::OffsetFetch;
-pub const VERSIONS: (i16, i16) = (1, 9);
+pub const VERSIONS: (i16, i16) = (0, 9);
 
 pub async fn handle(
     ctx: &Rc<ShardCtx>,

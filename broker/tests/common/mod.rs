@@ -9,6 +9,9 @@
 //!   [`consumer`], [`admin`], topic helpers, and [`incremental_alter_config`] through librdkafka's
 //!   C API, which the `rdkafka` crate does not wrap (its `alter_configs` is the legacy API).
 //! - `raw`: hand-built Kafka frames and a response reader, for tests below the client libraries.
+//! - `old_versions`: request bodies and full response readers for the versions older than the
+//!   codec (Produce v0–2, Fetch v0–3, CreateTopics v0–1, DeleteTopics v0, DescribeConfigs v0,
+//!   ListOffsets v0, OffsetCommit v0–1, OffsetFetch v0).
 //! - files: partition directory sizes and segment files.
 //!
 //! Every wait in here has a bound and panics with the broker's stderr so far when it runs out:
@@ -17,11 +20,14 @@
 #![allow(dead_code)]
 
 mod clients;
+mod old_versions;
 mod raw;
 
 // Each test binary uses its own part of the harness.
 #[allow(unused_imports)]
 pub use clients::*;
+#[allow(unused_imports)]
+pub use old_versions::*;
 #[allow(unused_imports)]
 pub use raw::*;
 
