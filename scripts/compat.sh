@@ -208,9 +208,11 @@ log "confluent-kafka $("$VENV/bin/python" -c 'import confluent_kafka as c; print
 "$VENV/bin/python" "$ROOT/scripts/compat_confluent.py" "$BOOT" || fail "confluent-kafka round trip"
 
 # --- kafka-python (PyPI) pinned to old broker versions ---------------------------------------------
-if ! "$VENV/bin/python" -c 'import kafka' 2>/dev/null; then
+if ! "$VENV/bin/python" -c 'import kafka, lz4, snappy, xxhash' 2>/dev/null; then
     log "installing kafka-python into $VENV"
-    "$VENV/bin/pip" install --quiet --disable-pip-version-check 'kafka-python>=3,<4'
+    # lz4, python-snappy and xxhash: kafka-python's codecs for those (gzip is built in; magic-0
+    # lz4 needs xxhash for its old frame checksum).
+    "$VENV/bin/pip" install --quiet --disable-pip-version-check 'kafka-python>=3,<4' lz4 python-snappy xxhash
 fi
 log "kafka-python $("$VENV/bin/python" -c 'import kafka; print(kafka.__version__)')"
 "$VENV/bin/python" "$ROOT/scripts/compat_kafka_python_old.py" "$BOOT" ||

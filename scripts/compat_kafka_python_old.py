@@ -1,5 +1,6 @@
 """kafka-python (PyPI) pinned to old broker versions against a running odradek: the request
-versions older than the codec (CreateTopics v0, DeleteTopics v0, DescribeConfigs v0,
+versions older than the codec (Produce v0-2 and Fetch v1-3 with legacy message sets of magic 0
+and 1, plain, gzip, snappy and lz4; CreateTopics v0, DeleteTopics v0, DescribeConfigs v0,
 ListOffsets v0, OffsetCommit v0 and v1, OffsetFetch v0), served like newer ones.
 
     python scripts/compat_kafka_python_old.py 127.0.0.1:9092
@@ -76,6 +77,85 @@ def commit(c, tp, offset):
     c.commit({tp: OffsetAndMetadata(*fields)})
 
 
+# (producer api_version, compression): Produce v0 writes magic 0 (0.8.2), v1 magic 0 (0.9),
+# v2 magic 1 (0.10.0). Compressed sets are wrappers; magic-0 lz4 carries the old, wrong frame
+# checksum (KAFKA-3160) that kafka-python still writes for it.
+PRODUCERS = [
+    ((0, 8, 2), None),
+    ((0, 8, 2), "gzip"),
+    ((0, 9), "snappy"),
+    ((0, 9), "lz4"),
+    ((0, 10, 0), None),
+    ((0, 10, 0), "gzip"),
+    ((0, 10, 0), "snappy"),
+    ((0, 10, 0), "lz4"),
+]
+
+# Consumer api_version and the Fetch version it sends: v0 and v1 (magic 0), v2 and v3 (magic 1).
+CONSUMERS = [(0, 8, 2), (0, 9), (0, 10, 0), (0, 10, 1)]
+
+
+def message_formats(bootstrap):
+    """Legacy message sets produced by every old format and codec, read back by old consumers
+    (down-converted) and by a current one (stored as record batches)."""
+    topic = "compat-kp-msgset"
+    admin(bootstrap, (0, 10, 1)).create_topics([NewTopic(topic, 1, 1)])
+    tp = TopicPartition(topic, 0)
+    sent = []
+    for api_version, codec in PRODUCERS:
+        name = ".".join(map(str, api_version))
+        log(f"Produce with api_version {name}, compression {codec}")
+        producer = KafkaProducer(
+            bootstrap_servers=bootstrap,
+            api_version=api_version,
+            compression_type=codec,
+            acks=1,
+            linger_ms=50,
+        )
+        futures = []
+        for i in range(3):
+            key = b"%s-%s-%d" % (name.encode(), str(codec).encode(), i)
+            value = key + b" value"
+            futures.append(producer.send(topic, key=key, value=value, partition=0))
+            sent.append((key, value, api_version >= (0, 10, 0)))
+        producer.flush(timeout=30)
+        offsets = [f.get(timeout=20).offset for f in futures]
+        expect(f"offsets of api_version {name} {codec}", list(range(len(sent) - 3, len(sent))), offsets)
+        producer.close()
+
+    for api_version in CONSUMERS + [None]:
+        name = "current" if api_version is None else ".".join(map(str, api_version))
+        log(f"Fetch everything with a {name} consumer")
+        kwargs = {} if api_version is None else {"api_version": api_version}
+        c = KafkaConsumer(
+            bootstrap_servers=bootstrap,
+            enable_auto_commit=False,
+            consumer_timeout_ms=5_000,
+            request_timeout_ms=TIMEOUT_MS + 1000,
+            fetch_max_bytes=1 << 20,
+            **kwargs,
+        )
+        c.assign([tp])
+        c.seek_to_beginning(tp)
+        got = []
+        for record in c:
+            got.append(record)
+            if len(got) == len(sent):
+                break
+        c.close()
+        expect(f"{name} consumer offsets", list(range(len(sent))), [r.offset for r in got])
+        expect(f"{name} consumer keys and values", [(k, v) for k, v, _ in sent],
+               [(r.key, r.value) for r in got])
+        magic_0_consumer = api_version is not None and api_version < (0, 10, 0)
+        for record, (key, _, stamped) in zip(got, sent):
+            has_timestamp = record.timestamp is not None and record.timestamp >= 0
+            if magic_0_consumer or not stamped:
+                want = False
+            else:
+                want = True
+            expect(f"{name} consumer: {key!r} carries a timestamp", want, has_timestamp)
+
+
 def main(bootstrap):
     versions = SentVersions()
     kafka_log = logging.getLogger("kafka")
@@ -128,7 +208,16 @@ def main(bootstrap):
         (t["name"], t["error_code"]) for t in deleted["topics"]
     ])
 
+    message_formats(bootstrap)
+
     wanted = {
+        ("Produce", 0),
+        ("Produce", 1),
+        ("Produce", 2),
+        ("Fetch", 0),
+        ("Fetch", 1),
+        ("Fetch", 2),
+        ("Fetch", 3),
         ("CreateTopics", 0),
         ("DescribeConfigs", 0),
         ("ListOffsets", 0),

@@ -82,6 +82,9 @@ pub struct BrokerConfig {
     pub compression_type: String,
     /// `log.message.format.version`: accepted and ignored, as in Kafka 3.x (always v2).
     pub log_message_format_version: String,
+    /// `log.message.downconversion.enable`: whether Fetch v0–3 (legacy message sets) is served
+    /// by converting stored batches down (otherwise UNSUPPORTED_VERSION), as in Kafka.
+    pub log_message_downconversion_enable: bool,
     /// `log.message.timestamp.before.max.ms` / `after.max.ms` (KIP-937): the furthest a
     /// CreateTime record may be before or after the broker's clock; i64::MAX = unbounded.
     pub log_message_timestamp_before_max_ms: i64,
@@ -137,6 +140,7 @@ impl Default for BrokerConfig {
             compression_type: "producer".into(),
             max_incremental_fetch_session_cache_slots: 1000,
             log_message_format_version: "3.0-IV1".into(),
+            log_message_downconversion_enable: true,
             log_message_timestamp_before_max_ms: i64::MAX,
             log_message_timestamp_after_max_ms: i64::MAX,
             log_cleanup_policy: "delete".into(),

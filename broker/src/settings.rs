@@ -346,6 +346,13 @@ pub const SETTINGS: &[Setting] = &[
         |c, v| c.log_message_format_version = message_format_version(v)?
     ),
     setting!(
+        "log.message.downconversion.enable",
+        [],
+        "Serve Fetch v0–3 (message formats v0/v1) by converting stored batches down; false answers UNSUPPORTED_VERSION.",
+        |c| c.log_message_downconversion_enable.to_string(),
+        |c, v| c.log_message_downconversion_enable = boolean(v)?
+    ),
+    setting!(
         "log.message.timestamp.before.max.ms",
         [],
         "How far before the broker's clock a CreateTime record may be (INVALID_TIMESTAMP past it).",

@@ -94,6 +94,13 @@ pub const TOPIC_CONFIGS: &[TopicConfigDef] = &[
         apply: |_, _| {},
     },
     TopicConfigDef {
+        name: "message.downconversion.enable",
+        broker_name: "log.message.downconversion.enable",
+        doc: "Serve Fetch v0–3 (message formats v0/v1) by converting stored batches down; false answers UNSUPPORTED_VERSION.",
+        validate: |v| settings::boolean(v).map(|b| b.to_string()),
+        apply: |_, _| {},
+    },
+    TopicConfigDef {
         name: "message.timestamp.before.max.ms",
         broker_name: "log.message.timestamp.before.max.ms",
         doc: "How far before the broker's clock a CreateTime record may be.",
@@ -191,6 +198,22 @@ pub fn log_config(broker: &BrokerConfig, overrides: &BTreeMap<String, String>) -
         }
     }
     config
+}
+
+/// The effective value of topic config `name` for a topic with `overrides`: its override, or
+/// the broker's default. `None` for a name this broker does not know.
+pub fn effective(
+    broker: &BrokerConfig,
+    overrides: &BTreeMap<String, String>,
+    name: &str,
+) -> Option<String> {
+    let def = find(name)?;
+    Some(
+        overrides
+            .get(name)
+            .cloned()
+            .unwrap_or_else(|| broker_default(broker, def)),
+    )
 }
 
 /// The broker-wide default of a topic config, as text.

@@ -11,11 +11,10 @@ use std::time::Duration;
 
 use common::{
     assert_round_trip, assign_all, connect, consume_exactly, consumer, correlation_id_of,
-    create_topic, fetch_partition_result, fetch_request, frame, next_response,
-    produce_v3_partition_result, produce_v3_to, producer_record_batch, raw_init_producer_id,
-    raw_produce, read_verdict, record_batch, with_attributes, Broker, Verdict, API_API_VERSIONS,
-    CORRUPT_MESSAGE, INVALID_PRODUCER_EPOCH, INVALID_RECORD, OUT_OF_ORDER_SEQUENCE_NUMBER,
-    TRANSACTIONAL_ID_AUTHORIZATION_FAILED, UNSUPPORTED_VERSION,
+    create_topic, fetch_request, frame, next_response, produce_v3_partition_result, produce_v3_to,
+    producer_record_batch, raw_init_producer_id, raw_produce, read_verdict, record_batch,
+    with_attributes, Broker, Verdict, API_API_VERSIONS, CORRUPT_MESSAGE, INVALID_PRODUCER_EPOCH,
+    INVALID_RECORD, OUT_OF_ORDER_SEQUENCE_NUMBER, TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
 };
 use rdkafka::message::Message;
 use rdkafka::Offset;
@@ -270,49 +269,4 @@ fn given_an_empty_partition_when_fetched_with_min_bytes_zero_should_answer_witho
         Verdict::Answered(_) => {}
         Verdict::Closed => panic!("the broker closed the connection instead of answering"),
     }
-}
-
-#[test]
-fn given_fetch_v0_to_v3_when_sent_should_answer_unsupported_version_and_keep_the_connection() {
-    let broker = Broker::start();
-    let topic = "fetch-legacy";
-    create_topic(&broker.bootstrap(), topic, 1, &[]);
-    let good = record_batch(b"kept", 1_700_000_000_000);
-    assert_eq!(raw_produce(broker.addr(), topic, 1, &good), (0, 0));
-    let mut stream = connect(broker.addr());
-    let mut pending = Vec::new();
-
-    // As Kafka 4 answers the versions it no longer serves: each partition says
-    // UNSUPPORTED_VERSION, with no high watermark and an empty record set.
-    for version in 0..=3 {
-        let correlation_id = 60 + i32::from(version);
-        stream
-            .write_all(&fetch_request(version, topic, 0, 500, 1, correlation_id))
-            .expect("send legacy fetch");
-        let response = next_response(&mut stream, &mut pending)
-            .unwrap_or_else(|| panic!("Fetch v{version} closed the connection"));
-        assert_eq!(correlation_id_of(&response), correlation_id, "v{version}");
-        let (error_code, high_watermark, rest) = fetch_partition_result(&response, version, topic);
-        assert_eq!(error_code, UNSUPPORTED_VERSION, "v{version} error code");
-        assert_eq!(high_watermark, -1, "v{version} high watermark");
-        assert_eq!(
-            rest,
-            &0i32.to_be_bytes(),
-            "v{version}: an empty record set ends it"
-        );
-    }
-
-    // The same connection still serves a current Fetch, which finds the record.
-    stream
-        .write_all(&fetch_request(4, topic, 0, 500, 1, 70))
-        .expect("send fetch v4");
-    let response = next_response(&mut stream, &mut pending)
-        .expect("Fetch v4 after the legacy ones closed the connection");
-    assert_eq!(correlation_id_of(&response), 70);
-    let (error_code, high_watermark, _) = fetch_partition_result(&response, 4, topic);
-    assert_eq!(
-        (error_code, high_watermark),
-        (0, 1),
-        "Fetch v4 error code, high watermark"
-    );
 }

@@ -11,11 +11,12 @@
 //! - [`codec`]: request bodies and length-prefixed responses, via the `kafka-protocol` crate.
 //! - [`segmented`]: responses whose record batches are passed on by reference, not copied.
 //! - [`client`]: the client side of the codec: encode requests, decode responses, blocking reads.
-//! - [`legacy`]: Produce v0–2 and Fetch v0–3, advertised for old clients, answered with
-//!   UNSUPPORTED_VERSION.
-//! - [`legacy_apis`]: the versions Kafka 3.9 serves below the codec's oldest (CreateTopics v0–1,
-//!   DeleteTopics v0, DescribeConfigs v0, ListOffsets v0, OffsetCommit v0–1, OffsetFetch v0),
-//!   decoded into the codec's request structs and answered from its response structs by hand.
+//! - [`legacy_apis`]: the versions Kafka 3.9 serves below the codec's oldest (Produce v0–2,
+//!   Fetch v0–3, CreateTopics v0–1, DeleteTopics v0, DescribeConfigs v0, ListOffsets v0,
+//!   OffsetCommit v0–1, OffsetFetch v0), decoded into the codec's request structs and answered
+//!   from its response structs by hand.
+//! - [`message_set`]: the legacy message formats (magic 0 and 1) that Produce v0–2 and Fetch
+//!   v0–3 carry, and their conversion to and from record batches (magic 2).
 //! - [`conn`]: the connection loop: pipelined requests, bounded in flight, in-order responses.
 //! - [`shutdown`]: a broadcast "stop now" signal for accept and connection loops.
 //! - [`guard_alloc`]: the global allocator that keeps a lying length prefix from aborting the
@@ -28,8 +29,8 @@ pub mod error;
 pub mod frame;
 pub mod guard_alloc;
 pub mod header;
-pub mod legacy;
 pub mod legacy_apis;
+pub mod message_set;
 pub mod segmented;
 pub mod shutdown;
 

@@ -36,7 +36,9 @@ const STAND_INS_MAX: usize = 64 << 10;
 static STAND_IN_REGION: [u8; STAND_IN_BYTES_MAX + STAND_INS_MAX] =
     [0; STAND_IN_BYTES_MAX + STAND_INS_MAX];
 
-fn is_stand_in(src: &[u8]) -> bool {
+/// Whether `src` is a stand-in (see [`Shared::joined`]) rather than record data: what an encoder
+/// that copies record data must refuse.
+pub fn is_stand_in(src: &[u8]) -> bool {
     STAND_IN_REGION.as_ptr_range().contains(&src.as_ptr())
 }
 

@@ -1,8 +1,9 @@
 //! Fetch: read batches from the owning shards' logs, with long polling.
 //!
-//! Advertised 0–16 (old librdkafka checks for 2, 4, 10); the codec decodes 4+. Versions 0–3 never
-//! reach this file: `odradek_net::legacy` answers them with UNSUPPORTED_VERSION per partition, as
-//! Kafka 4 does.
+//! Advertised 0–16 (old librdkafka checks for 2, 4, 10); the codec decodes 4+ and
+//! `odradek_net::legacy_apis` decodes 0–3. Those old versions carry legacy message sets: the
+//! batches read are converted down to magic 0 (v0–1) or 1 (v2–3) here, as Kafka does unless
+//! `message.downconversion.enable` is false for the topic (then UNSUPPORTED_VERSION).
 //! Runs on the connection's shard; each partition's read hops to its owning shard. When fewer
 //! than `min_bytes` are available the request waits (up to `max_wait_ms`) for an append to any
 //! of its partitions, woken by the owners, then reads again. From v7, fetch sessions (KIP-227,
@@ -12,7 +13,7 @@
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::{
@@ -21,6 +22,7 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 use uuid::Uuid;
 
+use odradek_net::message_set;
 use odradek_net::segmented::Shared;
 use odradek_storage::batch;
 
@@ -30,6 +32,7 @@ use crate::ids::TopicPartition;
 use crate::metadata::MetadataSnapshot;
 use crate::partition_ops::FetchResult;
 use crate::shard::ShardCtx;
+use crate::topic_config;
 
 pub const API_KEY: ApiKey = ApiKey::Fetch;
 pub const VERSIONS: (i16, i16) = (0, 16);
@@ -79,6 +82,10 @@ pub async fn handle(
     trim_to(max_bytes, &mut results);
     if version < ZSTD_FETCH_VERSION_MIN {
         refuse_zstd(&mut results);
+    }
+    if version < LEGACY_VERSION_END {
+        down_convert_all(ctx, version, &metadata, &wanted, &mut results);
+        trim_to(max_bytes, &mut results);
     }
     respond(ctx, plan, by_id, results)
 }
@@ -177,6 +184,85 @@ fn holds_zstd(pieces: &[Bytes]) -> bool {
         start += batch::LOG_OVERHEAD + length as usize;
     }
     false
+}
+
+/// Fetch below this version answers with legacy message sets (magic 0 or 1).
+const LEGACY_VERSION_END: i16 = 4;
+
+/// What one partition's down-conversion may inflate (compressed stored batches opened). A stored
+/// batch is at most `max.message.bytes` compressed; this is far past what such a batch holds
+/// uncompressed unless it was built to be a bomb, which then gets CORRUPT_MESSAGE instead of
+/// costing the shard its memory.
+const DOWN_CONVERSION_INFLATE_MAX: usize = 256 << 20;
+
+/// Replaces each partition's batches with a legacy message set for Fetch `version` (one piece,
+/// at most the partition's `max_bytes` but never less than one message), or with
+/// UNSUPPORTED_VERSION where the topic forbids down-conversion.
+fn down_convert_all(
+    ctx: &ShardCtx,
+    version: i16,
+    metadata: &MetadataSnapshot,
+    wanted: &[Wanted],
+    results: &mut [FetchResult],
+) {
+    let magic = message_set::Magic::for_fetch_version(version);
+    for (w, result) in wanted.iter().zip(results.iter_mut()) {
+        let (Ok(tp), 0) = (&w.tp, result.error_code) else {
+            continue;
+        };
+        if result.records.is_empty() {
+            continue;
+        }
+        if !down_conversion_enabled(ctx, metadata, &tp.topic) {
+            *result = FetchResult {
+                error_code: ResponseError::UnsupportedVersion.code(),
+                ..FetchResult::default()
+            };
+            continue;
+        }
+        let batches = joined(&result.records);
+        match message_set::down_convert(
+            &batches,
+            magic,
+            w.offset,
+            w.max_bytes,
+            DOWN_CONVERSION_INFLATE_MAX,
+        ) {
+            Ok(set) if set.is_empty() => result.records.clear(),
+            Ok(set) => result.records = vec![set],
+            Err(error) => {
+                tracing::warn!(partition = %tp, offset = w.offset, %error, "cannot down-convert stored batches for an old consumer");
+                *result = FetchResult {
+                    error_code: error.kafka_error().code(),
+                    ..FetchResult::default()
+                };
+            }
+        }
+    }
+}
+
+/// `message.downconversion.enable` for `topic`: its override, else the broker's default.
+fn down_conversion_enabled(ctx: &ShardCtx, metadata: &MetadataSnapshot, topic: &str) -> bool {
+    let overrides = metadata.topic(topic).map(|t| &t.configs);
+    let value = match overrides {
+        Some(overrides) => {
+            topic_config::effective(&ctx.config, overrides, "message.downconversion.enable")
+        }
+        None => None,
+    };
+    value.map_or(ctx.config.log_message_downconversion_enable, |v| {
+        v == "true"
+    })
+}
+
+/// `pieces` as one buffer (no copy when there is one piece).
+fn joined(pieces: &[Bytes]) -> Bytes {
+    if let [only] = pieces {
+        return only.clone();
+    }
+    let mut all = BytesMut::with_capacity(pieces.iter().map(Bytes::len).sum());
+    pieces.iter().for_each(|p| all.extend_from_slice(p));
+    all.freeze()
 }
 
 /// The first Fetch version with sessions (KIP-227).

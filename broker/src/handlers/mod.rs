@@ -21,12 +21,10 @@ use std::rc::Rc;
 use bytes::Bytes;
 use kafka_protocol::messages::ApiKey;
 use odradek_net::legacy_apis::{
-    self, CreateTopicsOld, DeleteTopicsOld, DescribeConfigsOld, ListOffsetsOld, OffsetCommitOld,
-    OffsetFetchOld,
+    self, CreateTopicsOld, DeleteTopicsOld, DescribeConfigsOld, FetchOld, ListOffsetsOld,
+    OffsetCommitOld, OffsetFetchOld, ProduceOld,
 };
-use odradek_net::{
-    decode_body, encode_response, encode_response_sharing, legacy, NetError, Request,
-};
+use odradek_net::{decode_body, encode_response, encode_response_sharing, NetError, Request};
 
 use crate::shard::ShardCtx;
 
@@ -65,8 +63,7 @@ pub(crate) mod admin_tests;
 pub struct ApiEntry {
     pub key: ApiKey,
     /// Advertised (inclusive): Kafka 3.9's range where the broker serves the API fully. Versions
-    /// below what the codec decodes are decoded and encoded by `odradek_net::legacy_apis` (or,
-    /// for Produce 0–2 and Fetch 0–3, answered by `odradek_net::legacy`).
+    /// below what the codec decodes are decoded and encoded by `odradek_net::legacy_apis`.
     pub versions: (i16, i16),
 }
 
@@ -230,14 +227,29 @@ pub async fn dispatch(ctx: &Rc<ShardCtx>, request: Request) -> Reply {
         return Err(unsupported);
     }
     if version < key.valid_versions().min {
-        // Advertised for old clients but older than the codec: Produce 0–2 and Fetch 0–3 are
-        // answered with UNSUPPORTED_VERSION per partition, as Kafka 4 does; the others are
-        // served like newer versions.
+        // Advertised for old clients but older than the codec: decoded and encoded by hand,
+        // served by the same handlers as newer versions (which convert the message sets of
+        // Produce 0–2 and Fetch 0–3 to and from record batches).
         return match key {
-            ApiKey::Produce => legacy::produce_unsupported(&request.header, request.body)
-                .map(|frame| frame.map(|frame| vec![frame])),
-            ApiKey::Fetch => legacy::fetch_unsupported(&request.header, request.body)
-                .map(|frame| Some(vec![frame])),
+            ApiKey::Produce => {
+                let (body, ()) = legacy_apis::decode::<ProduceOld>(&request.header, request.body)?;
+                match produce::handle(ctx, &request.header, body).await {
+                    Some(response) => {
+                        let frame =
+                            legacy_apis::encode::<ProduceOld>(&request.header, &response, &())?;
+                        Ok(Some(vec![frame]))
+                    }
+                    None => Ok(None),
+                }
+            }
+            ApiKey::Fetch => {
+                let (body, ()) = legacy_apis::decode::<FetchOld>(&request.header, request.body)?;
+                // Down-converted record data is one piece per partition, held by the response
+                // itself, so what `shared` lists is in the response already.
+                let (response, _shared) = fetch::handle(ctx, &request.header, body).await;
+                let frame = legacy_apis::encode::<FetchOld>(&request.header, &response, &())?;
+                Ok(Some(vec![frame]))
+            }
             ApiKey::CreateTopics => serve_old!(create_topics, CreateTopicsOld, ctx, request),
             ApiKey::DeleteTopics => serve_old!(delete_topics, DeleteTopicsOld, ctx, request),
             ApiKey::DescribeConfigs => {

@@ -1,7 +1,9 @@
 //! OffsetCommit: a group's positions, written to `__consumer_offsets` and answered once
 //! durable. A member's commit is checked against its generation; standalone consumers
 //! (generation -1, no member id) may commit to a group without members. Hops to the group's
-//! coordinator shard.
+//! coordinator shard. Clients older than FindCoordinator (OffsetCommit v0 from Kafka 0.8
+//! clients) commit without asking for a coordinator first, so a commit creates
+//! `__consumer_offsets` when it is missing, as FindCoordinator does.
 
 use std::rc::Rc;
 
@@ -23,6 +25,8 @@ pub async fn handle(
     request: OffsetCommitRequest,
 ) -> OffsetCommitResponse {
     let group = request.group_id.0.to_string();
+    // Without the topic the commit is answered COORDINATOR_NOT_AVAILABLE below.
+    group::ensure_offsets_topic(ctx).await;
     let topics: Vec<(String, Vec<CommitItem>)> = request
         .topics
         .iter()

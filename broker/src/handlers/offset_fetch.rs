@@ -87,6 +87,8 @@ fn fields(committed: Option<Committed>) -> (i64, i32, String) {
 }
 
 async fn fetch(ctx: &ShardCtx, group: &str, topics: Option<TopicPartitions>) -> (i16, Found) {
+    // As for OffsetCommit: Kafka 0.8 clients fetch offsets without FindCoordinator first.
+    group::ensure_offsets_topic(ctx).await;
     let asked = topics.clone();
     let work = GroupRequest::FetchOffsets {
         group: group.to_string(),

@@ -1,6 +1,9 @@
 //! Produce: append record batches to the owning shards' logs; acks 0, 1, all.
 //!
-//! Advertised 0–11 (old librdkafka checks for 0, 2, 3, 7); the codec decodes 3+.
+//! Advertised 0–11 (old librdkafka checks for 0, 2, 3, 7); the codec decodes 3+, and
+//! `odradek_net::legacy_apis` decodes 0–2, whose legacy message sets (magic 0 and 1) are
+//! up-converted here into one record batch per partition before anything else looks at them, as
+//! Kafka's `LogValidator` does (see `odradek_net::message_set::up_convert`).
 //! Runs on the connection's shard; each partition's append hops to its owning shard, where the
 //! batches are validated (CRC32C, size, magic) and stored exactly as sent — compressed batches
 //! are never decompressed or recompressed. With `acks=all` a partition is answered once its
@@ -22,6 +25,7 @@ use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse, RequestHeader};
 
+use odradek_net::message_set;
 use odradek_storage::batch::BatchHeader;
 
 use super::util::str_bytes;
@@ -44,6 +48,7 @@ pub async fn handle(
     let timeout = append_wait_max(request.timeout_ms);
     let rejection = rejection_for_request(&request);
     let metadata = ctx.metadata();
+    let mut inflate_budget = UP_CONVERSION_INFLATE_MAX;
 
     // One slot per partition of the request, in order: an answer now, or an append to send.
     let mut answers: Vec<Option<ProduceResult>> = Vec::new();
@@ -51,26 +56,27 @@ pub async fn handle(
     for topic in &request.topic_data {
         let partitions = metadata.topic(topic.name.as_str()).map(|t| t.partitions);
         for p in &topic.partition_data {
-            let early = match (&rejection, partitions, &p.records) {
-                (Some((error, why)), _, _) => Some(ProduceResult::failed(*error, why.clone())),
+            let accepted = match (&rejection, partitions, &p.records) {
+                (Some((error, why)), _, _) => Err(ProduceResult::failed(*error, why.clone())),
                 (_, Some(count), Some(records)) if (0..count).contains(&p.index) => {
-                    version_check(version, records)
-                        .map(|(error, why)| ProduceResult::failed(error, why.to_string()))
+                    accepted_records(version, records.clone(), &mut inflate_budget)
                 }
-                (_, Some(_), None) => Some(ProduceResult::failed(
+                (_, Some(_), None) => Err(ProduceResult::failed(
                     ResponseError::InvalidRecord,
                     "no records".to_string(),
                 )),
-                _ => Some(ProduceResult::failed(
+                _ => Err(ProduceResult::failed(
                     ResponseError::UnknownTopicOrPartition,
                     format!("{}-{} does not exist", topic.name.as_str(), p.index),
                 )),
             };
-            if early.is_none() {
-                let records = p.records.clone().unwrap_or_default();
-                appends.push((TopicPartition::new(topic.name.as_str(), p.index), records));
+            match accepted {
+                Ok(records) => {
+                    appends.push((TopicPartition::new(topic.name.as_str(), p.index), records));
+                    answers.push(None);
+                }
+                Err(early) => answers.push(Some(early)),
             }
-            answers.push(early);
         }
     }
 
@@ -121,6 +127,39 @@ pub async fn handle(
 fn append_wait_max(timeout_ms: i32) -> Duration {
     Duration::from_millis(u64::try_from(timeout_ms).unwrap_or(0).clamp(1_000, 300_000))
 }
+
+/// What a request may inflate, all partitions together, while its legacy message sets are
+/// up-converted (their compressed wrappers opened). A wrapper that passes it is refused with
+/// MESSAGE_TOO_LARGE: a small hostile request cannot make the shard allocate gigabytes. The
+/// bound is well past anything a legitimate old client sends (a request is at most
+/// `socket.request.max.bytes`, 100 MiB by default, and old clients compress modestly).
+const UP_CONVERSION_INFLATE_MAX: usize = 512 << 20;
+
+/// A partition's records as they go to the log, or its answer when they do not: below v3 a
+/// legacy message set becomes one record batch (a v2 batch passes as it is, as in Kafka), then
+/// the version checks apply to that batch.
+fn accepted_records(
+    version: i16,
+    records: Bytes,
+    inflate_budget: &mut usize,
+) -> Result<Bytes, ProduceResult> {
+    let records = if version < LEGACY_VERSION_END {
+        let converted = message_set::up_convert(records, *inflate_budget).map_err(|e| {
+            ProduceResult::failed(e.kafka_error(), format!("legacy message set: {e}"))
+        })?;
+        *inflate_budget = inflate_budget.saturating_sub(converted.decompressed_bytes);
+        converted.batch
+    } else {
+        records
+    };
+    match version_check(version, &records) {
+        Some((error, why)) => Err(ProduceResult::failed(error, why.to_string())),
+        None => Ok(records),
+    }
+}
+
+/// Produce below this version carries legacy message sets (magic 0 or 1).
+const LEGACY_VERSION_END: i16 = 3;
 
 /// Kafka's checks of a partition's records that depend on the request version; the log checks
 /// the rest (CRC, sizes, magic, sequences) where it appends.

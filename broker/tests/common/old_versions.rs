@@ -172,8 +172,8 @@ pub fn is_old(key: i16, version: i16) -> bool {
 }
 
 /// A minimal valid request body for an old `key` at `version`, naming `topic` partition 0 and
-/// `group` where the API has them. Produce and Fetch name no topic (an empty request): their
-/// old versions are another change's business.
+/// `group` where the API has them. Produce and Fetch name no topic (an empty request): what
+/// their old versions carry (legacy message sets) is `tests/message_sets.rs`'s business.
 pub fn minimal_old_request(key: i16, version: i16, topic: &str, group: &str) -> Vec<u8> {
     let body = Body::default();
     let body = match key {

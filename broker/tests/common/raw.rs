@@ -235,23 +235,6 @@ pub fn fetch_request(
     frame(API_FETCH, version, correlation_id, &body)
 }
 
-/// The single partition's (error code, high watermark, the bytes after them) in a Fetch v0–6
-/// response: after the correlation id come throttle (v1+), then topics[name, partitions[index,
-/// error_code, high_watermark, …]].
-pub fn fetch_partition_result<'a>(
-    response: &'a [u8],
-    version: i16,
-    topic: &str,
-) -> (i16, i64, &'a [u8]) {
-    assert!(
-        (0..=6).contains(&version),
-        "Fetch v{version} is not read here"
-    );
-    let throttle_len = if version >= 1 { 4 } else { 0 };
-    let rest = single_partition(response, 4 + throttle_len, topic, "fetch");
-    (i16_at(rest, 0), i64_at(rest, 2), &rest[10..])
-}
-
 /// Checks that `response` holds, from `at`, one topic named `topic` with one partition, and
 /// returns the bytes after that partition's index (which is not checked).
 fn single_partition<'a>(response: &'a [u8], mut at: usize, topic: &str, api: &str) -> &'a [u8] {

@@ -1,9 +1,9 @@
 //! Versions Kafka 3.9 serves but the codec (generated from Kafka 4's specs) no longer knows:
-//! CreateTopics v0–1, DeleteTopics v0, DescribeConfigs v0, ListOffsets v0, OffsetCommit v0–1,
-//! OffsetFetch v0. Old clients still send them (Debian's sarama 1.22 sends DescribeConfigs v0,
-//! CreateTopics v0 and OffsetCommit v1; kafka-python pinned to an old `api_version` sends
-//! ListOffsets v0 and OffsetCommit v0–1).
-//!
+//! Produce v0–2, Fetch v0–3, CreateTopics v0–1, DeleteTopics v0, DescribeConfigs v0,
+//! ListOffsets v0, OffsetCommit v0–1, OffsetFetch v0. Old clients still send them (Debian's
+//! sarama 1.22 and kafka-go 0.2.1 produce and fetch with v0–2 and legacy message sets; sarama
+//! sends DescribeConfigs v0, CreateTopics v0 and OffsetCommit v1; kafka-python pinned to an old
+//! `api_version` sends ListOffsets v0 and OffsetCommit v0–1).//!
 //! Each old version is decoded into the codec's own (version-independent) request struct, so
 //! the broker runs the same handler for it as for newer versions, and the handler's response
 //! struct is encoded at the old version, with only the fields that version has. Where an old
@@ -17,8 +17,8 @@
 //!
 //! Layout:
 //! - [`wire`]: the bounded [`wire::Reader`] and the frame [`wire::Writer`].
-//! - one file per API: [`create_topics`], [`delete_topics`], [`describe_configs`],
-//!   [`list_offsets`], [`offset_commit`], [`offset_fetch`].
+//! - one file per API: [`produce`], [`fetch`], [`create_topics`], [`delete_topics`],
+//!   [`describe_configs`], [`list_offsets`], [`offset_commit`], [`offset_fetch`].
 
 use bytes::Bytes;
 use kafka_protocol::messages::{ApiKey, RequestHeader};
@@ -29,17 +29,21 @@ use crate::error::{one_line, NetError};
 pub mod create_topics;
 pub mod delete_topics;
 pub mod describe_configs;
+pub mod fetch;
 pub mod list_offsets;
 pub mod offset_commit;
 pub mod offset_fetch;
+pub mod produce;
 pub mod wire;
 
 pub use create_topics::CreateTopicsOld;
 pub use delete_topics::DeleteTopicsOld;
 pub use describe_configs::DescribeConfigsOld;
+pub use fetch::FetchOld;
 pub use list_offsets::ListOffsetsOld;
 pub use offset_commit::OffsetCommitOld;
 pub use offset_fetch::OffsetFetchOld;
+pub use produce::ProduceOld;
 
 use wire::{Reader, Writer};
 
@@ -221,6 +225,8 @@ mod tests {
             decode_all_versions::<ListOffsetsOld>(&body);
             decode_all_versions::<OffsetCommitOld>(&body);
             decode_all_versions::<OffsetFetchOld>(&body);
+            decode_all_versions::<ProduceOld>(&body);
+            decode_all_versions::<FetchOld>(&body);
         }
     }
 }
