@@ -26,6 +26,9 @@ pub struct ProduceResult {
     pub base_offset: i64,
     pub log_append_time_ms: i64,
     pub log_start_offset: i64,
+    /// The records that made the batch fail, by index, with why (Produce v8+, KIP-467): the
+    /// producer fails those and retries or fails the others as its own rules say.
+    pub record_errors: Vec<(i32, String)>,
 }
 
 /// The outcome of reading one partition.
@@ -83,7 +86,11 @@ pub async fn produce(
     };
     let receipt = match log.append_in_line(records, now_ms, wait_max).await {
         Ok(receipt) => receipt,
-        Err(e) => return ProduceResult::failed(append_error(&e), e.to_string()),
+        Err(e) => {
+            let mut failed = ProduceResult::failed(append_error(&e), e.to_string());
+            failed.record_errors = record_errors(&e);
+            return failed;
+        }
     };
     let milestone = match acks {
         -1 => receipt.durable().await,
@@ -100,6 +107,23 @@ pub async fn produce(
         base_offset: receipt.base_offset.get(),
         log_append_time_ms: receipt.log_append_time_ms,
         log_start_offset: receipt.log_start_offset.get(),
+        record_errors: Vec::new(),
+    }
+}
+
+/// The per-record errors of a refused append, for the records Kafka names (KIP-467).
+fn record_errors(e: &AppendError) -> Vec<(i32, String)> {
+    match e {
+        AppendError::Invalid(BatchError::KeylessRecords { indexes }) => indexes
+            .iter()
+            .map(|&index| {
+                (
+                    index,
+                    "a record without a key on a compacted topic".to_string(),
+                )
+            })
+            .collect(),
+        _ => Vec::new(),
     }
 }
 
@@ -144,6 +168,7 @@ impl ProduceResult {
             base_offset: -1,
             log_append_time_ms: -1,
             log_start_offset: -1,
+            record_errors: Vec::new(),
         }
     }
 }
@@ -152,7 +177,9 @@ fn append_error(e: &AppendError) -> ResponseError {
     match e {
         AppendError::Invalid(BatchError::Corrupt(_)) => ResponseError::CorruptMessage,
         AppendError::Invalid(BatchError::TooLarge { .. }) => ResponseError::MessageTooLarge,
-        AppendError::Invalid(BatchError::Invalid(_)) => ResponseError::InvalidRecord,
+        AppendError::Invalid(BatchError::Invalid(_) | BatchError::KeylessRecords { .. }) => {
+            ResponseError::InvalidRecord
+        }
         AppendError::Invalid(BatchError::InvalidTimestamp { .. }) => {
             ResponseError::InvalidTimestamp
         }

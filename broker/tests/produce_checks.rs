@@ -8,10 +8,12 @@ mod common;
 use std::time::Duration;
 
 use common::{
-    consumer, create_topic, now_ms, raw_produce, record_batch, with_attributes, Broker,
-    INVALID_RECORD,
+    consumer, create_topic, flush, now_ms, producer, raw_produce, record_batch, send,
+    with_attributes, Broker, INVALID_RECORD,
 };
 use rdkafka::consumer::Consumer;
+use rdkafka::producer::BaseRecord;
+use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 
 const INVALID_TIMESTAMP: i16 = 32;
@@ -85,6 +87,56 @@ fn given_a_compacted_topic_when_a_record_has_no_key_should_refuse_it() {
     assert_eq!(
         error, INVALID_RECORD,
         "compaction needs a key on every record"
+    );
+}
+
+#[test]
+fn given_a_batch_with_some_keyless_records_on_a_compacted_topic_should_name_them_kip_467() {
+    let broker = Broker::start();
+    create_topic(
+        &broker.bootstrap(),
+        "compacted-batch",
+        1,
+        &[("cleanup.policy", "compact")],
+    );
+    // One batch of 10 (a long linger, one flush): records 3 and 7 have no key.
+    let (producer, log) = producer(
+        &broker.bootstrap(),
+        &[("linger.ms", "1000"), ("acks", "1"), ("retries", "0")],
+    );
+    for i in 0..10usize {
+        let value = format!("v{i}");
+        let key = format!("k{i}");
+        let record = BaseRecord::with_opaque_to("compacted-batch", i)
+            .partition(0)
+            .payload(&value);
+        let record = if i == 3 || i == 7 {
+            record
+        } else {
+            record.key(&key)
+        };
+        send(&producer, record).expect("queue a record");
+    }
+    flush(&producer);
+    let mut failed: Vec<(usize, RDKafkaErrorCode)> = log
+        .failed()
+        .into_iter()
+        .map(|(i, e)| (i, e.rdkafka_error_code().expect("a broker error")))
+        .collect();
+    failed.sort_by_key(|(i, _)| *i);
+    let want: Vec<(usize, RDKafkaErrorCode)> = (0..10)
+        .map(|i| {
+            let code = if i == 3 || i == 7 {
+                RDKafkaErrorCode::InvalidRecord
+            } else {
+                RDKafkaErrorCode::InvalidDifferentRecord
+            };
+            (i, code)
+        })
+        .collect();
+    assert_eq!(
+        failed, want,
+        "the keyless records fail as invalid, the rest as failed beside them"
     );
 }
 

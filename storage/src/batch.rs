@@ -29,6 +29,10 @@ pub enum BatchError {
     /// `INVALID_RECORD` / `UNSUPPORTED_FOR_MESSAGE_FORMAT`: magic other than 2, no records, bad count.
     #[error("invalid batch: {0}")]
     Invalid(&'static str),
+    /// `INVALID_RECORD` with per-record errors (KIP-467): records without a key on a compacted
+    /// topic, by their index in the batch (the rest of the batch is refused with them).
+    #[error("{} of the records have no key, and the topic is compacted", indexes.len())]
+    KeylessRecords { indexes: Vec<i32> },
     /// `INVALID_TIMESTAMP`: a CreateTime record outside `message.timestamp.before.max.ms` /
     /// `after.max.ms` of the broker's clock.
     #[error("record timestamp {timestamp_ms} is {reason} the broker's clock allows")]
@@ -222,6 +226,16 @@ pub struct RecordSummary {
     pub max_timestamp_delta: i32,
     /// Some record has a null key.
     pub keyless: bool,
+}
+
+/// The indexes of the records of an uncompressed batch that have no key (none for a
+/// compressed one, or where the records cannot be read: [`summarize_records`] says why).
+pub fn keyless_records(bytes: &[u8]) -> Vec<i32> {
+    records(bytes)
+        .map_while(Result::ok)
+        .zip(0..)
+        .filter_map(|(record, index)| record.key.is_none().then_some(index))
+        .collect()
 }
 
 /// Walks the records of an uncompressed batch (`None` for a compressed one, whose records are
@@ -433,6 +447,17 @@ mod tests {
             -1
         );
         validate(&fixed, u32::MAX).expect("the CRC follows the rewrite");
+    }
+
+    #[test]
+    fn given_some_records_without_keys_when_listed_should_give_their_indexes() {
+        let bytes = encode(&[
+            record(0, 1_000, None, Some(b"x")),
+            record(1, 1_000, Some(b"b"), Some(b"y")),
+            record(2, 1_000, None, None),
+            record(3, 1_000, Some(b""), None),
+        ]);
+        assert_eq!(keyless_records(&bytes), vec![0, 2], "an empty key is a key");
     }
 
     #[test]

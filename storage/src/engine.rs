@@ -185,9 +185,9 @@ fn check_records(
 ) -> Result<Option<i64>, batch::BatchError> {
     let summary = batch::summarize_records(bytes, header).transpose()?;
     if config.keys_required && summary.is_some_and(|s| s.keyless) {
-        return Err(batch::BatchError::Invalid(
-            "a record without a key on a compacted topic",
-        ));
+        return Err(batch::BatchError::KeylessRecords {
+            indexes: batch::keyless_records(bytes),
+        });
     }
     let (min, max) = match summary {
         Some(s) => (s.min_timestamp, s.max_timestamp),

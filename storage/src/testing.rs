@@ -104,28 +104,6 @@ pub fn batch_of_size(total_bytes: usize, timestamp_ms: i64, fill: u8) -> Bytes {
     batch(1, total_bytes.saturating_sub(overhead), timestamp_ms, fill)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::batch::{split_batches, validate};
-
-    #[test]
-    fn built_batches_validate() {
-        for count in [1, 2, 50] {
-            let b = batch(count, 10, 1_000, 7);
-            let header = validate(&b, 1 << 20).expect("valid");
-            assert_eq!(header.record_count(), count as i32);
-            assert_eq!(header.last_offset_delta(), count as i32 - 1);
-        }
-        let b = batch_of_size(16 << 10, 5, 1);
-        assert!((b.len() as i64 - (16 << 10) as i64).abs() < 8);
-        let mut two = BytesMut::new();
-        two.put_slice(&batch(3, 5, 0, 1));
-        two.put_slice(&batch(2, 5, 0, 2));
-        assert_eq!(split_batches(&two, 1 << 20).expect("valid").len(), 2);
-    }
-}
-
 /// How often [`run`]'s timer fires.
 const KEEP_AWAKE_PERIOD: std::time::Duration = std::time::Duration::from_millis(10);
 
@@ -153,4 +131,26 @@ where
         .expect("a test executor starts")
         .join()
         .expect("the test body completes");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::batch::{split_batches, validate};
+
+    #[test]
+    fn built_batches_validate() {
+        for count in [1, 2, 50] {
+            let b = batch(count, 10, 1_000, 7);
+            let header = validate(&b, 1 << 20).expect("valid");
+            assert_eq!(header.record_count(), count as i32);
+            assert_eq!(header.last_offset_delta(), count as i32 - 1);
+        }
+        let b = batch_of_size(16 << 10, 5, 1);
+        assert!((b.len() as i64 - (16 << 10) as i64).abs() < 8);
+        let mut two = BytesMut::new();
+        two.put_slice(&batch(3, 5, 0, 1));
+        two.put_slice(&batch(2, 5, 0, 2));
+        assert_eq!(split_batches(&two, 1 << 20).expect("valid").len(), 2);
+    }
 }

@@ -22,7 +22,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::produce_response::{
+    BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
+};
 use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse, RequestHeader};
 
 use odradek_net::message_set;
@@ -216,4 +218,15 @@ fn partition_response(index: i32, result: ProduceResult) -> PartitionProduceResp
         .with_base_offset(result.base_offset)
         .with_log_append_time_ms(result.log_append_time_ms)
         .with_log_start_offset(result.log_start_offset)
+        .with_record_errors(
+            result
+                .record_errors
+                .into_iter()
+                .map(|(index, why)| {
+                    BatchIndexAndErrorMessage::default()
+                        .with_batch_index(index)
+                        .with_batch_index_error_message(Some(str_bytes(&why)))
+                })
+                .collect(),
+        )
 }
