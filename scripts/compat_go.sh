@@ -48,7 +48,9 @@ if ((${#missing[@]} > 0)); then
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
 fi
-log "$(go version), sarama $(dpkg-query -W -f '${Version}' golang-github-shopify-sarama-dev), kafka-go $(dpkg-query -W -f '${Version}' golang-github-segmentio-kafka-go-dev)"
+package_version() { dpkg-query -W -f '${Version}' "$1"; }
+log "$(go version), sarama $(package_version golang-github-shopify-sarama-dev)," \
+    "kafka-go $(package_version golang-github-segmentio-kafka-go-dev)"
 
 GO_DIR="${COMPAT_GO_DIR:-$ROOT/target/compat-go}"
 mkdir -p "$GO_DIR"
@@ -114,7 +116,8 @@ for _ in $(seq 1 300); do
     kill -0 "$BROKER_PID" 2>/dev/null || fail "the broker exited before listening"
     sleep 0.1
 done
-grep -q "odradek listening on $LISTEN" "$BROKER_LOG" || fail "the broker printed no 'odradek listening on $LISTEN' within 30 s"
+grep -q "odradek listening on $LISTEN" "$BROKER_LOG" ||
+    fail "the broker printed no 'odradek listening on $LISTEN' within 30 s"
 
 "$GO_DIR/wiretap" -listen "$BOOT" -broker "$LISTEN" >"$TAP_LOG" 2>>"$BROKER_LOG" &
 TAP_PID=$!

@@ -164,7 +164,8 @@ func (r *run) createTopic() {
 	}
 	defer conn.Close()
 	_ = conn.SetDeadline(time.Now().Add(waitMax))
-	if err := conn.CreateTopics(kafka.TopicConfig{Topic: r.topic, NumPartitions: partitions, ReplicationFactor: 1}); err != nil {
+	topic := kafka.TopicConfig{Topic: r.topic, NumPartitions: partitions, ReplicationFactor: 1}
+	if err := conn.CreateTopics(topic); err != nil {
 		r.fail("CreateTopics %s (v0): %v", r.topic, err)
 	}
 }
@@ -342,7 +343,8 @@ func (r *run) readPartition(p int, last int64) []kafka.Message {
 func (r *run) group(produced []record) {
 	groupID := r.topic + "-group"
 	first := r.groupRead(groupID, produced, len(produced)/2, false)
-	r.checkSubscribed(groupID, "the first member (nothing committed)", first.subscribed, map[int]int64{0: kafka.FirstOffset, 1: kafka.FirstOffset, 2: kafka.FirstOffset})
+	nothingCommitted := map[int]int64{0: kafka.FirstOffset, 1: kafka.FirstOffset, 2: kafka.FirstOffset}
+	r.checkSubscribed(groupID, "the first member (nothing committed)", first.subscribed, nothingCommitted)
 	second := r.groupRead(groupID, produced, len(produced)-len(produced)/2, true)
 	r.checkSubscribed(groupID, "the second member (the first one's commits)", second.subscribed, first.next)
 	third := r.groupRead(groupID, produced, 0, true)

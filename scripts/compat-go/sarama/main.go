@@ -7,10 +7,11 @@
 // -version is the broker version sarama is told to expect, and it picks the request versions:
 // 0.8.2.0 sends Produce v0 / Fetch v0 with message format v0, 0.10.2.0 sends Produce v2 / Fetch
 // v3 with message format v1, 2.1.0 sends Produce v3 / Fetch v4 with record batches (v2). The
-// steps, each on topics of its own run:
+// steps, each on topics of its own run (a failed step is reported and the next one still runs;
+// where producing at -version fails, the records are produced at 2.1.0 so the reads are checked):
 //
-//   - admin (at 0.11.0.0 where the run's version is older: sarama's own minimum): CreateTopic with 3 partitions and a config,
-//     DescribeConfig, ListTopics, DeleteTopic.
+//   - admin (at 0.11.0.0 where the run's version is older: sarama's own minimum for it):
+//     CreateTopic with 3 partitions and a config, DescribeConfig, ListTopics, DeleteTopic.
 //   - produce: a SyncProducer sends keyed, timestamped records in batches, half uncompressed and
 //     half gzip; every one must land on contiguous offsets from 0 per partition.
 //   - consume: a partition consumer reads every partition from the oldest offset and must see
