@@ -27,21 +27,15 @@ command -v kcat >/dev/null || fail "kcat not found: apt-get install -y kcat"
 command -v python3 >/dev/null || fail "python3 not found"
 
 # --- the broker ----------------------------------------------------------------------------------
-if [[ -z "${ODRADEK_BIN:-}" ]]; then
-    profile="${COMPAT_PROFILE:-dev}"
-    log "building odradek (profile $profile)"
-    cargo build --profile "$profile" --workspace --bin odradek >&2
-    target_dir="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')"
-    if [[ "$profile" == "dev" ]]; then out="debug"; else out="$profile"; fi
-    ODRADEK_BIN="$target_dir/$out/odradek"
-fi
-[[ -x "$ODRADEK_BIN" ]] || fail "no broker binary at $ODRADEK_BIN"
+# shellcheck source=scripts/lib-compat.sh
+source "$ROOT/scripts/lib-compat.sh"
+resolve_odradek_bin
 
 WORK="$(mktemp -d -t odradek-compat-XXXXXX)"
 DATA="$WORK/data"
 BROKER_LOG="$WORK/broker.log"
 BROKER_PID=""
-PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()')"
+PORT="$(free_port)"
 BOOT="127.0.0.1:$PORT"
 mkdir -p "$DATA"
 : >"$BROKER_LOG"

@@ -67,15 +67,9 @@ done
 log "built the Go programs into $GO_DIR in $((SECONDS - build_started)) s"
 
 # --- the broker ----------------------------------------------------------------------------------
-if [[ -z "${ODRADEK_BIN:-}" ]]; then
-    profile="${COMPAT_PROFILE:-dev}"
-    log "building odradek (profile $profile)"
-    cargo build --profile "$profile" --workspace --bin odradek >&2
-    target_dir="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')"
-    if [[ "$profile" == "dev" ]]; then out="debug"; else out="$profile"; fi
-    ODRADEK_BIN="$target_dir/$out/odradek"
-fi
-[[ -x "$ODRADEK_BIN" ]] || fail "no broker binary at $ODRADEK_BIN"
+# shellcheck source=scripts/lib-compat.sh
+source "$ROOT/scripts/lib-compat.sh"
+resolve_odradek_bin
 
 WORK="$(mktemp -d -t odradek-compat-go-XXXXXX)"
 DATA="$WORK/data"
@@ -83,7 +77,6 @@ BROKER_LOG="$WORK/broker.log"
 TAP_LOG="$WORK/requests.log"
 BROKER_PID=""
 TAP_PID=""
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
 LISTEN="127.0.0.1:$(free_port)"
 BOOT="127.0.0.1:$(free_port)" # the relay's: what the broker advertises and the clients use
 mkdir -p "$DATA"
