@@ -2,10 +2,14 @@
 //! [`StorageError`] that names the operation and the path.
 
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
-use glommio::io::{BufferedFile, DmaFile, OpenOptions};
+use glommio::io::{BufferedFile, DmaBuffer, DmaFile, OpenOptions};
 
 use crate::error::StorageError;
+
+/// Device block: every direct write starts and ends on it.
+pub(crate) const BLOCK_BYTES: u64 = 4096;
 
 /// Maps a glommio failure on `path` during `op`.
 pub(crate) fn glommio_err(
@@ -75,6 +79,36 @@ pub(crate) async fn read_exact_at(
         });
     }
     Ok(got.to_vec())
+}
+
+/// Writes all of `buffer` at `at` (both block-aligned) with one direct write; a short write is
+/// an error.
+pub(crate) async fn write_all_at(
+    file: &DmaFile,
+    path: &Path,
+    buffer: Rc<DmaBuffer>,
+    at: u64,
+) -> Result<(), StorageError> {
+    let len = buffer.len();
+    assert!(
+        at.is_multiple_of(BLOCK_BYTES) && (len as u64).is_multiple_of(BLOCK_BYTES),
+        "direct writes are aligned"
+    );
+    let written = file
+        .write_rc_at(buffer, at)
+        .await
+        .map_err(glommio_err("write segment", path))?;
+    if written != len {
+        return Err(StorageError::Io {
+            op: "write segment",
+            path: path.to_path_buf(),
+            source: std::io::Error::new(
+                std::io::ErrorKind::WriteZero,
+                format!("short write: {written} of {len} bytes at {at}"),
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// Writes `bytes` to `path` atomically: a temporary file is written, synced and renamed over it.

@@ -11,24 +11,13 @@
 //!
 //! Writes complete in any order; the written position advances over the completed prefix.
 //!
-//! Durability, when appenders wait for it (acks=all under the default flush policy): every write
-//! a partition issues while one of its appenders waits for durability goes through a second
-//! descriptor opened with `O_DSYNC`, acks=1 batches in the same write included, so it is durable
-//! when it completes and the durable position follows the written one. Writes issued while no
-//! appender of the partition waits are plain. When an appender awaits durability that plain
-//! writes stand in the way of (or a `flush.ms` tick is due), one `fdatasync` covers everything
-//! written so far: that is the group commit. At most one sync is in flight; appends that arrive
-//! during it are covered by the next one. Only a whole durable prefix counts ([`Durability`]).
-//!
-//! Synced writes are for latency: an appender waits only for its own write, instead of for its
-//! write, then the end of the sync in flight, then a sync of its own (each sync also waits in
-//! io_uring's worker pool, as `fsync` cannot be issued without blocking). They are not used for everything because
-//! a synced write costs its own metadata write: all writes synced took a fifth off acks=1
-//! throughput (BENCHMARKS.md, "2026-11-21 (small hours)").
+//! Durability, when appenders wait for it (acks=all), comes from writes through an `O_DSYNC`
+//! descriptor and from one `fdatasync` covering the plain writes before them (group commit); the
+//! bookkeeping of which bytes are durable, and the `flush.ms` timer, are in `durability`. The
+//! file is extended ahead of the writes by `preallocate`.
 
 use std::collections::VecDeque;
-use std::rc::{Rc, Weak};
-use std::time::Duration;
+use std::rc::Rc;
 
 use bytes::Bytes;
 use futures::channel::oneshot;
@@ -36,14 +25,13 @@ use futures::future::{Either, LocalBoxFuture};
 use futures::stream::{FuturesUnordered, StreamExt};
 use glommio::io::{DmaBuffer, DmaFile};
 
-use crate::config::FlushPolicy;
+use crate::durability::{self, Durability};
 use crate::engine::{Engine, Pending};
 use crate::error::StorageError;
-use crate::fileio::{self, glommio_err};
+use crate::fileio::{self, glommio_err, BLOCK_BYTES};
+use crate::preallocate::Preallocation;
 use crate::segment::Segment;
 
-/// Device block: every write starts and ends on it.
-pub(crate) const BLOCK_BYTES: u64 = 4096;
 /// Bytes of one whole-size write.
 const WRITE_BYTES_MAX: usize = 1 << 20;
 /// Writes in flight at once (a queue depth).
@@ -52,22 +40,6 @@ const WRITES_IN_FLIGHT_MAX: usize = 16;
 const PARTIAL_WRITES_IN_FLIGHT_MAX: usize = 2;
 /// Whole-size write buffers a shard keeps for reuse.
 const WRITE_BUFFERS_KEPT_MAX: usize = 2 * WRITES_IN_FLIGHT_MAX;
-/// The file is extended ahead of the writes by up to this much (`fallocate`): a direct write
-/// past the end of the file is serialized and waited for inside the submitting syscall on ext4
-/// and XFS, which would stall the reactor; writes inside the file's size run in parallel.
-const PREALLOCATE_BYTES: u64 = 64 << 20;
-/// On a filling device a partition extends its file by at most this share of the free space,
-/// so that the space every partition claims ahead never fails appends while room is left.
-const PREALLOCATE_FREE_SHARE: u64 = 64;
-
-/// How far past the next write a file is extended, given the device's free bytes (unknown:
-/// the most).
-fn preallocate_ahead(free: Option<u64>) -> u64 {
-    free.map_or(PREALLOCATE_BYTES, |free| {
-        (free / PREALLOCATE_FREE_SHARE).min(PREALLOCATE_BYTES)
-    })
-}
-
 fn align_down(v: u64) -> u64 {
     v & !(BLOCK_BYTES - 1)
 }
@@ -81,7 +53,7 @@ pub(crate) fn spawn(engine: &Rc<Engine>) {
     let (done_tx, done_rx) = oneshot::channel();
     engine.state.borrow_mut().flusher_done = Some(done_rx);
     glommio::spawn_local(Flusher::new(engine.clone()).run(done_tx)).detach();
-    start_interval_timer(engine);
+    durability::start_interval_timer(engine);
 }
 
 /// A completion the flusher waits for.
@@ -109,51 +81,6 @@ struct WriteSlot {
     done: bool,
 }
 
-/// Which bytes of the segment being written are durable, from synced writes and `fdatasync`s.
-/// Only a whole durable prefix counts: a synced write after plain ones makes nothing durable until
-/// a sync covers the plain ones.
-#[derive(Default, Debug)]
-struct Durability {
-    /// Below this position every byte is durable.
-    through: u64,
-    /// Where the trailing run of synced writes in the written prefix starts.
-    synced_run_start: Option<u64>,
-}
-
-impl Durability {
-    fn starting_at(written: u64) -> Durability {
-        Durability {
-            through: written,
-            synced_run_start: None,
-        }
-    }
-
-    /// A completed write joined the written prefix, which ended at `start` before it.
-    fn joined(&mut self, start: u64, synced: bool) {
-        if !synced {
-            self.synced_run_start = None;
-        } else if self.synced_run_start.is_none() {
-            self.synced_run_start = Some(start);
-        }
-    }
-
-    /// An `fdatasync` completed that started when the written prefix ended at `covered`.
-    fn synced(&mut self, covered: u64) {
-        self.through = self.through.max(covered);
-    }
-
-    /// Whether every byte of the written prefix, which ends at `written`, is durable.
-    fn all_durable(&mut self, written: u64) -> bool {
-        if self
-            .synced_run_start
-            .is_some_and(|start| self.through >= start)
-        {
-            self.through = self.through.max(written);
-        }
-        self.through >= written
-    }
-}
-
 struct Flusher {
     engine: Rc<Engine>,
     /// The segment being written and its file.
@@ -169,8 +96,8 @@ struct Flusher {
     carry_start: u64,
     /// The end of the data in issued writes.
     issued_end: u64,
-    /// The size the file was extended to.
-    allocated: u64,
+    /// How far the file was extended ahead of the writes.
+    preallocated: Preallocation,
     /// A padded write in flight: nothing overlapping its last block may be issued.
     barrier: Option<u64>,
     writes: VecDeque<WriteSlot>,
@@ -192,7 +119,7 @@ impl Flusher {
             carry: Vec::new(),
             carry_start: 0,
             issued_end: 0,
-            allocated: 0,
+            preallocated: Preallocation::default(),
             barrier: None,
             writes: VecDeque::new(),
             next_seq: 0,
@@ -269,7 +196,7 @@ impl Flusher {
                 .map(|p| p.segment.clone());
             match front {
                 Some(segment) if self.is_current(&segment) => {
-                    self.extend_file(&segment).await?;
+                    self.extend_file(&segment).await;
                     let pending_bytes = self.engine.state.borrow().pending_bytes;
                     let whole = self.carry.len() + pending_bytes >= WRITE_BYTES_MAX;
                     let partial_allowed = self.writes.len() < PARTIAL_WRITES_IN_FLIGHT_MAX;
@@ -351,47 +278,23 @@ impl Flusher {
         // shutdown synced it, and a sealed segment was synced when it was sealed.
         self.durability = Durability::starting_at(written);
         self.dsync_file = Some(Rc::new(fileio::open_dma_dsync(&path).await?));
-        self.allocated = file
+        let size = file
             .file_size()
             .await
             .map_err(glommio_err("stat segment", &path))?;
+        self.preallocated = Preallocation::of_size(size);
         self.file = Some(file);
         self.current = Some(segment.clone());
         Ok(())
     }
 
-    /// Makes room in the file for the next write. Past the logical end the file holds zeros
-    /// until written; sealing truncates them, and recovery drops them as a torn tail.
-    async fn extend_file(&mut self, segment: &Segment) -> Result<(), StorageError> {
-        let needed = self.carry_start + 2 * WRITE_BYTES_MAX as u64;
-        if needed <= self.allocated {
-            return Ok(());
-        }
-        let segment_bytes = self.engine.state.borrow().config.segment_bytes;
-        // A blocking syscall, but one that reads the superblock's counters, once per extension
-        // (64 MiB of appends while the device has room); glommio has no asynchronous statvfs.
-        let free = nix::sys::statvfs::statvfs(&self.engine.dir)
-            .map(|st| st.blocks_available() * st.fragment_size())
-            .ok();
-        let mut target = (self.carry_start + preallocate_ahead(free))
-            .min(segment_bytes.max(needed))
-            .max(needed);
+    /// Makes room in the file for the next write (see `preallocate`).
+    async fn extend_file(&mut self, segment: &Segment) {
         let file = self.file.clone().expect("switch_to opened the file");
-        let mut result = file.pre_allocate(target, false).await;
-        if result.is_err() && target > needed {
-            target = needed;
-            result = file.pre_allocate(target, false).await;
-        }
-        match result {
-            Ok(()) => self.allocated = target,
-            Err(error) => {
-                // Not every filesystem can, and a full one cannot; writes then extend the file
-                // as they go (slower), and fail with the device's error when it is full.
-                tracing::debug!(segment = %segment.log_path().display(), %error, "cannot preallocate");
-                self.allocated = u64::MAX;
-            }
-        }
-        Ok(())
+        let needed = self.carry_start + 2 * WRITE_BYTES_MAX as u64;
+        self.preallocated
+            .make_room(&self.engine, segment, &file, self.carry_start, needed)
+            .await;
     }
 
     /// Moves pending batches of `segment` into the staged list until the carry and the taken
@@ -508,7 +411,7 @@ impl Flusher {
             .log_path();
         let buffer = Rc::new(buffer);
         self.events.push(Box::pin(async move {
-            let result = write_all_at(&file, &path, buffer.clone(), at).await;
+            let result = fileio::write_all_at(&file, &path, buffer.clone(), at).await;
             Event::Wrote {
                 seq,
                 buffer,
@@ -644,72 +547,6 @@ impl Flusher {
     }
 }
 
-async fn write_all_at(
-    file: &DmaFile,
-    path: &std::path::Path,
-    buffer: Rc<DmaBuffer>,
-    at: u64,
-) -> Result<(), StorageError> {
-    let len = buffer.len();
-    assert!(
-        at.is_multiple_of(BLOCK_BYTES) && (len as u64).is_multiple_of(BLOCK_BYTES),
-        "direct writes are aligned"
-    );
-    let written = file
-        .write_rc_at(buffer, at)
-        .await
-        .map_err(glommio_err("write segment", path))?;
-    if written != len {
-        return Err(StorageError::Io {
-            op: "write segment",
-            path: path.to_path_buf(),
-            source: std::io::Error::new(
-                std::io::ErrorKind::WriteZero,
-                format!("short write: {written} of {len} bytes at {at}"),
-            ),
-        });
-    }
-    Ok(())
-}
-
-/// Starts the `flush.ms` timer when the policy is periodic and none runs.
-pub(crate) fn start_interval_timer(engine: &Rc<Engine>) {
-    {
-        let mut st = engine.state.borrow_mut();
-        if !matches!(st.config.flush, FlushPolicy::IntervalMs(_)) || st.interval_timer_running {
-            return;
-        }
-        st.interval_timer_running = true;
-    }
-    glommio::spawn_local(interval_timer(Rc::downgrade(engine))).detach();
-}
-
-/// Raises a sync every `flush.ms` while the policy is periodic; ends when it no longer is or the
-/// log closes.
-async fn interval_timer(engine: Weak<Engine>) {
-    loop {
-        let period_ms = match engine.upgrade() {
-            Some(e) => {
-                let mut st = e.state.borrow_mut();
-                match st.config.flush {
-                    FlushPolicy::IntervalMs(ms) if !st.closing => ms.max(1),
-                    _ => {
-                        st.interval_timer_running = false;
-                        return;
-                    }
-                }
-            }
-            None => return,
-        };
-        glommio::timer::sleep(Duration::from_millis(period_ms)).await;
-        let Some(engine) = engine.upgrade() else {
-            return;
-        };
-        engine.state.borrow_mut().interval_sync_due = true;
-        engine.flusher_wakeup.raise();
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -718,57 +555,5 @@ mod tests {
     fn alignment_helpers() {
         assert_eq!(align_down(4095), 0);
         assert_eq!(align_down(4096), 4096);
-    }
-
-    #[test]
-    fn synced_writes_alone_make_the_written_prefix_durable() {
-        let mut d = Durability::starting_at(4096);
-        assert!(d.all_durable(4096));
-        d.joined(4096, true);
-        d.joined(10_000, true);
-        assert!(d.all_durable(20_000));
-    }
-
-    #[test]
-    fn a_synced_write_after_a_plain_one_waits_for_a_sync_of_the_plain_one() {
-        let mut d = Durability::default();
-        d.joined(0, false);
-        d.joined(10_000, true);
-        assert!(!d.all_durable(20_000), "the plain bytes are not synced");
-        // A sync that started before the plain write completed covers less than it.
-        d.synced(4_000);
-        assert!(!d.all_durable(20_000));
-        d.synced(10_000);
-        assert!(
-            d.all_durable(20_000),
-            "plain bytes synced, the rest written synced"
-        );
-    }
-
-    #[test]
-    fn a_plain_write_after_synced_ones_ends_their_run() {
-        let mut d = Durability::default();
-        d.joined(0, true);
-        assert!(d.all_durable(10_000));
-        d.joined(10_000, false);
-        d.joined(20_000, true);
-        assert!(!d.all_durable(30_000));
-        // A sync covering up to the plain write's end closes the synced run after it.
-        d.synced(20_000);
-        assert!(d.all_durable(30_000));
-        // Then a plain write again: not durable until a sync covers it.
-        d.joined(30_000, false);
-        assert!(!d.all_durable(40_000));
-        d.synced(40_000);
-        assert!(d.all_durable(40_000));
-    }
-
-    #[test]
-    fn preallocation_shrinks_with_the_free_space() {
-        assert_eq!(preallocate_ahead(None), PREALLOCATE_BYTES);
-        assert_eq!(preallocate_ahead(Some(1 << 40)), PREALLOCATE_BYTES);
-        // 272 MB free: 4.25 MB ahead, so six partitions claim 25 MB rather than 384 MiB.
-        assert_eq!(preallocate_ahead(Some(272_000_000)), 4_250_000);
-        assert_eq!(preallocate_ahead(Some(0)), 0);
     }
 }

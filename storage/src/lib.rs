@@ -20,18 +20,24 @@
 //! - [`index`]: the sparse offset index and the time index, in Kafka's file formats.
 //! - `producers`: idempotent producers' sequence state and its snapshots.
 //! - [`testing`]: builders of valid batches for tests and benchmarks.
-//! - `log` (the public face), `engine`, `flusher`, `read`, `recovery`, `retention`, `segment`,
-//!   `cache`, `waiters`, `fileio`: the engine (private).
+//! - `types`: [`Offset`], the typed offset.
+//! - `log` (the public face), `engine` (state, appends, milestones), `flusher` (direct-I/O
+//!   writes), `durability` (the flusher's durable-prefix bookkeeping and the `flush.ms` timer),
+//!   `preallocate` (segment files extended ahead of the writes), `read`, `readwin` (read windows
+//!   of catch-up reads), `recovery`, `retention`, `segment`, `cache` (the tail cache), `room` (the
+//!   line for write-buffer room), `waiters`, `fileio`: the engine (private).
 
 pub mod batch;
 mod cache;
 pub mod config;
+mod durability;
 mod engine;
 pub mod error;
 mod fileio;
 mod flusher;
 pub mod index;
 mod log;
+mod preallocate;
 mod producers;
 mod read;
 mod readwin;

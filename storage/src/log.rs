@@ -1,9 +1,9 @@
 //! The partition log: the public face of the engine.
 //!
 //! The engine lives in private modules: `engine` (state, appends, milestones), `flusher`
-//! (direct-I/O writes, group commit), `read` (fetch reads, timestamp lookups), `recovery`
-//! (open), `retention` (retention, DeleteRecords), `segment`, `cache`, `waiters`, `fileio`, and
-//! the public `index`.
+//! (direct-I/O writes), `durability` (group commit, `flush.ms`), `preallocate`, `read` (fetch
+//! reads, timestamp lookups), `recovery` (open), `retention` (retention, DeleteRecords),
+//! `segment`, `cache`, `waiters`, `fileio`, and the public `index`.
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -18,7 +18,7 @@ use crate::engine::{Engine, ShardState, State};
 use crate::error::{AppendError, ReadError, StorageError};
 use crate::types::Offset;
 use crate::waiters::{Signal, Waiters};
-use crate::{fileio, flusher, read, recovery, retention};
+use crate::{durability, fileio, flusher, read, recovery, retention};
 
 /// What an append was given, and the futures for its two milestones.
 pub struct AppendReceipt {
@@ -344,7 +344,7 @@ impl PartitionLog {
     /// Replaces the settings (IncrementalAlterConfigs); applies from the next append or pass.
     pub fn set_config(&self, config: LogConfig) {
         self.engine.state.borrow_mut().config = config;
-        flusher::start_interval_timer(&self.engine);
+        durability::start_interval_timer(&self.engine);
         // A waiter may now be due a sync under the new policy.
         self.engine.flusher_wakeup.raise();
     }
