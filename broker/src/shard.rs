@@ -1,5 +1,6 @@
 //! The state of one shard (one core): its config, the metadata snapshot, the partitions it owns,
-//! its storage memory, its router, and (on shard 0) the control plane.
+//! its storage memory, its router, the consumer groups it coordinates, and (on shard 0) the
+//! control plane.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -12,6 +13,7 @@ use odradek_storage::{PartitionLog, ShardStorage};
 use crate::config::BrokerConfig;
 use crate::control::ControlPlane;
 use crate::fetch_session::FetchSessions;
+use crate::group::coordinator::GroupTable;
 use crate::ids::{shard_for, PartitionId, ShardId, TopicPartition};
 use crate::metadata::MetadataSnapshot;
 use crate::producer_ids::ProducerIds;
@@ -34,6 +36,8 @@ pub struct ShardCtx {
     pub producer_ids: Arc<ProducerIds>,
     /// Fetch sessions (KIP-227) of this shard's connections.
     pub fetch_sessions: RefCell<FetchSessions>,
+    /// The consumer groups this shard coordinates.
+    pub groups: GroupTable,
 }
 
 impl ShardCtx {
@@ -63,6 +67,7 @@ impl ShardCtx {
             control,
             producer_ids,
             fetch_sessions: RefCell::new(fetch_sessions),
+            groups: GroupTable::default(),
         })
     }
 
@@ -77,7 +82,6 @@ impl ShardCtx {
     }
 
     /// The log of a partition this shard owns.
-    #[allow(dead_code)] // For the data-path handlers.
     pub fn partition(&self, tp: &TopicPartition) -> Option<Rc<PartitionLog>> {
         self.partitions.borrow().get(tp).cloned()
     }

@@ -1,9 +1,9 @@
 //! The coordinator of the groups whose `__consumer_offsets` partition this shard owns.
 //!
-//! The shard's groups live in a shard-local table (one executor per thread, so a thread-local
-//! is the shard's own memory; no locks). JoinGroup and SyncGroup answers are held as oneshots
-//! in the members until the rebalance ends; a periodic tick (`housekeeping`) expires sessions
-//! and ends rebalances whose time is up, so every wait is bounded. Commits are appended to the group's
+//! The shard's groups live in its [`GroupTable`], on the shard context (the shard's own memory;
+//! no locks). JoinGroup and SyncGroup answers are held as oneshots in the members until the
+//! rebalance ends; a periodic tick (`housekeeping`) expires sessions and ends rebalances whose
+//! time is up, so every wait is bounded. Commits are appended to the group's
 //! `__consumer_offsets` partition and answered once an fdatasync covers them (acks=all), then
 //! applied to the table. At start each shard replays its partitions of the topic (see
 //! `housekeeping`); until then its groups answer COORDINATOR_LOAD_IN_PROGRESS.
@@ -42,18 +42,14 @@ pub const GROUP_ID_BYTES_MAX: usize = 1024;
 pub const SESSION_TIMEOUT_MS_MIN: i64 = 6_000;
 pub const SESSION_TIMEOUT_MS_MAX: i64 = 1_800_000;
 
+/// The groups a shard coordinates, kept on its [`ShardCtx`].
 #[derive(Default)]
-pub(super) struct ShardGroups {
-    pub(super) groups: RefCell<HashMap<String, Group>>,
+pub struct GroupTable {
+    /// By group id; at most [`GROUPS_MAX`].
+    pub(super) by_id: RefCell<HashMap<String, Group>>,
+    /// Set once the shard's `__consumer_offsets` partitions are replayed; until then its groups
+    /// answer COORDINATOR_LOAD_IN_PROGRESS.
     pub(super) loaded: Cell<bool>,
-}
-
-thread_local! {
-    static GROUPS: Rc<ShardGroups> = Rc::new(ShardGroups::default());
-}
-
-pub(super) fn shard_groups() -> Rc<ShardGroups> {
-    GROUPS.with(Rc::clone)
 }
 
 pub(super) fn limits(ctx: &ShardCtx) -> Limits {
@@ -68,9 +64,13 @@ pub fn valid_group_id(group: &str) -> bool {
 }
 
 /// Runs `f` on `group`, created when missing (`None` if the shard holds too many groups).
-fn with_group<R>(group: &str, create: bool, f: impl FnOnce(&mut Group) -> R) -> Option<R> {
-    let table = shard_groups();
-    let mut groups = table.groups.borrow_mut();
+fn with_group<R>(
+    ctx: &ShardCtx,
+    group: &str,
+    create: bool,
+    f: impl FnOnce(&mut Group) -> R,
+) -> Option<R> {
+    let mut groups = ctx.groups.by_id.borrow_mut();
     if !groups.contains_key(group) {
         if !create || groups.len() >= GROUPS_MAX {
             return None;
@@ -82,7 +82,7 @@ fn with_group<R>(group: &str, create: bool, f: impl FnOnce(&mut Group) -> R) -> 
 
 /// Serves a group request on this (the coordinator) shard.
 pub async fn serve(ctx: &ShardCtx, request: GroupRequest) -> GroupReply {
-    let loading = !shard_groups().loaded.get();
+    let loading = !ctx.groups.loaded.get();
     match request {
         GroupRequest::Join { group, args } => GroupReply::Join(match loading {
             true => JoinResult::error(ResponseError::CoordinatorLoadInProgress, &args.member_id),
@@ -98,7 +98,7 @@ pub async fn serve(ctx: &ShardCtx, request: GroupRequest) -> GroupReply {
         } => GroupReply::Sync(match loading {
             true => SyncResult::error(ResponseError::CoordinatorLoadInProgress),
             false => {
-                let step = with_group(&group, false, |g| {
+                let step = with_group(ctx, &group, false, |g| {
                     if !g.protocol_matches(protocol.0.as_deref(), protocol.1.as_deref()) {
                         let error = ResponseError::InconsistentGroupProtocol;
                         return Step::Now(SyncResult::error(error));
@@ -127,7 +127,7 @@ pub async fn serve(ctx: &ShardCtx, request: GroupRequest) -> GroupReply {
             generation,
         } => GroupReply::Code(match loading {
             true => ResponseError::CoordinatorLoadInProgress.code(),
-            false => with_group(&group, false, |g| {
+            false => with_group(ctx, &group, false, |g| {
                 g.heartbeat(&member_id, instance_id.as_deref(), generation, now_ms())
             })
             .unwrap_or(ResponseError::UnknownMemberId.code()),
@@ -138,7 +138,7 @@ pub async fn serve(ctx: &ShardCtx, request: GroupRequest) -> GroupReply {
                 .iter()
                 .map(|(id, instance)| match loading {
                     true => ResponseError::CoordinatorLoadInProgress.code(),
-                    false => with_group(&group, false, |g| {
+                    false => with_group(ctx, &group, false, |g| {
                         g.leave(id, instance.as_deref(), now_ms(), limits)
                     })
                     .unwrap_or(ResponseError::UnknownMemberId.code()),
@@ -156,7 +156,7 @@ pub async fn serve(ctx: &ShardCtx, request: GroupRequest) -> GroupReply {
             let check = if loading {
                 ResponseError::CoordinatorLoadInProgress.code()
             } else {
-                with_group(&group, true, |g| {
+                with_group(ctx, &group, true, |g| {
                     g.check_commit(&member_id, instance_id.as_deref(), generation)
                 })
                 .unwrap_or(ResponseError::CoordinatorNotAvailable.code())
@@ -168,15 +168,15 @@ pub async fn serve(ctx: &ShardCtx, request: GroupRequest) -> GroupReply {
                 error: ResponseError::CoordinatorLoadInProgress.code(),
                 topics: Vec::new(),
             },
-            false => fetch_offsets(&group, topics),
+            false => fetch_offsets(ctx, &group, topics),
         },
-        GroupRequest::List { states } => GroupReply::Listed(list(&states)),
+        GroupRequest::List { states } => GroupReply::Listed(list(ctx, &states)),
         GroupRequest::Describe { group } => GroupReply::Described(match loading {
             true => GroupDescription {
                 error: ResponseError::CoordinatorLoadInProgress.code(),
                 ..GroupDescription::default()
             },
-            false => describe(&group),
+            false => describe(ctx, &group),
         }),
         GroupRequest::Delete { group } => GroupReply::Code(match loading {
             true => ResponseError::CoordinatorLoadInProgress.code(),
@@ -206,7 +206,7 @@ async fn join(ctx: &ShardCtx, group: &str, args: JoinArgs) -> JoinResult {
     }
     let member_id = args.member_id.clone();
     let limits = limits(ctx);
-    match with_group(group, true, |g| g.join(args, now_ms(), limits)) {
+    match with_group(ctx, group, true, |g| g.join(args, now_ms(), limits)) {
         None => JoinResult::error(ResponseError::CoordinatorNotAvailable, &member_id),
         Some(Step::Now(result)) => result,
         // The sender is dropped only when the member is removed without an answer.
@@ -311,7 +311,7 @@ async fn commit(
         }
         codes.push(topic_codes);
     }
-    let room = with_group(group, false, |g| {
+    let room = with_group(ctx, group, false, |g| {
         g.offsets.len() + items.len() <= OFFSETS_PER_GROUP_MAX
     });
     let written = match room {
@@ -321,7 +321,7 @@ async fn commit(
     if let Ok(log_offset) = written {
         // Commits of one group complete their appends in any order (one sync answers many);
         // the one later in the log wins, as it will when the log is read back at a restart.
-        with_group(group, true, |g| {
+        with_group(ctx, group, true, |g| {
             for (key, value) in items {
                 let Some(value) = value else { continue };
                 let value = Committed {
@@ -349,9 +349,8 @@ async fn commit(
     codes
 }
 
-fn fetch_offsets(group: &str, topics: Option<TopicPartitions>) -> GroupReply {
-    let table = shard_groups();
-    let groups = table.groups.borrow();
+fn fetch_offsets(ctx: &ShardCtx, group: &str, topics: Option<TopicPartitions>) -> GroupReply {
+    let groups = ctx.groups.by_id.borrow();
     let committed = groups.get(group).map(|g| &g.offsets);
     let lookup = |topic: &str, partition: i32| {
         committed.and_then(|c| c.get(&(topic.to_string(), partition)).cloned())
@@ -387,9 +386,8 @@ fn fetch_offsets(group: &str, topics: Option<TopicPartitions>) -> GroupReply {
     GroupReply::Offsets { error: 0, topics }
 }
 
-fn list(states: &[String]) -> Vec<(String, String, String)> {
-    let table = shard_groups();
-    let groups = table.groups.borrow();
+fn list(ctx: &ShardCtx, states: &[String]) -> Vec<(String, String, String)> {
+    let groups = ctx.groups.by_id.borrow();
     groups
         .values()
         .filter(|g| g.state != GroupState::Dead)
@@ -409,9 +407,8 @@ fn list(states: &[String]) -> Vec<(String, String, String)> {
         .collect()
 }
 
-fn describe(group: &str) -> GroupDescription {
-    let table = shard_groups();
-    let groups = table.groups.borrow();
+fn describe(ctx: &ShardCtx, group: &str) -> GroupDescription {
+    let groups = ctx.groups.by_id.borrow();
     let Some(g) = groups.get(group) else {
         return GroupDescription {
             state: GroupState::Dead.name().into(),
@@ -445,7 +442,7 @@ fn describe(group: &str) -> GroupDescription {
 }
 
 async fn delete_group(ctx: &ShardCtx, group: &str) -> i16 {
-    let state = with_group(group, false, |g| {
+    let state = with_group(ctx, group, false, |g| {
         (g.is_empty(), g.offsets.keys().cloned().collect::<Vec<_>>())
     });
     let Some((empty, keys)) = state else {
@@ -456,8 +453,7 @@ async fn delete_group(ctx: &ShardCtx, group: &str) -> i16 {
     }
     let code = append(ctx, group, &tombstones(group, keys)).await;
     if code == 0 {
-        let table = shard_groups();
-        if let Some(mut g) = table.groups.borrow_mut().remove(group) {
+        if let Some(mut g) = ctx.groups.by_id.borrow_mut().remove(group) {
             g.mark_dead();
         }
         tracing::info!(group, "group deleted");
@@ -482,7 +478,7 @@ pub(super) fn tombstones(
 }
 
 async fn delete_offsets(ctx: &ShardCtx, group: &str, topics: TopicPartitions) -> GroupReply {
-    let state = with_group(group, false, |g| (g.state, g.protocol.clone()));
+    let state = with_group(ctx, group, false, |g| (g.state, g.protocol.clone()));
     let Some((state, _)) = state else {
         return GroupReply::OffsetsDeleted(ResponseError::GroupIdNotFound.code(), Vec::new());
     };
@@ -506,7 +502,7 @@ async fn delete_offsets(ctx: &ShardCtx, group: &str, topics: TopicPartitions) ->
     if written != 0 {
         return GroupReply::OffsetsDeleted(written, Vec::new());
     }
-    with_group(group, false, |g| {
+    with_group(ctx, group, false, |g| {
         for key in &keys {
             g.offsets.remove(key);
         }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use bytes::BytesMut;
 use odradek_storage::{Chunk, Offset, PartitionLog};
 
-use super::coordinator::{append, limits, shard_groups, tombstones, GROUPS_MAX};
+use super::coordinator::{append, limits, tombstones, GROUPS_MAX};
 use super::offsets::{self, OffsetKey};
 use super::state::{Committed, Group, GroupState};
 use super::OFFSETS_TOPIC;
@@ -28,7 +28,7 @@ const REPLAY_READ_BYTES: usize = 1 << 20;
 /// topic exists), then serves its groups and starts the tick.
 pub async fn start(ctx: &Rc<ShardCtx>) {
     let replayed = replay(ctx).await;
-    shard_groups().loaded.set(true);
+    ctx.groups.loaded.set(true);
     if replayed > 0 {
         tracing::info!(shard = %ctx.shard, commits = replayed, "committed offsets loaded");
     }
@@ -78,8 +78,7 @@ pub(super) async fn replay(ctx: &ShardCtx) -> usize {
         }
     }
     let count = commits.len();
-    let table = shard_groups();
-    let mut groups = table.groups.borrow_mut();
+    let mut groups = ctx.groups.by_id.borrow_mut();
     let now = now_ms();
     for (key, value) in commits {
         if !groups.contains_key(&key.group) && groups.len() >= GROUPS_MAX {
@@ -131,9 +130,8 @@ async fn tick_loop(ctx: Rc<ShardCtx>) {
         glommio::timer::sleep(TICK).await;
         let now = now_ms();
         let limits = limits(&ctx);
-        let table = shard_groups();
         {
-            let mut groups = table.groups.borrow_mut();
+            let mut groups = ctx.groups.by_id.borrow_mut();
             for group in groups.values_mut() {
                 group.tick(now, limits);
             }
@@ -151,8 +149,7 @@ async fn tick_loop(ctx: Rc<ShardCtx>) {
 pub(super) async fn expire_offsets(ctx: &ShardCtx, now: i64) {
     let retention_ms = offsets_retention_ms(ctx);
     let expired: Vec<(String, Vec<(String, i32)>)> = {
-        let table = shard_groups();
-        let mut groups = table.groups.borrow_mut();
+        let mut groups = ctx.groups.by_id.borrow_mut();
         groups
             .values_mut()
             .map(|g| (g.id.clone(), g.expire_offsets(now, retention_ms)))

@@ -311,10 +311,7 @@ fn given_commits_when_the_logs_are_replayed_should_restore_them() {
         let response: OffsetCommitResponse = call(&ctx, ApiKey::OffsetCommit, 8, &request).await;
         assert_eq!(response.topics[0].partitions[0].error_code, 0);
         // Forget everything in memory, then replay the logs.
-        super::coordinator::shard_groups()
-            .groups
-            .borrow_mut()
-            .clear();
+        ctx.groups.by_id.borrow_mut().clear();
         fetch(&ctx, 9, "durable", None).await;
         let replayed = super::housekeeping::replay(&ctx).await;
         assert_eq!(replayed, 2);
@@ -333,10 +330,7 @@ fn given_an_empty_group_past_retention_when_offsets_expire_should_write_tombston
         super::housekeeping::expire_offsets(&ctx, later + 1).await;
         fetch(&ctx, 9, "old", None).await;
         // The tombstones are in the log: a replay does not bring the commit back.
-        super::coordinator::shard_groups()
-            .groups
-            .borrow_mut()
-            .clear();
+        ctx.groups.by_id.borrow_mut().clear();
         assert_eq!(super::housekeeping::replay(&ctx).await, 0);
         fetch(&ctx, 9, "old", None).await;
     });
