@@ -1,12 +1,11 @@
 //! The rest of a group's life after JoinGroup: SyncGroup, Heartbeat, LeaveGroup, session
-//! expiry, commit checks and offset expiry (a child of `state`, so it sees the group's fields).
+//! expiry, commit checks and offset expiry: more methods of [`Group`], beside `state`.
 
 use bytes::Bytes;
 use futures::channel::oneshot;
 use kafka_protocol::error::ResponseError;
 
-use super::JoinResult;
-use super::{Group, GroupState, Limits, Step, SyncResult};
+use super::state::{Group, GroupState, JoinResult, Limits, Step, SyncResult};
 
 impl Group {
     /// Checks a member's identity: its instance id (static members) and generation.

@@ -2,25 +2,30 @@
 //!
 //! A group's coordinator is the shard owning partition `hash(group.id) %
 //! offsets.topic.num.partitions` of the internal topic `__consumer_offsets` (Kafka's own hash:
-//! Java's `String.hashCode`, sign bit cleared). Its state lives on that shard only (in a
-//! shard-local table, no locks); a request reaching another shard hops there as a
+//! Java's `String.hashCode`, sign bit cleared). Its state lives on that shard only (in the
+//! shard context's group table, no locks); a request reaching another shard hops there as a
 //! [`ShardRequest::Group`]. Commits are records of that partition (see [`offsets`]), answered
 //! once durable, and replayed on start. Like Kafka, the topic is created by the first
 //! FindCoordinator for a group.
 //!
 //! Layout:
-//! - [`state`]: one group's state machine (Kafka's classic rebalance protocol), no I/O.
-//!   (`state/membership.rs`: SyncGroup, Heartbeat, LeaveGroup, expiry, commit checks.)
-//! - [`coordinator`]: the shard-local table of groups, each request applied to it, commits
-//!   written to the log.
+//! - [`state`]: one group's state machine (Kafka's classic rebalance protocol): JoinGroup and
+//!   the group's shape, no I/O. `membership`: the rest of a member's life (SyncGroup,
+//!   Heartbeat, LeaveGroup, session expiry, commit checks, offset expiry), more methods of the
+//!   same [`state::Group`]. `state_tests`: the state machine driven by hand.
+//! - [`coordinator`]: the shard's table of groups ([`coordinator::GroupTable`], on the shard
+//!   context), each request applied to it, commits written to the log.
 //! - [`housekeeping`]: replay at start, creating `__consumer_offsets` on first use, the tick
 //!   that expires sessions and ends rebalances, offset expiry.
 //! - [`offsets`]: the `__consumer_offsets` key/value layout and record batches.
 
 pub mod coordinator;
 pub mod housekeeping;
+mod membership;
 pub mod offsets;
 pub mod state;
+#[cfg(test)]
+mod state_tests;
 #[cfg(test)]
 mod wire_tests;
 

@@ -134,12 +134,14 @@ pub struct Member {
     pub last_seen_ms: i64,
     /// Order of first joining: the leader is the earliest member left.
     seq: u64,
-    join_waiter: Option<oneshot::Sender<JoinResult>>,
-    sync_waiter: Option<oneshot::Sender<SyncResult>>,
+    /// The member's JoinGroup and SyncGroup answers while it waits for the rebalance.
+    pub(super) join_waiter: Option<oneshot::Sender<JoinResult>>,
+    pub(super) sync_waiter: Option<oneshot::Sender<SyncResult>>,
 }
 
 impl Member {
-    fn awaiting(&self) -> bool {
+    /// Whether the member waits for a JoinGroup or SyncGroup answer.
+    pub(super) fn awaiting(&self) -> bool {
         self.join_waiter.is_some() || self.sync_waiter.is_some()
     }
 
@@ -163,7 +165,7 @@ pub struct Group {
     pub leader: Option<String>,
     pub members: BTreeMap<String, Member>,
     /// Member ids handed out with MEMBER_ID_REQUIRED, each with the time it expires.
-    pending: HashMap<String, i64>,
+    pub(super) pending: HashMap<String, i64>,
     /// group.instance.id → member id (static members, KIP-345).
     pub static_members: HashMap<String, String>,
     pub offsets: HashMap<(String, i32), Committed>,
@@ -511,7 +513,7 @@ impl Group {
     }
 
     /// The protocol every member supports that most members prefer.
-    fn choose_protocol(&self) -> Option<String> {
+    pub(super) fn choose_protocol(&self) -> Option<String> {
         let first = self.members.values().next()?;
         let candidates: Vec<&str> = first
             .protocols
@@ -566,10 +568,3 @@ impl Group {
         }
     }
 }
-
-#[path = "membership.rs"]
-mod membership;
-
-#[cfg(test)]
-#[path = "state_tests.rs"]
-mod tests;

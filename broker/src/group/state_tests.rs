@@ -1,6 +1,10 @@
 //! The rebalance state machine, driven by hand with explicit times.
 
-use super::*;
+use bytes::Bytes;
+use futures::channel::oneshot;
+use kafka_protocol::error::ResponseError;
+
+use super::state::*;
 
 const LIMITS: Limits = Limits {
     initial_rebalance_delay_ms: 0,
