@@ -69,11 +69,6 @@ impl Router {
         }
     }
 
-    #[allow(dead_code)] // For the data-path handlers.
-    pub fn shard(&self) -> ShardId {
-        self.shard
-    }
-
     /// Runs `request` on shard `to` and returns its reply. Never fails: an unreachable shard (it is
     /// stopping) gives [`ShardReply::Unreachable`].
     pub async fn call(&self, to: ShardId, request: ShardRequest) -> ShardReply {
