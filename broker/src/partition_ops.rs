@@ -15,7 +15,8 @@ use kafka_protocol::records::{
     Compression, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions,
 };
 use odradek_storage::{
-    AppendError, BatchError, Chunk, Offset, PartitionLog, ReadError, SequenceError, StorageError,
+    now_ms, AppendError, BatchError, Chunk, Offset, PartitionLog, ReadError, SequenceError,
+    StorageError,
 };
 
 /// The outcome of appending one partition's records.
@@ -63,13 +64,6 @@ pub const EARLIEST_TIMESTAMP: i64 = -2;
 pub const MAX_TIMESTAMP: i64 = -3;
 pub const EARLIEST_LOCAL_TIMESTAMP: i64 = -4;
 pub const LATEST_TIERED_TIMESTAMP: i64 = -5;
-
-pub fn now_ms() -> i64 {
-    let since_epoch = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    i64::try_from(since_epoch.as_millis()).unwrap_or(i64::MAX)
-}
 
 /// Appends `records` (waiting up to `wait_max` in line for write-buffer room) and waits for the
 /// milestone `acks` asks for: `-1` durable, `1` written, `0` nothing (the append is still

@@ -3,18 +3,13 @@
 //! `producer.id.expiration.ms`.
 
 use std::rc::Rc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use futures::future::{select, Either};
 use odradek_net::Shutdown;
+use odradek_storage::now_ms;
 
 use crate::shard::ShardCtx;
-
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
 
 /// Runs until `shutdown`.
 pub async fn run(ctx: Rc<ShardCtx>, shutdown: Shutdown) {

@@ -8,7 +8,8 @@ use std::thread;
 use std::time::Duration;
 
 use common::{
-    assign_all, consume_exactly, consumer, create_topic, flush, producer, send, watermarks, Broker,
+    assign_all, consume_exactly, consumer, create_topic, flush, now_ms, producer, send, watermarks,
+    Broker,
 };
 use rdkafka::consumer::Consumer;
 use rdkafka::message::Message;
@@ -225,12 +226,6 @@ fn given_log_append_time_topic_when_records_produced_should_carry_the_broker_tim
         1,
         &[("message.timestamp.type", "LogAppendTime")],
     );
-    let now_ms = || {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .expect("clock after 1970")
-            .as_millis() as i64
-    };
     let before = now_ms();
     let (producer, log) = producer(&broker.bootstrap(), &[]);
     for id in 0..20usize {

@@ -14,6 +14,7 @@
 //! (group commit).
 //!
 //! Layout:
+//! - `clock`: [`now_ms`], the wall clock every timestamp comparison reads.
 //! - [`batch`]: the 61-byte record-batch header view and validation (CRC32C, bounds, magic).
 //! - [`config`]: per-log settings ([`LogConfig`]) with Kafka's names and defaults.
 //! - [`error`]: operating errors ([`StorageError`]) and append rejections ([`AppendError`]).
@@ -29,6 +30,7 @@
 
 pub mod batch;
 mod cache;
+mod clock;
 pub mod config;
 mod durability;
 mod engine;
@@ -50,6 +52,7 @@ mod types;
 mod waiters;
 
 pub use batch::{BatchError, BatchHeader};
+pub use clock::now_ms;
 pub use config::{FlushPolicy, LogConfig, ShardStorageConfig, TimestampType};
 pub use error::{AppendError, ReadError, StorageError};
 pub use log::{

@@ -46,9 +46,7 @@ pub(crate) async fn recover(dir: &Path, config: &LogConfig) -> Result<Recovered,
     }
     let checkpoint = retention::read_checkpoint(dir)?;
     let bases = list_segments(dir)?;
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64);
+    let now_ms = crate::clock::now_ms();
     // After a crash the tail is read batch by batch anyway: the producers are rebuilt in that
     // same pass, from where `recover_producers` would start, on the guess that no snapshot lies
     // past the recovered end. When one does (a crash took batches it covered), that work is

@@ -15,7 +15,7 @@ use std::rc::Rc;
 
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
-use odradek_storage::PartitionLog;
+use odradek_storage::{now_ms, PartitionLog};
 
 use super::offsets::{self, OffsetKey};
 use super::state::{Committed, Group, GroupState, JoinArgs, JoinResult, Limits, Step, SyncResult};
@@ -24,7 +24,6 @@ use super::{
     OFFSETS_TOPIC,
 };
 use crate::ids::TopicPartition;
-use crate::partition_ops::now_ms;
 use crate::shard::ShardCtx;
 
 /// The most groups one shard coordinates.

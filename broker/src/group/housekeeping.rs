@@ -6,7 +6,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use odradek_storage::{Chunk, Offset, PartitionLog};
+use odradek_storage::{now_ms, Chunk, Offset, PartitionLog};
 
 use super::coordinator::{append, limits, tombstones, GROUPS_MAX};
 use super::offsets::{self, OffsetKey};
@@ -14,7 +14,6 @@ use super::state::{Committed, Group, GroupState};
 use super::OFFSETS_TOPIC;
 use crate::control::{self, ControlRequest};
 use crate::ids::TopicPartition;
-use crate::partition_ops::now_ms;
 use crate::shard::ShardCtx;
 
 /// How often sessions and rebalance deadlines are checked.

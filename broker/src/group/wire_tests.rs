@@ -324,8 +324,7 @@ fn given_commits_when_the_logs_are_replayed_should_restore_them() {
 fn given_an_empty_group_past_retention_when_offsets_expire_should_write_tombstones() {
     on_shard(|ctx| async move {
         member_life(&ctx, 9, "old").await;
-        let later =
-            crate::partition_ops::now_ms() + super::housekeeping::offsets_retention_ms(&ctx);
+        let later = odradek_storage::now_ms() + super::housekeeping::offsets_retention_ms(&ctx);
         // The group became Empty when its member left; a week later its offsets go.
         super::housekeeping::expire_offsets(&ctx, later + 1).await;
         fetch(&ctx, 9, "old", None).await;

@@ -480,8 +480,5 @@ pub fn segment_files(partition_dir: &Path) -> Vec<PathBuf> {
 
 /// The wall clock in milliseconds since the epoch, as the broker reads it.
 pub fn now_ms() -> i64 {
-    let since_epoch = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("the clock is past 1970");
-    i64::try_from(since_epoch.as_millis()).expect("milliseconds fit i64")
+    odradek_storage::now_ms()
 }
