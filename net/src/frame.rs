@@ -7,7 +7,7 @@
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use futures_lite::{AsyncRead, AsyncReadExt};
+use futures::io::{AsyncRead, AsyncReadExt};
 
 use crate::error::NetError;
 
@@ -265,7 +265,7 @@ mod tests {
     }
 
     fn read(bytes: &[u8], max: usize) -> Result<Option<Bytes>, NetError> {
-        futures_lite::future::block_on(FrameReader::new(bytes).next(max))
+        futures::executor::block_on(FrameReader::new(bytes).next(max))
     }
 
     /// A stream handing out at most `step` bytes per read.
@@ -298,7 +298,7 @@ mod tests {
         };
         let mut frames = FrameReader::new(stream);
         let mut got = Vec::new();
-        futures_lite::future::block_on(async {
+        futures::executor::block_on(async {
             loop {
                 match frames.next(max).await {
                     Ok(Some(frame)) => got.push(frame),
@@ -409,7 +409,7 @@ mod tests {
         let data = [frame(&big), frame(&big), frame(&big)].concat();
         let mut frames = FrameReader::new(&data[..]);
         let mut next = || {
-            futures_lite::future::block_on(frames.next(usize::MAX))
+            futures::executor::block_on(frames.next(usize::MAX))
                 .expect("a frame")
                 .expect("not the end")
         };
