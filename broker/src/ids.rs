@@ -48,7 +48,7 @@ impl fmt::Display for TopicPartition {
 }
 
 /// The shard that owns `partition` of `topic`: partitions of one topic go round-robin over the
-/// shards, starting at a shard picked by the topic name's hash, so topics spread too.
+/// shards, starting at a shard picked by the topic name's hash (CRC32C), so topics spread too.
 pub fn shard_for(topic: &str, partition: PartitionId, shard_count: usize) -> ShardId {
     assert!(shard_count > 0, "shard_count must be positive");
     let start = u64::from(crc32c::crc32c(topic.as_bytes()));
@@ -70,11 +70,17 @@ mod tests {
     }
 
     #[test]
-    fn shard_for_is_stable() {
+    fn shard_for_is_crc32c_of_the_topic_plus_the_partition() {
+        // CRC32C("123456789") = 0xE306_9283 = 3_808_858_755 (the standard check value), so a
+        // change of the hash or of the round-robin fails here.
+        assert_eq!(shard_for("123456789", PartitionId(0), 1000), ShardId(755));
+        assert_eq!(shard_for("123456789", PartitionId(0), 4), ShardId(3));
+        // Partitions follow round-robin from there.
+        assert_eq!(shard_for("123456789", PartitionId(1), 4), ShardId(0));
+        assert_eq!(shard_for("123456789", PartitionId(245), 1000), ShardId(0));
+        // CRC32C("orders") = 0x09A7_C08A = 161_988_746.
+        assert_eq!(shard_for("orders", PartitionId(0), 3), ShardId(2));
+        assert_eq!(shard_for("orders", PartitionId(1), 3), ShardId(0));
         assert_eq!(shard_for("a", PartitionId(3), 1), ShardId(0));
-        assert_eq!(
-            shard_for("orders", PartitionId(1), 2),
-            shard_for("orders", PartitionId(1), 2)
-        );
     }
 }

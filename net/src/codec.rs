@@ -207,6 +207,8 @@ mod tests {
     };
     use proptest::prelude::*;
 
+    use crate::guard_alloc::counting::counts;
+
     fn header(api_key: ApiKey, version: i16) -> RequestHeader {
         RequestHeader::default()
             .with_request_api_key(api_key as i16)
@@ -284,6 +286,38 @@ mod tests {
         };
     }
 
+    #[test]
+    fn a_lying_array_length_costs_a_mapping_that_is_given_back_not_memory() {
+        // Metadata v4 whose topics array declares i32::MAX entries, followed by 5 bytes. The
+        // codec reserves room for every declared entry before it reads one (why the broker runs
+        // under `guard_alloc`): that reservation must come from a mapping, not from the system
+        // allocator, decoding must fail at the first missing entry, and the mapping must go back.
+        let mut body = i32::MAX.to_be_bytes().to_vec();
+        body.extend_from_slice(&[0xff; 5]);
+        let body = Bytes::from(body);
+        let before = counts();
+        let decoded = decode_body::<MetadataRequest>(ApiKey::Metadata, 4, body);
+        let after = counts();
+        assert!(
+            decoded.is_err(),
+            "a body shorter than it declares must not decode"
+        );
+        assert_eq!(
+            after.mappings - before.mappings,
+            1,
+            "one reservation, from a mapping"
+        );
+        assert_eq!(
+            after.mapped_bytes_live, before.mapped_bytes_live,
+            "given back"
+        );
+        let plain_bytes = after.plain_bytes - before.plain_bytes;
+        assert!(
+            plain_bytes < 64 << 10,
+            "decoding 9 bytes took {plain_bytes} bytes from the system allocator"
+        );
+    }
+
     proptest! {
         #[test]
         fn random_bytes_never_panic_the_decoders(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
@@ -306,13 +340,19 @@ mod tests {
         }
 
         #[test]
-        fn hostile_lengths_never_allocate(prefix in proptest::collection::vec(any::<u8>(), 0..8), len in any::<i32>()) {
-            // An array or string length right after a few bytes: must fail, not abort.
+        fn hostile_lengths_give_back_what_they_reserve(
+            prefix in proptest::collection::vec(any::<u8>(), 0..8),
+            len in any::<i32>(),
+        ) {
+            // An array or string length right after a few bytes: decoding must end (an error,
+            // or a request), not abort, and give back every mapping it reserved.
             let mut bytes = prefix;
             bytes.extend_from_slice(&len.to_be_bytes());
             bytes.extend_from_slice(&[0xff; 5]);
             for version in 0..=12 {
+                let before = counts().mapped_bytes_live;
                 decode_any(ApiKey::Metadata, version, Bytes::from(bytes.clone()));
+                prop_assert_eq!(counts().mapped_bytes_live, before, "v{} kept a mapping", version);
             }
         }
     }

@@ -29,7 +29,8 @@ const PAGE_BYTES: usize = 4096;
 /// The broker's global allocator (see the module docs).
 pub struct GuardedAlloc;
 
-fn is_huge(layout: &Layout) -> bool {
+/// Whether [`GuardedAlloc`] serves `layout` from a mapping.
+pub(crate) fn is_huge(layout: &Layout) -> bool {
     layout.size() >= HUGE_BYTES && layout.align() <= PAGE_BYTES
 }
 
@@ -129,6 +130,106 @@ extern "C" {
     ) -> *mut std::ffi::c_void;
     #[link_name = "munmap"]
     fn libc_munmap(addr: *mut std::ffi::c_void, len: usize) -> i32;
+}
+
+/// The unit tests' allocator: [`GuardedAlloc`], counting on each thread what it serves from
+/// mappings, so that a test can see where a lying length's reservation went and that it was
+/// given back.
+#[cfg(test)]
+pub(crate) mod counting {
+    use std::alloc::{GlobalAlloc, Layout};
+    use std::cell::Cell;
+
+    use super::{is_huge, GuardedAlloc};
+
+    thread_local! {
+        // `const` and without a destructor: reading them never allocates.
+        static COUNTS: Cell<Counts> = const { Cell::new(Counts::ZERO) };
+    }
+
+    /// What this thread's allocations were served from, so far.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub(crate) struct Counts {
+        /// Mappings served (requests of at least `HUGE_BYTES`).
+        pub mappings: usize,
+        /// Bytes of those mappings not given back yet.
+        pub mapped_bytes_live: isize,
+        /// Bytes the system allocator served (every request below `HUGE_BYTES`).
+        pub plain_bytes: usize,
+    }
+
+    impl Counts {
+        const ZERO: Counts = Counts {
+            mappings: 0,
+            mapped_bytes_live: 0,
+            plain_bytes: 0,
+        };
+    }
+
+    /// This thread's counts.
+    pub(crate) fn counts() -> Counts {
+        COUNTS.get()
+    }
+
+    fn served(layout: &Layout) {
+        let mut c = COUNTS.get();
+        if is_huge(layout) {
+            c.mappings += 1;
+            c.mapped_bytes_live += layout.size() as isize;
+        } else {
+            c.plain_bytes += layout.size();
+        }
+        COUNTS.set(c);
+    }
+
+    fn returned(layout: &Layout) {
+        if is_huge(layout) {
+            let mut c = COUNTS.get();
+            c.mapped_bytes_live -= layout.size() as isize;
+            COUNTS.set(c);
+        }
+    }
+
+    pub(crate) struct CountingAlloc;
+
+    // SAFETY: every call is forwarded unchanged to `GuardedAlloc`; the counters only read the
+    // layouts.
+    unsafe impl GlobalAlloc for CountingAlloc {
+        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+            // SAFETY: forwarded unchanged.
+            let p = unsafe { GuardedAlloc.alloc(layout) };
+            if !p.is_null() {
+                served(&layout);
+            }
+            p
+        }
+
+        unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+            // SAFETY: forwarded unchanged.
+            let p = unsafe { GuardedAlloc.alloc_zeroed(layout) };
+            if !p.is_null() {
+                served(&layout);
+            }
+            p
+        }
+
+        unsafe fn dealloc(&self, p: *mut u8, layout: Layout) {
+            returned(&layout);
+            // SAFETY: forwarded unchanged.
+            unsafe { GuardedAlloc.dealloc(p, layout) }
+        }
+
+        unsafe fn realloc(&self, p: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+            // SAFETY: forwarded unchanged.
+            let fresh = unsafe { GuardedAlloc.realloc(p, layout, new_size) };
+            if !fresh.is_null() {
+                returned(&layout);
+                // SAFETY: the caller guarantees `new_size` with this alignment is a valid layout.
+                served(&unsafe { Layout::from_size_align_unchecked(new_size, layout.align()) });
+            }
+            fresh
+        }
+    }
 }
 
 #[cfg(test)]

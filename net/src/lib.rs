@@ -43,7 +43,8 @@ pub use frame::FrameReader;
 pub use header::decode_request_header;
 pub use shutdown::Shutdown;
 
-// Unit tests feed hostile bytes to the codec, so they run under the broker's allocator too.
+// Unit tests feed hostile bytes to the codec, so they run under the broker's allocator too,
+// counted (`guard_alloc::counting`).
 #[cfg(test)]
 #[global_allocator]
-static TEST_ALLOCATOR: guard_alloc::GuardedAlloc = guard_alloc::GuardedAlloc;
+static TEST_ALLOCATOR: guard_alloc::counting::CountingAlloc = guard_alloc::counting::CountingAlloc;
