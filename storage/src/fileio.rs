@@ -111,6 +111,98 @@ pub(crate) async fn write_all_at(
     Ok(())
 }
 
+/// Reads the whole of a small file (a checkpoint, an index, a snapshot), `None` when it does not
+/// exist.
+pub(crate) async fn read_optional(
+    op: &'static str,
+    path: &Path,
+) -> Result<Option<Vec<u8>>, StorageError> {
+    let file = match OpenOptions::new().read(true).buffered_open(path).await {
+        Ok(file) => file,
+        Err(e) if is_not_found(&e) => return Ok(None),
+        Err(e) => return Err(glommio_err(op, path)(e)),
+    };
+    let read = read_whole(&file, op, path).await;
+    let closed = file.close().await.map_err(glommio_err(op, path));
+    let bytes = read?;
+    closed?;
+    Ok(Some(bytes))
+}
+
+/// Reads the whole of a small file that must exist.
+pub(crate) async fn read_file(op: &'static str, path: &Path) -> Result<Vec<u8>, StorageError> {
+    read_optional(op, path)
+        .await?
+        .ok_or_else(|| StorageError::Io {
+            op,
+            path: path.to_path_buf(),
+            source: std::io::ErrorKind::NotFound.into(),
+        })
+}
+
+async fn read_whole(
+    file: &BufferedFile,
+    op: &'static str,
+    path: &Path,
+) -> Result<Vec<u8>, StorageError> {
+    let size = file.file_size().await.map_err(glommio_err(op, path))?;
+    let len = usize::try_from(size).map_err(|_| StorageError::Corrupt {
+        path: path.to_path_buf(),
+        reason: format!("{size} bytes do not fit in memory"),
+    })?;
+    let bytes = file.read_at(0, len).await.map_err(glommio_err(op, path))?;
+    if bytes.len() != len {
+        return Err(StorageError::Corrupt {
+            path: path.to_path_buf(),
+            reason: format!("short read: {} of {len} bytes", bytes.len()),
+        });
+    }
+    Ok(bytes.to_vec())
+}
+
+/// The size of the file at `path`.
+pub(crate) async fn file_size(op: &'static str, path: &Path) -> Result<u64, StorageError> {
+    let file = OpenOptions::new()
+        .read(true)
+        .buffered_open(path)
+        .await
+        .map_err(glommio_err(op, path))?;
+    let size = file.file_size().await.map_err(glommio_err(op, path));
+    let closed = file.close().await.map_err(glommio_err(op, path));
+    let size = size?;
+    closed?;
+    Ok(size)
+}
+
+/// Creates `dir` (and its parents) when missing and lists it: each entry's path and name (empty
+/// when not UTF-8).
+///
+/// glommio has neither an asynchronous `readdir` nor `mkdir -p`, and this runs on a live shard
+/// when CreateTopics opens a log: the blocking calls go to the executor's blocking-thread pool,
+/// all in one trip, and the shard awaits them.
+pub(crate) async fn create_and_list_dir(
+    dir: &Path,
+) -> Result<Vec<(PathBuf, String)>, StorageError> {
+    let owned = dir.to_path_buf();
+    glommio::executor()
+        .spawn_blocking(move || -> Result<Vec<(PathBuf, String)>, StorageError> {
+            let dir = owned.as_path();
+            std::fs::create_dir_all(dir).map_err(io_err("create directory", dir))?;
+            let mut found = Vec::new();
+            for entry in std::fs::read_dir(dir).map_err(io_err("list directory", dir))? {
+                let path = entry.map_err(io_err("list directory", dir))?.path();
+                let name = path
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .unwrap_or_default()
+                    .to_string();
+                found.push((path, name));
+            }
+            Ok(found)
+        })
+        .await
+}
+
 /// Writes `bytes` to `path` atomically: a temporary file is written, synced and renamed over it.
 pub(crate) async fn write_file_atomic(path: &Path, bytes: Vec<u8>) -> Result<(), StorageError> {
     let tmp = tmp_path(path);
@@ -214,6 +306,15 @@ pub(crate) async fn remove_file(path: &Path) -> Result<(), StorageError> {
     }
 }
 
+/// Removes a file; `false` when there was none.
+pub(crate) async fn remove_if_present(path: &Path) -> Result<bool, StorageError> {
+    match glommio::io::remove(path).await {
+        Ok(()) => Ok(true),
+        Err(e) if is_not_found(&e) => Ok(false),
+        Err(e) => Err(glommio_err("remove", path)(e)),
+    }
+}
+
 fn is_not_found(e: &glommio::GlommioError<()>) -> bool {
     match e {
         glommio::GlommioError::IoError(source)
@@ -246,15 +347,16 @@ thread_local! {
 /// file opened on each thread. When that file is empty (a fresh segment), the read succeeds
 /// with 0 bytes whatever the device supports, the device is marked pollable, and every later
 /// direct read on it fails with EOPNOTSUPP (seen on virtio disks). A 4 KiB file read first gives
-/// the true answer. Runs at open, before the log is live, so `std::fs` is allowed here.
+/// the true answer. The probe file is written through a buffered file: opening it with direct
+/// I/O would be the probe, on an empty file.
 pub(crate) async fn probe_iopoll_once(dir: &Path) -> Result<(), StorageError> {
     if IOPOLL_PROBED.with(|p| p.get()) {
         return Ok(());
     }
     let path = dir.join(".dma-probe");
-    std::fs::write(&path, vec![0u8; 4096]).map_err(io_err("write probe file", &path))?;
+    write_probe(&path).await?;
     let probed = open_dma_read(&path).await;
-    let removed = std::fs::remove_file(&path).map_err(io_err("remove probe file", &path));
+    let removed = remove_file(&path).await;
     probed?
         .close()
         .await
@@ -262,4 +364,34 @@ pub(crate) async fn probe_iopoll_once(dir: &Path) -> Result<(), StorageError> {
     removed?;
     IOPOLL_PROBED.with(|p| p.set(true));
     Ok(())
+}
+
+async fn write_probe(path: &Path) -> Result<(), StorageError> {
+    let file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .buffered_open(path)
+        .await
+        .map_err(glommio_err("create probe file", path))?;
+    let written = file
+        .write_at(vec![0u8; BLOCK_BYTES as usize], 0)
+        .await
+        .map_err(glommio_err("write probe file", path));
+    let closed = file
+        .close()
+        .await
+        .map_err(glommio_err("close probe file", path));
+    let written = written?;
+    if written != BLOCK_BYTES as usize {
+        return Err(StorageError::Io {
+            op: "write probe file",
+            path: path.to_path_buf(),
+            source: std::io::Error::new(
+                std::io::ErrorKind::WriteZero,
+                format!("short write: {written} of {BLOCK_BYTES} bytes"),
+            ),
+        });
+    }
+    closed
 }

@@ -2,8 +2,10 @@
 //! the tail segment batch by batch (CRC32C) after an unclean shutdown, truncating a torn or
 //! corrupt tail to the last whole batch.
 //!
-//! Runs before the log is live, so directory listing and metadata use `std::fs`; segment data is
-//! read through glommio.
+//! Runs on a live shard when CreateTopics opens a log (and on every shard at start), so nothing
+//! here blocks the reactor: files are read, sized and removed through glommio; creating and
+//! listing the directory, which glommio cannot do asynchronously, is one trip to the executor's
+//! blocking-thread pool (`fileio::create_and_list_dir`).
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -14,7 +16,7 @@ use glommio::io::DmaFile;
 use crate::batch::{self, BatchHeader, HEADER_BYTES};
 use crate::config::LogConfig;
 use crate::error::StorageError;
-use crate::fileio::{self, glommio_err, io_err};
+use crate::fileio::{self, glommio_err};
 use crate::index::{OffsetIndex, TimeIndex};
 use crate::producers::{self, ProducerStates};
 use crate::retention;
@@ -37,15 +39,12 @@ pub(crate) struct Recovered {
 }
 
 pub(crate) async fn recover(dir: &Path, config: &LogConfig) -> Result<Recovered, StorageError> {
-    std::fs::create_dir_all(dir).map_err(io_err("create directory", dir))?;
+    let listing = fileio::create_and_list_dir(dir).await?;
     fileio::probe_iopoll_once(dir).await?;
-    let marker = dir.join(CLEAN_MARKER);
-    let clean = marker.exists();
-    if clean {
-        std::fs::remove_file(&marker).map_err(io_err("remove clean marker", &marker))?;
-    }
-    let checkpoint = retention::read_checkpoint(dir)?;
-    let bases = list_segments(dir)?;
+    let clean = fileio::remove_if_present(&dir.join(CLEAN_MARKER)).await?;
+    let checkpoint = retention::read_checkpoint(dir).await?;
+    let bases = list_segments(&listing).await?;
+    let snapshots = snapshot_offsets(&listing);
     let now_ms = crate::clock::now_ms();
     // After a crash the tail is read batch by batch anyway: the producers are rebuilt in that
     // same pass, from where `recover_producers` would start, on the guess that no snapshot lies
@@ -55,7 +54,7 @@ pub(crate) async fn recover(dir: &Path, config: &LogConfig) -> Result<Recovered,
     let mut early = if clean {
         None
     } else {
-        producer_start(dir, &bases).ok()
+        producer_start(dir, &snapshots, &bases).await.ok()
     };
     let mut segments = Vec::with_capacity(bases.len().max(1));
     for (i, &base) in bases.iter().enumerate() {
@@ -94,9 +93,9 @@ pub(crate) async fn recover(dir: &Path, config: &LogConfig) -> Result<Recovered,
         .max_by_key(|(ts, _)| *ts);
     let (producers, snapshots) = match early {
         Some(e) if e.newest_snapshot.is_none_or(|at| at <= next_offset) => {
-            (e.states, snapshot_offsets(dir)?.into())
+            (e.states, snapshots.into())
         }
-        _ => recover_producers(dir, &segments, next_offset, clean, now_ms).await?,
+        _ => recover_producers(dir, &segments, snapshots, next_offset, clean, now_ms).await?,
     };
     tracing::debug!(dir = %dir.display(), segments = segments.len(), log_start, next_offset, clean, producers = producers.len(), "log opened");
     Ok(Recovered {
@@ -119,34 +118,30 @@ pub(crate) async fn recover(dir: &Path, config: &LogConfig) -> Result<Recovered,
 async fn recover_producers(
     dir: &Path,
     segments: &[Rc<Segment>],
+    snapshots: Vec<i64>,
     next_offset: i64,
     clean: bool,
     now_ms: i64,
 ) -> Result<(ProducerStates, VecDeque<i64>), StorageError> {
-    let mut removed = false;
-    for offset in snapshot_offsets(dir)? {
-        if offset > next_offset {
-            let path = dir.join(producers::snapshot_name(offset));
-            std::fs::remove_file(&path).map_err(io_err("remove stale producer snapshot", &path))?;
-            removed = true;
-        }
+    let (stale, kept): (Vec<i64>, Vec<i64>) = snapshots.into_iter().partition(|&o| o > next_offset);
+    for &offset in &stale {
+        fileio::remove_file(&dir.join(producers::snapshot_name(offset))).await?;
     }
-    if removed {
+    if !stale.is_empty() {
         // The removal must outlive the next crash: a snapshot past the end coming back after
         // new batches filled its offsets would describe a history the log no longer has.
         fileio::sync_dir(dir).await?;
     }
-    let kept: VecDeque<i64> = snapshot_offsets(dir)?.into();
     // A clean close writes a snapshot whenever the log has producers or had snapshots.
     if clean && kept.is_empty() {
-        return Ok((ProducerStates::default(), kept));
+        return Ok((ProducerStates::default(), kept.into()));
     }
     let bases: Vec<i64> = segments.iter().map(|s| s.base_offset).collect();
-    let mut start = producer_start(dir, &bases)?;
+    let mut start = producer_start(dir, &kept, &bases).await?;
     for segment in segments.iter().filter(|s| s.next_offset.get() > start.from) {
         walk_producers(segment, start.from, &mut start.states, now_ms).await?;
     }
-    Ok((start.states, kept))
+    Ok((start.states, kept.into()))
 }
 
 /// Where producer recovery starts: the newest readable snapshot and its state, or without one
@@ -159,12 +154,16 @@ struct ProducerStart {
     newest_snapshot: Option<i64>,
 }
 
-fn producer_start(dir: &Path, bases: &[i64]) -> Result<ProducerStart, StorageError> {
-    let offsets = snapshot_offsets(dir)?;
-    let newest_snapshot = offsets.last().copied();
-    for &offset in offsets.iter().rev() {
+/// `snapshots` are the offsets of the snapshot files in `dir`, ascending.
+async fn producer_start(
+    dir: &Path,
+    snapshots: &[i64],
+    bases: &[i64],
+) -> Result<ProducerStart, StorageError> {
+    let newest_snapshot = snapshots.last().copied();
+    for &offset in snapshots.iter().rev() {
         let path = dir.join(producers::snapshot_name(offset));
-        let bytes = std::fs::read(&path).map_err(io_err("read producer snapshot", &path))?;
+        let bytes = fileio::read_file("read producer snapshot", &path).await?;
         match ProducerStates::decode(&bytes) {
             Ok((at, states)) if at == offset => {
                 return Ok(ProducerStart {
@@ -224,14 +223,14 @@ fn record_recovered(states: &mut ProducerStates, from: i64, meta: &BatchMeta, no
     }
 }
 
-/// The offsets of the producer snapshots in `dir`, ascending.
-fn snapshot_offsets(dir: &Path) -> Result<Vec<i64>, StorageError> {
-    let mut offsets: Vec<i64> = entries(dir)?
+/// The offsets of the producer snapshots in a directory's `listing`, ascending.
+fn snapshot_offsets(listing: &[(PathBuf, String)]) -> Vec<i64> {
+    let mut offsets: Vec<i64> = listing
         .iter()
         .filter_map(|(_, name)| producers::snapshot_offset(name))
         .collect();
     offsets.sort_unstable();
-    Ok(offsets)
+    offsets
 }
 
 /// Producer state rebuilt while the tail is checked: the snapshot at `from` and every valid
@@ -242,29 +241,14 @@ struct TailProducers<'a> {
     now_ms: i64,
 }
 
-/// The files of `dir`: path and name (empty when not UTF-8).
-fn entries(dir: &Path) -> Result<Vec<(PathBuf, String)>, StorageError> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir(dir).map_err(io_err("list directory", dir))? {
-        let path = entry.map_err(io_err("list directory", dir))?.path();
-        let name = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or_default()
-            .to_string();
-        found.push((path, name));
-    }
-    Ok(found)
-}
-
-/// Base offsets of the `.log` files in `dir`, ascending. Leftover temporary files, and segments
-/// whose deletion a crash interrupted, are removed.
-fn list_segments(dir: &Path) -> Result<Vec<i64>, StorageError> {
+/// Base offsets of the `.log` files in a directory's `listing`, ascending. Leftover temporary
+/// files, and segments whose deletion a crash interrupted, are removed.
+async fn list_segments(listing: &[(PathBuf, String)]) -> Result<Vec<i64>, StorageError> {
     let mut bases = Vec::new();
-    for (path, name) in entries(dir)? {
+    for (path, name) in listing {
         let name = name.as_str();
         if name.ends_with(".tmp") || name.ends_with(crate::fileio::DELETED_SUFFIX) {
-            std::fs::remove_file(&path).map_err(io_err("remove leftover file", &path))?;
+            fileio::remove_file(path).await?;
         } else if let Some(stem) = name.strip_suffix(".log") {
             match stem.parse::<i64>() {
                 Ok(base) if stem.len() == 20 && base >= 0 => bases.push(base),
@@ -278,30 +262,15 @@ fn list_segments(dir: &Path) -> Result<Vec<i64>, StorageError> {
     Ok(bases)
 }
 
-fn file_len(path: &Path) -> Result<u64, StorageError> {
-    Ok(std::fs::metadata(path)
-        .map_err(io_err("stat segment", path))?
-        .len())
-}
-
-/// Reads an index file when it exists.
-fn read_optional(path: &Path) -> Result<Option<Vec<u8>>, StorageError> {
-    match std::fs::read(path) {
-        Ok(bytes) => Ok(Some(bytes)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(io_err("read index", path)(e)),
-    }
-}
-
 /// Loads both index files of a segment when they exist and look valid.
-fn load_indexes(
+async fn load_indexes(
     segment: &Segment,
     size: u64,
     offsets: u64,
 ) -> Result<Option<(OffsetIndex, TimeIndex)>, StorageError> {
     let (Some(index), Some(time_index)) = (
-        read_optional(&segment.index_path())?,
-        read_optional(&segment.time_index_path())?,
+        fileio::read_optional("read index", &segment.index_path()).await?,
+        fileio::read_optional("read index", &segment.time_index_path()).await?,
     ) else {
         return Ok(None);
     };
@@ -323,10 +292,9 @@ async fn open_closed(
     next_base: i64,
     config: &LogConfig,
 ) -> Result<(), StorageError> {
-    let path = segment.log_path();
-    let size = file_len(&path)?;
+    let size = fileio::file_size("stat segment", &segment.log_path()).await?;
     let offsets = (next_base - segment.base_offset) as u64;
-    if let Some((index, time_index)) = load_indexes(segment, size, offsets)? {
+    if let Some((index, time_index)) = load_indexes(segment, size, offsets).await? {
         segment.max_timestamp.set(time_index.last().map(|e| {
             (
                 e.timestamp_ms,
@@ -356,9 +324,11 @@ async fn open_tail(
     config: &LogConfig,
     producers: Option<TailProducers<'_>>,
 ) -> Result<(), StorageError> {
-    let path = segment.log_path();
-    let size = file_len(&path)?;
     let file = segment.file().await?;
+    let size = file
+        .file_size()
+        .await
+        .map_err(glommio_err("stat segment", &segment.log_path()))?;
     if clean && load_clean_tail(segment, &file, size).await? {
         return Ok(());
     }
@@ -397,7 +367,7 @@ async fn load_clean_tail(
     file: &DmaFile,
     size: u64,
 ) -> Result<bool, StorageError> {
-    let Some((index, time_index)) = load_indexes(segment, size, u64::from(u32::MAX))? else {
+    let Some((index, time_index)) = load_indexes(segment, size, u64::from(u32::MAX)).await? else {
         return Ok(false);
     };
     let path = segment.log_path();

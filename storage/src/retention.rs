@@ -9,7 +9,7 @@ use std::rc::Rc;
 
 use crate::engine::{Engine, State};
 use crate::error::StorageError;
-use crate::fileio::{self, io_err};
+use crate::fileio;
 use crate::log::RetentionOutcome;
 use crate::segment::Segment;
 use crate::types::Offset;
@@ -27,14 +27,12 @@ fn encode_checkpoint(log_start: i64) -> Vec<u8> {
     out
 }
 
-/// Reads the log-start checkpoint at open (`std::fs`: the log is not live yet). A corrupt one is
-/// ignored with a warning: the first segment's base offset is then the log start.
-pub(crate) fn read_checkpoint(dir: &Path) -> Result<Option<i64>, StorageError> {
+/// Reads the log-start checkpoint at open. A corrupt one is ignored with a warning: the first
+/// segment's base offset is then the log start.
+pub(crate) async fn read_checkpoint(dir: &Path) -> Result<Option<i64>, StorageError> {
     let path = checkpoint_path(dir);
-    let bytes = match std::fs::read(&path) {
-        Ok(bytes) => bytes,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(io_err("read checkpoint", &path)(e)),
+    let Some(bytes) = fileio::read_optional("read checkpoint", &path).await? else {
+        return Ok(None);
     };
     if bytes.len() == 12 && crc32c::crc32c(&bytes[..8]).to_be_bytes() == bytes[8..12] {
         let mut v = [0u8; 8];

@@ -291,3 +291,21 @@ fn given_a_deletion_cut_short_by_a_crash_should_remove_the_leftover_and_keep_the
         );
     });
 }
+
+#[test]
+fn given_a_relative_directory_should_recover_and_append_as_with_an_absolute_one() {
+    run(|| async {
+        let batches = batches();
+        let tmp = tempdir();
+        // The same directory, named from the working directory: glommio opens directories with
+        // `openat(-1, …)`, which refuses a relative path (see `fileio::sync_dir`), and recovery
+        // creates, lists, reads and removes files in it through glommio and its thread pool.
+        let cwd = std::env::current_dir().expect("working directory");
+        let up: std::path::PathBuf = cwd.components().skip(1).map(|_| "..").collect();
+        let relative = up.join(tmp.path().strip_prefix("/").expect("an absolute tempdir"));
+        assert!(relative.is_relative());
+        let bytes = write_clean_log(&relative, &batches).await;
+        crash_with(tmp.path(), &bytes[..bytes.len() - 1]);
+        check_recovered(&relative, &batches, batches.len() - 1).await;
+    });
+}
