@@ -28,7 +28,8 @@ const TASKS_MAX: usize = 4096;
 #[command(
     name = "odradek-bench",
     version,
-    about = "Load generator for any Kafka-compatible cluster: produce and consume, report rates and latency",
+    about = "Load generator for any Kafka-compatible cluster: produce and consume, report rates \
+             and latency",
     // A flag given twice keeps the last value: a saved --workload comes first, flags after it win.
     args_override_self = true
 )]

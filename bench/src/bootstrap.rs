@@ -73,7 +73,8 @@ pub async fn discover(workload: &Workload) -> Result<Cluster, BenchError> {
     };
     if !created && leaders.len() != workload.partitions as usize {
         eprintln!(
-            "note: topic {} exists with {} partitions (--partitions {} applies only when creating it)",
+            "note: topic {} exists with {} partitions (--partitions {} applies only when creating \
+             it)",
             workload.topic,
             leaders.len(),
             workload.partitions

@@ -103,7 +103,8 @@ pub async fn read_response_frame<R: AsyncRead + Unpin>(
         Some(Err(odradek_net::NetError::FrameTooLarge { len, .. })) => Err(BenchError::Protocol {
             what,
             reason: format!(
-                "{addr} answered a frame of {len} bytes: is it a Kafka broker? (limit {RESPONSE_BYTES_MAX})"
+                "{addr} answered a frame of {len} bytes: is it a Kafka broker? \
+                 (limit {RESPONSE_BYTES_MAX})"
             ),
         }),
         Some(Err(e)) => Err(BenchError::Io {
@@ -165,7 +166,8 @@ impl PooledFrameReader {
                 .ok_or_else(|| BenchError::Protocol {
                     what,
                     reason: format!(
-                        "{addr} answered a frame of {len} bytes: is it a Kafka broker? (limit {RESPONSE_BYTES_MAX})"
+                        "{addr} answered a frame of {len} bytes: is it a Kafka broker? \
+                 (limit {RESPONSE_BYTES_MAX})"
                     ),
                 })?;
             let mut buf = self.pool.take(len);

@@ -8,7 +8,10 @@ pub enum BenchError {
     Usage(String),
     #[error("cannot connect to {addr}: {reason} (is the broker running and reachable?)")]
     Connect { addr: SocketAddr, reason: String },
-    #[error("{what} ({addr}): nothing within {timeout_ms} ms (raise --timeout if the cluster is only slow)")]
+    #[error(
+        "{what} ({addr}): nothing within {timeout_ms} ms (raise --timeout if the cluster is only \
+         slow)"
+    )]
     Timeout {
         what: &'static str,
         addr: SocketAddr,
@@ -28,7 +31,10 @@ pub enum BenchError {
         code: i16,
         hint: &'static str,
     },
-    #[error("cannot start an executor: {0} (glommio needs io_uring and a memlock limit of at least 512 KiB: try `ulimit -l unlimited`)")]
+    #[error(
+        "cannot start an executor: {0} (glommio needs io_uring and a memlock limit of at least \
+         512 KiB: try `ulimit -l unlimited`)"
+    )]
     Executor(String),
     #[error("cannot write {path}: {reason}")]
     Output { path: String, reason: String },

@@ -22,7 +22,8 @@ pub fn render(report: &Report) -> String {
     let _ = write!(
         page,
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>odradek-bench: {topic}</title>\
-         <style>body{{font-family:sans-serif;margin:2em;color:#222}}table{{border-collapse:collapse}}\
+         <style>body{{font-family:sans-serif;margin:2em;color:#222}}\
+         table{{border-collapse:collapse}}\
          td,th{{border:1px solid #ccc;padding:4px 10px;text-align:right}}th{{background:#f4f4f4}}\
          svg{{background:#fafafa;border:1px solid #ddd}}</style></head><body>\
          <h1>odradek-bench</h1><p>{bootstrap}, topic <b>{topic}</b>, {partitions} partitions, \
@@ -130,7 +131,8 @@ pub fn render(report: &Report) -> String {
 fn latency_row(page: &mut String, name: &str, p: &Percentiles) {
     let _ = write!(
         page,
-        "<tr><th>{name}</th><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+        "<tr><th>{name}</th><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>\
+         <td>{}</td></tr>",
         p.p50, p.p75, p.p95, p.p99, p.p999, p.p9999, p.max
     );
 }

@@ -1,8 +1,9 @@
 //! `odradek-bench`: an end-to-end load generator for any Kafka-compatible cluster.
 //!
 //! It speaks the Kafka protocol through the workspace's one codec (`kafka-protocol`, as wrapped
-//! by `odradek-net`), except on the producers' hot path ([`wire`]), with its own client on glommio: one executor per core it is given, a
-//! connection per producer and leader, pipelined produce requests, long-polling consumers.
+//! by `odradek-net`), except on the producers' hot path ([`wire`]), with its own client on
+//! glommio: one executor per core it is given, a connection per producer and leader, pipelined
+//! produce requests, long-polling consumers.
 //!
 //! Layout:
 //! - [`args`]: the command line, checked into a [`args::Workload`].

@@ -118,7 +118,8 @@ impl Progress {
             String::new()
         };
         eprintln!(
-            "[{:6.1}s{}] pub {:>9.0} msg/s {:>8.2} MB/s p50 {} p99 {} | con {:>9.0} msg/s {:>8.2} MB/s e2e p50 {} p99 {}{}{}",
+            "[{:6.1}s{}] pub {:>9.0} msg/s {:>8.2} MB/s p50 {} p99 {} | \
+             con {:>9.0} msg/s {:>8.2} MB/s e2e p50 {} p99 {}{}{}",
             point.t_s,
             if point.warmup { " warmup" } else { "" },
             point.publish_msgs_per_s,
@@ -434,7 +435,8 @@ fn verdict(results: &[ExecutorResult], partitions: usize, errors: &[String]) -> 
             if read < acked {
                 v.lost += acked - read;
                 v.problems.push(format!(
-                    "producer {} partition {partition}: read up to seq {read} of {acked} acknowledged",
+                    "producer {} partition {partition}: read up to seq {read} of {acked} \
+                     acknowledged",
                     p.id
                 ));
             }

@@ -9,16 +9,20 @@ pub const MEMLOCK_BYTES_MIN: u64 = 512 * 1024;
 #[derive(Debug, thiserror::Error)]
 pub enum PreflightError {
     #[error(
-        "the locked-memory limit is {soft_bytes} bytes and could not be raised to {MEMLOCK_BYTES_MIN} \
-         (hard limit {hard_bytes}); glommio needs at least 512 KiB: run `ulimit -l 512` or more before \
-         starting odradek, set LimitMEMLOCK=infinity in a systemd unit, or `--ulimit memlock=-1` in docker"
+        "the locked-memory limit is {soft_bytes} bytes and could not be raised to \
+         {MEMLOCK_BYTES_MIN} (hard limit {hard_bytes}); glommio needs at least 512 KiB: run \
+         `ulimit -l 512` or more before starting odradek, set LimitMEMLOCK=infinity in a systemd \
+         unit, or `--ulimit memlock=-1` in docker"
     )]
     Memlock { soft_bytes: u64, hard_bytes: u64 },
     #[error("cannot read the memlock limit: {0}")]
     Rlimit(nix::Error),
     #[error("kernel {0} is too old: glommio needs io_uring from Linux 5.8 or newer")]
     KernelTooOld(String),
-    #[error("io_uring is disabled on this host (kernel.io_uring_disabled={0}): run `sysctl -w kernel.io_uring_disabled=0` as root")]
+    #[error(
+        "io_uring is disabled on this host (kernel.io_uring_disabled={0}): run \
+         `sysctl -w kernel.io_uring_disabled=0` as root"
+    )]
     IoUringDisabled(String),
 }
 
@@ -37,8 +41,8 @@ fn warn_on_strict_overcommit() {
     let mode = std::fs::read_to_string("/proc/sys/vm/overcommit_memory").unwrap_or_default();
     if mode.trim() == "2" {
         tracing::warn!(
-            "vm.overcommit_memory=2 (strict): a malformed request declaring a huge array can exhaust \
-             the commit limit and stop the broker; set vm.overcommit_memory=0 or 1"
+            "vm.overcommit_memory=2 (strict): a malformed request declaring a huge array can \
+             exhaust the commit limit and stop the broker; set vm.overcommit_memory=0 or 1"
         );
     }
 }
@@ -107,7 +111,10 @@ fn check_io_uring() -> Result<(), PreflightError> {
     match text.trim() {
         "0" => Ok(()),
         "1" => {
-            tracing::warn!("kernel.io_uring_disabled=1: only members of kernel.io_uring_group may use io_uring");
+            tracing::warn!(
+                "kernel.io_uring_disabled=1: only members of kernel.io_uring_group may use \
+                 io_uring"
+            );
             Ok(())
         }
         other => Err(PreflightError::IoUringDisabled(other.to_string())),

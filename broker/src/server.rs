@@ -123,7 +123,12 @@ pub fn run_with(
         );
     }
     let listen = format!("{}:{port}", shared.config.listen_host);
-    tracing::info!(target: "odradek::ready", shards = shard_count, data_dir = %shared.config.data_dir.display(), "odradek listening on {listen}");
+    tracing::info!(
+        target: "odradek::ready",
+        shards = shard_count,
+        data_dir = %shared.config.data_dir.display(),
+        "odradek listening on {listen}"
+    );
     on_ready(port);
     for (shard, handle) in handles.into_iter().enumerate() {
         handle
@@ -145,7 +150,11 @@ fn load_registry(config: &BrokerConfig) -> Result<registry::Registry, StartError
         registry::store_blocking(&config.data_dir, &registry::encode(&registry))?;
     }
     registry::remove_orphans_blocking(&config.data_dir, &registry)?;
-    tracing::info!(topics = registry.topics.len(), cluster_id = %registry.cluster_id, "topic registry loaded");
+    tracing::info!(
+        topics = registry.topics.len(),
+        cluster_id = %registry.cluster_id,
+        "topic registry loaded"
+    );
     Ok(registry)
 }
 

@@ -268,7 +268,11 @@ async fn accept_loop(
         if active.get() >= ctx.config.max_connections {
             // One line per crossing of the limit, not one per refused connection.
             if !at_limit {
-                tracing::warn!(shard = %ctx.shard, max = ctx.config.max_connections, "max.connections reached: refusing connections");
+                tracing::warn!(
+                    shard = %ctx.shard,
+                    max = ctx.config.max_connections,
+                    "max.connections reached: refusing connections"
+                );
             }
             at_limit = true;
             continue;

@@ -18,13 +18,18 @@ pub fn block_stop_signals() -> Result<SigSet, nix::Error> {
 
 /// Starts the signal thread; `stop` is set by the first signal.
 pub fn spawn_signal_thread(set: SigSet, stop: Arc<AtomicBool>) -> std::io::Result<()> {
-    std::thread::Builder::new().name("odradek-signals".into()).spawn(move || loop {
-        let Ok(signal) = set.wait() else { continue };
-        if stop.swap(true, Ordering::SeqCst) {
-            tracing::warn!(%signal, "second stop signal: exiting now");
-            std::process::exit(130);
-        }
-        tracing::info!(%signal, "stopping: finishing in-flight requests (send again to exit at once)");
-    })?;
+    std::thread::Builder::new()
+        .name("odradek-signals".into())
+        .spawn(move || loop {
+            let Ok(signal) = set.wait() else { continue };
+            if stop.swap(true, Ordering::SeqCst) {
+                tracing::warn!(%signal, "second stop signal: exiting now");
+                std::process::exit(130);
+            }
+            tracing::info!(
+                %signal,
+                "stopping: finishing in-flight requests (send again to exit at once)"
+            );
+        })?;
     Ok(())
 }

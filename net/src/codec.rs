@@ -320,7 +320,9 @@ mod tests {
 
     proptest! {
         #[test]
-        fn random_bytes_never_panic_the_decoders(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+        fn random_bytes_never_panic_the_decoders(
+            bytes in proptest::collection::vec(any::<u8>(), 0..256),
+        ) {
             let frame = Bytes::from(bytes);
             if let Ok(decoded) = crate::header::decode_request_header(frame.clone()) {
                 let version = decoded.header.request_api_version;

@@ -1,7 +1,8 @@
 //! Append throughput of 16 KiB batches to one partition from one shard.
 //!
 //! ```text
-//! cargo run --release -p odradek-storage --example append_throughput -- DIR SECONDS WAIT APPENDERS WINDOW
+//! cargo run --release -p odradek-storage --example append_throughput -- \
+//!     DIR SECONDS WAIT APPENDERS WINDOW
 //! ```
 //! `WAIT` is `written` (acks=1: on the device, no sync) or `durable` (acks=all: group commit).
 //! Each of `APPENDERS` tasks keeps up to `WINDOW` appends in flight, awaiting the oldest one's

@@ -26,7 +26,8 @@ pub enum BatchError {
     /// `MESSAGE_TOO_LARGE`: larger than `max.message.bytes`.
     #[error("batch of {size} bytes exceeds max.message.bytes {max}")]
     TooLarge { size: usize, max: u32 },
-    /// `INVALID_RECORD` / `UNSUPPORTED_FOR_MESSAGE_FORMAT`: magic other than 2, no records, bad count.
+    /// `INVALID_RECORD` / `UNSUPPORTED_FOR_MESSAGE_FORMAT`: magic other than 2, no records, bad
+    /// count.
     #[error("invalid batch: {0}")]
     Invalid(&'static str),
     /// `INVALID_RECORD` with per-record errors (KIP-467): records without a key on a compacted
@@ -406,7 +407,8 @@ mod tests {
             transactional: false,
             control: false,
             delete_horizon: false,
-            // As an idempotent producer sends it (one batch: sequence - offset is the same for all).
+            // As an idempotent producer sends it (one batch: sequence - offset is the same for
+            // all).
             producer_id: 42,
             producer_epoch: 0,
             sequence: offset as i32,

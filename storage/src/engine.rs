@@ -422,7 +422,11 @@ impl Engine {
     /// are the batches it had taken but not written; with the pending ones they leave the shard's
     /// write buffer.
     pub fn fail(&self, error: &StorageError, unwritten: &[Pending]) {
-        tracing::error!(dir = %self.dir.display(), %error, "partition log failed; it refuses appends from now on");
+        tracing::error!(
+            dir = %self.dir.display(),
+            %error,
+            "partition log failed; it refuses appends from now on"
+        );
         let failure = Failure::of(error);
         let mut st = self.state.borrow_mut();
         st.written_waiters.fail_all(&failure);

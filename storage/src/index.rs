@@ -145,7 +145,8 @@ impl TimeIndex {
     }
 
     /// The relative offset after which to look for the first batch with a max timestamp at or
-    /// above `timestamp_ms`: every batch up to the returned offset is older. `None`: from the start.
+    /// above `timestamp_ms`: every batch up to the returned offset is older. `None`: from the
+    /// start.
     pub fn older_than(&self, timestamp_ms: i64) -> Option<u32> {
         let older = self
             .entries

@@ -69,7 +69,8 @@ impl Preallocation {
         match result {
             Ok(()) => self.allocated = target,
             Err(error) => {
-                tracing::debug!(segment = %segment.log_path().display(), %error, "cannot preallocate");
+                let segment = segment.log_path();
+                tracing::debug!(segment = %segment.display(), %error, "cannot preallocate");
                 self.allocated = u64::MAX;
             }
         }

@@ -97,7 +97,15 @@ pub(crate) async fn recover(dir: &Path, config: &LogConfig) -> Result<Recovered,
         }
         _ => recover_producers(dir, &segments, snapshots, next_offset, clean, now_ms).await?,
     };
-    tracing::debug!(dir = %dir.display(), segments = segments.len(), log_start, next_offset, clean, producers = producers.len(), "log opened");
+    tracing::debug!(
+        dir = %dir.display(),
+        segments = segments.len(),
+        log_start,
+        next_offset,
+        clean,
+        producers = producers.len(),
+        "log opened"
+    );
     Ok(Recovered {
         segments,
         log_start,
@@ -207,7 +215,11 @@ async fn walk_producers(
         // the walk learned so far may be missing producers' latest batches, and a state behind
         // the log would refuse their next ones. Producers seen before are forgotten (any
         // sequence accepted); later segments are still walked.
-        tracing::warn!(segment = %path.display(), %error, "producer state walk failed; producers seen so far are forgotten");
+        tracing::warn!(
+            segment = %path.display(),
+            %error,
+            "producer state walk failed; producers seen so far are forgotten"
+        );
         *states = ProducerStates::default();
     }
     Ok(())
@@ -253,7 +265,10 @@ async fn list_segments(listing: &[(PathBuf, String)]) -> Result<Vec<i64>, Storag
             match stem.parse::<i64>() {
                 Ok(base) if stem.len() == 20 && base >= 0 => bases.push(base),
                 _ => {
-                    tracing::warn!(path = %path.display(), "ignoring a .log file whose name is not a base offset")
+                    tracing::warn!(
+                        path = %path.display(),
+                        "ignoring a .log file whose name is not a base offset"
+                    )
                 }
             }
         }
@@ -279,7 +294,11 @@ async fn load_indexes(
     match (index, time_index) {
         (Ok(index), Ok(time_index)) => Ok(Some((index, time_index))),
         (Err(stale), _) | (_, Err(stale)) => {
-            tracing::debug!(segment = %segment.log_path().display(), reason = stale.0, "stale index, rebuilding");
+            tracing::debug!(
+                segment = %segment.log_path().display(),
+                reason = stale.0,
+                "stale index, rebuilding"
+            );
             Ok(None)
         }
     }
@@ -471,7 +490,8 @@ async fn check_tail(
             kept_end_position = position,
             dropped_from_offset = segment.next_offset.get(),
             reason,
-            "recovery truncated a torn or corrupt tail; offsets from dropped_from_offset on are gone"
+            "recovery truncated a torn or corrupt tail; offsets from dropped_from_offset on are \
+             gone"
         );
     }
     Ok(position)

@@ -108,7 +108,11 @@ async fn remove_all(engine: &Engine, victims: &[Rc<Segment>]) -> Result<u64, Sto
     for victim in victims {
         bytes += victim.size.get();
         victim.remove_files().await?;
-        tracing::debug!(dir = %engine.dir.display(), base_offset = victim.base_offset, "segment deleted");
+        tracing::debug!(
+            dir = %engine.dir.display(),
+            base_offset = victim.base_offset,
+            "segment deleted"
+        );
     }
     Ok(bytes)
 }
@@ -135,7 +139,13 @@ pub(crate) async fn enforce(
     }
     let bytes_deleted = remove_all(engine, &victims).await?;
     if !victims.is_empty() {
-        tracing::info!(dir = %engine.dir.display(), segments = victims.len(), bytes_deleted, log_start, "retention deleted segments");
+        tracing::info!(
+            dir = %engine.dir.display(),
+            segments = victims.len(),
+            bytes_deleted,
+            log_start,
+            "retention deleted segments"
+        );
     }
     Ok(RetentionOutcome {
         segments_deleted: victims.len(),

@@ -218,7 +218,11 @@ impl Segment {
         let segment = self.clone();
         let task = glommio::spawn_local(async move {
             if let Err(error) = segment.write_indexes().await {
-                tracing::warn!(segment = %segment.log_path().display(), %error, "storing the indexes failed");
+                tracing::warn!(
+                    segment = %segment.log_path().display(),
+                    %error,
+                    "storing the indexes failed"
+                );
             }
             segment.sealed.set(true);
         })

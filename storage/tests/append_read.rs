@@ -719,7 +719,7 @@ async fn catch_up(
         let first_diff = got.iter().zip(want.iter()).position(|(a, b)| a != b);
         assert!(
             got == want,
-            "batches from offset {offset} differ: {} vs {} bytes, first difference at {first_diff:?}",
+            "batches from offset {offset} on differ: {} vs {} bytes, first at byte {first_diff:?}",
             got.len(),
             want.len()
         );

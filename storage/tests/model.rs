@@ -36,9 +36,12 @@ enum Op {
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        6 => (1usize..4, 10usize..1_500).prop_map(|(records, value_bytes)| Op::Append { records, value_bytes }),
-        2 => (2usize..12, 10usize..3_000).prop_map(|(count, value_bytes)| Op::Burst { count, value_bytes }),
-        4 => (any::<usize>(), 1usize..6_000).prop_map(|(pick, max_bytes)| Op::Read { pick, max_bytes }),
+        6 => (1usize..4, 10usize..1_500)
+            .prop_map(|(records, value_bytes)| Op::Append { records, value_bytes }),
+        2 => (2usize..12, 10usize..3_000)
+            .prop_map(|(count, value_bytes)| Op::Burst { count, value_bytes }),
+        4 => (any::<usize>(), 1usize..6_000)
+            .prop_map(|(pick, max_bytes)| Op::Read { pick, max_bytes }),
         1 => (4_000i64..20_000).prop_map(|keep_bytes| Op::Retention { keep_bytes }),
         1 => any::<usize>().prop_map(|pick| Op::DeleteRecords { pick }),
         1 => Just(Op::Reopen),
@@ -209,10 +212,17 @@ fn run_ops(ops: Vec<Op>, cache_bytes: usize) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 32, failure_persistence: None, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig {
+        cases: 32,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
 
     #[test]
-    fn every_synced_batch_reads_back_byte_identical(ops in proptest::collection::vec(op(), 1..60), tiny_cache in any::<bool>()) {
+    fn every_synced_batch_reads_back_byte_identical(
+        ops in proptest::collection::vec(op(), 1..60),
+        tiny_cache in any::<bool>(),
+    ) {
         run_ops(ops, if tiny_cache { 2_000 } else { 1 << 20 });
     }
 }

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, ApiVersionsResponse, MetadataRequest, MetadataResponse,
 };
@@ -265,22 +266,26 @@ impl Cluster {
     /// Metadata for `topics` (`None`: every topic), never creating one.
     pub fn metadata(&mut self, topics: Option<&[&str]>) -> Result<MetadataResponse, CliError> {
         let (_, response): (i16, MetadataResponse) =
-            self.bootstrap.call_negotiated(ApiKey::Metadata, |version| {
-                let names = topics.map(|names| {
-                    names
-                        .iter()
-                        .map(|name| {
-                            kafka_protocol::messages::metadata_request::MetadataRequestTopic::default()
-                                .with_name(Some(topic_name(name)))
-                        })
-                        .collect()
-                });
-                // v0 has no null: an empty list means every topic.
-                let names = if version == 0 { Some(names.unwrap_or_default()) } else { names };
-                MetadataRequest::default()
-                    .with_topics(names)
-                    .with_allow_auto_topic_creation(false)
-            })?;
+            self.bootstrap
+                .call_negotiated(ApiKey::Metadata, |version| {
+                    let names = topics.map(|names| {
+                        names
+                            .iter()
+                            .map(|name| {
+                                MetadataRequestTopic::default().with_name(Some(topic_name(name)))
+                            })
+                            .collect()
+                    });
+                    // v0 has no null: an empty list means every topic.
+                    let names = if version == 0 {
+                        Some(names.unwrap_or_default())
+                    } else {
+                        names
+                    };
+                    MetadataRequest::default()
+                        .with_topics(names)
+                        .with_allow_auto_topic_creation(false)
+                })?;
         Ok(response)
     }
 
