@@ -80,10 +80,10 @@ pub async fn run(
     events: Sender<StartEvent>,
 ) {
     let config = Arc::clone(&shared.config);
-    let listener = match TcpListener::bind((config.listen_host.as_str(), port)) {
+    let listener = match TcpListener::bind((config.listen.host.as_str(), port)) {
         Ok(listener) => listener,
         Err(error) => {
-            let reason = format!("cannot listen on {}:{port}: {error}", config.listen_host);
+            let reason = format!("cannot listen on {}:{port}: {error}", config.listen.host);
             let _ = events.send(StartEvent::Failed {
                 shard: shard.0,
                 reason,
@@ -139,10 +139,10 @@ async fn build_ctx(
         None => None,
     };
     let config = &shared.config;
-    let (host, port) = config
-        .advertise
-        .clone()
-        .unwrap_or_else(|| (advertised_host(&config.listen_host), port));
+    let (host, port) = match &config.advertise {
+        Some(advertise) => (advertise.host.clone(), advertise.port),
+        None => (advertised_host(&config.listen.host), port),
+    };
     let endpoint = BrokerEndpoint {
         node_id: NodeId(config.node_id),
         host,

@@ -94,7 +94,7 @@ async fn create_one(
         .into_iter()
         .map(|e| {
             CreatableTopicConfigs::default()
-                .with_name(str_bytes(e.def.name))
+                .with_name(str_bytes(e.name))
                 .with_value(Some(str_bytes(&e.value)))
                 .with_config_source(e.source as i8)
         })

@@ -15,7 +15,7 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 
 use super::util::str_bytes;
-use crate::settings::SETTINGS;
+use crate::settings;
 use crate::shard::ShardCtx;
 use crate::topic_config::{self, broker_source, ConfigSource};
 
@@ -97,21 +97,21 @@ fn topic_configs(ctx: &ShardCtx, name: &str, detail: Detail) -> Described {
             let mut synonyms = Vec::new();
             if detail.synonyms {
                 if entry.source == ConfigSource::Topic {
-                    synonyms.push(synonym(entry.def.name, &entry.value, ConfigSource::Topic));
+                    synonyms.push(synonym(entry.name, &entry.value, ConfigSource::Topic));
                 }
-                let broker_value = topic_config::broker_default(broker, entry.def);
+                let broker_value = entry.setting.value(broker);
                 synonyms.push(synonym(
-                    entry.def.broker_name,
+                    entry.setting.name,
                     &broker_value,
-                    broker_source(broker, entry.def.broker_name),
+                    broker_source(broker, entry.setting.name),
                 ));
             }
             config_result(
-                entry.def.name,
+                entry.name,
                 &entry.value,
                 entry.source,
                 false,
-                detail.documentation.then_some(entry.def.doc),
+                detail.documentation.then_some(entry.setting.doc),
             )
             .with_synonyms(synonyms)
         })
@@ -128,12 +128,11 @@ fn broker_configs(ctx: &ShardCtx, name: &str, detail: Detail) -> Described {
         ));
     }
     let snapshot = ctx.metadata();
-    let configs = SETTINGS
-        .iter()
+    let configs = settings::describe(&snapshot.broker_config)
+        .into_iter()
         .map(|setting| {
-            let value = (setting.get)(&snapshot.broker_config);
+            let value = setting.value;
             let source = broker_source(&snapshot.broker_config, setting.name);
-            let read_only = !topic_config::is_dynamic(setting.name);
             let synonyms = if detail.synonyms {
                 vec![synonym(setting.name, &value, source)]
             } else {
@@ -143,8 +142,8 @@ fn broker_configs(ctx: &ShardCtx, name: &str, detail: Detail) -> Described {
                 setting.name,
                 &value,
                 source,
-                read_only,
-                detail.documentation.then_some(setting.doc),
+                setting.read_only,
+                detail.documentation.then_some(&setting.doc),
             )
             .with_synonyms(synonyms)
         })
