@@ -16,7 +16,8 @@
 //! - [`metadata`], [`registry`], [`control`], [`topic_config`]: topics: the snapshot every shard
 //!   reads, its file, the control plane on shard 0, topic configs.
 //! - [`handlers`]: one file per Kafka API and the one table of them; [`service`] plugs it into
-//!   `odradek-net`'s connection loop.
+//!   `odradek-net`'s connection loop; [`session`]: the connection's session and the request
+//!   context every handler receives.
 //! - [`producer_ids`]: idempotent producers' ids, unique across restarts (InitProducerId).
 //! - [`durable_file`]: small files replaced whole and crash-safely (registry, producer ids).
 //! - [`retention`]: the per-shard retention timer (and idle producers' expiry).
@@ -56,6 +57,7 @@ mod server;
 #[cfg(test)]
 mod server_tests;
 mod service;
+mod session;
 mod settings;
 mod shard;
 mod shard_main;

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use futures::future::{select, Either};
 use glommio::net::TcpListener;
-use odradek_net::{serve_connection, ConnLimits, Shutdown};
+use odradek_net::{serve_connection, ConnLimits, Peer, Shutdown};
 use odradek_storage::{ShardStorage, ShardStorageConfig};
 
 use crate::config::BrokerConfig;
@@ -245,13 +245,13 @@ async fn accept_loop(
     shutdown: Shutdown,
     active: Rc<Cell<usize>>,
 ) {
-    let service = Rc::new(BrokerService {
-        ctx: Rc::clone(&ctx),
-    });
+    let service = Rc::new(BrokerService::new(Rc::clone(&ctx)));
     let limits = ConnLimits {
         frame_bytes_max: ctx.config.socket_request_max_bytes,
         in_flight_max: ctx.config.queued_max_requests,
     };
+    // The one listener there is today, by Kafka's name for a plain TCP listener.
+    let listener_name: Rc<str> = Rc::from("PLAINTEXT");
     let mut at_limit = false;
     loop {
         let accept = std::pin::pin!(listener.accept());
@@ -275,14 +275,15 @@ async fn accept_loop(
         }
         at_limit = false;
         let _ = stream.set_nodelay(true);
-        let peer = stream
-            .peer_addr()
-            .map_or_else(|_| "unknown".to_string(), |a| a.to_string());
+        let peer = Peer {
+            addr: stream.peer_addr().ok(),
+            listener: Rc::clone(&listener_name),
+        };
         active.set(active.get() + 1);
         let (service, shutdown, active) =
             (Rc::clone(&service), shutdown.clone(), Rc::clone(&active));
         glommio::spawn_local(async move {
-            serve_connection(stream, &peer, service, limits, shutdown).await;
+            serve_connection(stream, peer, service, limits, shutdown).await;
             active.set(active.get() - 1);
         })
         .detach();

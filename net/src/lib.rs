@@ -37,7 +37,7 @@ pub mod shutdown;
 pub use codec::{
     decode_body, encode_response, encode_response_sharing, encode_response_with_header_version,
 };
-pub use conn::{serve_connection, write_pieces, ConnLimits, Request, Service};
+pub use conn::{serve_connection, write_pieces, ConnLimits, Peer, Request, Service};
 pub use error::NetError;
 pub use frame::FrameReader;
 pub use header::decode_request_header;

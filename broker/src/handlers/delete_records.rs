@@ -3,26 +3,24 @@
 //! Runs on the connection's shard; each partition hops to its owning shard, whose log deletes
 //! the whole segments below the new start and persists the start offset.
 
-use std::rc::Rc;
 
 use kafka_protocol::messages::delete_records_response::{
     DeleteRecordsPartitionResult, DeleteRecordsTopicResult,
 };
 use kafka_protocol::messages::{
-    ApiKey, DeleteRecordsRequest, DeleteRecordsResponse, RequestHeader,
+    ApiKey, DeleteRecordsRequest, DeleteRecordsResponse,
 };
 
 use crate::data_path::{for_known_partitions, DataReply, DataRequest};
-use crate::shard::ShardCtx;
+use crate::session::RequestContext;
+
+use super::RunsOn;
 
 pub const API_KEY: ApiKey = ApiKey::DeleteRecords;
 pub const VERSIONS: (i16, i16) = (0, 2);
+pub const RUNS_ON: RunsOn = RunsOn::PartitionOwners;
 
-pub async fn handle(
-    ctx: &Rc<ShardCtx>,
-    _header: &RequestHeader,
-    request: DeleteRecordsRequest,
-) -> DeleteRecordsResponse {
+pub async fn handle(ctx: &RequestContext, request: DeleteRecordsRequest) -> DeleteRecordsResponse {
     let items = request
         .topics
         .iter()
@@ -33,7 +31,7 @@ pub async fn handle(
         })
         .collect();
     let mut answers = for_known_partitions(
-        ctx,
+        &ctx.shard,
         items,
         |items| DataRequest::DeleteRecords { items },
         |reply| match reply {

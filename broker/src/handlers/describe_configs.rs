@@ -2,7 +2,6 @@
 //! and where it comes from (topic override, broker setting, default); broker settings are
 //! static (read-only). Runs on any shard, from its metadata snapshot.
 
-use std::rc::Rc;
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
@@ -10,17 +9,21 @@ use kafka_protocol::messages::describe_configs_response::{
     DescribeConfigsResourceResult, DescribeConfigsResult, DescribeConfigsSynonym,
 };
 use kafka_protocol::messages::{
-    ApiKey, DescribeConfigsRequest, DescribeConfigsResponse, RequestHeader,
+    ApiKey, DescribeConfigsRequest, DescribeConfigsResponse,
 };
 use kafka_protocol::protocol::StrBytes;
 
 use super::util::str_bytes;
+use crate::session::RequestContext;
 use crate::settings;
 use crate::shard::ShardCtx;
 use crate::topic_config::{self, broker_source, ConfigSource};
 
+use super::RunsOn;
+
 pub const API_KEY: ApiKey = ApiKey::DescribeConfigs;
 pub const VERSIONS: (i16, i16) = (0, 4);
+pub const RUNS_ON: RunsOn = RunsOn::Connection;
 
 /// Kafka's `ConfigResource.Type` numbers.
 pub const RESOURCE_TOPIC: i8 = 2;
@@ -33,11 +36,7 @@ struct Detail {
     documentation: bool,
 }
 
-pub async fn handle(
-    ctx: &Rc<ShardCtx>,
-    _header: &RequestHeader,
-    request: DescribeConfigsRequest,
-) -> DescribeConfigsResponse {
+pub async fn handle(ctx: &RequestContext, request: DescribeConfigsRequest) -> DescribeConfigsResponse {
     let detail = Detail {
         synonyms: request.include_synonyms,
         documentation: request.include_documentation,
@@ -45,7 +44,7 @@ pub async fn handle(
     let results = request
         .resources
         .into_iter()
-        .map(|r| describe_resource(ctx, r, detail))
+        .map(|r| describe_resource(&ctx.shard, r, detail))
         .collect();
     DescribeConfigsResponse::default().with_results(results)
 }

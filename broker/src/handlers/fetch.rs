@@ -10,14 +10,13 @@
 //! see `fetch_session`) let a consumer name only the partitions that changed and get back only
 //! those with news.
 
-use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::{
-    ApiKey, BrokerId, FetchRequest, FetchResponse, RequestHeader, TopicName,
+    ApiKey, BrokerId, FetchRequest, FetchResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use uuid::Uuid;
@@ -31,11 +30,15 @@ use crate::fetch_session::{PartitionKey, Plan, Position, Reported};
 use crate::ids::TopicPartition;
 use crate::metadata::MetadataSnapshot;
 use crate::partition_ops::FetchResult;
+use crate::session::RequestContext;
 use crate::shard::ShardCtx;
 use crate::topic_config;
 
+use super::{Answer, IntoAnswer, RunsOn};
+
 pub const API_KEY: ApiKey = ApiKey::Fetch;
 pub const VERSIONS: (i16, i16) = (0, 16);
+pub const RUNS_ON: RunsOn = RunsOn::PartitionOwners;
 
 /// The longest a fetch may wait, whatever the client asks (bounds a parked request).
 const MAX_WAIT_MS_MAX: i32 = 60_000;
@@ -49,25 +52,21 @@ struct Wanted {
 
 /// The response, and the record data it holds for sending by reference (see
 /// `odradek_net::segmented`).
-pub async fn handle(
-    ctx: &Rc<ShardCtx>,
-    header: &RequestHeader,
-    request: FetchRequest,
-) -> (FetchResponse, Vec<Shared>) {
-    let version = header.request_api_version;
+pub async fn handle(ctx: &RequestContext, request: FetchRequest) -> Answer<FetchResponse> {
+    let version = ctx.version();
     let by_id = version >= 13;
-    let plan = match session_plan(ctx, version, &request, by_id) {
+    let plan = match session_plan(&ctx.shard, version, &request, by_id) {
         Ok(plan) => plan,
-        Err(code) => return (FetchResponse::default().with_error_code(code), Vec::new()),
+        Err(code) => return FetchResponse::default().with_error_code(code).into_answer(),
     };
-    let metadata = ctx.metadata();
+    let metadata = ctx.shard.metadata();
     let max_bytes = usize::try_from(request.max_bytes.max(0)).unwrap_or(0);
     let wanted = resolve(&metadata, &plan.partitions, by_id, max_bytes);
     let min_bytes = usize::try_from(request.min_bytes.max(0)).unwrap_or(0);
     let max_wait = Duration::from_millis(request.max_wait_ms.clamp(0, MAX_WAIT_MS_MAX) as u64);
 
     let deadline = Instant::now() + max_wait;
-    let mut results = read_all(ctx, &wanted).await;
+    let mut results = read_all(&ctx.shard, &wanted).await;
     loop {
         let available: usize = results.iter().map(FetchResult::records_len).sum();
         let failed = results.iter().any(|r| r.error_code != 0);
@@ -76,18 +75,18 @@ pub async fn handle(
         if available >= min_bytes || failed || remaining.is_zero() {
             break;
         }
-        wait_for_appends(ctx, &wanted, &results, remaining).await;
-        results = read_all(ctx, &wanted).await;
+        wait_for_appends(&ctx.shard, &wanted, &results, remaining).await;
+        results = read_all(&ctx.shard, &wanted).await;
     }
     trim_to(max_bytes, &mut results);
     if version < ZSTD_FETCH_VERSION_MIN {
         refuse_zstd(&mut results);
     }
     if version < LEGACY_VERSION_END {
-        down_convert_all(ctx, version, &metadata, &wanted, &mut results);
+        down_convert_all(&ctx.shard, version, &metadata, &wanted, &mut results);
         trim_to(max_bytes, &mut results);
     }
-    respond(ctx, plan, by_id, results)
+    respond(&ctx.shard, plan, by_id, results)
 }
 
 /// The partitions this fetch reads: the request's, or (in an established fetch session) the
@@ -391,7 +390,7 @@ fn respond(
     plan: Plan,
     by_id: bool,
     results: Vec<FetchResult>,
-) -> (FetchResponse, Vec<Shared>) {
+) -> Answer<FetchResponse> {
     assert_eq!(
         plan.partitions.len(),
         results.len(),
@@ -449,7 +448,7 @@ fn respond(
     let response = FetchResponse::default()
         .with_session_id(plan.session_id)
         .with_responses(topics);
-    (response, shared)
+    Answer::sharing(response, shared)
 }
 
 /// One partition of the response; its record data, if any, joins `shared`.

@@ -10,27 +10,25 @@
 //! same answer. A timestamp lookup finds the first batch whose max timestamp is recent enough
 //! through the time index, then the first record in it at or after the timestamp.
 
-use std::rc::Rc;
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::list_offsets_response::{
     ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
 };
-use kafka_protocol::messages::{ApiKey, ListOffsetsRequest, ListOffsetsResponse, RequestHeader};
+use kafka_protocol::messages::{ApiKey, ListOffsetsRequest, ListOffsetsResponse};
 
 use crate::data_path::{for_known_partitions, DataReply, DataRequest};
 use crate::partition_ops::{ListOffsetResult, EARLIEST_TIMESTAMP};
-use crate::shard::ShardCtx;
+use crate::session::RequestContext;
+
+use super::RunsOn;
 
 pub const API_KEY: ApiKey = ApiKey::ListOffsets;
 pub const VERSIONS: (i16, i16) = (0, 9);
+pub const RUNS_ON: RunsOn = RunsOn::PartitionOwners;
 
-pub async fn handle(
-    ctx: &Rc<ShardCtx>,
-    header: &RequestHeader,
-    request: ListOffsetsRequest,
-) -> ListOffsetsResponse {
-    let version = header.request_api_version;
+pub async fn handle(ctx: &RequestContext, request: ListOffsetsRequest) -> ListOffsetsResponse {
+    let version = ctx.version();
     // The leader epoch exists from v4; the codec refuses it set on older versions.
     let has_epoch = version >= 4;
     // v0 (decoded by `odradek_net::legacy_apis`) knows only the latest (-1) and earliest (-2)
@@ -46,7 +44,7 @@ pub async fn handle(
         })
         .collect();
     let mut answers = for_known_partitions(
-        ctx,
+        &ctx.shard,
         items,
         |items| DataRequest::ListOffsets { items },
         |reply| match reply {

@@ -17,7 +17,6 @@
 //! that finds the owner's write buffer full waits in line for room, up to the request's
 //! `timeout_ms` (then REQUEST_TIMED_OUT).
 
-use std::rc::Rc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -25,7 +24,7 @@ use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::produce_response::{
     BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
 };
-use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse, RequestHeader};
+use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse};
 
 use odradek_net::message_set;
 use odradek_storage::batch::BatchHeader;
@@ -34,22 +33,21 @@ use super::util::str_bytes;
 use crate::data_path::{scatter, DataReply, DataRequest};
 use crate::ids::TopicPartition;
 use crate::partition_ops::ProduceResult;
-use crate::shard::ShardCtx;
+use crate::session::RequestContext;
+
+use super::{Answer, IntoAnswer, RunsOn};
 
 pub const API_KEY: ApiKey = ApiKey::Produce;
 pub const VERSIONS: (i16, i16) = (0, 11);
+pub const RUNS_ON: RunsOn = RunsOn::PartitionOwners;
 
-/// `None` for acks=0 (no response is sent).
-pub async fn handle(
-    ctx: &Rc<ShardCtx>,
-    header: &RequestHeader,
-    request: ProduceRequest,
-) -> Option<ProduceResponse> {
+/// No response for acks=0.
+pub async fn handle(ctx: &RequestContext, request: ProduceRequest) -> Answer<ProduceResponse> {
     let acks = request.acks;
-    let version = header.request_api_version;
+    let version = ctx.version();
     let timeout = append_wait_max(request.timeout_ms);
     let rejection = rejection_for_request(&request);
-    let metadata = ctx.metadata();
+    let metadata = ctx.shard.metadata();
     let mut inflate_budget = UP_CONVERSION_INFLATE_MAX;
 
     // One slot per partition of the request, in order: an answer now, or an append to send.
@@ -83,7 +81,7 @@ pub async fn handle(
     }
 
     let mut appended = scatter(
-        ctx,
+        &ctx.shard,
         appends,
         |items| DataRequest::Produce {
             acks,
@@ -100,7 +98,7 @@ pub async fn handle(
     .into_iter();
 
     if acks == 0 {
-        return None;
+        return Answer::none();
     }
     // Every partition has exactly one answer by construction; a missing one is never a success.
     let lost = || ProduceResult::failed(ResponseError::UnknownServerError, "no answer".into());
@@ -121,7 +119,9 @@ pub async fn handle(
                 .with_partition_responses(partition_responses)
         })
         .collect();
-    Some(ProduceResponse::default().with_responses(responses))
+    ProduceResponse::default()
+        .with_responses(responses)
+        .into_answer()
 }
 
 /// How long an append may wait for room in the owner's write buffer: the request's own
