@@ -11,7 +11,9 @@ use kafka_protocol::messages::{
     ApiKey, DeleteRecordsRequest, DeleteRecordsResponse,
 };
 
-use crate::data_path::{for_known_partitions, DataReply, DataRequest};
+use odradek_storage::Offset;
+
+use crate::data_path::{for_known_partitions, DeleteBefore, DeleteRecords};
 use crate::session::RequestContext;
 
 use super::RunsOn;
@@ -25,23 +27,18 @@ pub async fn handle(ctx: &RequestContext, request: DeleteRecordsRequest) -> Dele
         .topics
         .iter()
         .flat_map(|t| {
-            t.partitions
-                .iter()
-                .map(|p| (t.name.to_string(), p.partition_index, p.offset))
+            t.partitions.iter().map(|p| {
+                let before = match p.offset {
+                    -1 => DeleteBefore::HighWatermark,
+                    offset => DeleteBefore::Offset(Offset(offset)),
+                };
+                (t.name.to_string(), p.partition_index, before)
+            })
         })
         .collect();
-    let mut answers = for_known_partitions(
-        &ctx.shard,
-        items,
-        |items| DataRequest::DeleteRecords { items },
-        |reply| match reply {
-            DataReply::Deleted(results) => Some(results),
-            _ => None,
-        },
-        |error| (error.code(), -1),
-    )
-    .await
-    .into_iter();
+    let mut answers = for_known_partitions(&ctx.shard, DeleteRecords, items)
+        .await
+        .into_iter();
     let topics = request
         .topics
         .into_iter()
@@ -50,11 +47,11 @@ pub async fn handle(ctx: &RequestContext, request: DeleteRecordsRequest) -> Dele
                 .partitions
                 .iter()
                 .zip(answers.by_ref())
-                .map(|(p, (error_code, low_watermark))| {
+                .map(|(p, answer)| {
                     DeleteRecordsPartitionResult::default()
                         .with_partition_index(p.partition_index)
-                        .with_error_code(error_code)
-                        .with_low_watermark(low_watermark)
+                        .with_error_code(answer.error_code)
+                        .with_low_watermark(answer.low_watermark)
                 })
                 .collect();
             DeleteRecordsTopicResult::default()

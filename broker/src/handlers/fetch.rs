@@ -23,9 +23,9 @@ use uuid::Uuid;
 
 use odradek_net::message_set;
 use odradek_net::segmented::Shared;
-use odradek_storage::batch;
+use odradek_storage::{batch, LeaderEpoch, Offset};
 
-use crate::data_path::{scatter, wait_for_any_owner, DataReply, DataRequest};
+use crate::data_path::{scatter, wait_for_any_owner, Fetch, FetchItem};
 use crate::fetch_session::{PartitionKey, Plan, Position, Reported};
 use crate::ids::TopicPartition;
 use crate::metadata::MetadataSnapshot;
@@ -46,8 +46,7 @@ const MAX_WAIT_MS_MAX: i32 = 60_000;
 /// One partition to read, resolved against the metadata.
 struct Wanted {
     tp: Result<TopicPartition, ResponseError>,
-    offset: i64,
-    max_bytes: usize,
+    item: FetchItem,
 }
 
 /// The response, and the record data it holds for sending by reference (see
@@ -114,6 +113,7 @@ fn session_plan(
                 let position = Position {
                     fetch_offset: p.fetch_offset,
                     max_bytes: p.partition_max_bytes,
+                    current_leader_epoch: LeaderEpoch::from_request(p.current_leader_epoch),
                 };
                 (key(&t.topic, t.topic_id, p.partition), position)
             })
@@ -223,14 +223,14 @@ fn down_convert_all(
         match message_set::down_convert(
             &batches,
             magic,
-            w.offset,
-            w.max_bytes,
+            w.item.offset.get(),
+            w.item.max_bytes,
             DOWN_CONVERSION_INFLATE_MAX,
         ) {
             Ok(set) if set.is_empty() => result.records.clear(),
             Ok(set) => result.records = vec![set],
             Err(error) => {
-                tracing::warn!(partition = %tp, offset = w.offset, %error, "cannot down-convert stored batches for an old consumer");
+                tracing::warn!(partition = %tp, offset = %w.item.offset, %error, "cannot down-convert stored batches for an old consumer");
                 *result = FetchResult {
                     error_code: error.kafka_error().code(),
                     ..FetchResult::default()
@@ -294,11 +294,12 @@ fn resolve(
                 None => Err(missing),
             };
             let partition_max = usize::try_from(position.max_bytes.max(0)).unwrap_or(0);
-            Wanted {
-                tp,
-                offset: position.fetch_offset,
+            let item = FetchItem {
+                offset: Offset(position.fetch_offset),
                 max_bytes: partition_max.min(max_bytes),
-            }
+                current_leader_epoch: position.current_leader_epoch,
+            };
+            Wanted { tp, item }
         })
         .collect()
 }
@@ -307,37 +308,18 @@ fn resolve(
 async fn read_all(ctx: &ShardCtx, wanted: &[Wanted]) -> Vec<FetchResult> {
     let items = wanted
         .iter()
-        .filter_map(|w| {
-            w.tp.as_ref()
-                .ok()
-                .map(|tp| (tp.clone(), (w.offset, w.max_bytes)))
-        })
+        .filter_map(|w| w.tp.as_ref().ok().map(|tp| (tp.clone(), w.item)))
         .collect::<Vec<_>>();
-    let mut read = scatter(
-        ctx,
-        items,
-        |items| DataRequest::Fetch { items },
-        |reply| match reply {
-            DataReply::Fetched(results) => Some(results),
-            _ => None,
-        },
-        || FetchResult {
-            error_code: ResponseError::NotLeaderOrFollower.code(),
-            ..FetchResult::default()
-        },
-    )
-    .await
-    .into_iter();
-    wanted
+    let mut read = scatter(ctx, Fetch, items).await.into_iter();
+    let results = wanted
         .iter()
         .map(|w| match &w.tp {
-            Ok(_) => read.next().unwrap_or_else(lost),
-            Err(error) => FetchResult {
-                error_code: error.code(),
-                ..FetchResult::default()
-            },
+            Ok(_) => read.next().expect("one read per resolved partition"),
+            Err(error) => FetchResult::failed(*error),
         })
-        .collect()
+        .collect();
+    assert!(read.next().is_none(), "no read is left over");
+    results
 }
 
 /// Parks until an append reaches any of the partitions past what was just read, or `timeout`.
@@ -352,7 +334,7 @@ async fn wait_for_appends(
         .zip(read)
         .filter_map(|(w, r)| {
             let tp = w.tp.as_ref().ok()?;
-            Some((tp.clone(), w.offset.max(r.high_watermark)))
+            Some((tp.clone(), w.item.offset.max(Offset(r.high_watermark))))
         })
         .collect();
     wait_for_any_owner(ctx, items, timeout).await;
@@ -372,14 +354,6 @@ fn trim_to(max_bytes: usize, results: &mut [FetchResult]) {
         } else {
             used += len;
         }
-    }
-}
-
-/// The answer for a partition that got none (never reported as a success).
-fn lost() -> FetchResult {
-    FetchResult {
-        error_code: ResponseError::UnknownServerError.code(),
-        ..FetchResult::default()
     }
 }
 

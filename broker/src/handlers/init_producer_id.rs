@@ -34,7 +34,7 @@ pub async fn handle(ctx: &RequestContext, request: InitProducerIdRequest) -> Ini
     }
     match ctx.shard.producer_ids.allocate() {
         Some(id) => InitProducerIdResponse::default()
-            .with_producer_id(ProducerId(id))
+            .with_producer_id(ProducerId(id.0))
             .with_producer_epoch(0),
         None => {
             tracing::error!("every producer id of this start is used; restart the broker");

@@ -18,6 +18,7 @@ use uuid::Uuid;
 use super::util::{authorized_operations, operations, str_bytes, topic_name};
 use crate::control::{self, validate_topic_name, ControlRequest};
 use crate::metadata::{MetadataSnapshot, TopicMeta};
+use crate::ids::TopicPartition;
 use crate::session::RequestContext;
 use crate::shard::ShardCtx;
 
@@ -125,10 +126,11 @@ fn describe_topic(
     let node = BrokerId(snapshot.broker.node_id.0);
     let partitions = (0..meta.partitions)
         .map(|index| {
+            let tp = TopicPartition::new(meta.name.clone(), index);
             MetadataResponsePartition::default()
                 .with_partition_index(index)
                 .with_leader_id(node)
-                .with_leader_epoch(0)
+                .with_leader_epoch(snapshot.leader_epoch(&tp).0)
                 .with_replica_nodes(vec![node])
                 .with_isr_nodes(vec![node])
         })
