@@ -436,7 +436,7 @@ async fn set_broker_configs(
     validate_only: bool,
 ) -> Result<(), ControlError> {
     let invalid = |message: String| ControlError::new(ResponseError::InvalidConfig, message);
-    if let Some(name) = configs.keys().find(|n| !topic_config::is_dynamic(n)) {
+    if let Some(name) = configs.keys().find(|n| !crate::settings::is_dynamic(n)) {
         return Err(invalid(format!(
             "`{name}` cannot change at run time: set it with --config or --set and restart"
         )));

@@ -1,7 +1,12 @@
-//! The data path between shards: what a connection's shard asks the owners of partitions for
-//! Produce, Fetch, ListOffsets and DeleteRecords, and [`scatter`], which groups a request's
-//! partitions by owning shard, sends one message to each owner and puts the answers back in the
-//! request's order.
+//! The data path between shards: the partition work a connection's shard asks of the owners of
+//! partitions for Produce, Fetch, ListOffsets and DeleteRecords, one [`PartitionOp`] per kind,
+//! and [`scatter`], which groups a request's partitions by owning shard, sends one message to
+//! each owner and puts the answers back in the request's order.
+//!
+//! An operation is a type: its per-request parameters are its fields (acks, later the replica
+//! id of a follower fetch or an isolation level), what it asks of one partition is its `Item`,
+//! what the owner answers its `Answer`. The mesh carries them as [`DataRequest`] and
+//! [`DataReply`], one variant per operation.
 //!
 //! Order matters for Produce: a connection's requests reach an owner in the order they were sent
 //! (one mesh channel per shard pair is FIFO, tasks are spawned in arrival order) and
@@ -16,35 +21,68 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::future::{join_all, select_all};
 use kafka_protocol::error::ResponseError;
-use odradek_storage::PartitionLog;
+use odradek_storage::{LeaderEpoch, Offset, PartitionLog};
 
 use crate::ids::{ShardId, TopicPartition};
-use crate::partition_ops::{self, FetchResult, ListOffsetResult, ProduceResult};
+use crate::partition_ops::{self, DeleteRecordsResult, FetchResult, ListOffsetResult};
+use crate::partition_ops::{Acks, ProduceResult};
 use crate::shard::ShardCtx;
 use crate::shard_msg::{ShardReply, ShardRequest};
+
+/// One kind of partition work, run on the shard owning each partition.
+#[allow(async_fn_in_trait)] // Run on the owner's executor: the future never crosses threads.
+pub trait PartitionOp: Clone + Send + Sized + 'static {
+    /// What the request asks of one partition.
+    type Item: Send + 'static;
+    /// What the owner answers for one partition.
+    type Answer: Send + 'static;
+
+    /// The work for one partition, on its owner.
+    async fn run(&self, on: Owner<'_>, item: Self::Item) -> Self::Answer;
+
+    /// The leader epoch `item` names, which the owner checks before it runs the work (Kafka's
+    /// FENCED_LEADER_EPOCH and UNKNOWN_LEADER_EPOCH); `None`: not checked.
+    fn leader_epoch_asked(_item: &Self::Item) -> Option<LeaderEpoch> {
+        None
+    }
+
+    /// The answer for a partition the work never reached (`why` says where it stopped).
+    fn failed(error: ResponseError, why: String) -> Self::Answer;
+
+    /// The mesh message carrying this work for `items` to their owner.
+    fn into_request(self, items: Vec<(TopicPartition, Self::Item)>) -> DataRequest;
+
+    /// The owner's answers out of its reply; `None` for a reply to another operation.
+    fn answers(reply: DataReply) -> Option<Vec<Self::Answer>>;
+}
+
+/// One partition on its owning shard, as an operation sees it.
+#[derive(Clone, Copy)]
+pub struct Owner<'a> {
+    pub log: &'a Rc<PartitionLog>,
+    /// The epoch of the partition's leader.
+    pub leader_epoch: LeaderEpoch,
+}
+
+/// An operation and the partitions it is for, as the owner receives them.
+#[derive(Debug)]
+pub struct Work<O: PartitionOp> {
+    pub op: O,
+    pub items: Vec<(TopicPartition, O::Item)>,
+}
 
 /// A data-path request to the owner of every partition it names.
 #[derive(Debug)]
 pub enum DataRequest {
-    Produce {
-        acks: i16,
-        /// How long an append may wait for room in the write buffer.
-        timeout: Duration,
-        items: Vec<(TopicPartition, Bytes)>,
-    },
-    /// `(partition, fetch offset, max bytes)`.
-    Fetch {
-        items: Vec<(TopicPartition, (i64, usize))>,
-    },
+    Produce(Work<Produce>),
+    Fetch(Work<Fetch>),
+    ListOffsets(Work<ListOffsets>),
+    DeleteRecords(Work<DeleteRecords>),
     /// Resolves when any partition has data at or past its offset, or after `timeout`.
     WaitForData {
-        items: Vec<(TopicPartition, i64)>,
+        items: Vec<(TopicPartition, Offset)>,
         timeout: Duration,
     },
-    /// `(partition, timestamp or sentinel)`.
-    ListOffsets { items: Vec<(TopicPartition, i64)> },
-    /// `(partition, delete before this offset; -1 = high watermark)`.
-    DeleteRecords { items: Vec<(TopicPartition, i64)> },
 }
 
 /// The owner's answers, one per item, in the order of the request's items.
@@ -52,10 +90,167 @@ pub enum DataRequest {
 pub enum DataReply {
     Produced(Vec<ProduceResult>),
     Fetched(Vec<FetchResult>),
-    DataReady,
     Listed(Vec<ListOffsetResult>),
-    /// `(error code, low watermark)`.
-    Deleted(Vec<(i16, i64)>),
+    Deleted(Vec<DeleteRecordsResult>),
+    DataReady,
+}
+
+/// Append one batch per partition and wait for the milestone `acks` asks for.
+#[derive(Clone, Copy, Debug)]
+pub struct Produce {
+    pub acks: Acks,
+    /// How long an append may wait for room in the write buffer.
+    pub timeout: Duration,
+}
+
+/// Read whole batches from an offset.
+#[derive(Clone, Copy, Debug)]
+pub struct Fetch;
+
+/// One partition of a fetch.
+#[derive(Clone, Copy, Debug)]
+pub struct FetchItem {
+    pub offset: Offset,
+    pub max_bytes: usize,
+    /// The leader epoch the fetcher knows (Fetch v9+), checked against the partition's.
+    pub current_leader_epoch: Option<LeaderEpoch>,
+}
+
+/// Find an offset by timestamp or sentinel.
+#[derive(Clone, Copy, Debug)]
+pub struct ListOffsets;
+
+/// One partition of a ListOffsets request.
+#[derive(Clone, Copy, Debug)]
+pub struct ListOffsetsItem {
+    /// A timestamp, or one of the sentinels in `partition_ops` (latest, earliest, …).
+    pub timestamp: i64,
+    /// The leader epoch the client knows (v4+), checked against the partition's.
+    pub current_leader_epoch: Option<LeaderEpoch>,
+}
+
+/// Move log start offsets forward.
+#[derive(Clone, Copy, Debug)]
+pub struct DeleteRecords;
+
+/// Where a DeleteRecords request moves a partition's start.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeleteBefore {
+    /// To the high watermark (the request's offset -1): everything.
+    HighWatermark,
+    Offset(Offset),
+}
+
+/// The two mesh methods of a [`PartitionOp`]: its work travels as `DataRequest::$request` and
+/// its answers come back as `DataReply::$reply`.
+macro_rules! carried_as {
+    ($request:ident, $reply:ident) => {
+        fn into_request(self, items: Vec<(TopicPartition, Self::Item)>) -> DataRequest {
+            DataRequest::$request(Work { op: self, items })
+        }
+
+        fn answers(reply: DataReply) -> Option<Vec<Self::Answer>> {
+            match reply {
+                DataReply::$reply(answers) => Some(answers),
+                _ => None,
+            }
+        }
+    };
+}
+
+impl PartitionOp for Produce {
+    type Item = Bytes;
+    type Answer = ProduceResult;
+    carried_as!(Produce, Produced);
+
+    async fn run(&self, on: Owner<'_>, records: Bytes) -> ProduceResult {
+        partition_ops::produce(on.log, records, self.acks, self.timeout).await
+    }
+
+    fn failed(error: ResponseError, why: String) -> ProduceResult {
+        ProduceResult::failed(error, why)
+    }
+}
+
+impl PartitionOp for Fetch {
+    type Item = FetchItem;
+    type Answer = FetchResult;
+    carried_as!(Fetch, Fetched);
+
+    async fn run(&self, on: Owner<'_>, item: FetchItem) -> FetchResult {
+        partition_ops::fetch(on.log, item.offset, item.max_bytes).await
+    }
+
+    fn leader_epoch_asked(item: &FetchItem) -> Option<LeaderEpoch> {
+        item.current_leader_epoch
+    }
+
+    fn failed(error: ResponseError, _why: String) -> FetchResult {
+        FetchResult::failed(error)
+    }
+}
+
+impl PartitionOp for ListOffsets {
+    type Item = ListOffsetsItem;
+    type Answer = ListOffsetResult;
+    carried_as!(ListOffsets, Listed);
+
+    async fn run(&self, on: Owner<'_>, item: ListOffsetsItem) -> ListOffsetResult {
+        partition_ops::list_offset(on.log, item.timestamp, on.leader_epoch).await
+    }
+
+    fn leader_epoch_asked(item: &ListOffsetsItem) -> Option<LeaderEpoch> {
+        item.current_leader_epoch
+    }
+
+    fn failed(error: ResponseError, _why: String) -> ListOffsetResult {
+        ListOffsetResult::failed(error)
+    }
+}
+
+impl PartitionOp for DeleteRecords {
+    type Item = DeleteBefore;
+    type Answer = DeleteRecordsResult;
+    carried_as!(DeleteRecords, Deleted);
+
+    async fn run(&self, on: Owner<'_>, before: DeleteBefore) -> DeleteRecordsResult {
+        partition_ops::delete_records(on.log, before).await
+    }
+
+    fn failed(error: ResponseError, _why: String) -> DeleteRecordsResult {
+        DeleteRecordsResult::failed(error)
+    }
+}
+
+impl<O: PartitionOp> Work<O> {
+    /// Runs the work for every item on this shard (their owner): one answer per item, in order.
+    async fn run(self, ctx: &ShardCtx) -> Vec<O::Answer> {
+        let op = &self.op;
+        let metadata = ctx.metadata();
+        // join_all polls every future once, in order, before any completes: the appends of a
+        // produce happen in item order.
+        let work = self.items.into_iter().map(|(tp, item)| {
+            let log = ctx.partition(&tp);
+            let leader_epoch = metadata.leader_epoch(&tp);
+            async move {
+                let asked = O::leader_epoch_asked(&item);
+                match log {
+                    Some(log) => match partition_ops::check_leader_epoch(leader_epoch, asked) {
+                        Ok(()) => {
+                            let on = Owner {
+                                log: &log,
+                                leader_epoch,
+                            };
+                            op.run(on, item).await
+                        }
+                        Err(error) => O::failed(error, format!("{tp} is at epoch {leader_epoch}")),
+                    },
+                    None => O::failed(UNKNOWN, format!("{tp} is not hosted here")),
+                }
+            }
+        });
+        join_all(work).await
+    }
 }
 
 const UNKNOWN: ResponseError = ResponseError::UnknownTopicOrPartition;
@@ -63,92 +258,33 @@ const UNKNOWN: ResponseError = ResponseError::UnknownTopicOrPartition;
 /// Runs a data-path request on the shard that owns its partitions.
 pub async fn serve(ctx: &ShardCtx, request: DataRequest) -> DataReply {
     match request {
-        DataRequest::Produce {
-            acks,
-            timeout,
-            items,
-        } => {
-            // join_all polls every future once, in order, before any completes: the appends
-            // happen in item order.
-            let work = items.into_iter().map(|(tp, records)| {
-                let log = ctx.partition(&tp);
-                async move {
-                    match log {
-                        Some(log) => partition_ops::produce(&log, records, acks, timeout).await,
-                        None => ProduceResult::failed(UNKNOWN, format!("{tp} is not hosted here")),
-                    }
-                }
-            });
-            DataReply::Produced(join_all(work).await)
-        }
-        DataRequest::Fetch { items } => {
-            let work = items.into_iter().map(|(tp, (offset, max_bytes))| {
-                let log = ctx.partition(&tp);
-                async move {
-                    match log {
-                        Some(log) => partition_ops::fetch(&log, offset, max_bytes).await,
-                        None => FetchResult {
-                            error_code: UNKNOWN.code(),
-                            ..FetchResult::default()
-                        },
-                    }
-                }
-            });
-            DataReply::Fetched(join_all(work).await)
-        }
+        DataRequest::Produce(work) => DataReply::Produced(work.run(ctx).await),
+        DataRequest::Fetch(work) => DataReply::Fetched(work.run(ctx).await),
+        DataRequest::ListOffsets(work) => DataReply::Listed(work.run(ctx).await),
+        DataRequest::DeleteRecords(work) => DataReply::Deleted(work.run(ctx).await),
         DataRequest::WaitForData { items, timeout } => {
             let waits = items
                 .into_iter()
                 .filter_map(|(tp, offset)| ctx.partition(&tp).map(|log| (log, offset)))
-                .collect::<Vec<(Rc<PartitionLog>, i64)>>();
+                .collect::<Vec<(Rc<PartitionLog>, Offset)>>();
             partition_ops::wait_for_any(waits, timeout).await;
             DataReply::DataReady
-        }
-        DataRequest::ListOffsets { items } => {
-            let work = items.into_iter().map(|(tp, timestamp)| {
-                let log = ctx.partition(&tp);
-                async move {
-                    match log {
-                        Some(log) => partition_ops::list_offset(&log, timestamp).await,
-                        None => ListOffsetResult {
-                            error_code: UNKNOWN.code(),
-                            timestamp: -1,
-                            offset: -1,
-                        },
-                    }
-                }
-            });
-            DataReply::Listed(join_all(work).await)
-        }
-        DataRequest::DeleteRecords { items } => {
-            let work = items.into_iter().map(|(tp, offset)| {
-                let log = ctx.partition(&tp);
-                async move {
-                    match log {
-                        Some(log) => partition_ops::delete_records(&log, offset).await,
-                        None => (UNKNOWN.code(), -1),
-                    }
-                }
-            });
-            DataReply::Deleted(join_all(work).await)
         }
     }
 }
 
-/// Sends each owning shard its share of `items` (built into a request by `build`), and returns
-/// one answer per item in `items`' order. `unpack` takes the answers out of the owner's reply;
-/// where an owner cannot answer (it is stopping), every one of its items gets `unreachable()`.
-pub async fn scatter<T, R>(
+/// Sends each owning shard its share of `items` as `op`, and returns one answer per item in
+/// `items`' order; where an owner cannot answer (it is stopping), every one of its items gets
+/// NOT_LEADER_OR_FOLLOWER, which clients retry after refreshing metadata.
+pub async fn scatter<O: PartitionOp>(
     ctx: &ShardCtx,
-    items: Vec<(TopicPartition, T)>,
-    build: impl Fn(Vec<(TopicPartition, T)>) -> DataRequest,
-    unpack: impl Fn(DataReply) -> Option<Vec<R>>,
-    unreachable: impl Fn() -> R,
-) -> Vec<R> {
+    op: O,
+    items: Vec<(TopicPartition, O::Item)>,
+) -> Vec<O::Answer> {
     let count = items.len();
     // Per owner: the indexes of its items in `items`, and the items.
     type Share<T> = (Vec<usize>, Vec<(TopicPartition, T)>);
-    let mut groups: BTreeMap<ShardId, Share<T>> = BTreeMap::new();
+    let mut groups: BTreeMap<ShardId, Share<O::Item>> = BTreeMap::new();
     for (index, (tp, item)) in items.into_iter().enumerate() {
         let group = groups
             .entry(ctx.owner_of(&tp.topic, tp.partition))
@@ -157,27 +293,35 @@ pub async fn scatter<T, R>(
         group.1.push((tp, item));
     }
     let calls = groups.into_iter().map(|(shard, (indexes, items))| {
-        let request = ShardRequest::Data(build(items));
-        async move { (indexes, ctx.router.call(shard, request).await) }
+        let request = ShardRequest::Data(op.clone().into_request(items));
+        async move { (shard, indexes, ctx.router.call(shard, request).await) }
     });
-    let mut slots: Vec<Option<R>> = (0..count).map(|_| None).collect();
-    for (indexes, reply) in join_all(calls).await {
+    let mut slots: Vec<Option<O::Answer>> = (0..count).map(|_| None).collect();
+    for (shard, indexes, reply) in join_all(calls).await {
         let answers = match reply {
-            ShardReply::Data(reply) => unpack(reply).filter(|a| a.len() == indexes.len()),
+            ShardReply::Data(reply) => O::answers(reply),
             _ => None,
         };
-        match answers {
-            Some(answers) => {
-                for (index, answer) in indexes.into_iter().zip(answers) {
-                    slots[index] = Some(answer);
-                }
+        let Some(answers) = answers else {
+            tracing::warn!(%shard, count = indexes.len(), "an owning shard did not answer");
+            for index in indexes {
+                let why = format!("{shard} did not answer");
+                slots[index] = Some(O::failed(ResponseError::NotLeaderOrFollower, why));
             }
-            None => tracing::warn!(count = indexes.len(), "an owning shard did not answer"),
+            continue;
+        };
+        assert_eq!(
+            answers.len(),
+            indexes.len(),
+            "{shard} answers every item it is sent"
+        );
+        for (index, answer) in indexes.into_iter().zip(answers) {
+            slots[index] = Some(answer);
         }
     }
     slots
         .into_iter()
-        .map(|slot| slot.unwrap_or_else(&unreachable))
+        .map(|slot| slot.expect("every item went to exactly one owner"))
         .collect()
 }
 
@@ -185,10 +329,10 @@ pub async fn scatter<T, R>(
 /// returns as soon as any owner reports one, or after `timeout`.
 pub async fn wait_for_any_owner(
     ctx: &ShardCtx,
-    items: Vec<(TopicPartition, i64)>,
+    items: Vec<(TopicPartition, Offset)>,
     timeout: Duration,
 ) {
-    let mut groups: BTreeMap<ShardId, Vec<(TopicPartition, i64)>> = BTreeMap::new();
+    let mut groups: BTreeMap<ShardId, Vec<(TopicPartition, Offset)>> = BTreeMap::new();
     for (tp, offset) in items {
         groups
             .entry(ctx.owner_of(&tp.topic, tp.partition))
@@ -207,39 +351,115 @@ pub async fn wait_for_any_owner(
     let _ = select_all(waits).await;
 }
 
-/// Resolves each `(topic, partition, value)` against the metadata, sends the ones that exist to
-/// their owners (see [`scatter`]) and returns one answer per item, in order; an unknown topic or
-/// partition gets `failed(UNKNOWN_TOPIC_OR_PARTITION)` without leaving this shard.
-pub async fn for_known_partitions<T, R>(
+/// Resolves each `(topic, partition, item)` against the metadata, sends the ones that exist to
+/// their owners as `op` (see [`scatter`]) and returns one answer per item, in order; an unknown
+/// topic or partition gets UNKNOWN_TOPIC_OR_PARTITION without leaving this shard.
+pub async fn for_known_partitions<O: PartitionOp>(
     ctx: &ShardCtx,
-    items: Vec<(String, i32, T)>,
-    build: impl Fn(Vec<(TopicPartition, T)>) -> DataRequest,
-    unpack: impl Fn(DataReply) -> Option<Vec<R>>,
-    failed: impl Fn(ResponseError) -> R,
-) -> Vec<R> {
+    op: O,
+    items: Vec<(String, i32, O::Item)>,
+) -> Vec<O::Answer> {
     let metadata = ctx.metadata();
-    let exists = |topic: &str, partition: i32| {
-        metadata
-            .topic(topic)
-            .is_some_and(|t| (0..t.partitions).contains(&partition))
-    };
-    let known: Vec<bool> = items.iter().map(|(t, p, _)| exists(t, *p)).collect();
-    let routed = items
-        .into_iter()
-        .filter(|(t, p, _)| exists(t, *p))
-        .map(|(topic, partition, value)| (TopicPartition::new(topic, partition), value))
-        .collect();
-    let unreachable = || failed(ResponseError::NotLeaderOrFollower);
-    let mut answers = scatter(ctx, routed, build, unpack, unreachable)
-        .await
-        .into_iter();
-    known
+    let mut known = Vec::with_capacity(items.len());
+    let mut routed = Vec::with_capacity(items.len());
+    for (topic, partition, item) in items {
+        let exists = metadata
+            .topic(&topic)
+            .is_some_and(|t| (0..t.partitions).contains(&partition));
+        known.push(exists);
+        if exists {
+            routed.push((TopicPartition::new(topic, partition), item));
+        }
+    }
+    let mut answers = scatter(ctx, op, routed).await.into_iter();
+    let merged: Vec<O::Answer> = known
         .into_iter()
         .map(|known| match known {
-            true => answers
-                .next()
-                .unwrap_or_else(|| failed(ResponseError::UnknownServerError)),
-            false => failed(UNKNOWN),
+            true => answers.next().expect("one answer per routed item"),
+            false => O::failed(UNKNOWN, "no such topic or partition".into()),
         })
-        .collect()
+        .collect();
+    assert!(answers.next().is_none(), "no answer left over");
+    merged
+}
+
+#[cfg(test)]
+mod tests {
+    use kafka_protocol::messages::create_topics_request::CreatableTopic;
+    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+    use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+    use kafka_protocol::messages::*;
+    use kafka_protocol::protocol::StrBytes;
+
+    use crate::config::BrokerConfig;
+    use crate::handlers::admin_tests::{call, one_shard_ctx};
+
+    const UNKNOWN_LEADER_EPOCH: i16 = 75;
+    const FENCED_LEADER_EPOCH: i16 = 74;
+
+    fn list_offsets(epoch: i32) -> ListOffsetsRequest {
+        let partition = ListOffsetsPartition::default()
+            .with_partition_index(0)
+            .with_current_leader_epoch(epoch)
+            .with_timestamp(-1);
+        ListOffsetsRequest::default().with_topics(vec![ListOffsetsTopic::default()
+            .with_name(TopicName(StrBytes::from_static_str("epochs")))
+            .with_partitions(vec![partition])])
+    }
+
+    fn fetch(epoch: i32) -> FetchRequest {
+        let partition = FetchPartition::default()
+            .with_partition(0)
+            .with_current_leader_epoch(epoch)
+            .with_partition_max_bytes(1 << 20);
+        FetchRequest::default()
+            .with_max_bytes(1 << 20)
+            .with_topics(vec![FetchTopic::default()
+                .with_topic(TopicName(StrBytes::from_static_str("epochs")))
+                .with_partitions(vec![partition])])
+    }
+
+    /// A single node leads every partition at epoch 0: requests naming another epoch are told
+    /// so, as Kafka's leaders answer clients that lag behind or run ahead of them.
+    #[test]
+    fn given_a_leader_epoch_when_it_is_not_the_partitions_should_refuse_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = BrokerConfig {
+            data_dir: dir.path().to_path_buf(),
+            ..BrokerConfig::default()
+        };
+        odradek_storage::testing::run(move || async move {
+            let ctx = one_shard_ctx(config);
+            let topic = CreatableTopic::default()
+                .with_name(TopicName(StrBytes::from_static_str("epochs")))
+                .with_num_partitions(1)
+                .with_replication_factor(-1);
+            let request = CreateTopicsRequest::default().with_topics(vec![topic]);
+            let created: CreateTopicsResponse = call(&ctx, ApiKey::CreateTopics, 7, &request).await;
+            assert_eq!(created.topics[0].error_code, 0);
+            for (epoch, code, answered_epoch) in
+                [(-1, 0, 0), (0, 0, 0), (1, UNKNOWN_LEADER_EPOCH, -1)]
+            {
+                let listed: ListOffsetsResponse =
+                    call(&ctx, ApiKey::ListOffsets, 9, &list_offsets(epoch)).await;
+                let p = &listed.topics[0].partitions[0];
+                assert_eq!(p.error_code, code, "ListOffsets, epoch {epoch}");
+                assert_eq!(p.leader_epoch, answered_epoch, "ListOffsets, epoch {epoch}");
+                let fetched: FetchResponse = call(&ctx, ApiKey::Fetch, 12, &fetch(epoch)).await;
+                let p = &fetched.responses[0].partitions[0];
+                assert_eq!(p.error_code, code, "Fetch, epoch {epoch}");
+            }
+            assert_eq!(
+                super::partition_ops::check_leader_epoch(
+                    super::LeaderEpoch(3),
+                    Some(super::LeaderEpoch(2))
+                ),
+                Err(super::ResponseError::FencedLeaderEpoch)
+            );
+            assert_eq!(
+                super::ResponseError::FencedLeaderEpoch.code(),
+                FENCED_LEADER_EPOCH
+            );
+        });
+    }
 }

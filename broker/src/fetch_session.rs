@@ -12,6 +12,7 @@
 //! for a new session (closing the named one, if any); epoch -1 with an id closes that session;
 //! epoch N > 0 continues session `id`, whose next expected epoch must be N.
 
+use odradek_storage::LeaderEpoch;
 use std::collections::HashMap;
 
 use kafka_protocol::indexmap::IndexMap;
@@ -40,6 +41,8 @@ pub struct PartitionKey {
 pub struct Position {
     pub fetch_offset: i64,
     pub max_bytes: i32,
+    /// The leader epoch the fetcher last named for the partition (Fetch v9+).
+    pub current_leader_epoch: Option<LeaderEpoch>,
 }
 
 /// What the session's last answer told the client of a partition; an incremental answer
@@ -245,6 +248,7 @@ mod tests {
         Position {
             fetch_offset: offset,
             max_bytes: 1 << 20,
+            current_leader_epoch: None,
         }
     }
 

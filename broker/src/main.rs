@@ -1,25 +1,29 @@
 //! `odradek`: a Kafka-wire-compatible broker, thread-per-core on io_uring.
 //!
 //! Layout:
-//! - [`config`], [`settings`]: the typed broker configuration and the table of its settings.
+//! - [`settings`]: the one table of settings (Kafka's broker and topic names, types, defaults,
+//!   bounds, docs), which declares [`config::BrokerConfig`]; [`config`]: its sources (file,
+//!   `--set`, flags, run-time overrides).
 //! - [`preflight`], [`data_dir`], [`signals`], [`server`]: process start (host checks, the data
 //!   directory checked and locked), stop signals, one executor per shard.
 //! - [`shard_main`]: one shard's life (bind, mesh, partitions, accept, retention, stop).
 //! - [`shard`]: [`shard::ShardCtx`], what every handler gets.
 //! - [`router`], [`shard_msg`]: cross-shard calls over the channel mesh.
-//! - [`data_path`], [`partition_ops`]: Produce, Fetch, ListOffsets and DeleteRecords work sent to
-//!   the shards owning the partitions, and what an owner does with it; [`fetch_session`]: the
+//! - [`data_path`], [`partition_ops`]: Produce, Fetch, ListOffsets and DeleteRecords as typed
+//!   operations sent to the shards owning the partitions, and what an owner does with them; [`fetch_session`]: the
 //!   fetch sessions (KIP-227) of a shard's connections.
 //! - [`ids`]: typed ids and `shard_for`.
 //! - [`metadata`], [`registry`], [`control`], [`topic_config`]: topics: the snapshot every shard
 //!   reads, its file, the control plane on shard 0, topic configs.
 //! - [`handlers`]: one file per Kafka API and the one table of them; [`service`] plugs it into
-//!   `odradek-net`'s connection loop.
+//!   `odradek-net`'s connection loop; [`session`]: the connection's session and the request
+//!   context every handler receives.
 //! - [`producer_ids`]: idempotent producers' ids, unique across restarts (InitProducerId).
 //! - [`durable_file`]: small files replaced whole and crash-safely (registry, producer ids).
 //! - [`retention`]: the per-shard retention timer (and idle producers' expiry).
 //! - [`group`]: consumer groups and committed offsets (the group coordinator).
-//! - [`cli`]: the admin subcommands (`odradek topic …`, `odradek group …`), blocking Kafka clients.
+//! - [`cli`]: the admin subcommands (`odradek topic …`, `odradek group …`), blocking Kafka
+//!   clients.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -53,6 +57,7 @@ mod server;
 #[cfg(test)]
 mod server_tests;
 mod service;
+mod session;
 mod settings;
 mod shard;
 mod shard_main;
@@ -60,7 +65,7 @@ mod shard_msg;
 mod signals;
 mod topic_config;
 
-use config::BrokerConfig;
+use config::{BrokerConfig, ConfigError};
 
 /// A Kafka-wire-compatible broker, thread-per-core on io_uring.
 ///
@@ -108,7 +113,7 @@ fn main() -> ExitCode {
     };
     let (config, cores) = match build_config(&cli) {
         Ok(config) => config,
-        Err(message) => return fail(message),
+        Err(error) => return fail(error.to_string()),
     };
     if let Err(error) = preflight::check() {
         return fail(error.to_string());
@@ -140,18 +145,13 @@ fn exit_on_panic() {
     }));
 }
 
-/// Parses the command line; `--help` also lists every setting from the settings table.
+/// The command line's parser; `--help` also lists every setting from the settings table.
+fn command() -> clap::Command {
+    Cli::command().after_long_help(settings::help())
+}
+
 fn parse_cli() -> Cli {
-    let mut list = String::from("Settings (--set NAME=VALUE or --config FILE; Kafka's names):\n");
-    let defaults = BrokerConfig::default();
-    for setting in settings::SETTINGS {
-        let default = (setting.get)(&defaults);
-        list.push_str(&format!(
-            "  {:<34} {} [default: {default}]\n",
-            setting.name, setting.doc
-        ));
-    }
-    let matches = Cli::command().after_long_help(list).get_matches();
+    let matches = command().get_matches();
     match Cli::from_arg_matches(&matches) {
         Ok(cli) => cli,
         Err(error) => error.exit(),
@@ -175,28 +175,57 @@ fn init_logging() {
 }
 
 /// Applies the config sources in order; an error names the bad setting.
-fn build_config(cli: &Cli) -> Result<(BrokerConfig, Option<usize>), String> {
+fn build_config(cli: &Cli) -> Result<(BrokerConfig, Option<usize>), ConfigError> {
     let mut config = BrokerConfig::default();
     if let Some(path) = &cli.config {
-        config.apply_file(path).map_err(|e| e.to_string())?;
+        config.apply_file(path)?;
     }
     for assignment in &cli.set {
-        config.apply_set(assignment).map_err(|e| e.to_string())?;
+        config.apply_set(assignment)?;
     }
     if let Some(listen) = &cli.listen {
-        (config.listen_host, config.listen_port) =
-            settings::listener(listen).map_err(|e| format!("--listen {listen}: {e}"))?;
+        config.listen = config::listener_flag("--listen", listen)?;
     }
     if let Some(advertise) = &cli.advertise {
-        config.advertise = Some(
-            settings::listener(advertise).map_err(|e| format!("--advertise {advertise}: {e}"))?,
-        );
+        config.advertise = Some(config::listener_flag("--advertise", advertise)?);
     }
     if let Some(dir) = &cli.data_dir {
         config.data_dir = dir.clone();
     }
     if cli.cores == Some(0) {
-        return Err("--cores must be at least 1".into());
+        return Err(ConfigError::NoCores);
     }
     Ok((config, cli.cores))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_help_lists_every_setting_with_its_default() {
+        let help = command().render_long_help().to_string();
+        for setting in settings::SETTINGS {
+            let name = match setting.topic_name {
+                Some(topic_name) if !setting.is_broker_setting() => topic_name,
+                _ => setting.name,
+            };
+            let default = setting.default_value();
+            let default = if default.is_empty() {
+                "(unset)".into()
+            } else {
+                default
+            };
+            let entry = format!("  {name} = {default}");
+            assert!(help.contains(&entry), "--help lacks `{entry}`:\n{help}");
+            assert!(help.contains(setting.doc), "--help lacks the doc of {name}");
+            for unit in setting.units {
+                assert!(
+                    help.contains(&format!("  {} = ", unit.name)),
+                    "{}",
+                    unit.name
+                );
+            }
+        }
+    }
 }

@@ -2,12 +2,13 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use odradek_storage::LeaderEpoch;
 use uuid::Uuid;
 
 use std::sync::Arc;
 
 use crate::config::BrokerConfig;
-use crate::ids::NodeId;
+use crate::ids::{NodeId, TopicPartition};
 
 /// One topic as the registry knows it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -71,6 +72,12 @@ impl MetadataSnapshot {
         self.topic_names_by_id
             .get(id)
             .and_then(|name| self.topics.get(name))
+    }
+
+    /// The epoch of `tp`'s leader. On a single node this broker has led every partition since
+    /// it was created, at epoch 0; the cluster's controller will keep one per partition here.
+    pub fn leader_epoch(&self, _tp: &TopicPartition) -> LeaderEpoch {
+        LeaderEpoch::SINGLE_NODE
     }
 
     /// A new snapshot with `topics` replaced and the version bumped.

@@ -15,9 +15,34 @@ use kafka_protocol::records::{
     Compression, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions,
 };
 use odradek_storage::{
-    now_ms, AppendError, BatchError, Chunk, Offset, PartitionLog, ReadError, SequenceError,
-    StorageError,
+    now_ms, AppendError, BatchError, Chunk, LeaderEpoch, Offset, PartitionLog, ReadError,
+    SequenceError, StorageError,
 };
+
+use crate::data_path::DeleteBefore;
+
+/// What a producer waits for (Kafka's `acks`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Acks {
+    /// `0`: nothing; no response is sent.
+    None,
+    /// `1`: the leader wrote the batch.
+    Leader,
+    /// `-1` (`all`): the batch is durable (and, in a cluster, on every in-sync replica).
+    All,
+}
+
+impl Acks {
+    /// Kafka's wire value, if it is one.
+    pub fn from_wire(acks: i16) -> Option<Acks> {
+        match acks {
+            0 => Some(Acks::None),
+            1 => Some(Acks::Leader),
+            -1 => Some(Acks::All),
+            _ => None,
+        }
+    }
+}
 
 /// The outcome of appending one partition's records.
 #[derive(Debug, Clone, Default)]
@@ -44,6 +69,14 @@ pub struct FetchResult {
 }
 
 impl FetchResult {
+    /// A partition that could not be read.
+    pub fn failed(error: ResponseError) -> FetchResult {
+        FetchResult {
+            error_code: error.code(),
+            ..FetchResult::default()
+        }
+    }
+
     /// Bytes of record data.
     pub fn records_len(&self) -> usize {
         self.records.iter().map(Bytes::len).sum()
@@ -56,6 +89,57 @@ pub struct ListOffsetResult {
     pub error_code: i16,
     pub timestamp: i64,
     pub offset: i64,
+    /// The epoch of the leader that wrote `offset`'s record (or, for the log end, the current
+    /// one); `None` where no offset was found.
+    pub leader_epoch: Option<LeaderEpoch>,
+}
+
+impl ListOffsetResult {
+    pub fn failed(error: ResponseError) -> ListOffsetResult {
+        ListOffsetResult {
+            error_code: error.code(),
+            ..ListOffsetResult::NOT_FOUND
+        }
+    }
+
+    /// No offset answers the lookup (not an error).
+    const NOT_FOUND: ListOffsetResult = ListOffsetResult {
+        error_code: 0,
+        timestamp: -1,
+        offset: -1,
+        leader_epoch: None,
+    };
+}
+
+/// The outcome of one DeleteRecords partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeleteRecordsResult {
+    pub error_code: i16,
+    /// The log start offset after the deletion; -1 on an error.
+    pub low_watermark: i64,
+}
+
+impl DeleteRecordsResult {
+    pub fn failed(error: ResponseError) -> DeleteRecordsResult {
+        DeleteRecordsResult {
+            error_code: error.code(),
+            low_watermark: -1,
+        }
+    }
+}
+
+/// Kafka's answer to a request that names leader epoch `asked` of a partition whose leader is
+/// at `current`: an older epoch is fenced (the client lags behind a leader change), a newer one
+/// unknown (this broker lags); none asked (`None`: old versions, -1) is never refused.
+pub fn check_leader_epoch(
+    current: LeaderEpoch,
+    asked: Option<LeaderEpoch>,
+) -> Result<(), ResponseError> {
+    match asked {
+        Some(asked) if asked < current => Err(ResponseError::FencedLeaderEpoch),
+        Some(asked) if asked > current => Err(ResponseError::UnknownLeaderEpoch),
+        _ => Ok(()),
+    }
 }
 
 /// ListOffsets sentinels (KIP-734, KIP-405, KIP-1005).
@@ -66,12 +150,12 @@ pub const EARLIEST_LOCAL_TIMESTAMP: i64 = -4;
 pub const LATEST_TIERED_TIMESTAMP: i64 = -5;
 
 /// Appends `records` (waiting up to `wait_max` in line for write-buffer room) and waits for the
-/// milestone `acks` asks for: `-1` durable, `1` written, `0` nothing (the append is still
-/// ordered before any later one on this partition).
+/// milestone `acks` asks for: durable, written, or nothing (the append is still ordered before
+/// any later one on this partition).
 pub async fn produce(
     log: &Rc<PartitionLog>,
     records: Bytes,
-    acks: i16,
+    acks: Acks,
     wait_max: Duration,
 ) -> ProduceResult {
     let records = match recompressed(log.config().compression, records) {
@@ -87,9 +171,9 @@ pub async fn produce(
         }
     };
     let milestone = match acks {
-        -1 => receipt.durable().await,
-        1 => receipt.written().await,
-        _ => Ok(()),
+        Acks::All => receipt.durable().await,
+        Acks::Leader => receipt.written().await,
+        Acks::None => Ok(()),
     };
     if let Err(e) = milestone {
         tracing::error!(error = %e, "append failed on the device");
@@ -190,7 +274,7 @@ fn append_error(e: &AppendError) -> ResponseError {
 
 /// Reads whole batches from the one containing `offset`, up to the high watermark. Regions of
 /// closed segments are read into memory here, on the owning shard.
-pub async fn fetch(log: &PartitionLog, offset: i64, max_bytes: usize) -> FetchResult {
+pub async fn fetch(log: &PartitionLog, offset: Offset, max_bytes: usize) -> FetchResult {
     let high_watermark = log.written_end_offset();
     let mut result = FetchResult {
         error_code: 0,
@@ -199,7 +283,7 @@ pub async fn fetch(log: &PartitionLog, offset: i64, max_bytes: usize) -> FetchRe
         log_start_offset: log.log_start_offset().get(),
         records: Vec::new(),
     };
-    let failed = match log.read(Offset(offset), max_bytes, high_watermark).await {
+    let failed = match log.read(offset, max_bytes, high_watermark).await {
         Ok(outcome) => match in_memory(outcome.chunks).await {
             Ok(records) => {
                 result.records = records;
@@ -222,10 +306,10 @@ pub async fn fetch(log: &PartitionLog, offset: i64, max_bytes: usize) -> FetchRe
 /// start past `offset` during the read (the segment was being deleted under it), the offset is
 /// out of range, as it would have been a moment later, and the consumer resets; anything else is
 /// a storage error.
-fn read_failure(log: &PartitionLog, offset: i64, error: &StorageError) -> ResponseError {
-    let log_start = log.log_start_offset().get();
+fn read_failure(log: &PartitionLog, offset: Offset, error: &StorageError) -> ResponseError {
+    let log_start = log.log_start_offset();
     if offset < log_start {
-        tracing::debug!(offset, log_start, %error, "fetch read raced a deletion");
+        tracing::debug!(%offset, %log_start, %error, "fetch read raced a deletion");
         ResponseError::OffsetOutOfRange
     } else {
         tracing::error!(%error, "fetch read failed");
@@ -247,26 +331,32 @@ async fn in_memory(chunks: Vec<Chunk>) -> Result<Vec<Bytes>, StorageError> {
 }
 
 /// Waits until any of `(log, offset)` has data at or past its offset, or `timeout` passes.
-pub async fn wait_for_any(waits: Vec<(Rc<PartitionLog>, i64)>, timeout: Duration) {
+pub async fn wait_for_any(waits: Vec<(Rc<PartitionLog>, Offset)>, timeout: Duration) {
     if waits.is_empty() {
         glommio::timer::sleep(timeout).await;
         return;
     }
     let waiters = waits
         .iter()
-        .map(|(log, offset)| Box::pin(log.wait_for_data(Offset(*offset))))
+        .map(|(log, offset)| Box::pin(log.wait_for_data(*offset)))
         .collect::<Vec<_>>();
     let timer = Box::pin(glommio::timer::sleep(timeout));
     let _ = select(select_all(waiters), timer).await;
 }
 
 /// ListOffsets for one partition: a sentinel (latest, earliest, max timestamp) or the first
-/// record whose timestamp is at or after `timestamp`.
-pub async fn list_offset(log: &PartitionLog, timestamp: i64) -> ListOffsetResult {
-    let found = |timestamp, offset| ListOffsetResult {
+/// record whose timestamp is at or after `timestamp`. `epoch` is the partition leader's: every
+/// record of a single node's log was written under it.
+pub async fn list_offset(
+    log: &PartitionLog,
+    timestamp: i64,
+    epoch: LeaderEpoch,
+) -> ListOffsetResult {
+    let found = |timestamp, offset: i64| ListOffsetResult {
         error_code: 0,
         timestamp,
         offset,
+        leader_epoch: (offset >= 0).then_some(epoch),
     };
     match timestamp {
         LATEST_TIMESTAMP => found(-1, log.written_end_offset().get()),
@@ -276,36 +366,28 @@ pub async fn list_offset(log: &PartitionLog, timestamp: i64) -> ListOffsetResult
         // KIP-734 as Kafka 3.8+ answers it: the offset of the first record holding the largest
         // timestamp, read from its batch (the log only tracks batches).
         MAX_TIMESTAMP => match log.max_timestamp() {
-            Some((ts, batch_last)) => match offset_for_timestamp(log, ts).await {
+            Some((ts, batch_last)) => match offset_for_timestamp(log, ts, epoch).await {
                 exact if exact.offset >= 0 => exact,
                 _ => found(ts, batch_last.get()),
             },
             None => found(-1, -1),
         },
-        t if t < 0 => ListOffsetResult {
-            error_code: ResponseError::InvalidRequest.code(),
-            timestamp: -1,
-            offset: -1,
-        },
-        t => offset_for_timestamp(log, t).await,
+        t if t < 0 => ListOffsetResult::failed(ResponseError::InvalidRequest),
+        t => offset_for_timestamp(log, t, epoch).await,
     }
 }
 
-async fn offset_for_timestamp(log: &PartitionLog, timestamp: i64) -> ListOffsetResult {
-    let not_found = ListOffsetResult {
-        error_code: 0,
-        timestamp: -1,
-        offset: -1,
-    };
+async fn offset_for_timestamp(
+    log: &PartitionLog,
+    timestamp: i64,
+    epoch: LeaderEpoch,
+) -> ListOffsetResult {
     let batch = match log.batch_for_timestamp(timestamp).await {
         Ok(Some((_, batch))) => batch,
-        Ok(None) => return not_found,
+        Ok(None) => return ListOffsetResult::NOT_FOUND,
         Err(e) => {
             tracing::error!(error = %e, "timestamp lookup failed");
-            return ListOffsetResult {
-                error_code: ResponseError::KafkaStorageError.code(),
-                ..not_found
-            };
+            return ListOffsetResult::failed(ResponseError::KafkaStorageError);
         }
     };
     let high_watermark = log.written_end_offset().get();
@@ -314,8 +396,9 @@ async fn offset_for_timestamp(log: &PartitionLog, timestamp: i64) -> ListOffsetR
             error_code: 0,
             timestamp: ts,
             offset,
+            leader_epoch: Some(epoch),
         },
-        _ => not_found,
+        _ => ListOffsetResult::NOT_FOUND,
     }
 }
 
@@ -334,22 +417,28 @@ fn first_record_at_or_after(mut batch: Bytes, timestamp: i64) -> Option<(i64, i6
         .map(|r| (r.timestamp, r.offset))
 }
 
-/// DeleteRecords for one partition: `offset` -1 means the high watermark.
-pub async fn delete_records(log: &PartitionLog, offset: i64) -> (i16, i64) {
-    let high_watermark = log.written_end_offset().get();
-    let target = if offset == -1 { high_watermark } else { offset };
+/// DeleteRecords for one partition.
+pub async fn delete_records(log: &PartitionLog, before: DeleteBefore) -> DeleteRecordsResult {
+    let high_watermark = log.written_end_offset();
+    let target = match before {
+        DeleteBefore::HighWatermark => high_watermark,
+        DeleteBefore::Offset(offset) => offset,
+    };
     if !log.config().cleanup_delete {
         // Kafka refuses to move the start of a log that is compacted only.
-        return (ResponseError::PolicyViolation.code(), -1);
+        return DeleteRecordsResult::failed(ResponseError::PolicyViolation);
     }
-    if target < 0 || target > high_watermark {
-        return (ResponseError::OffsetOutOfRange.code(), -1);
+    if target < Offset::ZERO || target > high_watermark {
+        return DeleteRecordsResult::failed(ResponseError::OffsetOutOfRange);
     }
-    match log.delete_records_before(Offset(target)).await {
-        Ok(low_watermark) => (0, low_watermark.get()),
+    match log.delete_records_before(target).await {
+        Ok(low_watermark) => DeleteRecordsResult {
+            error_code: 0,
+            low_watermark: low_watermark.get(),
+        },
         Err(e) => {
             tracing::error!(error = %e, "delete records failed");
-            (ResponseError::KafkaStorageError.code(), -1)
+            DeleteRecordsResult::failed(ResponseError::KafkaStorageError)
         }
     }
 }
@@ -399,11 +488,11 @@ mod tests {
                 .await
                 .expect_err("the file is gone");
             assert_eq!(
-                read_failure(&log, 0, &error),
+                read_failure(&log, Offset(0), &error),
                 ResponseError::OffsetOutOfRange
             );
             assert_eq!(
-                read_failure(&log, 2, &error),
+                read_failure(&log, Offset(2), &error),
                 ResponseError::KafkaStorageError,
                 "a failed read of data still in the log is a storage error"
             );

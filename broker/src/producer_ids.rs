@@ -9,6 +9,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use odradek_storage::ProducerId;
+
 const FILE: &str = "producer-id-generation";
 /// Ids per generation.
 const PER_GENERATION: u64 = 1 << 32;
@@ -68,9 +70,9 @@ impl ProducerIds {
     }
 
     /// A producer id never handed out before, or `None` once this start has used all of its.
-    pub fn allocate(&self) -> Option<i64> {
+    pub fn allocate(&self) -> Option<ProducerId> {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
-        (n < PER_GENERATION).then(|| (self.generation * PER_GENERATION + n) as i64)
+        (n < PER_GENERATION).then(|| ProducerId((self.generation * PER_GENERATION + n) as i64))
     }
 }
 
@@ -88,7 +90,7 @@ mod tests {
         let second = ProducerIds::reserve(dir.path()).expect("second start");
         let c = second.allocate().expect("id");
         assert!(c > b, "a later start hands out larger ids: {c} after {b}");
-        assert!(a >= 0 && c >= 0);
+        assert!(a.0 >= 0 && c.0 >= 0);
     }
 
     #[test]
@@ -108,7 +110,10 @@ mod tests {
             generation: 3,
             next: AtomicU64::new(PER_GENERATION - 1),
         };
-        assert_eq!(ids.allocate(), Some((4 * PER_GENERATION - 1) as i64));
+        assert_eq!(
+            ids.allocate(),
+            Some(ProducerId((4 * PER_GENERATION - 1) as i64))
+        );
         assert_eq!(ids.allocate(), None);
     }
 }

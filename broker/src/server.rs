@@ -94,7 +94,7 @@ pub fn run_with(
     let mesh = (shard_count > 1).then(|| router::new_mesh(shard_count));
     let (events_tx, events) = mpsc::channel();
     let mut handles = Vec::with_capacity(shard_count);
-    let mut port = shared.config.listen_port;
+    let mut port = shared.config.listen.port;
     for (shard, &cpu) in cpus.iter().take(shard_count).enumerate() {
         let (shared, events_tx, mesh) = (Arc::clone(&shared), events_tx.clone(), mesh.clone());
         let handle = LocalExecutorBuilder::new(Placement::Fixed(cpu))
@@ -116,13 +116,13 @@ pub fn run_with(
     }
     shared.serving.store(true, Ordering::SeqCst);
     if shared.config.advertise.is_none()
-        && matches!(shared.config.listen_host.as_str(), "0.0.0.0" | "::")
+        && matches!(shared.config.listen.host.as_str(), "0.0.0.0" | "::")
     {
         tracing::warn!(
             "listening on a wildcard address without --advertise: clients are told 127.0.0.1"
         );
     }
-    let listen = format!("{}:{port}", shared.config.listen_host);
+    let listen = format!("{}:{port}", shared.config.listen.host);
     tracing::info!(
         target: "odradek::ready",
         shards = shard_count,

@@ -26,7 +26,7 @@ struct Running {
 impl Running {
     fn start(data_dir: &Path) -> Running {
         let config = BrokerConfig {
-            listen_port: 0,
+            listen: crate::settings::Listener::new("127.0.0.1", 0),
             data_dir: data_dir.to_path_buf(),
             ..BrokerConfig::default()
         };

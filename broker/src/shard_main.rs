@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use futures::future::{select, Either};
 use glommio::net::TcpListener;
-use odradek_net::{serve_connection, ConnLimits, Shutdown};
+use odradek_net::{serve_connection, ConnLimits, Peer, Shutdown};
 use odradek_storage::{ShardStorage, ShardStorageConfig};
 
 use crate::config::BrokerConfig;
@@ -80,10 +80,10 @@ pub async fn run(
     events: Sender<StartEvent>,
 ) {
     let config = Arc::clone(&shared.config);
-    let listener = match TcpListener::bind((config.listen_host.as_str(), port)) {
+    let listener = match TcpListener::bind((config.listen.host.as_str(), port)) {
         Ok(listener) => listener,
         Err(error) => {
-            let reason = format!("cannot listen on {}:{port}: {error}", config.listen_host);
+            let reason = format!("cannot listen on {}:{port}: {error}", config.listen.host);
             let _ = events.send(StartEvent::Failed {
                 shard: shard.0,
                 reason,
@@ -139,10 +139,10 @@ async fn build_ctx(
         None => None,
     };
     let config = &shared.config;
-    let (host, port) = config
-        .advertise
-        .clone()
-        .unwrap_or_else(|| (advertised_host(&config.listen_host), port));
+    let (host, port) = match &config.advertise {
+        Some(advertise) => (advertise.host.clone(), advertise.port),
+        None => (advertised_host(&config.listen.host), port),
+    };
     let endpoint = BrokerEndpoint {
         node_id: NodeId(config.node_id),
         host,
@@ -245,13 +245,13 @@ async fn accept_loop(
     shutdown: Shutdown,
     active: Rc<Cell<usize>>,
 ) {
-    let service = Rc::new(BrokerService {
-        ctx: Rc::clone(&ctx),
-    });
+    let service = Rc::new(BrokerService::new(Rc::clone(&ctx)));
     let limits = ConnLimits {
         frame_bytes_max: ctx.config.socket_request_max_bytes,
         in_flight_max: ctx.config.queued_max_requests,
     };
+    // The one listener there is today, by Kafka's name for a plain TCP listener.
+    let listener_name: Rc<str> = Rc::from("PLAINTEXT");
     let mut at_limit = false;
     loop {
         let accept = std::pin::pin!(listener.accept());
@@ -279,14 +279,15 @@ async fn accept_loop(
         }
         at_limit = false;
         let _ = stream.set_nodelay(true);
-        let peer = stream
-            .peer_addr()
-            .map_or_else(|_| "unknown".to_string(), |a| a.to_string());
+        let peer = Peer {
+            addr: stream.peer_addr().ok(),
+            listener: Rc::clone(&listener_name),
+        };
         active.set(active.get() + 1);
         let (service, shutdown, active) =
             (Rc::clone(&service), shutdown.clone(), Rc::clone(&active));
         glommio::spawn_local(async move {
-            serve_connection(stream, &peer, service, limits, shutdown).await;
+            serve_connection(stream, peer, service, limits, shutdown).await;
             active.set(active.get() - 1);
         })
         .detach();

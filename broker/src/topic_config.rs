@@ -1,199 +1,14 @@
-//! Topic-level configs (Kafka names), their broker-wide defaults, and how they make a
-//! [`LogConfig`]. CreateTopics, IncrementalAlterConfigs and DescribeConfigs use this table.
+//! Topic-level configs: the settings of [`crate::settings`] that have a topic name, seen from a
+//! topic. An override is validated and normalized when it is set and stored as text (the
+//! registry's); a topic's [`LogConfig`] is its broker's values with its overrides applied.
+//! CreateTopics, the AlterConfigs APIs and DescribeConfigs use this module.
 
 use std::collections::BTreeMap;
 
-use odradek_storage::{FlushPolicy, LogConfig};
+use odradek_storage::LogConfig;
 
 use crate::config::BrokerConfig;
-use crate::settings::{self, cleanup_policy, int_in, timestamp_type, SETTINGS};
-
-/// One topic config.
-pub struct TopicConfigDef {
-    pub name: &'static str,
-    /// The broker setting that gives its default.
-    pub broker_name: &'static str,
-    pub doc: &'static str,
-    /// Checks a value; returns it normalized.
-    pub validate: fn(&str) -> Result<String, String>,
-    /// Applies a validated value to a log config.
-    pub apply: fn(&mut LogConfig, &str),
-}
-
-fn int_check<T>(min: T, max: T) -> impl Fn(&str) -> Result<String, String>
-where
-    T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy,
-{
-    move |v| int_in(v, min, max).map(|n| n.to_string())
-}
-
-/// Parses a value `validate` accepted (so a failure here is a bug).
-fn parsed<T: std::str::FromStr>(value: &str) -> T {
-    match value.parse() {
-        Ok(v) => v,
-        Err(_) => panic!("topic config value `{value}` was validated but does not parse"),
-    }
-}
-
-/// Every topic config this broker knows.
-pub const TOPIC_CONFIGS: &[TopicConfigDef] = &[
-    TopicConfigDef {
-        name: "retention.ms",
-        broker_name: "log.retention.ms",
-        doc: "Delete closed segments older than this; -1 keeps them.",
-        validate: |v| int_check(-1i64, i64::MAX)(v),
-        apply: |c, v| c.retention_ms = parsed(v),
-    },
-    TopicConfigDef {
-        name: "retention.bytes",
-        broker_name: "log.retention.bytes",
-        doc: "Delete closed segments while the partition is larger; -1 = no limit.",
-        validate: |v| int_check(-1i64, i64::MAX)(v),
-        apply: |c, v| c.retention_bytes = parsed(v),
-    },
-    TopicConfigDef {
-        name: "segment.bytes",
-        broker_name: "log.segment.bytes",
-        doc: "Roll a segment when it would pass this size.",
-        validate: |v| int_check(1024u64, i32::MAX as u64)(v),
-        apply: |c, v| c.segment_bytes = parsed(v),
-    },
-    TopicConfigDef {
-        name: "segment.ms",
-        broker_name: "log.roll.ms",
-        doc: "Roll a segment when its first record is this old.",
-        validate: |v| int_check(1u64, i64::MAX as u64)(v),
-        apply: |c, v| c.segment_ms = parsed(v),
-    },
-    TopicConfigDef {
-        name: "max.message.bytes",
-        broker_name: "message.max.bytes",
-        doc: "The largest record batch accepted.",
-        validate: |v| int_check(0u32, i32::MAX as u32)(v),
-        apply: |c, v| c.max_message_bytes = parsed(v),
-    },
-    TopicConfigDef {
-        name: "message.timestamp.type",
-        broker_name: "log.message.timestamp.type",
-        doc: "CreateTime or LogAppendTime.",
-        validate: |v| timestamp_type(v).map(|t| settings::timestamp_type_name(t).to_string()),
-        apply: |c, v| c.timestamp_type = timestamp_type(v).unwrap_or(c.timestamp_type),
-    },
-    TopicConfigDef {
-        name: "compression.type",
-        broker_name: "compression.type",
-        doc: "The codec batches are stored with: producer (as sent), uncompressed, gzip, snappy, lz4 or zstd.",
-        validate: settings::compression_type,
-        apply: |c, v| c.compression = settings::compression_codec(v),
-    },
-    TopicConfigDef {
-        name: "message.format.version",
-        broker_name: "log.message.format.version",
-        doc: "Deprecated since Kafka 3.0 and ignored, as there (batches are stored in format v2).",
-        validate: settings::message_format_version,
-        apply: |_, _| {},
-    },
-    TopicConfigDef {
-        name: "message.downconversion.enable",
-        broker_name: "log.message.downconversion.enable",
-        doc: "Serve Fetch v0–3 (message formats v0/v1) by converting stored batches down; false answers UNSUPPORTED_VERSION.",
-        validate: |v| settings::boolean(v).map(|b| b.to_string()),
-        apply: |_, _| {},
-    },
-    TopicConfigDef {
-        name: "message.timestamp.before.max.ms",
-        broker_name: "log.message.timestamp.before.max.ms",
-        doc: "How far before the broker's clock a CreateTime record may be.",
-        validate: |v| int_check(0i64, i64::MAX)(v),
-        apply: |c, v| c.timestamp_before_max_ms = parsed(v),
-    },
-    TopicConfigDef {
-        name: "message.timestamp.after.max.ms",
-        broker_name: "log.message.timestamp.after.max.ms",
-        doc: "How far after the broker's clock a CreateTime record may be.",
-        validate: |v| int_check(0i64, i64::MAX)(v),
-        apply: |c, v| c.timestamp_after_max_ms = parsed(v),
-    },
-    TopicConfigDef {
-        name: "cleanup.policy",
-        broker_name: "log.cleanup.policy",
-        doc: "delete, compact or both; compact alone keeps every segment (compaction itself comes later); compacted topics need a key on every record.",
-        validate: cleanup_policy,
-        apply: |c, v| {
-            c.cleanup_delete = settings::cleanup_deletes(v);
-            c.keys_required = settings::cleanup_compacts(v);
-        },
-    },
-    // Compaction's settings: validated, stored and described as Kafka does, so tools and clients
-    // that set them work, but without effect until compaction is built (their broker defaults
-    // are Kafka's; see `PENDING_DEFAULTS`).
-    TopicConfigDef {
-        name: "delete.retention.ms",
-        broker_name: "log.cleaner.delete.retention.ms",
-        doc: "Compaction (not built yet; stored without effect): how long delete markers are kept.",
-        validate: |v| int_check(0i64, i64::MAX)(v),
-        apply: |_, _| {},
-    },
-    TopicConfigDef {
-        name: "min.compaction.lag.ms",
-        broker_name: "log.cleaner.min.compaction.lag.ms",
-        doc: "Compaction (not built yet; stored without effect): the least time a record stays uncompacted.",
-        validate: |v| int_check(0i64, i64::MAX)(v),
-        apply: |_, _| {},
-    },
-    TopicConfigDef {
-        name: "max.compaction.lag.ms",
-        broker_name: "log.cleaner.max.compaction.lag.ms",
-        doc: "Compaction (not built yet; stored without effect): the most time a record stays uncompacted.",
-        validate: |v| int_check(1i64, i64::MAX)(v),
-        apply: |_, _| {},
-    },
-    TopicConfigDef {
-        name: "min.cleanable.dirty.ratio",
-        broker_name: "log.cleaner.min.cleanable.ratio",
-        doc: "Compaction (not built yet; stored without effect): the dirty share of a log that makes it eligible.",
-        validate: ratio,
-        apply: |_, _| {},
-    },
-    TopicConfigDef {
-        name: "flush.ms",
-        broker_name: "log.flush.interval.ms",
-        doc: "Sync every N ms instead of before each acks=all answer.",
-        validate: |v| int_check(0i64, i64::MAX)(v),
-        apply: |c, v| {
-            let ms: i64 = parsed(v);
-            c.flush = if ms == 0 || ms == i64::MAX {
-                FlushPolicy::SyncBeforeAck
-            } else {
-                FlushPolicy::IntervalMs(ms as u64)
-            };
-        },
-    },
-    TopicConfigDef {
-        name: "index.interval.bytes",
-        broker_name: "log.index.interval.bytes",
-        doc: "Bytes of log between two offset-index entries.",
-        validate: |v| int_check(0u32, i32::MAX as u32)(v),
-        apply: |c, v| c.index_interval_bytes = parsed(v),
-    },
-];
-
-/// A fraction in [0, 1], as Kafka's `double` configs with that range.
-fn ratio(value: &str) -> Result<String, String> {
-    match value.parse::<f64>() {
-        Ok(r) if (0.0..=1.0).contains(&r) => Ok(value.to_string()),
-        _ => Err("expected a number in [0, 1]".into()),
-    }
-}
-
-/// Broker defaults (Kafka's) of the topic configs that have no broker setting here yet: they
-/// are stored without effect until their feature is built (compaction).
-const PENDING_DEFAULTS: &[(&str, &str)] = &[
-    ("log.cleaner.delete.retention.ms", "86400000"),
-    ("log.cleaner.min.compaction.lag.ms", "0"),
-    ("log.cleaner.max.compaction.lag.ms", "9223372036854775807"),
-    ("log.cleaner.min.cleanable.ratio", "0.5"),
-];
+use crate::settings::{self, Setting, ValueError, SETTINGS};
 
 /// Why a topic config cannot be set.
 #[derive(Debug, thiserror::Error)]
@@ -204,28 +19,28 @@ pub enum TopicConfigError {
     BadValue {
         name: String,
         value: String,
-        reason: String,
+        reason: ValueError,
     },
 }
 
-/// Whether a broker setting may change at run time (it is the default of a topic config).
-pub fn is_dynamic(broker_name: &str) -> bool {
-    TOPIC_CONFIGS.iter().any(|d| d.broker_name == broker_name)
-        && SETTINGS.iter().any(|s| s.name == broker_name)
-}
-
-pub fn find(name: &str) -> Option<&'static TopicConfigDef> {
-    TOPIC_CONFIGS.iter().find(|d| d.name == name)
+/// Every setting that is also a topic config.
+fn topic_settings() -> impl Iterator<Item = (&'static str, &'static Setting)> {
+    SETTINGS
+        .iter()
+        .filter_map(|s| s.topic_name.map(|topic_name| (topic_name, s)))
 }
 
 /// Validates one override; returns it normalized.
 pub fn validate(name: &str, value: &str) -> Result<String, TopicConfigError> {
-    let def = find(name).ok_or_else(|| TopicConfigError::Unknown(name.into()))?;
-    (def.validate)(value.trim()).map_err(|reason| TopicConfigError::BadValue {
-        name: name.into(),
-        value: value.into(),
-        reason,
-    })
+    let setting =
+        settings::find_topic(name).ok_or_else(|| TopicConfigError::Unknown(name.into()))?;
+    setting
+        .normalize(value.trim())
+        .map_err(|reason| TopicConfigError::BadValue {
+            name: name.into(),
+            value: value.into(),
+            reason,
+        })
 }
 
 /// Validates a whole set of overrides.
@@ -240,13 +55,21 @@ pub fn validate_all(
 
 /// The log settings of a topic: broker defaults, then the topic's (validated) overrides.
 pub fn log_config(broker: &BrokerConfig, overrides: &BTreeMap<String, String>) -> LogConfig {
-    let mut config = broker.log_defaults();
-    for (name, value) in overrides {
-        if let Some(def) = find(name) {
-            (def.apply)(&mut config, value);
-        }
+    log_config_over(LogConfig::default(), broker, overrides)
+}
+
+/// `base` with every field the table maps set from `broker` and `overrides` (every field of a
+/// `LogConfig` is mapped: a test starts from a scrambled base to prove it).
+fn log_config_over(
+    mut base: LogConfig,
+    broker: &BrokerConfig,
+    overrides: &BTreeMap<String, String>,
+) -> LogConfig {
+    for (topic_name, setting) in topic_settings() {
+        let override_text = overrides.get(topic_name).map(String::as_str);
+        setting.to_log(&mut base, broker, override_text);
     }
-    config
+    base
 }
 
 /// The effective value of topic config `name` for a topic with `overrides`: its override, or
@@ -256,28 +79,13 @@ pub fn effective(
     overrides: &BTreeMap<String, String>,
     name: &str,
 ) -> Option<String> {
-    let def = find(name)?;
+    let setting = settings::find_topic(name)?;
     Some(
         overrides
             .get(name)
             .cloned()
-            .unwrap_or_else(|| broker_default(broker, def)),
+            .unwrap_or_else(|| setting.value(broker)),
     )
-}
-
-/// The broker-wide default of a topic config, as text.
-pub fn broker_default(broker: &BrokerConfig, def: &TopicConfigDef) -> String {
-    SETTINGS
-        .iter()
-        .find(|s| s.name == def.broker_name)
-        .map(|s| (s.get)(broker))
-        .or_else(|| {
-            PENDING_DEFAULTS
-                .iter()
-                .find(|(name, _)| *name == def.broker_name)
-                .map(|(_, value)| value.to_string())
-        })
-        .unwrap_or_default()
 }
 
 /// Where a described value comes from (Kafka's `ConfigSource` numbers).
@@ -295,7 +103,10 @@ pub enum ConfigSource {
 
 /// One topic config as DescribeConfigs and CreateTopics report it.
 pub struct DescribedConfig {
-    pub def: &'static TopicConfigDef,
+    /// The topic config's name.
+    pub name: &'static str,
+    /// The setting behind it (its `name` is the broker synonym).
+    pub setting: &'static Setting,
     pub value: String,
     pub source: ConfigSource,
 }
@@ -305,18 +116,19 @@ pub fn describe(
     broker: &BrokerConfig,
     overrides: &BTreeMap<String, String>,
 ) -> Vec<DescribedConfig> {
-    TOPIC_CONFIGS
-        .iter()
-        .map(|def| match overrides.get(def.name) {
+    topic_settings()
+        .map(|(name, setting)| match overrides.get(name) {
             Some(value) => DescribedConfig {
-                def,
+                name,
+                setting,
                 value: value.clone(),
                 source: ConfigSource::Topic,
             },
             None => DescribedConfig {
-                def,
-                value: broker_default(broker, def),
-                source: broker_source(broker, def.broker_name),
+                name,
+                setting,
+                value: setting.value(broker),
+                source: broker_source(broker, setting.name),
             },
         })
         .collect()
@@ -375,22 +187,63 @@ mod tests {
     }
 
     #[test]
-    fn every_topic_config_has_a_broker_default() {
+    fn every_topic_config_has_a_valid_broker_default() {
         let broker = BrokerConfig::default();
-        for def in TOPIC_CONFIGS {
-            let setting = SETTINGS.iter().any(|s| s.name == def.broker_name);
-            let pending = PENDING_DEFAULTS.iter().any(|(n, _)| *n == def.broker_name);
-            assert!(
-                setting != pending,
-                "{}: a setting or a pending default",
-                def.name
-            );
-            let default = broker_default(&broker, def);
-            assert!(
-                (def.validate)(&default).is_ok(),
-                "{} default {default}",
-                def.name
+        for (name, _) in topic_settings() {
+            let default = effective(&broker, &BTreeMap::new(), name).expect("known");
+            assert_eq!(
+                validate(name, &default).ok(),
+                Some(default.clone()),
+                "{name}"
             );
         }
+    }
+
+    #[test]
+    fn storage_log_defaults_are_the_tables() {
+        use odradek_storage::{FlushPolicy, TimestampType};
+        // Every field differs from both the table's value and storage's default: one the table
+        // does not map stays scrambled and fails the comparison.
+        let scrambled = LogConfig {
+            segment_bytes: 1,
+            segment_ms: 1,
+            index_interval_bytes: 1,
+            max_message_bytes: 1,
+            retention_ms: 1,
+            retention_bytes: 1,
+            cleanup_delete: false,
+            flush: FlushPolicy::IntervalMs(1),
+            timestamp_type: TimestampType::LogAppendTime,
+            timestamp_before_max_ms: 1,
+            timestamp_after_max_ms: 1,
+            keys_required: true,
+            compression: Some(1),
+        };
+        let broker = BrokerConfig::default();
+        let from_table = log_config_over(scrambled, &broker, &BTreeMap::new());
+        assert_eq!(from_table, LogConfig::default());
+        assert_eq!(
+            odradek_storage::ShardStorageConfig::default().tail_cache_bytes,
+            broker.tail_cache_bytes
+        );
+    }
+
+    #[test]
+    fn overrides_are_stored_normalized() {
+        assert_eq!(
+            validate("cleanup.policy", "delete, compact")
+                .ok()
+                .as_deref(),
+            Some("compact,delete")
+        );
+        assert_eq!(
+            validate("compression.type", "GZIP").ok().as_deref(),
+            Some("gzip")
+        );
+        assert_eq!(
+            validate("retention.ms", " 0100 ").ok().as_deref(),
+            Some("100")
+        );
+        assert_eq!(validate("flush.ms", "0").ok().as_deref(), Some("0"));
     }
 }

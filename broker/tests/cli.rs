@@ -238,6 +238,8 @@ fn given_a_consumer_group_when_described_reset_and_deleted_should_show_offsets_a
     });
     let member_row = &described["members"][0];
     assert_eq!(member_row["client_id"], "cli-test-client", "{described}");
+    // The member's host is its connection's peer, as Kafka shows it.
+    assert_eq!(member_row["host"], "/127.0.0.1", "{described}");
     assert_eq!(member_row["assignment"][topic], serde_json::json!([0, 1]));
     assert_eq!(described["protocol_type"], "consumer");
     fails(

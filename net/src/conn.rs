@@ -6,8 +6,14 @@
 //! that awaits them in order and writes their responses: responses go back in request order. A
 //! request may have no response (acks=0 produce). Any malformed input closes this connection
 //! only, with one log line.
+//!
+//! The service keeps its own state per connection (a session: who the peer is, later what it
+//! authenticated as), made when the connection opens and handed to every request. A request the
+//! service says must finish first (a SASL handshake changes how the next request is read) holds
+//! back the reading of later ones until it is done.
 
 use std::io::IoSlice;
+use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, RawFd};
 use std::rc::Rc;
 
@@ -34,13 +40,39 @@ pub struct Request {
     pub body: Bytes,
 }
 
+/// What the connection loop knows of a connection when it opens.
+#[derive(Clone, Debug)]
+pub struct Peer {
+    /// The remote address (`None` where the socket could not say).
+    pub addr: Option<SocketAddr>,
+    /// The name of the listener it arrived on (`PLAINTEXT`, later `CONTROLLER`, `SASL_SSL`, …).
+    pub listener: Rc<str>,
+}
+
 /// What serves requests: the broker's handler table.
 #[allow(async_fn_in_trait)] // Shard-local: the futures are never sent across threads.
 pub trait Service: 'static {
+    /// The service's state of one connection, shared by its requests.
+    type Session: 'static;
+
+    /// The session of a connection that just opened.
+    fn open(&self, peer: Peer) -> Self::Session;
+
+    /// Whether `request` must finish before the connection reads the next one (a request that
+    /// changes how later ones are read or allowed, as SASL's handshake does). Requests are
+    /// otherwise served concurrently.
+    fn must_finish_first(&self, _session: &Self::Session, _request: &Request) -> bool {
+        false
+    }
+
     /// `Ok(Some(pieces))`: one length-prefixed response frame, in pieces written in order (record
     /// batches stay separate pieces instead of being copied); `Ok(None)`: no response (acks=0);
     /// `Err`: close the connection (for input the protocol cannot answer).
-    async fn call(self: Rc<Self>, request: Request) -> Result<Option<Vec<Bytes>>, NetError>;
+    async fn call(
+        self: Rc<Self>,
+        session: Rc<Self::Session>,
+        request: Request,
+    ) -> Result<Option<Vec<Bytes>>, NetError>;
 }
 
 /// Bounds of one connection.
@@ -58,7 +90,7 @@ type Reply = Result<Option<Vec<Bytes>>, NetError>;
 /// already read are answered first). Logs why it closed.
 pub async fn serve_connection<T, S>(
     stream: T,
-    peer: &str,
+    peer: Peer,
     service: Rc<S>,
     limits: ConnLimits,
     shutdown: Shutdown,
@@ -70,7 +102,11 @@ pub async fn serve_connection<T, S>(
     let fd = stream.as_raw_fd();
     let (reader, writer) = stream.split();
     let (tx, rx) = local_channel::new_bounded(limits.in_flight_max);
-    let read = std::pin::pin!(read_loop(reader, service, limits, tx, shutdown));
+    let name = peer
+        .addr
+        .map_or_else(|| "unknown".to_string(), |a| a.to_string());
+    let session = Rc::new(service.open(peer));
+    let read = std::pin::pin!(read_loop(reader, service, session, limits, tx, shutdown));
     let write = std::pin::pin!(write_loop(writer, fd, rx));
     let result = match select(read, write).await {
         // The reader is done (EOF, shutdown or bad input): answer what was read, then close.
@@ -80,7 +116,7 @@ pub async fn serve_connection<T, S>(
         }
         Either::Right((write_result, _read)) => write_result,
     };
-    log_close(peer, result);
+    log_close(&name, result);
 }
 
 fn log_close(peer: &str, result: Result<(), NetError>) {
@@ -94,6 +130,7 @@ fn log_close(peer: &str, result: Result<(), NetError>) {
 async fn read_loop<R, S>(
     reader: R,
     service: Rc<S>,
+    session: Rc<S::Session>,
     limits: ConnLimits,
     tx: LocalSender<JoinHandle<Reply>>,
     shutdown: Shutdown,
@@ -117,9 +154,25 @@ where
             header: decoded.header,
             body: decoded.body,
         };
-        let task = glommio::spawn_local(Rc::clone(&service).call(request)).detach();
+        let first = service.must_finish_first(&session, &request);
+        let call = Rc::clone(&service).call(Rc::clone(&session), request);
+        let (task, finished) = if first {
+            let (done, finished) = futures::channel::oneshot::channel::<()>();
+            let call = async move {
+                let reply = call.await;
+                let _ = done.send(());
+                reply
+            };
+            (glommio::spawn_local(call).detach(), Some(finished))
+        } else {
+            (glommio::spawn_local(call).detach(), None)
+        };
         if tx.send(task).await.is_err() {
             return Ok(()); // The writer is gone: the connection is closing.
+        }
+        if let Some(finished) = finished {
+            // Cancelled (the shard is stopping) reads as finished: the writer stops too.
+            let _ = finished.await;
         }
     }
 }
@@ -294,7 +347,11 @@ mod tests {
     struct SlowEcho;
 
     impl Service for SlowEcho {
-        async fn call(self: Rc<Self>, request: Request) -> Result<Option<Vec<Bytes>>, NetError> {
+        type Session = ();
+
+        fn open(&self, _peer: Peer) {}
+
+        async fn call(self: Rc<Self>, _: Rc<()>, request: Request) -> Reply {
             let id = request.header.correlation_id;
             let delay_ms = u64::try_from(REQUESTS - id).unwrap_or(0) * 2;
             glommio::timer::sleep(Duration::from_millis(delay_ms)).await;
@@ -328,7 +385,11 @@ mod tests {
             frame_bytes_max: 1024,
             in_flight_max: 4,
         };
-        serve_connection(stream, "test", Rc::new(service), limits, Shutdown::new()).await;
+        let peer = Peer {
+            addr: stream.peer_addr().ok(),
+            listener: Rc::from("TEST"),
+        };
+        serve_connection(stream, peer, Rc::new(service), limits, Shutdown::new()).await;
     }
 
     #[test]
@@ -362,7 +423,11 @@ mod tests {
     const PIECES: usize = 100;
 
     impl Service for Pieces {
-        async fn call(self: Rc<Self>, request: Request) -> Result<Option<Vec<Bytes>>, NetError> {
+        type Session = ();
+
+        fn open(&self, _peer: Peer) {}
+
+        async fn call(self: Rc<Self>, _: Rc<()>, request: Request) -> Reply {
             let mut head = BytesMut::new();
             head.put_i32((4 + PIECE_BYTES * PIECES) as i32);
             head.put_i32(request.header.correlation_id);
@@ -445,5 +510,77 @@ mod tests {
             assert!(rest.is_empty());
             server.await;
         });
+    }
+
+    /// Logs when each request starts and ends; SaslHandshake requests must finish first. The
+    /// log is the session's, and the session knows the listener it came from.
+    struct Gate;
+
+    impl Service for Gate {
+        type Session = (Rc<str>, std::cell::RefCell<Vec<String>>);
+
+        fn open(&self, peer: Peer) -> Self::Session {
+            assert!(peer.addr.is_some(), "a TCP peer has an address");
+            (peer.listener, Default::default())
+        }
+
+        fn must_finish_first(&self, _: &Self::Session, request: &Request) -> bool {
+            request.api_key == ApiKey::SaslHandshake
+        }
+
+        async fn call(self: Rc<Self>, session: Rc<Self::Session>, request: Request) -> Reply {
+            let id = request.header.correlation_id;
+            session.1.borrow_mut().push(format!("start {id}"));
+            // The first request is slow: a later one that is not held back starts meanwhile.
+            let delay_ms = if id == 0 { 40 } else { 1 };
+            glommio::timer::sleep(Duration::from_millis(delay_ms)).await;
+            session.1.borrow_mut().push(format!("end {id}"));
+            let mut frame = BytesMut::new();
+            frame.put_i32(4);
+            frame.put_i32(id);
+            if id == 1 {
+                let log = session.1.borrow().join(", ");
+                frame.put_slice(log.as_bytes());
+                let len = frame.len() as i32 - 4;
+                frame[..4].copy_from_slice(&len.to_be_bytes());
+            }
+            Ok(Some(vec![frame.freeze()]))
+        }
+    }
+
+    /// The log the service had when request 1 ended, after sending request 0 as `first`.
+    fn log_after(first: ApiKey) -> String {
+        let out = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let written = std::sync::Arc::clone(&out);
+        odradek_storage::testing::run(move || async move {
+            let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+            let addr = listener.local_addr().expect("addr");
+            let server = glommio::spawn_local(serve_one(listener, Gate));
+            let mut client = TcpStream::connect(addr).await.expect("connect");
+            let mut both = request_frame(first, 0);
+            both.extend(request_frame(ApiKey::Metadata, 1));
+            client.write_all(&both).await.expect("write");
+            let mut head = [0u8; 8];
+            client.read_exact(&mut head).await.expect("response 0");
+            client.read_exact(&mut head).await.expect("response 1");
+            let len = i32::from_be_bytes(head[..4].try_into().expect("4 bytes")) as usize;
+            let mut log = vec![0u8; len - 4];
+            client.read_exact(&mut log).await.expect("log");
+            drop(client);
+            server.await;
+            *written.lock().expect("lock") = String::from_utf8(log).expect("utf-8");
+        });
+        let log = out.lock().expect("lock").clone();
+        log
+    }
+
+    #[test]
+    fn given_a_request_that_must_finish_first_when_another_follows_should_start_it_after() {
+        assert_eq!(
+            log_after(ApiKey::SaslHandshake),
+            "start 0, end 0, start 1, end 1"
+        );
+        // Without the hold, the second request starts while the first still runs.
+        assert_eq!(log_after(ApiKey::ApiVersions), "start 0, start 1, end 1");
     }
 }

@@ -17,7 +17,8 @@
 //!   from its response structs by hand.
 //! - [`message_set`]: the legacy message formats (magic 0 and 1) that Produce v0–2 and Fetch
 //!   v0–3 carry, and their conversion to and from record batches (magic 2).
-//! - [`conn`]: the connection loop: pipelined requests, bounded in flight, in-order responses.
+//! - [`conn`]: the connection loop: pipelined requests, bounded in flight, in-order responses,
+//!   the service's session per connection, and requests that must finish before the next.
 //! - [`shutdown`]: a broadcast "stop now" signal for accept and connection loops.
 //! - [`guard_alloc`]: the global allocator that keeps a lying length prefix from aborting the
 //!   process (the codec reserves what a peer declares before reading it).
@@ -37,7 +38,7 @@ pub mod shutdown;
 pub use codec::{
     decode_body, encode_response, encode_response_sharing, encode_response_with_header_version,
 };
-pub use conn::{serve_connection, write_pieces, ConnLimits, Request, Service};
+pub use conn::{serve_connection, write_pieces, ConnLimits, Peer, Request, Service};
 pub use error::NetError;
 pub use frame::FrameReader;
 pub use header::decode_request_header;

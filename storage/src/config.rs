@@ -1,4 +1,8 @@
-//! Per-log settings, named after Kafka's topic configs.
+//! Per-log settings: the typed values a log runs with. Each field is a Kafka topic config (named
+//! in its doc); the broker builds a `LogConfig` from its settings table
+//! (`broker/src/settings/table.rs`), which holds every config's default, bounds and meaning. The
+//! defaults here serve this crate's tests and tools, and a broker test checks them equal to the
+//! table's.
 
 /// When a partition's writes are made durable with `fdatasync`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -17,20 +21,20 @@ pub enum TimestampType {
     LogAppendTime,
 }
 
-/// The settings of one partition log (Kafka topic-level names in the doc of each field).
+/// The settings of one partition log.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LogConfig {
-    /// `segment.bytes`: roll the active segment when it would pass this size.
+    /// `segment.bytes`.
     pub segment_bytes: u64,
-    /// `segment.ms`: roll the active segment when its first batch is older than this.
+    /// `segment.ms`: measured from the active segment's first batch.
     pub segment_ms: u64,
-    /// `index.interval.bytes`: bytes of log between two sparse offset-index entries.
+    /// `index.interval.bytes`: of the sparse offset index.
     pub index_interval_bytes: u32,
-    /// `max.message.bytes`: the largest batch accepted.
+    /// `max.message.bytes`: a batch's whole size, its offset and length fields included.
     pub max_message_bytes: u32,
-    /// `retention.ms`: closed segments whose newest record is older than this are deleted; -1 = keep.
+    /// `retention.ms`: against a closed segment's newest record; -1 = keep.
     pub retention_ms: i64,
-    /// `retention.bytes`: closed segments are deleted while the log is larger; -1 = unlimited.
+    /// `retention.bytes`: -1 = unlimited.
     pub retention_bytes: i64,
     /// `cleanup.policy` includes `delete`: `retention.ms` and `retention.bytes` apply. Without it
     /// (`compact` alone) no segment goes by age or size, as in Kafka; compaction, which would
@@ -40,8 +44,7 @@ pub struct LogConfig {
     pub flush: FlushPolicy,
     /// `message.timestamp.type`.
     pub timestamp_type: TimestampType,
-    /// `message.timestamp.before.max.ms` / `after.max.ms` (KIP-937): how far before or after the
-    /// broker's clock a CreateTime record may be; `i64::MAX` = no bound (Kafka 3.9's defaults).
+    /// `message.timestamp.before.max.ms` / `after.max.ms` (KIP-937); `i64::MAX` = no bound.
     pub timestamp_before_max_ms: i64,
     pub timestamp_after_max_ms: i64,
     /// `cleanup.policy` includes `compact`: every record needs a key (INVALID_RECORD otherwise).
@@ -58,7 +61,7 @@ impl Default for LogConfig {
             segment_bytes: 1 << 30,
             segment_ms: 7 * 24 * 3600 * 1000,
             index_interval_bytes: 4096,
-            max_message_bytes: 1 << 20,
+            max_message_bytes: (1 << 20) + 12,
             retention_ms: 7 * 24 * 3600 * 1000,
             retention_bytes: -1,
             cleanup_delete: true,
@@ -72,10 +75,12 @@ impl Default for LogConfig {
     }
 }
 
-/// Memory bounds shared by every log of one shard.
+/// Memory bounds shared by every log of one shard (`tail_cache_bytes` is the broker's
+/// `odradek.tail.cache.bytes`; a broker test checks the default equal to the settings table's).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ShardStorageConfig {
-    /// Bytes of not-yet-written batches a shard holds before appends get `AppendError::Backpressure`.
+    /// Bytes of not-yet-written batches a shard holds before appends get
+    /// `AppendError::Backpressure`.
     pub write_buffer_bytes: usize,
     /// Bytes of recently written batches kept in memory for tail reads (evicted oldest first).
     pub tail_cache_bytes: usize,

@@ -59,4 +59,4 @@ pub use log::{
     AppendReceipt, Chunk, FileRegion, PartitionLog, ReadOutcome, RetentionOutcome, ShardStorage,
 };
 pub use producers::SequenceError;
-pub use types::Offset;
+pub use types::{LeaderEpoch, Offset, ProducerId};

@@ -16,6 +16,7 @@ use std::collections::{HashMap, VecDeque};
 
 use crate::batch::BatchHeader;
 use crate::segment::BatchMeta;
+use crate::types::ProducerId;
 
 /// Batches remembered per producer (Kafka's bound, which is also the most in flight that
 /// idempotent producers allow per connection).
@@ -50,7 +51,7 @@ struct Entry {
 /// The producer fields of one batch header.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Stamp {
-    pub producer_id: i64,
+    pub producer_id: ProducerId,
     pub epoch: i16,
     pub first_seq: i32,
     pub last_seq: i32,
@@ -60,7 +61,7 @@ impl Stamp {
     /// `None` for a batch without a producer id (not idempotent).
     pub fn of(header: &BatchHeader<'_>) -> Option<Stamp> {
         (header.producer_id() >= 0).then(|| Stamp {
-            producer_id: header.producer_id(),
+            producer_id: ProducerId(header.producer_id()),
             epoch: header.producer_epoch(),
             first_seq: header.base_sequence(),
             last_seq: add_sequence(header.base_sequence(), header.last_offset_delta()),
@@ -88,20 +89,20 @@ fn follows(last: i32, next: i32) -> bool {
 pub enum SequenceError {
     #[error("producer {producer_id}: sequence {got} does not follow {last} (epoch {epoch})")]
     OutOfOrder {
-        producer_id: i64,
+        producer_id: ProducerId,
         epoch: i16,
         last: i32,
         got: i32,
     },
     #[error("producer {producer_id}: a new epoch {epoch} must start at sequence 0, not {got}")]
     NewEpochNotAtZero {
-        producer_id: i64,
+        producer_id: ProducerId,
         epoch: i16,
         got: i32,
     },
     #[error("producer {producer_id}: epoch {got} is older than the current {current}")]
     StaleEpoch {
-        producer_id: i64,
+        producer_id: ProducerId,
         current: i16,
         got: i32,
     },
@@ -118,7 +119,7 @@ pub(crate) enum Verdict {
 
 #[derive(Default, Debug, Clone, PartialEq, Eq)]
 pub(crate) struct ProducerStates {
-    entries: HashMap<i64, Entry>,
+    entries: HashMap<ProducerId, Entry>,
 }
 
 impl ProducerStates {
@@ -131,7 +132,7 @@ impl ProducerStates {
     /// batch per partition per request).
     pub fn check(&self, stamps: &[Stamp]) -> Result<Verdict, SequenceError> {
         // (producer, epoch, last sequence) of earlier batches of this same set.
-        let mut seen: Vec<(i64, i16, i32)> = Vec::new();
+        let mut seen: Vec<(ProducerId, i16, i32)> = Vec::new();
         for stamp in stamps {
             let earlier = seen.iter().rev().find(|s| s.0 == stamp.producer_id);
             let entry = self.entries.get(&stamp.producer_id);
@@ -203,7 +204,7 @@ impl ProducerStates {
         ids.sort_unstable();
         for id in ids {
             let e = &self.entries[&id];
-            out.extend_from_slice(&id.to_be_bytes());
+            out.extend_from_slice(&id.0.to_be_bytes());
             out.extend_from_slice(&e.epoch.to_be_bytes());
             out.extend_from_slice(&e.last_append_ms.to_be_bytes());
             out.push(e.recent.len() as u8);
@@ -238,7 +239,7 @@ impl ProducerStates {
         let count = r.u32()?;
         let mut entries = HashMap::new();
         for _ in 0..count {
-            let id = r.i64()?;
+            let id = ProducerId(r.i64()?);
             let epoch = r.i16()?;
             let last_append_ms = r.i64()?;
             let n = r.take(1)?[0] as usize;
@@ -358,7 +359,7 @@ mod tests {
 
     fn stamp(id: i64, epoch: i16, first: i32, count: i32) -> Stamp {
         Stamp {
-            producer_id: id,
+            producer_id: ProducerId(id),
             epoch,
             first_seq: first,
             last_seq: add_sequence(first, count - 1),

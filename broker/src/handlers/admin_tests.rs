@@ -17,7 +17,7 @@ use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use odradek_net::codec::response_header_version;
-use odradek_net::Request;
+use odradek_net::Peer;
 use odradek_storage::{ShardStorage, ShardStorageConfig};
 
 use super::util::{str_bytes, topic_name};
@@ -25,6 +25,7 @@ use super::{dispatch, entry};
 use crate::config::BrokerConfig;
 use crate::ids::{NodeId, ShardId};
 use crate::metadata::{BrokerEndpoint, MetadataSnapshot};
+use crate::session::{ConnectionId, RequestContext, Session};
 use crate::shard::ShardCtx;
 
 /// Runs `test` on a one-shard broker context inside a glommio executor.
@@ -92,17 +93,10 @@ pub(crate) async fn call<Req: Encodable, Resp: Decodable>(
         .with_request_api_version(version)
         .with_correlation_id(5)
         .with_client_id(Some(StrBytes::from_static_str("wire-test")));
-    let frame = dispatch(
-        ctx,
-        Request {
-            api_key: key,
-            header,
-            body: body.freeze(),
-        },
-    )
-    .await
-    .unwrap_or_else(|e| panic!("{key:?} v{version}: {e}"))
-    .expect("a response");
+    let frame = dispatch(request_context(ctx, header), key, body.freeze())
+        .await
+        .unwrap_or_else(|e| panic!("{key:?} v{version}: {e}"))
+        .expect("a response");
     let frame = Bytes::from(frame.concat());
     let mut buf = frame.slice(4..);
     let header =
@@ -111,6 +105,19 @@ pub(crate) async fn call<Req: Encodable, Resp: Decodable>(
     let response = Resp::decode(&mut buf, version).expect("decode response");
     assert!(!buf.has_remaining(), "{key:?} v{version}: trailing bytes");
     response
+}
+
+/// The context of a request with `header` on a connection from 127.0.0.1.
+pub(crate) fn request_context(ctx: &Rc<ShardCtx>, header: RequestHeader) -> Rc<RequestContext> {
+    let peer = Peer {
+        addr: Some(std::net::SocketAddr::from(([127, 0, 0, 1], 40_000))),
+        listener: Rc::from("PLAINTEXT"),
+    };
+    Rc::new(RequestContext {
+        shard: Rc::clone(ctx),
+        session: Rc::new(Session::new(ConnectionId(1), peer)),
+        header,
+    })
 }
 
 fn versions(key: ApiKey) -> std::ops::RangeInclusive<i16> {

@@ -4,25 +4,23 @@
 //! IncrementalAlterConfigs.
 
 use std::collections::BTreeMap;
-use std::rc::Rc;
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::alter_configs_response::AlterConfigsResourceResponse;
-use kafka_protocol::messages::{AlterConfigsRequest, AlterConfigsResponse, ApiKey, RequestHeader};
+use kafka_protocol::messages::{AlterConfigsRequest, AlterConfigsResponse, ApiKey};
 
 use super::incremental_alter_configs::edit_overrides;
 use super::util::str_bytes;
 use crate::control::ControlError;
-use crate::shard::ShardCtx;
+use crate::session::RequestContext;
+
+use super::RunsOn;
 
 pub const API_KEY: ApiKey = ApiKey::AlterConfigs;
 pub const VERSIONS: (i16, i16) = (0, 2);
+pub const RUNS_ON: RunsOn = RunsOn::ControlPlane;
 
-pub async fn handle(
-    ctx: &Rc<ShardCtx>,
-    _header: &RequestHeader,
-    request: AlterConfigsRequest,
-) -> AlterConfigsResponse {
+pub async fn handle(ctx: &RequestContext, request: AlterConfigsRequest) -> AlterConfigsResponse {
     let mut responses = Vec::with_capacity(request.resources.len());
     for resource in request.resources {
         let replacement = resource
@@ -44,7 +42,7 @@ pub async fn handle(
                     Ok(())
                 };
                 let kind = resource.resource_type;
-                edit_overrides(ctx, kind, name, replace, request.validate_only).await
+                edit_overrides(&ctx.shard, kind, name, replace, request.validate_only).await
             }
             Err(error) => Err(error),
         };

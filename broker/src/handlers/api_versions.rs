@@ -10,42 +10,36 @@ use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, ApiVersionsResponse, RequestHeader};
-use odradek_net::{decode_body, encode_response_with_header_version, NetError, Request};
+use odradek_net::{decode_body, encode_response_with_header_version, NetError};
 
-use super::API_TABLE;
-use crate::shard::ShardCtx;
+use super::{RunsOn, API_TABLE};
+use crate::session::RequestContext;
 
 pub const API_KEY: ApiKey = ApiKey::ApiVersions;
 pub const VERSIONS: (i16, i16) = (0, 3);
+pub const RUNS_ON: RunsOn = RunsOn::Connection;
+
+/// Served from the raw body: every version is answered, none closes the connection.
+pub async fn serve(ctx: Rc<RequestContext>, body: Bytes) -> Result<Option<Vec<Bytes>>, NetError> {
+    respond(&ctx.header, body).map(|frame| Some(vec![frame]))
+}
 
 /// Decodes, serves and encodes an ApiVersions request of any version.
-pub fn respond(request: Request) -> Result<Bytes, NetError> {
-    let version = request.header.request_api_version;
+fn respond(header: &RequestHeader, body: Bytes) -> Result<Bytes, NetError> {
+    let version = header.request_api_version;
     if version < VERSIONS.0 || version > VERSIONS.1 {
         let response = response_with(ResponseError::UnsupportedVersion.code());
-        return encode_response_with_header_version(API_KEY, &request.header, &response, 0, 0);
+        return encode_response_with_header_version(API_KEY, header, &response, 0, 0);
     }
-    let response = match decode_body::<ApiVersionsRequest>(API_KEY, version, request.body) {
-        Ok(body) => handle_now(&request.header, body),
+    // The request's fields (client software name and version) change nothing in the answer.
+    let response = match decode_body::<ApiVersionsRequest>(API_KEY, version, body) {
+        Ok(_) => response_with(0),
         Err(error) => {
             tracing::debug!(%error, "ApiVersions request body undecodable");
             response_with(ResponseError::InvalidRequest.code())
         }
     };
-    encode_response_with_header_version(API_KEY, &request.header, &response, version, 0)
-}
-
-#[allow(dead_code)] // Same shape as every handler; `respond` serves every version.
-pub async fn handle(
-    _ctx: &Rc<ShardCtx>,
-    header: &RequestHeader,
-    request: ApiVersionsRequest,
-) -> ApiVersionsResponse {
-    handle_now(header, request)
-}
-
-fn handle_now(_header: &RequestHeader, _request: ApiVersionsRequest) -> ApiVersionsResponse {
-    response_with(0)
+    encode_response_with_header_version(API_KEY, header, &response, version, 0)
 }
 
 /// The table as an ApiVersions response with `error_code`.
@@ -69,17 +63,17 @@ mod tests {
     use super::*;
     use kafka_protocol::protocol::StrBytes;
 
-    fn request(version: i16, body: &'static [u8]) -> Request {
+    fn request(version: i16, body: &'static [u8]) -> (RequestHeader, Bytes) {
         let header = RequestHeader::default()
             .with_request_api_key(API_KEY as i16)
             .with_request_api_version(version)
             .with_correlation_id(0x0102_0304)
             .with_client_id(Some(StrBytes::from_static_str("t")));
-        Request {
-            api_key: API_KEY,
-            header,
-            body: Bytes::from_static(body),
-        }
+        (header, Bytes::from_static(body))
+    }
+
+    fn respond((header, body): (RequestHeader, Bytes)) -> Result<Bytes, NetError> {
+        super::respond(&header, body)
     }
 
     /// The table as ApiVersions v0 writes it: i32 count, then (key, min, max) as i16s.

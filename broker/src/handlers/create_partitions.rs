@@ -1,24 +1,22 @@
 //! CreatePartitions: raise topics' partition counts (through the control plane on shard 0).
 
-use std::rc::Rc;
 
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
 use kafka_protocol::messages::{
-    ApiKey, CreatePartitionsRequest, CreatePartitionsResponse, RequestHeader,
+    ApiKey, CreatePartitionsRequest, CreatePartitionsResponse,
 };
 
 use super::util::str_bytes;
 use crate::control::{self, ControlRequest};
-use crate::shard::ShardCtx;
+use crate::session::RequestContext;
+
+use super::RunsOn;
 
 pub const API_KEY: ApiKey = ApiKey::CreatePartitions;
 pub const VERSIONS: (i16, i16) = (0, 3);
+pub const RUNS_ON: RunsOn = RunsOn::ControlPlane;
 
-pub async fn handle(
-    ctx: &Rc<ShardCtx>,
-    _header: &RequestHeader,
-    request: CreatePartitionsRequest,
-) -> CreatePartitionsResponse {
+pub async fn handle(ctx: &RequestContext, request: CreatePartitionsRequest) -> CreatePartitionsResponse {
     let mut results = Vec::with_capacity(request.topics.len());
     for topic in request.topics {
         let change = ControlRequest::CreatePartitions {
@@ -27,7 +25,7 @@ pub async fn handle(
             validate_only: request.validate_only,
         };
         let result = CreatePartitionsTopicResult::default().with_name(topic.name);
-        results.push(match control::call_topic(ctx, change).await {
+        results.push(match control::call_topic(&ctx.shard, change).await {
             Ok(_) => result,
             Err(error) => result
                 .with_error_code(error.code())

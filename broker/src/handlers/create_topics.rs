@@ -9,21 +9,21 @@ use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::create_topics_response::{
     CreatableTopicConfigs, CreatableTopicResult,
 };
-use kafka_protocol::messages::{ApiKey, CreateTopicsRequest, CreateTopicsResponse, RequestHeader};
+use kafka_protocol::messages::{ApiKey, CreateTopicsRequest, CreateTopicsResponse};
 
 use super::util::str_bytes;
 use crate::control::{self, ControlError, ControlRequest};
+use crate::session::RequestContext;
 use crate::shard::ShardCtx;
 use crate::topic_config;
 
+use super::RunsOn;
+
 pub const API_KEY: ApiKey = ApiKey::CreateTopics;
 pub const VERSIONS: (i16, i16) = (0, 7);
+pub const RUNS_ON: RunsOn = RunsOn::ControlPlane;
 
-pub async fn handle(
-    ctx: &Rc<ShardCtx>,
-    header: &RequestHeader,
-    request: CreateTopicsRequest,
-) -> CreateTopicsResponse {
+pub async fn handle(ctx: &RequestContext, request: CreateTopicsRequest) -> CreateTopicsResponse {
     let mut seen = BTreeSet::new();
     let duplicates: BTreeSet<String> = request
         .topics
@@ -40,7 +40,7 @@ pub async fn handle(
                 "topic named more than once in the request",
             ))
         } else {
-            create_one(ctx, topic, request.validate_only).await
+            create_one(&ctx.shard, topic, request.validate_only).await
         };
         let result = match result {
             Ok(result) => result,
@@ -52,7 +52,6 @@ pub async fn handle(
         };
         results.push(result.with_name(name));
     }
-    let _ = header;
     CreateTopicsResponse::default().with_topics(results)
 }
 
@@ -94,7 +93,7 @@ async fn create_one(
         .into_iter()
         .map(|e| {
             CreatableTopicConfigs::default()
-                .with_name(str_bytes(e.def.name))
+                .with_name(str_bytes(e.name))
                 .with_value(Some(str_bytes(&e.value)))
                 .with_config_source(e.source as i8)
         })

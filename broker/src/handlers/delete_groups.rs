@@ -2,30 +2,28 @@
 //! `__consumer_offsets`); a group with members gets NON_EMPTY_GROUP, an unknown one
 //! GROUP_ID_NOT_FOUND. Each group is handled by its coordinator shard.
 
-use std::rc::Rc;
 
 use futures::future::join_all;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
-use kafka_protocol::messages::{ApiKey, DeleteGroupsRequest, DeleteGroupsResponse, RequestHeader};
+use kafka_protocol::messages::{ApiKey, DeleteGroupsRequest, DeleteGroupsResponse};
 
 use crate::group::{self, GroupReply, GroupRequest};
-use crate::shard::ShardCtx;
+use crate::session::RequestContext;
+
+use super::RunsOn;
 
 pub const API_KEY: ApiKey = ApiKey::DeleteGroups;
 pub const VERSIONS: (i16, i16) = (0, 2);
+pub const RUNS_ON: RunsOn = RunsOn::GroupCoordinator;
 
-pub async fn handle(
-    ctx: &Rc<ShardCtx>,
-    _header: &RequestHeader,
-    request: DeleteGroupsRequest,
-) -> DeleteGroupsResponse {
+pub async fn handle(ctx: &RequestContext, request: DeleteGroupsRequest) -> DeleteGroupsResponse {
     let deletions = request.groups_names.into_iter().map(|group_id| async move {
         let group = group_id.0.to_string();
         let work = GroupRequest::Delete {
             group: group.clone(),
         };
-        let code = match group::call(ctx, &group, work).await {
+        let code = match group::call(&ctx.shard, &group, work).await {
             Some(GroupReply::Code(code)) => code,
             _ => ResponseError::CoordinatorNotAvailable.code(),
         };

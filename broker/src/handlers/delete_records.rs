@@ -3,47 +3,42 @@
 //! Runs on the connection's shard; each partition hops to its owning shard, whose log deletes
 //! the whole segments below the new start and persists the start offset.
 
-use std::rc::Rc;
 
 use kafka_protocol::messages::delete_records_response::{
     DeleteRecordsPartitionResult, DeleteRecordsTopicResult,
 };
 use kafka_protocol::messages::{
-    ApiKey, DeleteRecordsRequest, DeleteRecordsResponse, RequestHeader,
+    ApiKey, DeleteRecordsRequest, DeleteRecordsResponse,
 };
 
-use crate::data_path::{for_known_partitions, DataReply, DataRequest};
-use crate::shard::ShardCtx;
+use odradek_storage::Offset;
+
+use crate::data_path::{for_known_partitions, DeleteBefore, DeleteRecords};
+use crate::session::RequestContext;
+
+use super::RunsOn;
 
 pub const API_KEY: ApiKey = ApiKey::DeleteRecords;
 pub const VERSIONS: (i16, i16) = (0, 2);
+pub const RUNS_ON: RunsOn = RunsOn::PartitionOwners;
 
-pub async fn handle(
-    ctx: &Rc<ShardCtx>,
-    _header: &RequestHeader,
-    request: DeleteRecordsRequest,
-) -> DeleteRecordsResponse {
+pub async fn handle(ctx: &RequestContext, request: DeleteRecordsRequest) -> DeleteRecordsResponse {
     let items = request
         .topics
         .iter()
         .flat_map(|t| {
-            t.partitions
-                .iter()
-                .map(|p| (t.name.to_string(), p.partition_index, p.offset))
+            t.partitions.iter().map(|p| {
+                let before = match p.offset {
+                    -1 => DeleteBefore::HighWatermark,
+                    offset => DeleteBefore::Offset(Offset(offset)),
+                };
+                (t.name.to_string(), p.partition_index, before)
+            })
         })
         .collect();
-    let mut answers = for_known_partitions(
-        ctx,
-        items,
-        |items| DataRequest::DeleteRecords { items },
-        |reply| match reply {
-            DataReply::Deleted(results) => Some(results),
-            _ => None,
-        },
-        |error| (error.code(), -1),
-    )
-    .await
-    .into_iter();
+    let mut answers = for_known_partitions(&ctx.shard, DeleteRecords, items)
+        .await
+        .into_iter();
     let topics = request
         .topics
         .into_iter()
@@ -52,11 +47,11 @@ pub async fn handle(
                 .partitions
                 .iter()
                 .zip(answers.by_ref())
-                .map(|(p, (error_code, low_watermark))| {
+                .map(|(p, answer)| {
                     DeleteRecordsPartitionResult::default()
                         .with_partition_index(p.partition_index)
-                        .with_error_code(error_code)
-                        .with_low_watermark(low_watermark)
+                        .with_error_code(answer.error_code)
+                        .with_low_watermark(answer.low_watermark)
                 })
                 .collect();
             DeleteRecordsTopicResult::default()

@@ -6,23 +6,23 @@ use std::rc::Rc;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
 use kafka_protocol::messages::{
-    ApiKey, DeleteTopicsRequest, DeleteTopicsResponse, RequestHeader, TopicName,
+    ApiKey, DeleteTopicsRequest, DeleteTopicsResponse, TopicName,
 };
 use uuid::Uuid;
 
 use super::util::{str_bytes, topic_name};
 use crate::control::{self, ControlRequest};
+use crate::session::RequestContext;
 use crate::shard::ShardCtx;
+
+use super::RunsOn;
 
 pub const API_KEY: ApiKey = ApiKey::DeleteTopics;
 pub const VERSIONS: (i16, i16) = (0, 6);
+pub const RUNS_ON: RunsOn = RunsOn::ControlPlane;
 
-pub async fn handle(
-    ctx: &Rc<ShardCtx>,
-    header: &RequestHeader,
-    request: DeleteTopicsRequest,
-) -> DeleteTopicsResponse {
-    let targets: Vec<(Option<TopicName>, Uuid)> = if header.request_api_version >= 6 {
+pub async fn handle(ctx: &RequestContext, request: DeleteTopicsRequest) -> DeleteTopicsResponse {
+    let targets: Vec<(Option<TopicName>, Uuid)> = if ctx.version() >= 6 {
         request
             .topics
             .into_iter()
@@ -37,7 +37,7 @@ pub async fn handle(
     };
     let mut responses = Vec::with_capacity(targets.len());
     for (name, id) in targets {
-        responses.push(delete_one(ctx, name, id).await);
+        responses.push(delete_one(&ctx.shard, name, id).await);
     }
     DeleteTopicsResponse::default().with_responses(responses)
 }

@@ -1,28 +1,26 @@
 //! DescribeCluster: this node, as the only broker and the controller. Runs on any shard.
 
-use std::rc::Rc;
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
 use kafka_protocol::messages::{
-    ApiKey, BrokerId, DescribeClusterRequest, DescribeClusterResponse, RequestHeader,
+    ApiKey, BrokerId, DescribeClusterRequest, DescribeClusterResponse,
 };
 
 use super::util::{authorized_operations, operations, str_bytes};
-use crate::shard::ShardCtx;
+use crate::session::RequestContext;
+
+use super::RunsOn;
 
 pub const API_KEY: ApiKey = ApiKey::DescribeCluster;
 pub const VERSIONS: (i16, i16) = (0, 1);
+pub const RUNS_ON: RunsOn = RunsOn::Connection;
 
 /// `endpoint_type` 1: brokers (the only kind a single node has).
 const ENDPOINT_TYPE_BROKERS: i8 = 1;
 
-pub async fn handle(
-    ctx: &Rc<ShardCtx>,
-    _header: &RequestHeader,
-    request: DescribeClusterRequest,
-) -> DescribeClusterResponse {
-    let snapshot = ctx.metadata();
+pub async fn handle(ctx: &RequestContext, request: DescribeClusterRequest) -> DescribeClusterResponse {
+    let snapshot = ctx.shard.metadata();
     let node = BrokerId(snapshot.broker.node_id.0);
     let response = DescribeClusterResponse::default()
         .with_cluster_id(str_bytes(&snapshot.cluster_id))

@@ -2,7 +2,6 @@
 //! and where it comes from (topic override, broker setting, default); broker settings are
 //! static (read-only). Runs on any shard, from its metadata snapshot.
 
-use std::rc::Rc;
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
@@ -10,17 +9,21 @@ use kafka_protocol::messages::describe_configs_response::{
     DescribeConfigsResourceResult, DescribeConfigsResult, DescribeConfigsSynonym,
 };
 use kafka_protocol::messages::{
-    ApiKey, DescribeConfigsRequest, DescribeConfigsResponse, RequestHeader,
+    ApiKey, DescribeConfigsRequest, DescribeConfigsResponse,
 };
 use kafka_protocol::protocol::StrBytes;
 
 use super::util::str_bytes;
-use crate::settings::SETTINGS;
+use crate::session::RequestContext;
+use crate::settings;
 use crate::shard::ShardCtx;
 use crate::topic_config::{self, broker_source, ConfigSource};
 
+use super::RunsOn;
+
 pub const API_KEY: ApiKey = ApiKey::DescribeConfigs;
 pub const VERSIONS: (i16, i16) = (0, 4);
+pub const RUNS_ON: RunsOn = RunsOn::Connection;
 
 /// Kafka's `ConfigResource.Type` numbers.
 pub const RESOURCE_TOPIC: i8 = 2;
@@ -33,11 +36,7 @@ struct Detail {
     documentation: bool,
 }
 
-pub async fn handle(
-    ctx: &Rc<ShardCtx>,
-    _header: &RequestHeader,
-    request: DescribeConfigsRequest,
-) -> DescribeConfigsResponse {
+pub async fn handle(ctx: &RequestContext, request: DescribeConfigsRequest) -> DescribeConfigsResponse {
     let detail = Detail {
         synonyms: request.include_synonyms,
         documentation: request.include_documentation,
@@ -45,7 +44,7 @@ pub async fn handle(
     let results = request
         .resources
         .into_iter()
-        .map(|r| describe_resource(ctx, r, detail))
+        .map(|r| describe_resource(&ctx.shard, r, detail))
         .collect();
     DescribeConfigsResponse::default().with_results(results)
 }
@@ -97,21 +96,21 @@ fn topic_configs(ctx: &ShardCtx, name: &str, detail: Detail) -> Described {
             let mut synonyms = Vec::new();
             if detail.synonyms {
                 if entry.source == ConfigSource::Topic {
-                    synonyms.push(synonym(entry.def.name, &entry.value, ConfigSource::Topic));
+                    synonyms.push(synonym(entry.name, &entry.value, ConfigSource::Topic));
                 }
-                let broker_value = topic_config::broker_default(broker, entry.def);
+                let broker_value = entry.setting.value(broker);
                 synonyms.push(synonym(
-                    entry.def.broker_name,
+                    entry.setting.name,
                     &broker_value,
-                    broker_source(broker, entry.def.broker_name),
+                    broker_source(broker, entry.setting.name),
                 ));
             }
             config_result(
-                entry.def.name,
+                entry.name,
                 &entry.value,
                 entry.source,
                 false,
-                detail.documentation.then_some(entry.def.doc),
+                detail.documentation.then_some(entry.setting.doc),
             )
             .with_synonyms(synonyms)
         })
@@ -128,12 +127,11 @@ fn broker_configs(ctx: &ShardCtx, name: &str, detail: Detail) -> Described {
         ));
     }
     let snapshot = ctx.metadata();
-    let configs = SETTINGS
-        .iter()
+    let configs = settings::describe(&snapshot.broker_config)
+        .into_iter()
         .map(|setting| {
-            let value = (setting.get)(&snapshot.broker_config);
+            let value = setting.value;
             let source = broker_source(&snapshot.broker_config, setting.name);
-            let read_only = !topic_config::is_dynamic(setting.name);
             let synonyms = if detail.synonyms {
                 vec![synonym(setting.name, &value, source)]
             } else {
@@ -143,8 +141,8 @@ fn broker_configs(ctx: &ShardCtx, name: &str, detail: Detail) -> Described {
                 setting.name,
                 &value,
                 source,
-                read_only,
-                detail.documentation.then_some(setting.doc),
+                setting.read_only,
+                detail.documentation.then_some(&setting.doc),
             )
             .with_synonyms(synonyms)
         })

@@ -2,35 +2,33 @@
 //! named group, from its coordinator shard. An unknown group is "Dead" with no error, as in
 //! Kafka.
 
-use std::rc::Rc;
 
 use futures::future::join_all;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
 use kafka_protocol::messages::{
-    ApiKey, DescribeGroupsRequest, DescribeGroupsResponse, GroupId, RequestHeader,
+    ApiKey, DescribeGroupsRequest, DescribeGroupsResponse, GroupId,
 };
 
 use super::util::{authorized_operations, operations, str_bytes};
 use crate::group::{self, GroupDescription, GroupReply, GroupRequest};
-use crate::shard::ShardCtx;
+use crate::session::RequestContext;
+
+use super::RunsOn;
 
 pub const API_KEY: ApiKey = ApiKey::DescribeGroups;
 pub const VERSIONS: (i16, i16) = (0, 5);
+pub const RUNS_ON: RunsOn = RunsOn::GroupCoordinator;
 
-pub async fn handle(
-    ctx: &Rc<ShardCtx>,
-    header: &RequestHeader,
-    request: DescribeGroupsRequest,
-) -> DescribeGroupsResponse {
-    let with_instance = header.request_api_version >= 4;
+pub async fn handle(ctx: &RequestContext, request: DescribeGroupsRequest) -> DescribeGroupsResponse {
+    let with_instance = ctx.version() >= 4;
     let group_ops = authorized_operations(request.include_authorized_operations, operations::GROUP);
     let lookups = request.groups.into_iter().map(|group_id| async move {
         let group = group_id.0.to_string();
         let work = GroupRequest::Describe {
             group: group.clone(),
         };
-        let description = match group::call(ctx, &group, work).await {
+        let description = match group::call(&ctx.shard, &group, work).await {
             Some(GroupReply::Described(description)) => description,
             _ => GroupDescription {
                 error: ResponseError::CoordinatorNotAvailable.code(),

@@ -10,32 +10,35 @@
 //! see `fetch_session`) let a consumer name only the partitions that changed and get back only
 //! those with news.
 
-use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::{
-    ApiKey, BrokerId, FetchRequest, FetchResponse, RequestHeader, TopicName,
+    ApiKey, BrokerId, FetchRequest, FetchResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use uuid::Uuid;
 
 use odradek_net::message_set;
 use odradek_net::segmented::Shared;
-use odradek_storage::batch;
+use odradek_storage::{batch, LeaderEpoch, Offset};
 
-use crate::data_path::{scatter, wait_for_any_owner, DataReply, DataRequest};
+use crate::data_path::{scatter, wait_for_any_owner, Fetch, FetchItem};
 use crate::fetch_session::{PartitionKey, Plan, Position, Reported};
 use crate::ids::TopicPartition;
 use crate::metadata::MetadataSnapshot;
 use crate::partition_ops::FetchResult;
+use crate::session::RequestContext;
 use crate::shard::ShardCtx;
 use crate::topic_config;
 
+use super::{Answer, IntoAnswer, RunsOn};
+
 pub const API_KEY: ApiKey = ApiKey::Fetch;
 pub const VERSIONS: (i16, i16) = (0, 16);
+pub const RUNS_ON: RunsOn = RunsOn::PartitionOwners;
 
 /// The longest a fetch may wait, whatever the client asks (bounds a parked request).
 const MAX_WAIT_MS_MAX: i32 = 60_000;
@@ -43,31 +46,26 @@ const MAX_WAIT_MS_MAX: i32 = 60_000;
 /// One partition to read, resolved against the metadata.
 struct Wanted {
     tp: Result<TopicPartition, ResponseError>,
-    offset: i64,
-    max_bytes: usize,
+    item: FetchItem,
 }
 
 /// The response, and the record data it holds for sending by reference (see
 /// `odradek_net::segmented`).
-pub async fn handle(
-    ctx: &Rc<ShardCtx>,
-    header: &RequestHeader,
-    request: FetchRequest,
-) -> (FetchResponse, Vec<Shared>) {
-    let version = header.request_api_version;
+pub async fn handle(ctx: &RequestContext, request: FetchRequest) -> Answer<FetchResponse> {
+    let version = ctx.version();
     let by_id = version >= 13;
-    let plan = match session_plan(ctx, version, &request, by_id) {
+    let plan = match session_plan(&ctx.shard, version, &request, by_id) {
         Ok(plan) => plan,
-        Err(code) => return (FetchResponse::default().with_error_code(code), Vec::new()),
+        Err(code) => return FetchResponse::default().with_error_code(code).into_answer(),
     };
-    let metadata = ctx.metadata();
+    let metadata = ctx.shard.metadata();
     let max_bytes = usize::try_from(request.max_bytes.max(0)).unwrap_or(0);
     let wanted = resolve(&metadata, &plan.partitions, by_id, max_bytes);
     let min_bytes = usize::try_from(request.min_bytes.max(0)).unwrap_or(0);
     let max_wait = Duration::from_millis(request.max_wait_ms.clamp(0, MAX_WAIT_MS_MAX) as u64);
 
     let deadline = Instant::now() + max_wait;
-    let mut results = read_all(ctx, &wanted).await;
+    let mut results = read_all(&ctx.shard, &wanted).await;
     loop {
         let available: usize = results.iter().map(FetchResult::records_len).sum();
         let failed = results.iter().any(|r| r.error_code != 0);
@@ -76,18 +74,18 @@ pub async fn handle(
         if available >= min_bytes || failed || remaining.is_zero() {
             break;
         }
-        wait_for_appends(ctx, &wanted, &results, remaining).await;
-        results = read_all(ctx, &wanted).await;
+        wait_for_appends(&ctx.shard, &wanted, &results, remaining).await;
+        results = read_all(&ctx.shard, &wanted).await;
     }
     trim_to(max_bytes, &mut results);
     if version < ZSTD_FETCH_VERSION_MIN {
         refuse_zstd(&mut results);
     }
     if version < LEGACY_VERSION_END {
-        down_convert_all(ctx, version, &metadata, &wanted, &mut results);
+        down_convert_all(&ctx.shard, version, &metadata, &wanted, &mut results);
         trim_to(max_bytes, &mut results);
     }
-    respond(ctx, plan, by_id, results)
+    respond(&ctx.shard, plan, by_id, results)
 }
 
 /// The partitions this fetch reads: the request's, or (in an established fetch session) the
@@ -115,6 +113,7 @@ fn session_plan(
                 let position = Position {
                     fetch_offset: p.fetch_offset,
                     max_bytes: p.partition_max_bytes,
+                    current_leader_epoch: LeaderEpoch::from_request(p.current_leader_epoch),
                 };
                 (key(&t.topic, t.topic_id, p.partition), position)
             })
@@ -224,14 +223,14 @@ fn down_convert_all(
         match message_set::down_convert(
             &batches,
             magic,
-            w.offset,
-            w.max_bytes,
+            w.item.offset.get(),
+            w.item.max_bytes,
             DOWN_CONVERSION_INFLATE_MAX,
         ) {
             Ok(set) if set.is_empty() => result.records.clear(),
             Ok(set) => result.records = vec![set],
             Err(error) => {
-                tracing::warn!(partition = %tp, offset = w.offset, %error, "cannot down-convert stored batches for an old consumer");
+                tracing::warn!(partition = %tp, offset = %w.item.offset, %error, "cannot down-convert stored batches for an old consumer");
                 *result = FetchResult {
                     error_code: error.kafka_error().code(),
                     ..FetchResult::default()
@@ -295,11 +294,12 @@ fn resolve(
                 None => Err(missing),
             };
             let partition_max = usize::try_from(position.max_bytes.max(0)).unwrap_or(0);
-            Wanted {
-                tp,
-                offset: position.fetch_offset,
+            let item = FetchItem {
+                offset: Offset(position.fetch_offset),
                 max_bytes: partition_max.min(max_bytes),
-            }
+                current_leader_epoch: position.current_leader_epoch,
+            };
+            Wanted { tp, item }
         })
         .collect()
 }
@@ -308,37 +308,18 @@ fn resolve(
 async fn read_all(ctx: &ShardCtx, wanted: &[Wanted]) -> Vec<FetchResult> {
     let items = wanted
         .iter()
-        .filter_map(|w| {
-            w.tp.as_ref()
-                .ok()
-                .map(|tp| (tp.clone(), (w.offset, w.max_bytes)))
-        })
+        .filter_map(|w| w.tp.as_ref().ok().map(|tp| (tp.clone(), w.item)))
         .collect::<Vec<_>>();
-    let mut read = scatter(
-        ctx,
-        items,
-        |items| DataRequest::Fetch { items },
-        |reply| match reply {
-            DataReply::Fetched(results) => Some(results),
-            _ => None,
-        },
-        || FetchResult {
-            error_code: ResponseError::NotLeaderOrFollower.code(),
-            ..FetchResult::default()
-        },
-    )
-    .await
-    .into_iter();
-    wanted
+    let mut read = scatter(ctx, Fetch, items).await.into_iter();
+    let results = wanted
         .iter()
         .map(|w| match &w.tp {
-            Ok(_) => read.next().unwrap_or_else(lost),
-            Err(error) => FetchResult {
-                error_code: error.code(),
-                ..FetchResult::default()
-            },
+            Ok(_) => read.next().expect("one read per resolved partition"),
+            Err(error) => FetchResult::failed(*error),
         })
-        .collect()
+        .collect();
+    assert!(read.next().is_none(), "no read is left over");
+    results
 }
 
 /// Parks until an append reaches any of the partitions past what was just read, or `timeout`.
@@ -353,7 +334,7 @@ async fn wait_for_appends(
         .zip(read)
         .filter_map(|(w, r)| {
             let tp = w.tp.as_ref().ok()?;
-            Some((tp.clone(), w.offset.max(r.high_watermark)))
+            Some((tp.clone(), w.item.offset.max(Offset(r.high_watermark))))
         })
         .collect();
     wait_for_any_owner(ctx, items, timeout).await;
@@ -376,14 +357,6 @@ fn trim_to(max_bytes: usize, results: &mut [FetchResult]) {
     }
 }
 
-/// The answer for a partition that got none (never reported as a success).
-fn lost() -> FetchResult {
-    FetchResult {
-        error_code: ResponseError::UnknownServerError.code(),
-        ..FetchResult::default()
-    }
-}
-
 /// The response: every planned partition, or in an incremental session answer only those with
 /// records, an error or moved offsets; consecutive partitions of one topic share its entry.
 fn respond(
@@ -391,7 +364,7 @@ fn respond(
     plan: Plan,
     by_id: bool,
     results: Vec<FetchResult>,
-) -> (FetchResponse, Vec<Shared>) {
+) -> Answer<FetchResponse> {
     assert_eq!(
         plan.partitions.len(),
         results.len(),
@@ -449,7 +422,7 @@ fn respond(
     let response = FetchResponse::default()
         .with_session_id(plan.session_id)
         .with_responses(topics);
-    (response, shared)
+    Answer::sharing(response, shared)
 }
 
 /// One partition of the response; its record data, if any, joins `shared`.

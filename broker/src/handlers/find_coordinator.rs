@@ -7,43 +7,41 @@
 //! COORDINATOR_NOT_AVAILABLE.
 //! Runs on the connection's shard.
 
-use std::rc::Rc;
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
 use kafka_protocol::messages::{
-    ApiKey, BrokerId, FindCoordinatorRequest, FindCoordinatorResponse, RequestHeader,
+    ApiKey, BrokerId, FindCoordinatorRequest, FindCoordinatorResponse,
 };
 use kafka_protocol::protocol::StrBytes;
 
 use super::util::str_bytes;
-use crate::shard::ShardCtx;
+use crate::session::RequestContext;
+
+use super::RunsOn;
 
 pub const API_KEY: ApiKey = ApiKey::FindCoordinator;
 pub const VERSIONS: (i16, i16) = (0, 4);
+pub const RUNS_ON: RunsOn = RunsOn::Connection;
 
 /// Kafka's key types.
 const KEY_TYPE_GROUP: i8 = 0;
 const KEY_TYPE_TRANSACTION: i8 = 1;
 
-pub async fn handle(
-    ctx: &Rc<ShardCtx>,
-    header: &RequestHeader,
-    request: FindCoordinatorRequest,
-) -> FindCoordinatorResponse {
-    let snapshot = ctx.metadata();
+pub async fn handle(ctx: &RequestContext, request: FindCoordinatorRequest) -> FindCoordinatorResponse {
+    let snapshot = ctx.shard.metadata();
     let node = BrokerId(snapshot.broker.node_id.0);
     let host = str_bytes(&snapshot.broker.host);
     let port = i32::from(snapshot.broker.port);
     // Groups need `__consumer_offsets`; the first group lookup creates it.
     let is_group =
-        request.key_type == KEY_TYPE_GROUP && crate::group::ensure_offsets_topic(ctx).await;
+        request.key_type == KEY_TYPE_GROUP && crate::group::ensure_offsets_topic(&ctx.shard).await;
     let error = match (is_group, request.key_type) {
         (true, _) => 0,
         (false, KEY_TYPE_TRANSACTION) => ResponseError::TransactionalIdAuthorizationFailed.code(),
         (false, _) => ResponseError::CoordinatorNotAvailable.code(),
     };
-    if header.request_api_version >= 4 {
+    if ctx.version() >= 4 {
         let coordinators = request
             .coordinator_keys
             .into_iter()

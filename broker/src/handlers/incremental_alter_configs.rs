@@ -12,33 +12,33 @@ use kafka_protocol::messages::incremental_alter_configs_request::{
 };
 use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse;
 use kafka_protocol::messages::{
-    ApiKey, IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse, RequestHeader,
+    ApiKey, IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse,
 };
 
 use super::describe_configs::{RESOURCE_BROKER, RESOURCE_TOPIC};
 use super::util::str_bytes;
 use crate::control::{self, ControlError, ControlRequest};
+use crate::session::RequestContext;
 use crate::shard::ShardCtx;
+
+use super::RunsOn;
 
 pub const API_KEY: ApiKey = ApiKey::IncrementalAlterConfigs;
 pub const VERSIONS: (i16, i16) = (0, 1);
+pub const RUNS_ON: RunsOn = RunsOn::ControlPlane;
 
 const OP_SET: i8 = 0;
 const OP_DELETE: i8 = 1;
 const OP_APPEND: i8 = 2;
 const OP_SUBTRACT: i8 = 3;
 
-pub async fn handle(
-    ctx: &Rc<ShardCtx>,
-    _header: &RequestHeader,
-    request: IncrementalAlterConfigsRequest,
-) -> IncrementalAlterConfigsResponse {
+pub async fn handle(ctx: &RequestContext, request: IncrementalAlterConfigsRequest) -> IncrementalAlterConfigsResponse {
     let mut responses = Vec::with_capacity(request.resources.len());
     for resource in request.resources {
         let response = AlterConfigsResourceResponse::default()
             .with_resource_type(resource.resource_type)
             .with_resource_name(resource.resource_name.clone());
-        let result = alter_resource(ctx, resource, request.validate_only).await;
+        let result = alter_resource(&ctx.shard, resource, request.validate_only).await;
         responses.push(match result {
             Ok(()) => response,
             Err(error) => response

@@ -4,23 +4,21 @@
 //! TRANSACTIONAL_ID_AUTHORIZATION_FAILED, which clients treat as fatal, rather than an error they
 //! would retry until they time out. Runs on the connection's shard.
 
-use std::rc::Rc;
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{
-    ApiKey, InitProducerIdRequest, InitProducerIdResponse, ProducerId, RequestHeader,
+    ApiKey, InitProducerIdRequest, InitProducerIdResponse, ProducerId,
 };
 
-use crate::shard::ShardCtx;
+use crate::session::RequestContext;
+
+use super::RunsOn;
 
 pub const API_KEY: ApiKey = ApiKey::InitProducerId;
 pub const VERSIONS: (i16, i16) = (0, 4);
+pub const RUNS_ON: RunsOn = RunsOn::Connection;
 
-pub async fn handle(
-    ctx: &Rc<ShardCtx>,
-    _header: &RequestHeader,
-    request: InitProducerIdRequest,
-) -> InitProducerIdResponse {
+pub async fn handle(ctx: &RequestContext, request: InitProducerIdRequest) -> InitProducerIdResponse {
     let refused = |error: ResponseError| {
         InitProducerIdResponse::default()
             .with_error_code(error.code())
@@ -34,9 +32,9 @@ pub async fn handle(
     if (request.producer_id.0 == -1) != (request.producer_epoch == -1) {
         return refused(ResponseError::InvalidRequest);
     }
-    match ctx.producer_ids.allocate() {
+    match ctx.shard.producer_ids.allocate() {
         Some(id) => InitProducerIdResponse::default()
-            .with_producer_id(ProducerId(id))
+            .with_producer_id(ProducerId(id.0))
             .with_producer_epoch(0),
         None => {
             tracing::error!("every producer id of this start is used; restart the broker");

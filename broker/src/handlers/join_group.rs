@@ -2,26 +2,24 @@
 //! ends (see `group::state`). v4+ members without an id first get MEMBER_ID_REQUIRED with one
 //! (KIP-394); static members (v5+, KIP-345) skip that. Hops to the group's coordinator shard.
 
-use std::rc::Rc;
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
-use kafka_protocol::messages::{ApiKey, JoinGroupRequest, JoinGroupResponse, RequestHeader};
+use kafka_protocol::messages::{ApiKey, JoinGroupRequest, JoinGroupResponse};
 
 use super::util::str_bytes;
 use crate::group::state::{JoinArgs, JoinResult};
 use crate::group::{self, GroupReply, GroupRequest};
-use crate::shard::ShardCtx;
+use crate::session::RequestContext;
+
+use super::RunsOn;
 
 pub const API_KEY: ApiKey = ApiKey::JoinGroup;
 pub const VERSIONS: (i16, i16) = (0, 9);
+pub const RUNS_ON: RunsOn = RunsOn::GroupCoordinator;
 
-pub async fn handle(
-    ctx: &Rc<ShardCtx>,
-    header: &RequestHeader,
-    request: JoinGroupRequest,
-) -> JoinGroupResponse {
-    let version = header.request_api_version;
+pub async fn handle(ctx: &RequestContext, request: JoinGroupRequest) -> JoinGroupResponse {
+    let version = ctx.version();
     let group = request.group_id.0.to_string();
     let rebalance_timeout_ms = match version {
         0 => request.session_timeout_ms,
@@ -30,12 +28,17 @@ pub async fn handle(
     let args = JoinArgs {
         member_id: request.member_id.to_string(),
         instance_id: request.group_instance_id.map(|i| i.to_string()),
-        client_id: header
+        client_id: ctx
+            .header
             .client_id
             .as_ref()
             .map(|c| c.to_string())
             .unwrap_or_default(),
-        client_host: String::new(),
+        // As Kafka shows it (Java's `InetAddress.toString()`): `/` and the address.
+        client_host: ctx
+            .session
+            .peer
+            .map_or_else(String::new, |peer| format!("/{}", peer.ip())),
         session_timeout_ms: i64::from(request.session_timeout_ms),
         rebalance_timeout_ms: i64::from(rebalance_timeout_ms.max(0)),
         protocol_type: request.protocol_type.to_string(),
@@ -51,7 +54,7 @@ pub async fn handle(
         group: group.clone(),
         args,
     };
-    let result = match group::call(ctx, &group, work).await {
+    let result = match group::call(&ctx.shard, &group, work).await {
         Some(GroupReply::Join(result)) => result,
         _ => JoinResult::error(ResponseError::CoordinatorNotAvailable, &member_id),
     };

@@ -1,24 +1,22 @@
 //! LeaveGroup: members leave at once instead of timing out (v3+ batches members, by member id
 //! or group instance id). Hops to the group's coordinator shard.
 
-use std::rc::Rc;
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::leave_group_response::MemberResponse;
-use kafka_protocol::messages::{ApiKey, LeaveGroupRequest, LeaveGroupResponse, RequestHeader};
+use kafka_protocol::messages::{ApiKey, LeaveGroupRequest, LeaveGroupResponse};
 
 use crate::group::{self, GroupReply, GroupRequest};
-use crate::shard::ShardCtx;
+use crate::session::RequestContext;
+
+use super::RunsOn;
 
 pub const API_KEY: ApiKey = ApiKey::LeaveGroup;
 pub const VERSIONS: (i16, i16) = (0, 5);
+pub const RUNS_ON: RunsOn = RunsOn::GroupCoordinator;
 
-pub async fn handle(
-    ctx: &Rc<ShardCtx>,
-    header: &RequestHeader,
-    request: LeaveGroupRequest,
-) -> LeaveGroupResponse {
-    let batched = header.request_api_version >= 3;
+pub async fn handle(ctx: &RequestContext, request: LeaveGroupRequest) -> LeaveGroupResponse {
+    let batched = ctx.version() >= 3;
     let group = request.group_id.0.to_string();
     let members: Vec<(String, Option<String>)> = match batched {
         true => request
@@ -35,7 +33,7 @@ pub async fn handle(
         group: group.clone(),
         members: members.clone(),
     };
-    let codes = match group::call(ctx, &group, work).await {
+    let codes = match group::call(&ctx.shard, &group, work).await {
         Some(GroupReply::Left(codes)) if codes.len() == members.len() => codes,
         _ => {
             let unavailable = ResponseError::CoordinatorNotAvailable.code();

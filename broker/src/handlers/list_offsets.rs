@@ -10,27 +10,26 @@
 //! same answer. A timestamp lookup finds the first batch whose max timestamp is recent enough
 //! through the time index, then the first record in it at or after the timestamp.
 
-use std::rc::Rc;
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::list_offsets_response::{
     ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
 };
-use kafka_protocol::messages::{ApiKey, ListOffsetsRequest, ListOffsetsResponse, RequestHeader};
+use kafka_protocol::messages::{ApiKey, ListOffsetsRequest, ListOffsetsResponse};
+use odradek_storage::LeaderEpoch;
 
-use crate::data_path::{for_known_partitions, DataReply, DataRequest};
+use crate::data_path::{for_known_partitions, ListOffsets, ListOffsetsItem};
 use crate::partition_ops::{ListOffsetResult, EARLIEST_TIMESTAMP};
-use crate::shard::ShardCtx;
+use crate::session::RequestContext;
+
+use super::RunsOn;
 
 pub const API_KEY: ApiKey = ApiKey::ListOffsets;
 pub const VERSIONS: (i16, i16) = (0, 9);
+pub const RUNS_ON: RunsOn = RunsOn::PartitionOwners;
 
-pub async fn handle(
-    ctx: &Rc<ShardCtx>,
-    header: &RequestHeader,
-    request: ListOffsetsRequest,
-) -> ListOffsetsResponse {
-    let version = header.request_api_version;
+pub async fn handle(ctx: &RequestContext, request: ListOffsetsRequest) -> ListOffsetsResponse {
+    let version = ctx.version();
     // The leader epoch exists from v4; the codec refuses it set on older versions.
     let has_epoch = version >= 4;
     // v0 (decoded by `odradek_net::legacy_apis`) knows only the latest (-1) and earliest (-2)
@@ -40,27 +39,18 @@ pub async fn handle(
         .topics
         .iter()
         .flat_map(|t| {
-            t.partitions
-                .iter()
-                .map(|p| (t.name.to_string(), p.partition_index, p.timestamp))
+            t.partitions.iter().map(|p| {
+                let item = ListOffsetsItem {
+                    timestamp: p.timestamp,
+                    current_leader_epoch: LeaderEpoch::from_request(p.current_leader_epoch),
+                };
+                (t.name.to_string(), p.partition_index, item)
+            })
         })
         .collect();
-    let mut answers = for_known_partitions(
-        ctx,
-        items,
-        |items| DataRequest::ListOffsets { items },
-        |reply| match reply {
-            DataReply::Listed(results) => Some(results),
-            _ => None,
-        },
-        |error| ListOffsetResult {
-            error_code: error.code(),
-            timestamp: -1,
-            offset: -1,
-        },
-    )
-    .await
-    .into_iter();
+    let mut answers = for_known_partitions(&ctx.shard, ListOffsets, items)
+        .await
+        .into_iter();
     let topics = request
         .topics
         .into_iter()
@@ -71,23 +61,16 @@ pub async fn handle(
                 .zip(answers.by_ref())
                 .map(|(p, answer)| {
                     let answer = match unsupported_sentinel(p.timestamp) {
-                        true => ListOffsetResult {
-                            error_code: ResponseError::UnsupportedVersion.code(),
-                            timestamp: -1,
-                            offset: -1,
-                        },
+                        true => ListOffsetResult::failed(ResponseError::UnsupportedVersion),
                         false => answer,
                     };
+                    let epoch = answer.leader_epoch.filter(|_| has_epoch);
                     ListOffsetsPartitionResponse::default()
                         .with_partition_index(p.partition_index)
                         .with_error_code(answer.error_code)
                         .with_timestamp(answer.timestamp)
                         .with_offset(answer.offset)
-                        .with_leader_epoch(if has_epoch && answer.offset >= 0 {
-                            0
-                        } else {
-                            -1
-                        })
+                        .with_leader_epoch(epoch.map_or(-1, |e| e.0))
                 })
                 .collect();
             ListOffsetsTopicResponse::default()

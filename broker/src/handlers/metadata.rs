@@ -11,30 +11,31 @@ use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
 };
 use kafka_protocol::messages::{
-    ApiKey, BrokerId, MetadataRequest, MetadataResponse, RequestHeader,
+    ApiKey, BrokerId, MetadataRequest, MetadataResponse,
 };
 use uuid::Uuid;
 
 use super::util::{authorized_operations, operations, str_bytes, topic_name};
 use crate::control::{self, validate_topic_name, ControlRequest};
 use crate::metadata::{MetadataSnapshot, TopicMeta};
+use crate::ids::TopicPartition;
+use crate::session::RequestContext;
 use crate::shard::ShardCtx;
+
+use super::RunsOn;
 
 pub const API_KEY: ApiKey = ApiKey::Metadata;
 pub const VERSIONS: (i16, i16) = (0, 12);
+pub const RUNS_ON: RunsOn = RunsOn::Connection;
 
 /// Kafka's "authorized operations not computed" sentinel.
 const OPERATIONS_UNKNOWN: i32 = i32::MIN;
 
-pub async fn handle(
-    ctx: &Rc<ShardCtx>,
-    header: &RequestHeader,
-    request: MetadataRequest,
-) -> MetadataResponse {
-    let version = header.request_api_version;
+pub async fn handle(ctx: &RequestContext, request: MetadataRequest) -> MetadataResponse {
+    let version = ctx.version();
     let allow_create =
-        ctx.config.auto_create_topics_enable && (version < 4 || request.allow_auto_topic_creation);
-    let snapshot = ctx.metadata();
+        ctx.shard.config.auto_create_topics_enable && (version < 4 || request.allow_auto_topic_creation);
+    let snapshot = ctx.shard.metadata();
     let topic_ops = authorized_operations(
         request.include_topic_authorized_operations,
         operations::TOPIC,
@@ -47,7 +48,7 @@ pub async fn handle(
                 let topic = match wanted.name {
                     Some(name) => {
                         let name = name.0.as_str();
-                        by_name(ctx, &snapshot, name, allow_create, topic_ops).await
+                        by_name(&ctx.shard, &snapshot, name, allow_create, topic_ops).await
                     }
                     None => by_id(&snapshot, wanted.topic_id, topic_ops),
                 };
@@ -125,10 +126,11 @@ fn describe_topic(
     let node = BrokerId(snapshot.broker.node_id.0);
     let partitions = (0..meta.partitions)
         .map(|index| {
+            let tp = TopicPartition::new(meta.name.clone(), index);
             MetadataResponsePartition::default()
                 .with_partition_index(index)
                 .with_leader_id(node)
-                .with_leader_epoch(0)
+                .with_leader_epoch(snapshot.leader_epoch(&tp).0)
                 .with_replica_nodes(vec![node])
                 .with_isr_nodes(vec![node])
         })

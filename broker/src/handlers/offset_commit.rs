@@ -5,28 +5,26 @@
 //! clients) commit without asking for a coordinator first, so a commit creates
 //! `__consumer_offsets` when it is missing, as FindCoordinator does.
 
-use std::rc::Rc;
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::offset_commit_response::{
     OffsetCommitResponsePartition, OffsetCommitResponseTopic,
 };
-use kafka_protocol::messages::{ApiKey, OffsetCommitRequest, OffsetCommitResponse, RequestHeader};
+use kafka_protocol::messages::{ApiKey, OffsetCommitRequest, OffsetCommitResponse};
 
 use crate::group::{self, CommitItem, GroupReply, GroupRequest};
-use crate::shard::ShardCtx;
+use crate::session::RequestContext;
+
+use super::RunsOn;
 
 pub const API_KEY: ApiKey = ApiKey::OffsetCommit;
 pub const VERSIONS: (i16, i16) = (0, 9);
+pub const RUNS_ON: RunsOn = RunsOn::GroupCoordinator;
 
-pub async fn handle(
-    ctx: &Rc<ShardCtx>,
-    _header: &RequestHeader,
-    request: OffsetCommitRequest,
-) -> OffsetCommitResponse {
+pub async fn handle(ctx: &RequestContext, request: OffsetCommitRequest) -> OffsetCommitResponse {
     let group = request.group_id.0.to_string();
     // Without the topic the commit is answered COORDINATOR_NOT_AVAILABLE below.
-    group::ensure_offsets_topic(ctx).await;
+    group::ensure_offsets_topic(&ctx.shard).await;
     let topics: Vec<(String, Vec<CommitItem>)> = request
         .topics
         .iter()
@@ -50,7 +48,7 @@ pub async fn handle(
         generation: request.generation_id_or_member_epoch,
         topics,
     };
-    let codes = match group::call(ctx, &group, work).await {
+    let codes = match group::call(&ctx.shard, &group, work).await {
         Some(GroupReply::Committed(codes)) if codes.len() == request.topics.len() => codes,
         _ => Vec::new(),
     };

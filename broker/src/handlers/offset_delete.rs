@@ -2,25 +2,23 @@
 //! `__consumer_offsets`). Refused with GROUP_SUBSCRIBED_TO_TOPIC while the group has members.
 //! Hops to the group's coordinator shard.
 
-use std::rc::Rc;
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::offset_delete_response::{
     OffsetDeleteResponsePartition, OffsetDeleteResponseTopic,
 };
-use kafka_protocol::messages::{ApiKey, OffsetDeleteRequest, OffsetDeleteResponse, RequestHeader};
+use kafka_protocol::messages::{ApiKey, OffsetDeleteRequest, OffsetDeleteResponse};
 
 use crate::group::{self, GroupReply, GroupRequest};
-use crate::shard::ShardCtx;
+use crate::session::RequestContext;
+
+use super::RunsOn;
 
 pub const API_KEY: ApiKey = ApiKey::OffsetDelete;
 pub const VERSIONS: (i16, i16) = (0, 0);
+pub const RUNS_ON: RunsOn = RunsOn::GroupCoordinator;
 
-pub async fn handle(
-    ctx: &Rc<ShardCtx>,
-    _header: &RequestHeader,
-    request: OffsetDeleteRequest,
-) -> OffsetDeleteResponse {
+pub async fn handle(ctx: &RequestContext, request: OffsetDeleteRequest) -> OffsetDeleteResponse {
     let group = request.group_id.0.to_string();
     let topics = request
         .topics
@@ -34,7 +32,7 @@ pub async fn handle(
         group: group.clone(),
         topics,
     };
-    let (error, codes) = match group::call(ctx, &group, work).await {
+    let (error, codes) = match group::call(&ctx.shard, &group, work).await {
         Some(GroupReply::OffsetsDeleted(error, codes)) => (error, codes),
         _ => (ResponseError::CoordinatorNotAvailable.code(), Vec::new()),
     };

@@ -2,7 +2,6 @@
 //! partition when no topics are named). v8+ asks for many groups at once, each answered by its
 //! own coordinator shard.
 
-use std::rc::Rc;
 
 use futures::future::join_all;
 use kafka_protocol::error::ResponseError;
@@ -11,23 +10,23 @@ use kafka_protocol::messages::offset_fetch_response::{
     OffsetFetchResponseTopic, OffsetFetchResponseTopics,
 };
 use kafka_protocol::messages::{
-    ApiKey, GroupId, OffsetFetchRequest, OffsetFetchResponse, RequestHeader,
+    ApiKey, GroupId, OffsetFetchRequest, OffsetFetchResponse,
 };
 
 use super::util::{str_bytes, topic_name};
 use crate::group::state::Committed;
 use crate::group::{self, FoundOffsets as Found, GroupReply, GroupRequest, TopicPartitions};
+use crate::session::RequestContext;
 use crate::shard::ShardCtx;
+
+use super::RunsOn;
 
 pub const API_KEY: ApiKey = ApiKey::OffsetFetch;
 pub const VERSIONS: (i16, i16) = (0, 9);
+pub const RUNS_ON: RunsOn = RunsOn::GroupCoordinator;
 
-pub async fn handle(
-    ctx: &Rc<ShardCtx>,
-    header: &RequestHeader,
-    request: OffsetFetchRequest,
-) -> OffsetFetchResponse {
-    let version = header.request_api_version;
+pub async fn handle(ctx: &RequestContext, request: OffsetFetchRequest) -> OffsetFetchResponse {
+    let version = ctx.version();
     if version >= 8 {
         let lookups = request.groups.into_iter().map(|g| {
             let topics = g.topics.map(|topics| {
@@ -37,7 +36,7 @@ pub async fn handle(
                     .collect()
             });
             async move {
-                let (error, found) = fetch(ctx, &g.group_id.0, topics).await;
+                let (error, found) = fetch(&ctx.shard, &g.group_id.0, topics).await;
                 group_response(g.group_id, error, found)
             }
         });
@@ -50,7 +49,7 @@ pub async fn handle(
             .map(|t| (t.name.0.to_string(), t.partition_indexes))
             .collect()
     });
-    let (error, found) = fetch(ctx, &request.group_id.0, topics).await;
+    let (error, found) = fetch(&ctx.shard, &request.group_id.0, topics).await;
     let topics = found
         .into_iter()
         .map(|(topic, partitions)| {

@@ -17,7 +17,6 @@
 //! that finds the owner's write buffer full waits in line for room, up to the request's
 //! `timeout_ms` (then REQUEST_TIMED_OUT).
 
-use std::rc::Rc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -25,31 +24,30 @@ use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::produce_response::{
     BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
 };
-use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse, RequestHeader};
+use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse};
 
 use odradek_net::message_set;
 use odradek_storage::batch::BatchHeader;
 
 use super::util::str_bytes;
-use crate::data_path::{scatter, DataReply, DataRequest};
+use crate::data_path::{scatter, Produce};
 use crate::ids::TopicPartition;
-use crate::partition_ops::ProduceResult;
-use crate::shard::ShardCtx;
+use crate::partition_ops::{Acks, ProduceResult};
+use crate::session::RequestContext;
+
+use super::{Answer, IntoAnswer, RunsOn};
 
 pub const API_KEY: ApiKey = ApiKey::Produce;
 pub const VERSIONS: (i16, i16) = (0, 11);
+pub const RUNS_ON: RunsOn = RunsOn::PartitionOwners;
 
-/// `None` for acks=0 (no response is sent).
-pub async fn handle(
-    ctx: &Rc<ShardCtx>,
-    header: &RequestHeader,
-    request: ProduceRequest,
-) -> Option<ProduceResponse> {
-    let acks = request.acks;
-    let version = header.request_api_version;
+/// No response for acks=0.
+pub async fn handle(ctx: &RequestContext, request: ProduceRequest) -> Answer<ProduceResponse> {
+    let acks = Acks::from_wire(request.acks);
+    let version = ctx.version();
     let timeout = append_wait_max(request.timeout_ms);
     let rejection = rejection_for_request(&request);
-    let metadata = ctx.metadata();
+    let metadata = ctx.shard.metadata();
     let mut inflate_budget = UP_CONVERSION_INFLATE_MAX;
 
     // One slot per partition of the request, in order: an answer now, or an append to send.
@@ -82,46 +80,44 @@ pub async fn handle(
         }
     }
 
-    let mut appended = scatter(
-        ctx,
-        appends,
-        |items| DataRequest::Produce {
-            acks,
-            timeout,
-            items,
-        },
-        |reply| match reply {
-            DataReply::Produced(results) => Some(results),
-            _ => None,
-        },
-        || ProduceResult::failed(ResponseError::NotLeaderOrFollower, "shard stopping".into()),
-    )
-    .await
-    .into_iter();
+    // With acks that are not Kafka's, every partition was refused above: nothing is appended.
+    let op = Produce {
+        acks: acks.unwrap_or(Acks::All),
+        timeout,
+    };
+    let mut appended = scatter(&ctx.shard, op, appends).await.into_iter();
 
-    if acks == 0 {
-        return None;
+    if acks == Some(Acks::None) {
+        return Answer::none();
     }
-    // Every partition has exactly one answer by construction; a missing one is never a success.
-    let lost = || ProduceResult::failed(ResponseError::UnknownServerError, "no answer".into());
-    let mut answers = answers
-        .into_iter()
-        .map(|slot| slot.or_else(|| appended.next()).unwrap_or_else(lost));
-    let responses = request
+    let mut answers = answers.into_iter().map(|slot| {
+        slot.or_else(|| appended.next())
+            .expect("every append is answered")
+    });
+    let responses: Vec<TopicProduceResponse> = request
         .topic_data
         .into_iter()
         .map(|topic| {
             let partition_responses = topic
                 .partition_data
                 .iter()
-                .map(|p| partition_response(p.index, answers.next().unwrap_or_else(lost)))
+                .map(|p| {
+                    let answer = answers.next().expect("one answer per partition");
+                    partition_response(p.index, answer)
+                })
                 .collect();
             TopicProduceResponse::default()
                 .with_name(topic.name)
                 .with_partition_responses(partition_responses)
         })
         .collect();
-    Some(ProduceResponse::default().with_responses(responses))
+    assert!(
+        answers.next().is_none() && appended.next().is_none(),
+        "no answer is left over"
+    );
+    ProduceResponse::default()
+        .with_responses(responses)
+        .into_answer()
 }
 
 /// How long an append may wait for room in the owner's write buffer: the request's own
@@ -195,7 +191,7 @@ const ZSTD_PRODUCE_VERSION_MIN: i16 = 7;
 
 /// A reason to refuse every partition of the request.
 fn rejection_for_request(request: &ProduceRequest) -> Option<(ResponseError, String)> {
-    if !matches!(request.acks, -1..=1) {
+    if Acks::from_wire(request.acks).is_none() {
         return Some((
             ResponseError::InvalidRequiredAcks,
             format!("acks must be -1, 0 or 1, not {}", request.acks),

@@ -1,24 +1,22 @@
 //! SyncGroup: the leader hands in every member's assignment (passed through untouched); each
 //! member gets its own once the leader's arrives. Hops to the group's coordinator shard.
 
-use std::rc::Rc;
 
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::{ApiKey, RequestHeader, SyncGroupRequest, SyncGroupResponse};
+use kafka_protocol::messages::{ApiKey, SyncGroupRequest, SyncGroupResponse};
 
 use super::util::str_bytes;
 use crate::group::state::SyncResult;
 use crate::group::{self, GroupReply, GroupRequest};
-use crate::shard::ShardCtx;
+use crate::session::RequestContext;
+
+use super::RunsOn;
 
 pub const API_KEY: ApiKey = ApiKey::SyncGroup;
 pub const VERSIONS: (i16, i16) = (0, 5);
+pub const RUNS_ON: RunsOn = RunsOn::GroupCoordinator;
 
-pub async fn handle(
-    ctx: &Rc<ShardCtx>,
-    _header: &RequestHeader,
-    request: SyncGroupRequest,
-) -> SyncGroupResponse {
+pub async fn handle(ctx: &RequestContext, request: SyncGroupRequest) -> SyncGroupResponse {
     let group = request.group_id.0.to_string();
     let work = GroupRequest::Sync {
         group: group.clone(),
@@ -35,7 +33,7 @@ pub async fn handle(
             .map(|a| (a.member_id.to_string(), a.assignment))
             .collect(),
     };
-    let result = match group::call(ctx, &group, work).await {
+    let result = match group::call(&ctx.shard, &group, work).await {
         Some(GroupReply::Sync(result)) => result,
         _ => SyncResult::error(ResponseError::CoordinatorNotAvailable),
     };
