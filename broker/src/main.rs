@@ -10,8 +10,8 @@
 //! - [`shard`]: [`shard::ShardCtx`], what every handler gets.
 //! - [`router`], [`shard_msg`]: cross-shard calls over the channel mesh.
 //! - [`data_path`], [`partition_ops`]: Produce, Fetch, ListOffsets and DeleteRecords as typed
-//!   operations sent to the shards owning the partitions, and what an owner does with them; [`fetch_session`]: the
-//!   fetch sessions (KIP-227) of a shard's connections.
+//!   operations sent to the shards owning the partitions, and what an owner does with them;
+//!   [`fetch_session`]: the fetch sessions (KIP-227) of a shard's connections.
 //! - [`ids`]: typed ids and `shard_for`.
 //! - [`metadata`], [`registry`], [`control`], [`topic_config`]: topics: the snapshot every shard
 //!   reads, its file, the control plane on shard 0, topic configs.

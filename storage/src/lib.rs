@@ -21,7 +21,7 @@
 //! - [`index`]: the sparse offset index and the time index, in Kafka's file formats.
 //! - `producers`: idempotent producers' sequence state and its snapshots.
 //! - [`testing`]: builders of valid batches for tests and benchmarks.
-//! - `types`: [`Offset`], the typed offset.
+//! - `types`: the typed nouns [`Offset`], [`LeaderEpoch`] and [`ProducerId`].
 //! - `log` (the public face), `engine` (state, appends, milestones), `flusher` (direct-I/O
 //!   writes), `durability` (the flusher's durable-prefix bookkeeping and the `flush.ms` timer),
 //!   `preallocate` (segment files extended ahead of the writes), `read`, `readwin` (read windows
