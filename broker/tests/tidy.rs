@@ -1,12 +1,13 @@
 //! Tidy: what neither the compiler nor clippy checks across the workspace, as TigerBeetle's
-//! `tidy.zig` does. Every `.rs` file (outside `target/`) keeps its lines to [`LINE_CHARS_MAX`]
-//! and its length to [`FILE_LINES_MAX`]; `rust-version` is at least what every locked
-//! dependency declares, and every crate inherits it; every dependency a crate's `Cargo.toml`
-//! names is used by its sources, and every workspace dependency by some crate; the storage
-//! engine, which runs on the reactors, calls `std::fs` only where it says why.
+//! `tidy.zig` does. Every `.rs` file (outside `target/`) is formatted, keeps its lines to
+//! [`LINE_CHARS_MAX`] and its length to [`FILE_LINES_MAX`]; `rust-version` is at least what
+//! every locked dependency declares, and every crate inherits it; every dependency a crate's
+//! `Cargo.toml` names is used by its sources, and every workspace dependency by some crate; the
+//! storage engine, which runs on the reactors, calls `std::fs` only where it says why.
 //!
 //! No network and no cargo subprocess: it reads the sources, `Cargo.lock`, and the manifests of
-//! the crates cargo unpacked to build the workspace (`$CARGO_HOME/registry/src`).
+//! the crates cargo unpacked to build the workspace (`$CARGO_HOME/registry/src`), and runs
+//! `rustfmt --check` on the files.
 //!
 //! An allowance below is an exception at today's size. It may only shrink: a file that grows past
 //! it fails, and so does one that shrank without lowering it (or no longer needs it), so that
@@ -27,16 +28,8 @@ const LONG_FILES: &[(&str, usize)] = &[
     ("storage/tests/append_read.rs", 851),
 ];
 
-/// Files with lines longer than [`LINE_CHARS_MAX`], and how many: the settings files are being
-/// rewritten into one settings table (issue 16), and the handlers changed with the typed data
-/// path, so they were left to that work.
-const LONG_LINES: &[(&str, usize)] = &[
-    ("broker/src/config.rs", 1),
-    ("broker/src/handlers/fetch.rs", 1),
-    ("broker/src/settings.rs", 3),
-    ("broker/src/topic_config.rs", 6),
-    ("storage/src/config.rs", 2),
-];
+/// Files with lines longer than [`LINE_CHARS_MAX`], and how many.
+const LONG_LINES: &[(&str, usize)] = &[];
 
 /// Where the storage engine may call `std::fs` (per file, how many lines), each off the reactor.
 const STORAGE_STD_FS: &[(&str, usize)] = &[
@@ -172,6 +165,45 @@ fn files_stay_under_600_lines() {
     assert_none(
         "files over 600 lines, with their length (split them by responsibility)",
         ratchet(&found, LONG_FILES, "LONG_FILES"),
+    );
+}
+
+/// `rustfmt` beside the `cargo` that built this test (a rustup toolchain or proxy), else on the
+/// `PATH`.
+fn rustfmt() -> PathBuf {
+    let beside_cargo = Path::new(env!("CARGO")).with_file_name("rustfmt");
+    if beside_cargo.is_file() {
+        beside_cargo
+    } else {
+        PathBuf::from("rustfmt")
+    }
+}
+
+/// `cargo fmt` formats only the modules it finds by following `mod` items, so it skips files
+/// whose `mod` is inside a macro (the handlers, declared by `api_table!`): every file is given
+/// to rustfmt by name instead.
+#[test]
+fn every_file_is_formatted() {
+    let files = rust_files(&root());
+    let output = std::process::Command::new(rustfmt())
+        .args(["--check", "--edition", "2021"])
+        .args(files.iter().map(|(_, path)| path))
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("cannot run rustfmt ({e}): install it with `rustup component add rustfmt`")
+        });
+    let report = String::from_utf8_lossy(&output.stdout);
+    let unformatted: BTreeSet<&str> = report
+        .lines()
+        .filter_map(|l| l.strip_prefix("Diff in "))
+        .map(|l| l.rsplit_once(':').map_or(l, |(path, _)| path))
+        .map(|l| l.rsplit_once(':').map_or(l, |(path, _)| path))
+        .collect();
+    assert!(
+        output.status.success(),
+        "not formatted (run `rustfmt --edition 2021` on them):\n  {}\n{}",
+        unformatted.into_iter().collect::<Vec<_>>().join("\n  "),
+        String::from_utf8_lossy(&output.stderr)
     );
 }
 

@@ -1,10 +1,7 @@
 //! CreatePartitions: raise topics' partition counts (through the control plane on shard 0).
 
-
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
-use kafka_protocol::messages::{
-    ApiKey, CreatePartitionsRequest, CreatePartitionsResponse,
-};
+use kafka_protocol::messages::{ApiKey, CreatePartitionsRequest, CreatePartitionsResponse};
 
 use super::util::str_bytes;
 use crate::control::{self, ControlRequest};
@@ -16,7 +13,10 @@ pub const API_KEY: ApiKey = ApiKey::CreatePartitions;
 pub const VERSIONS: (i16, i16) = (0, 3);
 pub const RUNS_ON: RunsOn = RunsOn::ControlPlane;
 
-pub async fn handle(ctx: &RequestContext, request: CreatePartitionsRequest) -> CreatePartitionsResponse {
+pub async fn handle(
+    ctx: &RequestContext,
+    request: CreatePartitionsRequest,
+) -> CreatePartitionsResponse {
     let mut results = Vec::with_capacity(request.topics.len());
     for topic in request.topics {
         let change = ControlRequest::CreatePartitions {

@@ -2,7 +2,6 @@
 //! `__consumer_offsets`); a group with members gets NON_EMPTY_GROUP, an unknown one
 //! GROUP_ID_NOT_FOUND. Each group is handled by its coordinator shard.
 
-
 use futures::future::join_all;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;

@@ -3,13 +3,10 @@
 //! Runs on the connection's shard; each partition hops to its owning shard, whose log deletes
 //! the whole segments below the new start and persists the start offset.
 
-
 use kafka_protocol::messages::delete_records_response::{
     DeleteRecordsPartitionResult, DeleteRecordsTopicResult,
 };
-use kafka_protocol::messages::{
-    ApiKey, DeleteRecordsRequest, DeleteRecordsResponse,
-};
+use kafka_protocol::messages::{ApiKey, DeleteRecordsRequest, DeleteRecordsResponse};
 
 use odradek_storage::Offset;
 

@@ -1,11 +1,8 @@
 //! DescribeCluster: this node, as the only broker and the controller. Runs on any shard.
 
-
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
-use kafka_protocol::messages::{
-    ApiKey, BrokerId, DescribeClusterRequest, DescribeClusterResponse,
-};
+use kafka_protocol::messages::{ApiKey, BrokerId, DescribeClusterRequest, DescribeClusterResponse};
 
 use super::util::{authorized_operations, operations, str_bytes};
 use crate::session::RequestContext;
@@ -19,7 +16,10 @@ pub const RUNS_ON: RunsOn = RunsOn::Connection;
 /// `endpoint_type` 1: brokers (the only kind a single node has).
 const ENDPOINT_TYPE_BROKERS: i8 = 1;
 
-pub async fn handle(ctx: &RequestContext, request: DescribeClusterRequest) -> DescribeClusterResponse {
+pub async fn handle(
+    ctx: &RequestContext,
+    request: DescribeClusterRequest,
+) -> DescribeClusterResponse {
     let snapshot = ctx.shard.metadata();
     let node = BrokerId(snapshot.broker.node_id.0);
     let response = DescribeClusterResponse::default()

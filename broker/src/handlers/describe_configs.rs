@@ -2,15 +2,12 @@
 //! and where it comes from (topic override, broker setting, default); broker settings are
 //! static (read-only). Runs on any shard, from its metadata snapshot.
 
-
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
 use kafka_protocol::messages::describe_configs_response::{
     DescribeConfigsResourceResult, DescribeConfigsResult, DescribeConfigsSynonym,
 };
-use kafka_protocol::messages::{
-    ApiKey, DescribeConfigsRequest, DescribeConfigsResponse,
-};
+use kafka_protocol::messages::{ApiKey, DescribeConfigsRequest, DescribeConfigsResponse};
 use kafka_protocol::protocol::StrBytes;
 
 use super::util::str_bytes;
@@ -36,7 +33,10 @@ struct Detail {
     documentation: bool,
 }
 
-pub async fn handle(ctx: &RequestContext, request: DescribeConfigsRequest) -> DescribeConfigsResponse {
+pub async fn handle(
+    ctx: &RequestContext,
+    request: DescribeConfigsRequest,
+) -> DescribeConfigsResponse {
     let detail = Detail {
         synonyms: request.include_synonyms,
         documentation: request.include_documentation,

@@ -2,13 +2,10 @@
 //! named group, from its coordinator shard. An unknown group is "Dead" with no error, as in
 //! Kafka.
 
-
 use futures::future::join_all;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
-use kafka_protocol::messages::{
-    ApiKey, DescribeGroupsRequest, DescribeGroupsResponse, GroupId,
-};
+use kafka_protocol::messages::{ApiKey, DescribeGroupsRequest, DescribeGroupsResponse, GroupId};
 
 use super::util::{authorized_operations, operations, str_bytes};
 use crate::group::{self, GroupDescription, GroupReply, GroupRequest};
@@ -20,7 +17,10 @@ pub const API_KEY: ApiKey = ApiKey::DescribeGroups;
 pub const VERSIONS: (i16, i16) = (0, 5);
 pub const RUNS_ON: RunsOn = RunsOn::GroupCoordinator;
 
-pub async fn handle(ctx: &RequestContext, request: DescribeGroupsRequest) -> DescribeGroupsResponse {
+pub async fn handle(
+    ctx: &RequestContext,
+    request: DescribeGroupsRequest,
+) -> DescribeGroupsResponse {
     let with_instance = ctx.version() >= 4;
     let group_ops = authorized_operations(request.include_authorized_operations, operations::GROUP);
     let lookups = request.groups.into_iter().map(|group_id| async move {

@@ -15,9 +15,7 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
-use kafka_protocol::messages::{
-    ApiKey, BrokerId, FetchRequest, FetchResponse, TopicName,
-};
+use kafka_protocol::messages::{ApiKey, BrokerId, FetchRequest, FetchResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use uuid::Uuid;
 
@@ -230,7 +228,12 @@ fn down_convert_all(
             Ok(set) if set.is_empty() => result.records.clear(),
             Ok(set) => result.records = vec![set],
             Err(error) => {
-                tracing::warn!(partition = %tp, offset = %w.item.offset, %error, "cannot down-convert stored batches for an old consumer");
+                tracing::warn!(
+                    partition = %tp,
+                    offset = %w.item.offset,
+                    %error,
+                    "cannot down-convert stored batches for an old consumer"
+                );
                 *result = FetchResult {
                     error_code: error.kafka_error().code(),
                     ..FetchResult::default()

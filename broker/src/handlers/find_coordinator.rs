@@ -7,12 +7,9 @@
 //! COORDINATOR_NOT_AVAILABLE.
 //! Runs on the connection's shard.
 
-
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
-use kafka_protocol::messages::{
-    ApiKey, BrokerId, FindCoordinatorRequest, FindCoordinatorResponse,
-};
+use kafka_protocol::messages::{ApiKey, BrokerId, FindCoordinatorRequest, FindCoordinatorResponse};
 use kafka_protocol::protocol::StrBytes;
 
 use super::util::str_bytes;
@@ -28,7 +25,10 @@ pub const RUNS_ON: RunsOn = RunsOn::Connection;
 const KEY_TYPE_GROUP: i8 = 0;
 const KEY_TYPE_TRANSACTION: i8 = 1;
 
-pub async fn handle(ctx: &RequestContext, request: FindCoordinatorRequest) -> FindCoordinatorResponse {
+pub async fn handle(
+    ctx: &RequestContext,
+    request: FindCoordinatorRequest,
+) -> FindCoordinatorResponse {
     let snapshot = ctx.shard.metadata();
     let node = BrokerId(snapshot.broker.node_id.0);
     let host = str_bytes(&snapshot.broker.host);

@@ -1,7 +1,6 @@
 //! Heartbeat: a member tells its coordinator it is alive, and learns of rebalances
 //! (REBALANCE_IN_PROGRESS). Hops to the group's coordinator shard.
 
-
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{ApiKey, HeartbeatRequest, HeartbeatResponse};
 

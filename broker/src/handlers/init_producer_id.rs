@@ -4,11 +4,8 @@
 //! TRANSACTIONAL_ID_AUTHORIZATION_FAILED, which clients treat as fatal, rather than an error they
 //! would retry until they time out. Runs on the connection's shard.
 
-
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::{
-    ApiKey, InitProducerIdRequest, InitProducerIdResponse, ProducerId,
-};
+use kafka_protocol::messages::{ApiKey, InitProducerIdRequest, InitProducerIdResponse, ProducerId};
 
 use crate::session::RequestContext;
 
@@ -18,7 +15,10 @@ pub const API_KEY: ApiKey = ApiKey::InitProducerId;
 pub const VERSIONS: (i16, i16) = (0, 4);
 pub const RUNS_ON: RunsOn = RunsOn::Connection;
 
-pub async fn handle(ctx: &RequestContext, request: InitProducerIdRequest) -> InitProducerIdResponse {
+pub async fn handle(
+    ctx: &RequestContext,
+    request: InitProducerIdRequest,
+) -> InitProducerIdResponse {
     let refused = |error: ResponseError| {
         InitProducerIdResponse::default()
             .with_error_code(error.code())

@@ -2,7 +2,6 @@
 //! ends (see `group::state`). v4+ members without an id first get MEMBER_ID_REQUIRED with one
 //! (KIP-394); static members (v5+, KIP-345) skip that. Hops to the group's coordinator shard.
 
-
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
 use kafka_protocol::messages::{ApiKey, JoinGroupRequest, JoinGroupResponse};

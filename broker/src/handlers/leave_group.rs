@@ -1,7 +1,6 @@
 //! LeaveGroup: members leave at once instead of timing out (v3+ batches members, by member id
 //! or group instance id). Hops to the group's coordinator shard.
 
-
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::leave_group_response::MemberResponse;
 use kafka_protocol::messages::{ApiKey, LeaveGroupRequest, LeaveGroupResponse};

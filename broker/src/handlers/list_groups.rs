@@ -1,13 +1,10 @@
 //! ListGroups: every group of this node (each shard lists the groups it coordinates), filtered
 //! by state (v4+) and type (v5+: every group here is a "classic" one).
 
-
 use futures::future::join_all;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::list_groups_response::ListedGroup;
-use kafka_protocol::messages::{
-    ApiKey, GroupId, ListGroupsRequest, ListGroupsResponse,
-};
+use kafka_protocol::messages::{ApiKey, GroupId, ListGroupsRequest, ListGroupsResponse};
 
 use super::util::str_bytes;
 use crate::group::{self, GroupReply, GroupRequest};
@@ -34,10 +31,13 @@ pub async fn handle(ctx: &RequestContext, request: ListGroupsRequest) -> ListGro
         .iter()
         .map(|s| s.to_string())
         .collect();
-    let calls = (0..ctx.shard.shard_count).map(|shard| {
-        let states = states.clone();
-        async move { group::call_shard(&ctx.shard, ShardId(shard), GroupRequest::List { states }).await }
-    });
+    let calls =
+        (0..ctx.shard.shard_count).map(|shard| {
+            let states = states.clone();
+            async move {
+                group::call_shard(&ctx.shard, ShardId(shard), GroupRequest::List { states }).await
+            }
+        });
     let mut error = 0;
     let mut groups = Vec::new();
     for reply in join_all(calls).await {

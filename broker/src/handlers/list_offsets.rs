@@ -10,7 +10,6 @@
 //! same answer. A timestamp lookup finds the first batch whose max timestamp is recent enough
 //! through the time index, then the first record in it at or after the timestamp.
 
-
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::list_offsets_response::{
     ListOffsetsPartitionResponse, ListOffsetsTopicResponse,

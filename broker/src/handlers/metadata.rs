@@ -10,15 +10,13 @@ use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
 };
-use kafka_protocol::messages::{
-    ApiKey, BrokerId, MetadataRequest, MetadataResponse,
-};
+use kafka_protocol::messages::{ApiKey, BrokerId, MetadataRequest, MetadataResponse};
 use uuid::Uuid;
 
 use super::util::{authorized_operations, operations, str_bytes, topic_name};
 use crate::control::{self, validate_topic_name, ControlRequest};
-use crate::metadata::{MetadataSnapshot, TopicMeta};
 use crate::ids::TopicPartition;
+use crate::metadata::{MetadataSnapshot, TopicMeta};
 use crate::session::RequestContext;
 use crate::shard::ShardCtx;
 
@@ -33,8 +31,8 @@ const OPERATIONS_UNKNOWN: i32 = i32::MIN;
 
 pub async fn handle(ctx: &RequestContext, request: MetadataRequest) -> MetadataResponse {
     let version = ctx.version();
-    let allow_create =
-        ctx.shard.config.auto_create_topics_enable && (version < 4 || request.allow_auto_topic_creation);
+    let allow_create = ctx.shard.config.auto_create_topics_enable
+        && (version < 4 || request.allow_auto_topic_creation);
     let snapshot = ctx.shard.metadata();
     let topic_ops = authorized_operations(
         request.include_topic_authorized_operations,

@@ -5,7 +5,6 @@
 //! clients) commit without asking for a coordinator first, so a commit creates
 //! `__consumer_offsets` when it is missing, as FindCoordinator does.
 
-
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::offset_commit_response::{
     OffsetCommitResponsePartition, OffsetCommitResponseTopic,

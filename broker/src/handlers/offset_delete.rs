@@ -2,7 +2,6 @@
 //! `__consumer_offsets`). Refused with GROUP_SUBSCRIBED_TO_TOPIC while the group has members.
 //! Hops to the group's coordinator shard.
 
-
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::offset_delete_response::{
     OffsetDeleteResponsePartition, OffsetDeleteResponseTopic,

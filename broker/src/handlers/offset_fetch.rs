@@ -2,16 +2,13 @@
 //! partition when no topics are named). v8+ asks for many groups at once, each answered by its
 //! own coordinator shard.
 
-
 use futures::future::join_all;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::offset_fetch_response::{
     OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions,
     OffsetFetchResponseTopic, OffsetFetchResponseTopics,
 };
-use kafka_protocol::messages::{
-    ApiKey, GroupId, OffsetFetchRequest, OffsetFetchResponse,
-};
+use kafka_protocol::messages::{ApiKey, GroupId, OffsetFetchRequest, OffsetFetchResponse};
 
 use super::util::{str_bytes, topic_name};
 use crate::group::state::Committed;

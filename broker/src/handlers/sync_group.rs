@@ -1,7 +1,6 @@
 //! SyncGroup: the leader hands in every member's assignment (passed through untouched); each
 //! member gets its own once the leader's arrives. Hops to the group's coordinator shard.
 
-
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{ApiKey, SyncGroupRequest, SyncGroupResponse};
 
