@@ -1,6 +1,7 @@
 //! DescribeConfigs for TOPIC and BROKER resources. Topic configs report their effective value
-//! and where it comes from (topic override, broker setting, default); broker settings are
-//! static (read-only). Runs on any shard, from its metadata snapshot.
+//! and where it comes from (topic override, broker setting, default); broker settings report
+//! theirs, read-only except those IncrementalAlterConfigs and AlterConfigs may change at run
+//! time. Runs on any shard, from its metadata snapshot.
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;

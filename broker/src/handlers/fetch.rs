@@ -80,7 +80,7 @@ pub async fn handle(ctx: &RequestContext, request: FetchRequest) -> Answer<Fetch
         refuse_zstd(&mut results);
     }
     if version < LEGACY_VERSION_END {
-        down_convert_all(&ctx.shard, version, &metadata, &wanted, &mut results);
+        down_convert_all(version, &metadata, &wanted, &mut results);
         trim_to(max_bytes, &mut results);
     }
     respond(&ctx.shard, plan, by_id, results)
@@ -196,7 +196,6 @@ const DOWN_CONVERSION_INFLATE_MAX: usize = 256 << 20;
 /// at most the partition's `max_bytes` but never less than one message), or with
 /// UNSUPPORTED_VERSION where the topic forbids down-conversion.
 fn down_convert_all(
-    ctx: &ShardCtx,
     version: i16,
     metadata: &MetadataSnapshot,
     wanted: &[Wanted],
@@ -210,7 +209,7 @@ fn down_convert_all(
         if result.records.is_empty() {
             continue;
         }
-        if !down_conversion_enabled(ctx, metadata, &tp.topic) {
+        if !down_conversion_enabled(metadata, &tp.topic) {
             *result = FetchResult {
                 error_code: ResponseError::UnsupportedVersion.code(),
                 ..FetchResult::default()
@@ -244,17 +243,17 @@ fn down_convert_all(
 }
 
 /// `message.downconversion.enable` for `topic`: its override, else the broker's default.
-fn down_conversion_enabled(ctx: &ShardCtx, metadata: &MetadataSnapshot, topic: &str) -> bool {
+/// The broker's default is the snapshot's: run-time changes to it apply at once.
+fn down_conversion_enabled(metadata: &MetadataSnapshot, topic: &str) -> bool {
+    let broker = &metadata.broker_config;
     let overrides = metadata.topic(topic).map(|t| &t.configs);
     let value = match overrides {
         Some(overrides) => {
-            topic_config::effective(&ctx.config, overrides, "message.downconversion.enable")
+            topic_config::effective(broker, overrides, "message.downconversion.enable")
         }
         None => None,
     };
-    value.map_or(ctx.config.log_message_downconversion_enable, |v| {
-        v == "true"
-    })
+    value.map_or(broker.log_message_downconversion_enable, |v| v == "true")
 }
 
 /// `pieces` as one buffer (no copy when there is one piece).
