@@ -226,12 +226,12 @@ impl<O: PartitionOp> Work<O> {
     /// Runs the work for every item on this shard (their owner): one answer per item, in order.
     async fn run(self, ctx: &ShardCtx) -> Vec<O::Answer> {
         let op = &self.op;
-        let metadata = ctx.metadata();
         // join_all polls every future once, in order, before any completes: the appends of a
         // produce happen in item order.
         let work = self.items.into_iter().map(|(tp, item)| {
             let log = ctx.partition(&tp);
-            let leader_epoch = metadata.leader_epoch(&tp);
+            // Borrowed, not cloned: no atomic on the data path (the borrow ends before any await).
+            let leader_epoch = ctx.metadata.borrow().leader_epoch(&tp);
             async move {
                 let asked = O::leader_epoch_asked(&item);
                 match log {
