@@ -14,7 +14,8 @@
 //!   [`fetch_session`]: the fetch sessions (KIP-227) of a shard's connections.
 //! - [`ids`]: typed ids and `shard_for`.
 //! - [`metadata`], [`registry`], [`control`], [`topic_config`]: topics: the snapshot every shard
-//!   reads, its file, the control plane on shard 0, topic configs.
+//!   reads, its file, the control plane on shard 0, topic configs; [`meta_properties`]: the
+//!   cluster and node a data directory belongs to (`odradek format`).
 //! - [`handlers`]: one file per Kafka API and the one table of them; [`service`] plugs it into
 //!   `odradek-net`'s connection loop; [`session`]: the connection's session and the request
 //!   context every handler receives.
@@ -46,6 +47,7 @@ mod fetch_session;
 mod group;
 mod handlers;
 mod ids;
+mod meta_properties;
 mod metadata;
 mod partition_ops;
 mod preflight;
@@ -71,13 +73,14 @@ use config::{BrokerConfig, ConfigError};
 ///
 /// Settings use Kafka's names (num.partitions, log.retention.ms, auto.create.topics.enable, …);
 /// README lists them. Later sources win: defaults, --config, --set, then the flags below.
-/// With a subcommand (`topic`, `group`), odradek is instead an admin client of a running broker.
+/// With a subcommand (`topic`, `group`), odradek is instead an admin client of a running broker;
+/// `format` prepares a data directory for a cluster.
 #[derive(clap::Parser, Debug)]
 #[command(name = "odradek", version, args_conflicts_with_subcommands = true)]
 struct Cli {
     /// Admin commands; without one, odradek runs the broker.
     #[command(subcommand)]
-    command: Option<cli::Command>,
+    command: Option<Command>,
     /// Address every shard accepts Kafka connections on (port 0: any free port).
     #[arg(long, value_name = "HOST:PORT")]
     listen: Option<String>,
@@ -98,11 +101,43 @@ struct Cli {
     set: Vec<String>,
 }
 
+#[derive(clap::Subcommand, Debug)]
+enum Command {
+    #[command(flatten)]
+    Admin(cli::Command),
+    /// Formats a data directory for a cluster (Kafka's `kafka-storage.sh format`): writes its
+    /// meta.properties, the cluster and node it belongs to, checked at every start. A single
+    /// node formats itself at its first start; do it before the first start of a cluster's nodes,
+    /// with one cluster id for all of them.
+    Format(FormatArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct FormatArgs {
+    /// The cluster's id, the same on every node: 1 to 64 letters, digits, '-' or '_'.
+    #[arg(long, value_name = "ID")]
+    cluster_id: String,
+    /// Succeed, changing nothing, where the directory is already formatted exactly so.
+    #[arg(long)]
+    ignore_formatted: bool,
+    /// The data directory (else log.dirs from --config and --set).
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// The server.properties the node will run with (for log.dirs and node.id).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// One setting, e.g. --set node.id=2 (repeatable).
+    #[arg(long = "set", value_name = "NAME=VALUE")]
+    set: Vec<String>,
+}
+
 fn main() -> ExitCode {
     let mut cli = parse_cli();
-    // An admin command is a plain blocking client: no executors, no preflight, no signal mask.
-    if let Some(command) = cli.command.take() {
-        return cli::run(command);
+    match cli.command.take() {
+        // An admin command is a plain blocking client: no executors, no preflight, no signals.
+        Some(Command::Admin(command)) => return cli::run(command),
+        Some(Command::Format(args)) => return format(&args),
+        None => {}
     }
     init_logging();
     exit_on_panic();
@@ -175,14 +210,20 @@ fn init_logging() {
 }
 
 /// Applies the config sources in order; an error names the bad setting.
-fn build_config(cli: &Cli) -> Result<(BrokerConfig, Option<usize>), ConfigError> {
+/// The defaults, then `file`, then `sets`.
+fn settings_from(file: Option<&PathBuf>, sets: &[String]) -> Result<BrokerConfig, ConfigError> {
     let mut config = BrokerConfig::default();
-    if let Some(path) = &cli.config {
+    if let Some(path) = file {
         config.apply_file(path)?;
     }
-    for assignment in &cli.set {
+    for assignment in sets {
         config.apply_set(assignment)?;
     }
+    Ok(config)
+}
+
+fn build_config(cli: &Cli) -> Result<(BrokerConfig, Option<usize>), ConfigError> {
+    let mut config = settings_from(cli.config.as_ref(), &cli.set)?;
     if let Some(listen) = &cli.listen {
         config.listen = config::listener_flag("--listen", listen)?;
     }
@@ -196,6 +237,59 @@ fn build_config(cli: &Cli) -> Result<(BrokerConfig, Option<usize>), ConfigError>
         return Err(ConfigError::NoCores);
     }
     Ok((config, cli.cores))
+}
+
+/// `odradek format`.
+fn format(args: &FormatArgs) -> ExitCode {
+    let mut config = match settings_from(args.config.as_ref(), &args.set) {
+        Ok(config) => config,
+        Err(error) => return fail(error.to_string()),
+    };
+    if let Some(dir) = &args.data_dir {
+        config.data_dir.clone_from(dir);
+    }
+    match format_data_dir(&config, &args.cluster_id, args.ignore_formatted) {
+        Ok((dir, true)) => {
+            println!(
+                "formatted {} for cluster {} as node {}",
+                dir.display(),
+                args.cluster_id,
+                config.node_id
+            );
+            ExitCode::SUCCESS
+        }
+        Ok((dir, false)) => {
+            println!("{} is already formatted so; nothing changed", dir.display());
+            ExitCode::SUCCESS
+        }
+        Err(message) => fail(message),
+    }
+}
+
+/// Formats the configured data directory (locked meanwhile, so not under a running broker);
+/// the directory, and whether anything was written.
+fn format_data_dir(
+    config: &BrokerConfig,
+    cluster_id: &str,
+    ignore_formatted: bool,
+) -> Result<(PathBuf, bool), String> {
+    let cluster_id = meta_properties::cluster_id(cluster_id).map_err(|e| e.to_string())?;
+    let dir = data_dir::prepare(&config.data_dir).map_err(|e| e.to_string())?;
+    let found = match registry::path_in(&dir.path).exists() {
+        true => Some(
+            registry::load(&dir.path)
+                .map_err(|e| e.to_string())?
+                .cluster_id,
+        ),
+        false => None,
+    };
+    let meta = meta_properties::MetaProperties {
+        cluster_id,
+        node_id: ids::NodeId(config.node_id),
+    };
+    let written = meta_properties::format(&dir.path, &meta, found.as_deref(), ignore_formatted)
+        .map_err(|e| e.to_string())?;
+    Ok((dir.path.clone(), written))
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use glommio::{CpuSet, LocalExecutorBuilder, Placement};
 
 use crate::config::BrokerConfig;
-use crate::ids::ShardId;
+use crate::ids::{NodeId, ShardId};
 use crate::registry::{self, RegistryError};
 use crate::router;
 use crate::shard_main::{self, Shared, StartEvent};
@@ -23,6 +23,8 @@ pub enum StartError {
     DataDir(#[from] crate::data_dir::DataDirError),
     #[error(transparent)]
     Registry(#[from] RegistryError),
+    #[error(transparent)]
+    Meta(#[from] crate::meta_properties::MetaError),
     #[error("cannot reserve producer ids: {0}")]
     ProducerIds(#[from] crate::producer_ids::ProducerIdError),
     #[error("the registry's run-time broker settings are invalid: {0}")]
@@ -144,8 +146,17 @@ pub fn run_with(
 }
 
 fn load_registry(config: &BrokerConfig) -> Result<registry::Registry, StartError> {
-    let registry = registry::load(&config.data_dir)?;
-    if !registry::path_in(&config.data_dir).exists() {
+    let existed = registry::path_in(&config.data_dir).exists();
+    let mut registry = registry::load(&config.data_dir)?;
+    let found = existed.then(|| registry.cluster_id.clone());
+    let fresh = registry.cluster_id.clone();
+    registry.cluster_id = crate::meta_properties::check_at_start(
+        &config.data_dir,
+        NodeId(config.node_id),
+        found.as_deref(),
+        || fresh,
+    )?;
+    if !existed {
         // Persist the new cluster id at once, so it survives a restart without topics.
         registry::store_blocking(&config.data_dir, &registry::encode(&registry))?;
     }

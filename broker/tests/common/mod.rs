@@ -89,6 +89,15 @@ impl Broker {
         broker
     }
 
+    /// Starts a broker with extra `--set name=value` settings after `prepare` has run on its
+    /// (empty) data directory, as an operator's `odradek format` does before a first start.
+    pub fn start_after(settings: &[(&str, &str)], prepare: impl FnOnce(&Path)) -> Broker {
+        let mut broker = Broker::unstarted(settings, &[]);
+        prepare(&broker.data_dir());
+        broker.spawn();
+        broker
+    }
+
     /// Starts a broker whose working directory is its temporary directory and whose data
     /// directory is given relative to it (`--data-dir data`), as a user starting it by hand does.
     pub fn start_with_relative_data_dir() -> Broker {
