@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 pub use crate::settings::BrokerConfig;
-use crate::settings::{self, Listener, ValueError};
+use crate::settings::{self, Listener, ProcessRoles, ValueError};
 
 /// Why the configuration cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -47,9 +47,39 @@ pub enum ConfigError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error(
+        "{setting}: odradek does not form clusters yet (every node is broker and controller, a \
+         one-voter quorum of itself): {fix}"
+    )]
+    NotACluster { setting: &'static str, fix: String },
 }
 
 impl BrokerConfig {
+    /// Refuses cluster settings this odradek cannot honour, rather than running as a single node
+    /// that an operator believes is a member of a cluster.
+    pub fn check_cluster(&self) -> Result<(), ConfigError> {
+        let not_a_cluster = |setting, fix: String| ConfigError::NotACluster { setting, fix };
+        match self.process_roles {
+            ProcessRoles::Combined => {}
+            ProcessRoles::Broker | ProcessRoles::Controller => {
+                let fix = "set process.roles=broker,controller".to_string();
+                return Err(not_a_cluster("process.roles", fix));
+            }
+        }
+        if let Some(other) = self
+            .controller_quorum_voters
+            .iter()
+            .find(|v| v.node_id != self.node_id)
+        {
+            let fix = format!(
+                "it names node {}; list only this node (node.id={}) or nothing",
+                other.node_id, self.node_id
+            );
+            return Err(not_a_cluster("controller.quorum.voters", fix));
+        }
+        Ok(())
+    }
+
     /// Applies one `name=value` from `source_name` (a file name or `--set`).
     pub fn apply(&mut self, name: &str, value: &str, source_name: &str) -> Result<(), ConfigError> {
         let name = name.trim();

@@ -236,6 +236,7 @@ fn build_config(cli: &Cli) -> Result<(BrokerConfig, Option<usize>), ConfigError>
     if cli.cores == Some(0) {
         return Err(ConfigError::NoCores);
     }
+    config.check_cluster()?;
     Ok((config, cli.cores))
 }
 
@@ -247,6 +248,9 @@ fn format(args: &FormatArgs) -> ExitCode {
     };
     if let Some(dir) = &args.data_dir {
         config.data_dir.clone_from(dir);
+    }
+    if let Err(error) = config.check_cluster() {
+        return fail(error.to_string());
     }
     match format_data_dir(&config, &args.cluster_id, args.ignore_formatted) {
         Ok((dir, true)) => {

@@ -60,6 +60,74 @@ fn assert_start_refused(args: &[&str], name: &str) {
     );
 }
 
+const KAFKA_KRAFT_SINGLE_NODE: &str = "process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@localhost:9093
+listeners=PLAINTEXT://:9092,CONTROLLER://:9093
+inter.broker.listener.name=PLAINTEXT
+advertised.listeners=PLAINTEXT://localhost:9092
+controller.listener.names=CONTROLLER
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SSL:SSL,\
+SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL
+num.network.threads=3
+num.io.threads=8
+socket.send.buffer.bytes=102400
+socket.receive.buffer.bytes=102400
+socket.request.max.bytes=104857600
+log.dirs=/tmp/kraft-combined-logs
+num.partitions=1
+num.recovery.threads.per.data.dir=1
+offsets.topic.replication.factor=1
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+log.retention.hours=168
+log.segment.bytes=1073741824
+log.retention.check.interval.ms=300000
+";
+
+/// Kafka's KRaft settings: a node that is its own one-voter quorum (Kafka's single-node
+/// `config/kraft/server.properties`) runs; anything that would make it one member of a cluster
+/// is refused, saying so, rather than run as a single node that only looks like one.
+#[test]
+fn given_cluster_settings_when_starting_should_run_one_voter_and_refuse_a_cluster() {
+    let one_voter = [("process.roles", "broker,controller"), ("node.id", "1")];
+    let mut settings = one_voter.to_vec();
+    settings.push(("controller.quorum.voters", "1@localhost:9093"));
+    let mut broker = Broker::start_with(&settings);
+    broker.assert_alive();
+    broker.stop();
+
+    // Kafka 3.9's single-node `config/kraft/server.properties`, its settings as shipped (the
+    // harness's --listen and --data-dir win over its listeners and log.dirs).
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let kafka = dir.path().join("server.properties");
+    std::fs::write(&kafka, KAFKA_KRAFT_SINGLE_NODE).expect("write server.properties");
+    let kafka = kafka.to_str().expect("UTF-8 path");
+    let mut broker = Broker::start_with_args(&[], &["--config", kafka]);
+    broker.assert_alive();
+    broker.stop();
+
+    let three = "1@localhost:9093,2@localhost:9094,3@localhost:9095";
+    let set = |s: &'static str| ["--set", s];
+    let mut args = vec!["--set", "node.id=1", "--set"];
+    let voters = format!("controller.quorum.voters={three}");
+    args.push(&voters);
+    assert_start_refused(&args, "it names node 2");
+    assert_start_refused(
+        &set("process.roles=broker"),
+        "process.roles=broker,controller",
+    );
+    assert_start_refused(
+        &set("process.roles=controller"),
+        "does not form clusters yet",
+    );
+    assert_start_refused(
+        &set("controller.quorum.voters=1@h"),
+        "controller.quorum.voters",
+    );
+    assert_start_refused(&set("controller.quorum.voters=x@h:1"), "ID@HOST:PORT");
+}
+
 #[test]
 fn given_unknown_or_bad_settings_when_starting_should_refuse_naming_them() {
     assert_start_refused(&["--set", "no.such.setting=1"], "no.such.setting");

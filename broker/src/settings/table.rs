@@ -9,7 +9,7 @@ use odradek_storage::{FlushPolicy, TimestampType};
 use super::settings;
 use super::{
     Address, Bool, Cleanup, CleanupPolicy, CompressionType, FirstDir, Fraction, Int, Listener,
-    Maybe, OneOf, Version, TIMESTAMP_TYPES,
+    Maybe, OneOf, ProcessRoles, Version, Voter, Voters, TIMESTAMP_TYPES,
 };
 
 const MINUTE_MS: i128 = 60 * 1000;
@@ -31,8 +31,6 @@ pub const IGNORED: &[&str] = &[
     "share.coordinator.state.topic.min.isr",
     "zookeeper.connect",
     "zookeeper.connection.timeout.ms",
-    "process.roles",
-    "controller.quorum.voters",
     "controller.quorum.bootstrap.servers",
     "controller.listener.names",
     "listener.security.protocol.map",
@@ -57,6 +55,22 @@ settings! {
         kind: Int(0, i32::MAX),
         default: 0,
         doc: "This broker's id.",
+    },
+    process_roles: ProcessRoles {
+        name: "process.roles",
+        scope: Static,
+        kind: OneOf { names: ProcessRoles::NAMES, any_case: false },
+        default: ProcessRoles::Combined,
+        doc: "What this node is in a KRaft cluster: broker,controller (combined) is the one \
+              odradek runs today.",
+    },
+    controller_quorum_voters: Vec<Voter> {
+        name: "controller.quorum.voters",
+        scope: Static,
+        kind: Voters,
+        default: Vec::new(),
+        doc: "The metadata quorum (ID@HOST:PORT,…); empty or this node alone: a one-voter \
+              quorum of itself.",
     },
     listen: Listener {
         name: "listeners",
