@@ -26,6 +26,8 @@ pub struct BrokerEndpoint {
     pub node_id: NodeId,
     pub host: String,
     pub port: u16,
+    /// `broker.rack`.
+    pub rack: Option<String>,
 }
 
 /// Immutable topic metadata; shared across shards as `Arc<MetadataSnapshot>`.

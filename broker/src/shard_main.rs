@@ -147,6 +147,7 @@ async fn build_ctx(
         node_id: NodeId(config.node_id),
         host,
         port,
+        rack: config.broker_rack.clone(),
     };
     let snapshot = MetadataSnapshot::new(
         0,

@@ -4,29 +4,14 @@
 
 mod common;
 
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::Path;
-use std::time::Duration;
 
-use common::{run_to_exit, Broker};
-use kafka_protocol::messages::{ApiKey, DescribeClusterRequest, DescribeClusterResponse};
-use odradek_net::client::{decode_response, encode_request, read_frame_blocking};
+use common::{describe_cluster, run_to_exit, Broker};
 
-/// The cluster id the broker at `addr` reports (DescribeCluster).
+/// The cluster id the broker at `addr` reports.
 fn cluster_id(addr: SocketAddr) -> String {
-    use std::io::Write;
-    let mut stream = TcpStream::connect(addr).expect("connect");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
-    let request = DescribeClusterRequest::default();
-    let frame =
-        encode_request(ApiKey::DescribeCluster, 0, 1, "format-test", &request).expect("encode");
-    stream.write_all(&frame).expect("send");
-    let response = read_frame_blocking(&mut stream, 1 << 20).expect("response");
-    let response: DescribeClusterResponse =
-        decode_response(ApiKey::DescribeCluster, 0, response.freeze()).expect("decode");
-    response.cluster_id.to_string()
+    describe_cluster(addr).cluster_id.to_string()
 }
 
 fn format(dir: &Path, cluster: &str, extra: &[&str]) -> (bool, String) {

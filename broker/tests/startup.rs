@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{consumer, flush, producer, run_to_exit, send, topic_names, Broker};
+use common::{consumer, describe_cluster, flush, producer, run_to_exit, send, topic_names, Broker};
 use rdkafka::consumer::Consumer;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::BaseRecord;
@@ -93,8 +93,12 @@ fn given_cluster_settings_when_starting_should_run_one_voter_and_refuse_a_cluste
     let one_voter = [("process.roles", "broker,controller"), ("node.id", "1")];
     let mut settings = one_voter.to_vec();
     settings.push(("controller.quorum.voters", "1@localhost:9093"));
+    settings.push(("broker.rack", "rack-a"));
     let mut broker = Broker::start_with(&settings);
-    broker.assert_alive();
+    let described = describe_cluster(broker.addr());
+    assert_eq!(described.brokers.len(), 1);
+    assert_eq!(described.brokers[0].broker_id.0, 1);
+    assert_eq!(described.brokers[0].rack.as_deref(), Some("rack-a"));
     broker.stop();
 
     // Kafka 3.9's single-node `config/kraft/server.properties`, its settings as shipped (the

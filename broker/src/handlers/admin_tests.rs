@@ -53,6 +53,7 @@ pub(crate) fn one_shard_ctx(config: BrokerConfig) -> Rc<ShardCtx> {
         node_id: NodeId(0),
         host: "127.0.0.1".into(),
         port: 9092,
+        rack: None,
     };
     let config = Arc::new(config);
     let snapshot = MetadataSnapshot::new(

@@ -38,6 +38,7 @@ pub async fn handle(
     let broker = DescribeClusterBroker::default()
         .with_broker_id(node)
         .with_host(str_bytes(&snapshot.broker.host))
-        .with_port(i32::from(snapshot.broker.port));
+        .with_port(i32::from(snapshot.broker.port))
+        .with_rack(snapshot.broker.rack.as_deref().map(str_bytes));
     response.with_brokers(vec![broker])
 }

@@ -150,7 +150,8 @@ fn response(
     let broker = MetadataResponseBroker::default()
         .with_node_id(node)
         .with_host(str_bytes(&snapshot.broker.host))
-        .with_port(i32::from(snapshot.broker.port));
+        .with_port(i32::from(snapshot.broker.port))
+        .with_rack(snapshot.broker.rack.as_deref().map(str_bytes));
     MetadataResponse::default()
         .with_brokers(vec![broker])
         .with_cluster_id(Some(str_bytes(&snapshot.cluster_id)))

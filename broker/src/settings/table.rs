@@ -9,7 +9,7 @@ use odradek_storage::{FlushPolicy, TimestampType};
 use super::settings;
 use super::{
     Address, Bool, Cleanup, CleanupPolicy, CompressionType, FirstDir, Fraction, Int, Listener,
-    Maybe, OneOf, ProcessRoles, Version, Voter, Voters, TIMESTAMP_TYPES,
+    Maybe, OneOf, ProcessRoles, Text, Version, Voter, Voters, TIMESTAMP_TYPES,
 };
 
 const MINUTE_MS: i128 = 60 * 1000;
@@ -71,6 +71,14 @@ settings! {
         default: Vec::new(),
         doc: "The metadata quorum (ID@HOST:PORT,…); empty or this node alone: a one-voter \
               quorum of itself.",
+    },
+    broker_rack: Option<String> {
+        name: "broker.rack",
+        scope: Static,
+        kind: Maybe(Text),
+        default: None,
+        doc: "The rack (or zone) this broker is in, given to clients in Metadata and \
+              DescribeCluster.",
     },
     listen: Listener {
         name: "listeners",

@@ -225,6 +225,34 @@ impl ProcessRoles {
     ];
 }
 
+/// Free text, such as a rack name: trimmed, at most [`TEXT_BYTES_MAX`] bytes.
+pub struct Text;
+
+/// The longest free-text value (a rack id goes to clients in every Metadata answer).
+pub const TEXT_BYTES_MAX: usize = 255;
+
+impl Kind for Text {
+    type Value = String;
+
+    fn parse(&self, text: &str) -> Result<String, ValueError> {
+        let text = text.trim();
+        match text.len() <= TEXT_BYTES_MAX {
+            true => Ok(text.to_string()),
+            false => Err(ValueError::NotOneOf {
+                expected: self.accepted(),
+            }),
+        }
+    }
+
+    fn format(&self, value: &String) -> String {
+        value.clone()
+    }
+
+    fn accepted(&self) -> String {
+        format!("text of at most {TEXT_BYTES_MAX} bytes")
+    }
+}
+
 /// One member of `controller.quorum.voters`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Voter {

@@ -32,7 +32,7 @@ pub use old_versions::*;
 pub use raw::*;
 
 use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
@@ -40,6 +40,8 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use kafka_protocol::messages::{ApiKey, DescribeClusterRequest, DescribeClusterResponse};
+use odradek_net::client::{decode_response, encode_request, read_frame_blocking};
 use tempfile::TempDir;
 
 /// How long the broker may take to print its listening line.
@@ -402,6 +404,21 @@ pub fn run_to_exit(args: &[&str]) -> (ExitStatus, String, String) {
     let stdout = stdout.join().unwrap_or_default();
     let stderr = stderr.join().unwrap_or_default();
     (status, stdout, stderr)
+}
+
+/// DescribeCluster v0 of the broker at `addr`.
+pub fn describe_cluster(addr: SocketAddr) -> DescribeClusterResponse {
+    use std::io::Write;
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let request = DescribeClusterRequest::default();
+    let frame = encode_request(ApiKey::DescribeCluster, 0, 1, "describe-cluster", &request)
+        .expect("encode");
+    stream.write_all(&frame).expect("send");
+    let response = read_frame_blocking(&mut stream, 1 << 20).expect("response");
+    decode_response(ApiKey::DescribeCluster, 0, response.freeze()).expect("decode")
 }
 
 /// Finds `odradek listening on 127.0.0.1:PORT` in a log line (ANSI colour codes ignored).
