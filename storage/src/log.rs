@@ -413,15 +413,11 @@ impl PartitionLog {
     pub async fn delete(&self) -> Result<(), StorageError> {
         self.close().await?;
         let dir = self.engine.dir.clone();
-        let (tx, rx) = futures::channel::oneshot::channel();
-        // Removing a directory tree is a run of blocking syscalls: do it off the reactor.
-        std::thread::spawn(move || {
-            let _ = tx.send(std::fs::remove_dir_all(&dir));
-        });
-        let dir = &self.engine.dir;
-        match rx.await {
-            Ok(result) => result.map_err(fileio::io_err("remove directory", dir)),
-            Err(_) => Err(StorageError::Closed),
-        }
+        // Removing a directory tree is a run of blocking syscalls: the executor's blocking pool
+        // does it, and the shard awaits it.
+        let removed = glommio::executor()
+            .spawn_blocking(move || std::fs::remove_dir_all(&dir))
+            .await;
+        removed.map_err(fileio::io_err("remove directory", &self.engine.dir))
     }
 }

@@ -12,14 +12,17 @@
 //! - [`table`]: every setting, one entry each; Kafka settings ignored here ([`IGNORED`]).
 //! - [`values`]: the kinds of value ([`Int`], [`Bool`], [`OneOf`], …), typed values
 //!   ([`CleanupPolicy`], [`CompressionType`], [`Listener`]) and [`ValueError`].
+//! - [`cluster`]: the KRaft settings' values ([`ProcessRoles`], [`Voters`]).
 
 use odradek_storage::LogConfig;
 
+mod cluster;
 mod table;
 #[cfg(test)]
 mod tests;
 mod values;
 
+pub use cluster::*;
 pub use table::{BrokerConfig, IGNORED, SETTINGS};
 pub use values::*;
 
