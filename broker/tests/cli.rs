@@ -368,3 +368,23 @@ fn given_no_broker_when_a_command_runs_should_fail_with_one_line() {
     assert_one_error_line(&stderr, "no answer within the timeout");
     drop(silent);
 }
+
+#[test]
+fn given_a_broker_when_the_cluster_is_described_should_show_its_id_controller_and_brokers() {
+    let broker = Broker::start_with(&[("node.id", "3"), ("broker.rack", "rack-b")]);
+    let served = common::describe_cluster(broker.addr());
+    let described = json(&broker, &["cluster", "describe"]);
+    assert_eq!(described["cluster_id"], served.cluster_id.to_string());
+    assert_eq!(described["controller_id"], 3);
+    let port = broker.addr().port();
+    assert_eq!(
+        described["brokers"],
+        serde_json::json!([{"node_id": 3, "host": "127.0.0.1", "port": port, "rack": "rack-b"}])
+    );
+    let text = ok(&broker, &["cluster", "describe"]);
+    assert!(
+        text.contains(&format!("cluster {}, controller 3", served.cluster_id)),
+        "{text}"
+    );
+    assert!(text.contains("rack-b") && text.contains("BROKER"), "{text}");
+}

@@ -1,4 +1,5 @@
-//! The admin CLI: `odradek group …` and `odradek topic …`, plain blocking Kafka clients of any
+//! The admin CLI: `odradek cluster …`, `odradek group …` and `odradek topic …`, plain blocking
+//! Kafka clients of any
 //! Kafka-compatible broker (`--bootstrap HOST:PORT`). No executor and no broker preflight run
 //! for them: they only open TCP connections, with timeouts.
 //!
@@ -7,10 +8,12 @@
 //!   of connections (bootstrap, coordinators, leaders).
 //! - [`group`]: `group list | describe | delete`; [`reset`]: `group reset-offsets`.
 //! - [`topic`]: `topic list | describe | create | delete | alter`.
+//! - [`cluster`]: `cluster describe`.
 //! - [`offsets`]: log start / end offsets and offsets by time, asked of partition leaders.
 //! - [`table`]: the plain table printer; `--json` prints JSON instead.
 
 mod client;
+mod cluster;
 mod group;
 mod offsets;
 mod reset;
@@ -25,10 +28,20 @@ use odradek_net::NetError;
 /// Admin subcommands; without one, `odradek` runs the broker.
 #[derive(clap::Subcommand, Debug)]
 pub enum Command {
+    /// The cluster: describe (its id, controller and brokers).
+    Cluster(ClusterCommand),
     /// Consumer groups: list, describe, reset-offsets, delete.
     Group(GroupCommand),
     /// Topics: list, describe, create, delete, alter.
     Topic(TopicCommand),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ClusterCommand {
+    #[command(flatten)]
+    common: Common,
+    #[command(subcommand)]
+    action: cluster::ClusterAction,
 }
 
 #[derive(clap::Args, Debug)]
@@ -118,6 +131,7 @@ fn suffix(message: &Option<String>) -> String {
 /// Runs one admin command; the exit code is 0 only when it did all it was asked.
 pub fn run(command: Command) -> ExitCode {
     let result = match command {
+        Command::Cluster(cluster) => cluster::run(&cluster.common, cluster.action),
         Command::Group(group) => group::run(&group.common, group.action),
         Command::Topic(topic) => topic::run(&topic.common, topic.action),
     };
