@@ -231,7 +231,7 @@ impl<O: PartitionOp> Work<O> {
         let work = self.items.into_iter().map(|(tp, item)| {
             let log = ctx.partition(&tp);
             // Borrowed, not cloned: no atomic on the data path (the borrow ends before any await).
-            let leader_epoch = ctx.metadata.borrow().leader_epoch(&tp);
+            let leader_epoch = ctx.metadata.borrow().leader_epoch(&tp.topic, tp.partition);
             async move {
                 let asked = O::leader_epoch_asked(&item);
                 match log {

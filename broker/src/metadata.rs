@@ -8,7 +8,7 @@ use uuid::Uuid;
 use std::sync::Arc;
 
 use crate::config::BrokerConfig;
-use crate::ids::{NodeId, TopicPartition};
+use crate::ids::{NodeId, PartitionId};
 
 /// One topic as the registry knows it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -78,7 +78,7 @@ impl MetadataSnapshot {
 
     /// The epoch of `tp`'s leader. On a single node this broker has led every partition since
     /// it was created, at epoch 0; the cluster's controller will keep one per partition here.
-    pub fn leader_epoch(&self, _tp: &TopicPartition) -> LeaderEpoch {
+    pub fn leader_epoch(&self, _topic: &str, _partition: PartitionId) -> LeaderEpoch {
         LeaderEpoch::SINGLE_NODE
     }
 

@@ -58,6 +58,6 @@ impl Service for BrokerService {
             session,
             header: request.header,
         };
-        handlers::dispatch(Rc::new(context), request.api_key, request.body).await
+        handlers::dispatch(context, request.api_key, request.body).await
     }
 }

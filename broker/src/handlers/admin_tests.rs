@@ -109,16 +109,16 @@ pub(crate) async fn call<Req: Encodable, Resp: Decodable>(
 }
 
 /// The context of a request with `header` on a connection from 127.0.0.1.
-pub(crate) fn request_context(ctx: &Rc<ShardCtx>, header: RequestHeader) -> Rc<RequestContext> {
+pub(crate) fn request_context(ctx: &Rc<ShardCtx>, header: RequestHeader) -> RequestContext {
     let peer = Peer {
         addr: Some(std::net::SocketAddr::from(([127, 0, 0, 1], 40_000))),
         listener: Rc::from("PLAINTEXT"),
     };
-    Rc::new(RequestContext {
+    RequestContext {
         shard: Rc::clone(ctx),
         session: Rc::new(Session::new(ConnectionId(1), peer)),
         header,
-    })
+    }
 }
 
 fn versions(key: ApiKey) -> std::ops::RangeInclusive<i16> {

@@ -4,8 +4,6 @@
 //! UNSUPPORTED_VERSION in a v0 response that still lists our versions, so it can retry with one
 //! we serve. ApiVersions responses always use response header v0. Runs on any shard.
 
-use std::rc::Rc;
-
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::api_versions_response::ApiVersion;
@@ -20,7 +18,7 @@ pub const VERSIONS: (i16, i16) = (0, 3);
 pub const RUNS_ON: RunsOn = RunsOn::Connection;
 
 /// Served from the raw body: every version is answered, none closes the connection.
-pub async fn serve(ctx: Rc<RequestContext>, body: Bytes) -> Result<Option<Vec<Bytes>>, NetError> {
+pub async fn serve(ctx: RequestContext, body: Bytes) -> Result<Option<Vec<Bytes>>, NetError> {
     respond(&ctx.header, body).map(|frame| Some(vec![frame]))
 }
 

@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use super::util::{authorized_operations, operations, str_bytes, topic_name};
 use crate::control::{self, validate_topic_name, ControlRequest};
-use crate::ids::TopicPartition;
+use crate::ids::PartitionId;
 use crate::metadata::{MetadataSnapshot, TopicMeta};
 use crate::session::RequestContext;
 use crate::shard::ShardCtx;
@@ -124,11 +124,10 @@ fn describe_topic(
     let node = BrokerId(snapshot.broker.node_id.0);
     let partitions = (0..meta.partitions)
         .map(|index| {
-            let tp = TopicPartition::new(meta.name.clone(), index);
             MetadataResponsePartition::default()
                 .with_partition_index(index)
                 .with_leader_id(node)
-                .with_leader_epoch(snapshot.leader_epoch(&tp).0)
+                .with_leader_epoch(snapshot.leader_epoch(&meta.name, PartitionId(index)).0)
                 .with_replica_nodes(vec![node])
                 .with_isr_nodes(vec![node])
         })

@@ -20,7 +20,6 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::rc::Rc;
 
 use bytes::Bytes;
 use kafka_protocol::messages::{ApiKey, RequestHeader};
@@ -84,7 +83,7 @@ pub enum RunsOn {
 type Reply = Result<Option<Vec<Bytes>>, NetError>;
 
 /// Serves one request of an API: checks the version, decodes, runs the handler, encodes.
-type Serve = fn(Rc<RequestContext>, Bytes) -> Pin<Box<dyn Future<Output = Reply>>>;
+type Serve = fn(RequestContext, Bytes) -> Pin<Box<dyn Future<Output = Reply>>>;
 
 /// One served API: its advertised versions, where it runs, and how it is served.
 #[derive(Clone, Copy)]
@@ -260,7 +259,7 @@ pub fn entry(key: ApiKey) -> Option<&'static ApiEntry> {
 
 /// Serves one request of a connection from the table; an API key it does not list, or a version
 /// it does not advertise, closes the connection (Kafka does the same).
-pub async fn dispatch(ctx: Rc<RequestContext>, key: ApiKey, body: Bytes) -> Reply {
+pub async fn dispatch(ctx: RequestContext, key: ApiKey, body: Bytes) -> Reply {
     let Some(entry) = entry(key) else {
         return Err(NetError::UnknownApiKey {
             api_key: key as i16,
