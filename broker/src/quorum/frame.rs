@@ -119,7 +119,11 @@ mod tests {
         let mut out = Vec::new();
         encode(&entry(1, b"payload"), 1024, &mut out).expect("encode");
         for cut in 0..out.len() {
-            assert_eq!(decode::<Entry>(&out[..cut], 1024).err(), Some(Torn::Short), "{cut}");
+            assert_eq!(
+                decode::<Entry>(&out[..cut], 1024).err(),
+                Some(Torn::Short),
+                "{cut}"
+            );
         }
     }
 

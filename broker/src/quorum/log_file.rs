@@ -24,11 +24,10 @@ pub struct LogFile {
 }
 
 /// What [`LogFile::open`] found: the entries of the whole frames, consecutive, each with the
-/// offset of its frame, and how many bytes of torn tail it cut.
+/// offset of its frame.
 pub struct Recovered {
     pub entries: Vec<Entry>,
     pub offsets: Vec<u64>,
-    pub truncated_bytes: u64,
 }
 
 impl LogFile {
@@ -49,8 +48,7 @@ impl LogFile {
             .write(true)
             .open(path)
             .map_err(io("open", path))?;
-        let truncated_bytes = (bytes.len() - good) as u64;
-        if truncated_bytes > 0 {
+        if good < bytes.len() {
             file.set_len(good as u64).map_err(io("truncate", path))?;
             file.sync_all().map_err(io("sync", path))?;
         }
@@ -59,17 +57,15 @@ impl LogFile {
             path: path.to_path_buf(),
             end: good as u64,
         };
-        let recovered = Recovered {
-            entries,
-            offsets,
-            truncated_bytes,
-        };
-        Ok((log, recovered))
+        Ok((log, Recovered { entries, offsets }))
     }
 
     /// Writes a new file at `path` holding `entries` only (synced, renamed over the old one,
     /// directory synced) and opens it; returns the frames' offsets.
-    pub fn rewrite(path: &Path, entries: &[Entry]) -> Result<(LogFile, Vec<u64>), QuorumStoreError> {
+    pub fn rewrite(
+        path: &Path,
+        entries: &[Entry],
+    ) -> Result<(LogFile, Vec<u64>), QuorumStoreError> {
         let io = QuorumStoreError::io;
         let (bytes, offsets) = encode_all(entries, path)?;
         let tmp = path.with_extension("tmp");
@@ -116,7 +112,11 @@ impl LogFile {
     /// Cuts the file at `offset` (a frame's start), where an append overwrites the suffix.
     /// Not synced alone: the append that follows syncs the new length with its frames.
     pub fn truncate(&mut self, offset: u64) -> Result<(), QuorumStoreError> {
-        assert!(offset <= self.end, "truncate at {offset} past the end {}", self.end);
+        assert!(
+            offset <= self.end,
+            "truncate at {offset} past the end {}",
+            self.end
+        );
         self.file
             .set_len(offset)
             .map_err(QuorumStoreError::io("truncate", &self.path))?;

@@ -172,8 +172,10 @@ impl DiskStorage {
         if index <= self.snapshot_index() {
             return Err(raft::Error::Store(StorageError::SnapshotOutOfDate));
         }
-        let mut snapshot = Snapshot::default();
-        snapshot.data = data.into();
+        let mut snapshot = Snapshot {
+            data: data.into(),
+            ..Default::default()
+        };
         let meta = snapshot.mut_metadata();
         meta.index = index;
         meta.term = self.term(index)?;
@@ -351,12 +353,11 @@ fn decode_whole<M: Message>(
     bytes_max: usize,
     path: &Path,
 ) -> Result<M, QuorumStoreError> {
-    let (message, len) = frame::decode(&bytes[*at..], bytes_max).map_err(|torn| {
-        QuorumStoreError::Corrupt {
+    let (message, len) =
+        frame::decode(&bytes[*at..], bytes_max).map_err(|torn| QuorumStoreError::Corrupt {
             path: path.to_path_buf(),
             reason: torn.reason().to_string(),
-        }
-    })?;
+        })?;
     *at += len;
     Ok(message)
 }
