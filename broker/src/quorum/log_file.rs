@@ -91,37 +91,37 @@ impl LogFile {
         Ok((log, offsets))
     }
 
-    /// Appends `entries` after the file's last frame, synced before it returns; returns the
-    /// frames' offsets. Nothing is written if one entry is over the bound.
-    pub fn append(&mut self, entries: &[Entry]) -> Result<Vec<u64>, QuorumStoreError> {
+    /// Writes `entries` from `offset` (the end of the file, or the start of the first frame an
+    /// append overwrites: the file is cut there first), synced before it returns; returns the
+    /// frames' offsets. Nothing is written or cut if one entry is over the bound.
+    pub fn write_from(
+        &mut self,
+        offset: u64,
+        entries: &[Entry],
+    ) -> Result<Vec<u64>, QuorumStoreError> {
         let io = QuorumStoreError::io;
+        assert!(
+            offset <= self.end,
+            "write at {offset} past the end {}",
+            self.end
+        );
         let (bytes, mut offsets) = encode_all(entries, &self.path)?;
-        for offset in &mut offsets {
-            *offset += self.end;
+        for frame_offset in &mut offsets {
+            *frame_offset += offset;
         }
-        // The file is opened without O_APPEND: write where the log ends, even after a
-        // truncation.
-        std::os::unix::fs::FileExt::write_all_at(&self.file, &bytes, self.end)
+        if offset < self.end {
+            self.file
+                .set_len(offset)
+                .map_err(io("truncate", &self.path))?;
+            self.end = offset;
+        }
+        // The file is opened without O_APPEND: write where the log now ends.
+        std::os::unix::fs::FileExt::write_all_at(&self.file, &bytes, offset)
             .map_err(io("write", &self.path))?;
         // fdatasync covers the length change too: the entries are durable when it returns.
         self.file.sync_data().map_err(io("sync", &self.path))?;
-        self.end += bytes.len() as u64;
+        self.end = offset + bytes.len() as u64;
         Ok(offsets)
-    }
-
-    /// Cuts the file at `offset` (a frame's start), where an append overwrites the suffix.
-    /// Not synced alone: the append that follows syncs the new length with its frames.
-    pub fn truncate(&mut self, offset: u64) -> Result<(), QuorumStoreError> {
-        assert!(
-            offset <= self.end,
-            "truncate at {offset} past the end {}",
-            self.end
-        );
-        self.file
-            .set_len(offset)
-            .map_err(QuorumStoreError::io("truncate", &self.path))?;
-        self.end = offset;
-        Ok(())
     }
 
     /// The file's length in bytes: what a snapshot would reclaim.

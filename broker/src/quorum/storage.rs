@@ -109,12 +109,10 @@ impl DiskStorage {
             "an append's entries must be consecutive"
         );
         let keep = (head.index - first) as usize;
-        if keep < self.entries.len() {
-            self.log.truncate(self.offsets[keep])?;
-            self.entries.truncate(keep);
-            self.offsets.truncate(keep);
-        }
-        let offsets = self.log.append(entries)?;
+        let offset = self.offsets.get(keep).copied().unwrap_or(self.log.bytes());
+        let offsets = self.log.write_from(offset, entries)?;
+        self.entries.truncate(keep);
+        self.offsets.truncate(keep);
         self.entries.extend_from_slice(entries);
         self.offsets.extend(offsets);
         Ok(())

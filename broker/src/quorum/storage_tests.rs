@@ -261,6 +261,13 @@ fn an_entry_over_the_bound_is_refused_and_nothing_is_written() {
     );
     assert_eq!(storage.log_bytes(), 0);
     assert_eq!(storage.last_index().ok(), Some(0));
+    // A refused overwrite keeps the suffix it would have replaced.
+    storage.append(&entries(1..=3, 1)).expect("append");
+    let mut big = entry(2, 2);
+    big.data = vec![0; RECORD_BYTES_MAX + 1].into();
+    storage.append(&[big]).expect_err("refused");
+    drop(storage);
+    assert_eq!(all(&open(dir.path())), entries(1..=3, 1));
 }
 
 /// Runs one Ready as the controller will: persist (snapshot, entries, hard state), send, then
