@@ -402,3 +402,12 @@ proptest! {
         }
     }
 }
+
+/// The controller hands the node (and the storage it owns) to glommio's blocking pool to
+/// persist a Ready: both must be `Send`.
+#[test]
+fn the_node_and_its_storage_can_go_to_the_blocking_pool() {
+    fn assert_send<T: Send + 'static>() {}
+    assert_send::<DiskStorage>();
+    assert_send::<RawNode<DiskStorage>>();
+}
