@@ -19,6 +19,8 @@
 //! - [`handlers`]: one file per Kafka API and the one table of them; [`service`] plugs it into
 //!   `odradek-net`'s connection loop; [`session`]: the connection's session and the request
 //!   context every handler receives.
+//! - [`quorum`]: the metadata quorum's Raft log, hard state and snapshots on disk (raft-rs's
+//!   `Storage`), for the controller on shard 0.
 //! - [`producer_ids`]: idempotent producers' ids, unique across restarts (InitProducerId).
 //! - [`durable_file`]: small files replaced whole and crash-safely (registry, producer ids).
 //! - [`retention`]: the per-shard retention timer (and idle producers' expiry).
@@ -52,6 +54,7 @@ mod metadata;
 mod partition_ops;
 mod preflight;
 mod producer_ids;
+mod quorum;
 mod registry;
 mod retention;
 mod router;
