@@ -6,12 +6,17 @@
 //! `--set name=value`, then the dedicated flags (`--listen`, `--advertise`, `--data-dir`), and at
 //! run time the dynamic settings the registry keeps. An unknown name or a bad value stops the
 //! start with a message naming it.
+//!
+//! Layout: this file applies the sources; [`finish`], once they are all in, decides the
+//! listeners and checks the settings that must fit together (a cluster member's among them).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 pub use crate::settings::BrokerConfig;
-use crate::settings::{self, Listener, ProcessRoles, ValueError};
+use crate::settings::{self, Listener, NamedListener, ValueError};
+
+mod finish;
 
 /// Why the configuration cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -47,39 +52,30 @@ pub enum ConfigError {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// Settings each valid alone that do not fit together (checked once all are applied).
+    #[error("{setting}: {problem}; {fix}")]
+    Mismatch {
+        setting: &'static str,
+        problem: String,
+        fix: String,
+    },
     #[error(
-        "{setting}: odradek does not form clusters yet (every node is broker and controller, a \
-         one-voter quorum of itself): {fix}"
+        "listener {listener} is {protocol} in listener.security.protocol.map, and odradek \
+         speaks PLAINTEXT only for now (TLS and SASL are to come): map {listener} to PLAINTEXT \
+         or remove it from listeners"
     )]
-    NotACluster { setting: &'static str, fix: String },
+    NotPlaintext {
+        listener: String,
+        protocol: &'static str,
+    },
+    #[error(
+        "process.roles={roles}: run every node as broker,controller (combined mode) for now; \
+         set process.roles=broker,controller"
+    )]
+    NotCombined { roles: &'static str },
 }
 
 impl BrokerConfig {
-    /// Refuses cluster settings this odradek cannot honour, rather than running as a single node
-    /// that an operator believes is a member of a cluster.
-    pub fn check_cluster(&self) -> Result<(), ConfigError> {
-        let not_a_cluster = |setting, fix: String| ConfigError::NotACluster { setting, fix };
-        match self.process_roles {
-            ProcessRoles::Combined => {}
-            ProcessRoles::Broker | ProcessRoles::Controller => {
-                let fix = "set process.roles=broker,controller".to_string();
-                return Err(not_a_cluster("process.roles", fix));
-            }
-        }
-        if let Some(other) = self
-            .controller_quorum_voters
-            .iter()
-            .find(|v| v.node_id != self.node_id)
-        {
-            let fix = format!(
-                "it names node {}; list only this node (node.id={}) or nothing",
-                other.node_id, self.node_id
-            );
-            return Err(not_a_cluster("controller.quorum.voters", fix));
-        }
-        Ok(())
-    }
-
     /// Applies one `name=value` from `source_name` (a file name or `--set`).
     pub fn apply(&mut self, name: &str, value: &str, source_name: &str) -> Result<(), ConfigError> {
         let name = name.trim();
@@ -161,13 +157,17 @@ impl BrokerConfig {
     }
 }
 
-/// The address of `--listen` or `--advertise`, read as `listeners` reads its first.
+/// The address of `--listen` or `--advertise`: `HOST:PORT` (a `NAME://` before it is
+/// dropped: the flag stands for the client listener, whatever its name).
 pub fn listener_flag(flag: &'static str, value: &str) -> Result<Listener, ConfigError> {
-    Listener::parse(value).map_err(|reason| ConfigError::BadFlag {
-        flag,
-        value: value.into(),
-        reason,
-    })
+    match NamedListener::parse(value) {
+        Ok(named) => Ok(named.listener),
+        Err(reason) => Err(ConfigError::BadFlag {
+            flag,
+            value: value.into(),
+            reason,
+        }),
+    }
 }
 
 #[cfg(test)]
@@ -216,7 +216,7 @@ mod tests {
             "num.partitions=many",
             "auto.create.topics.enable=yes please",
             "log.segment.bytes=100",
-            "default.replication.factor=3",
+            "default.replication.factor=0",
             "log.message.timestamp.type=Sometimes",
         ] {
             let mut config = BrokerConfig::default();
@@ -262,16 +262,5 @@ mod tests {
             .apply_properties("num.partitions\n", "f")
             .expect_err("bad line");
         assert!(matches!(err, ConfigError::BadLine { line: 1, .. }));
-    }
-
-    #[test]
-    fn listeners_take_the_first_address() {
-        let mut config = BrokerConfig::default();
-        config
-            .apply_set("listeners=PLAINTEXT://0.0.0.0:19092")
-            .expect("listeners");
-        assert_eq!(config.listen, Listener::new("0.0.0.0", 19092));
-        let err = listener_flag("--listen", "nowhere").expect_err("no port");
-        assert_eq!(err.to_string(), "--listen nowhere: expected HOST:PORT");
     }
 }

@@ -228,10 +228,10 @@ fn settings_from(file: Option<&PathBuf>, sets: &[String]) -> Result<BrokerConfig
 fn build_config(cli: &Cli) -> Result<(BrokerConfig, Option<usize>), ConfigError> {
     let mut config = settings_from(cli.config.as_ref(), &cli.set)?;
     if let Some(listen) = &cli.listen {
-        config.listen = config::listener_flag("--listen", listen)?;
+        config.set_client_listener(config::listener_flag("--listen", listen)?);
     }
     if let Some(advertise) = &cli.advertise {
-        config.advertise = Some(config::listener_flag("--advertise", advertise)?);
+        config.set_advertised_listener(config::listener_flag("--advertise", advertise)?);
     }
     if let Some(dir) = &cli.data_dir {
         config.data_dir = dir.clone();
@@ -239,7 +239,7 @@ fn build_config(cli: &Cli) -> Result<(BrokerConfig, Option<usize>), ConfigError>
     if cli.cores == Some(0) {
         return Err(ConfigError::NoCores);
     }
-    config.check_cluster()?;
+    config.finish()?;
     Ok((config, cli.cores))
 }
 
@@ -252,7 +252,7 @@ fn format(args: &FormatArgs) -> ExitCode {
     if let Some(dir) = &args.data_dir {
         config.data_dir.clone_from(dir);
     }
-    if let Err(error) = config.check_cluster() {
+    if let Err(error) = config.finish() {
         return fail(error.to_string());
     }
     match format_data_dir(&config, &args.cluster_id, args.ignore_formatted) {

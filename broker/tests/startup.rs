@@ -86,10 +86,11 @@ log.retention.check.interval.ms=300000
 ";
 
 /// Kafka's KRaft settings: a node that is its own one-voter quorum (Kafka's single-node
-/// `config/kraft/server.properties`) runs; anything that would make it one member of a cluster
-/// is refused, saying so, rather than run as a single node that only looks like one.
+/// `config/kraft/server.properties`) runs; a member of a cluster whose settings do not fit
+/// together (not a voter, no controller listener or one off its voter port, a broker-only or
+/// controller-only node, a TLS listener) is refused, saying how to fix it.
 #[test]
-fn given_cluster_settings_when_starting_should_run_one_voter_and_refuse_a_cluster() {
+fn given_cluster_settings_when_starting_should_run_one_voter_and_refuse_a_misfit_member() {
     let one_voter = [("process.roles", "broker,controller"), ("node.id", "1")];
     let mut settings = one_voter.to_vec();
     settings.push(("controller.quorum.voters", "1@localhost:9093"));
@@ -102,7 +103,7 @@ fn given_cluster_settings_when_starting_should_run_one_voter_and_refuse_a_cluste
     broker.stop();
 
     // Kafka 3.9's single-node `config/kraft/server.properties`, its settings as shipped (the
-    // harness's --listen and --data-dir win over its listeners and log.dirs).
+    // harness's --listen and --data-dir win over its PLAINTEXT listener and log.dirs).
     let dir = tempfile::tempdir().expect("temporary directory");
     let kafka = dir.path().join("server.properties");
     std::fs::write(&kafka, KAFKA_KRAFT_SINGLE_NODE).expect("write server.properties");
@@ -111,19 +112,28 @@ fn given_cluster_settings_when_starting_should_run_one_voter_and_refuse_a_cluste
     broker.assert_alive();
     broker.stop();
 
-    let three = "1@localhost:9093,2@localhost:9094,3@localhost:9095";
-    let set = |s: &'static str| ["--set", s];
-    let mut args = vec!["--set", "node.id=1", "--set"];
-    let voters = format!("controller.quorum.voters={three}");
-    args.push(&voters);
-    assert_start_refused(&args, "it names node 2");
+    let voters = "controller.quorum.voters=1@localhost:9093,2@localhost:9094,3@localhost:9095";
+    let member = |id: &'static str, listeners: &'static str| {
+        ["--set", id, "--set", voters, "--set", listeners]
+    };
     assert_start_refused(
-        &set("process.roles=broker"),
-        "process.roles=broker,controller",
+        &member("node.id=4", "listeners=PLAINTEXT://:0,CONTROLLER://:9096"),
+        "node.id=4 is not among the voters",
     );
     assert_start_refused(
-        &set("process.roles=controller"),
-        "does not form clusters yet",
+        &member("node.id=2", "listeners=PLAINTEXT://:0"),
+        "add CONTROLLER://localhost:9094",
+    );
+    assert_start_refused(
+        &member("node.id=2", "listeners=PLAINTEXT://:0,CONTROLLER://:9099"),
+        "gives node 2 port 9094",
+    );
+    let set = |s: &'static str| ["--set", s];
+    assert_start_refused(&set("process.roles=broker"), "combined mode");
+    assert_start_refused(&set("process.roles=controller"), "combined mode");
+    assert_start_refused(
+        &set("listeners=PLAINTEXT://:0,SSL://:9094"),
+        "listener SSL is SSL",
     );
     assert_start_refused(
         &set("controller.quorum.voters=1@h"),

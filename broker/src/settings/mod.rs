@@ -11,18 +11,22 @@
 //!   lookups by name, and the `--help` text.
 //! - [`table`]: every setting, one entry each; Kafka settings ignored here ([`IGNORED`]).
 //! - [`values`]: the kinds of value ([`Int`], [`Bool`], [`OneOf`], …), typed values
-//!   ([`CleanupPolicy`], [`CompressionType`], [`Listener`]) and [`ValueError`].
+//!   ([`CleanupPolicy`], [`CompressionType`]) and [`ValueError`].
+//! - [`listeners`]: the listener settings' values ([`Listener`], [`NamedListener`],
+//!   [`SecurityProtocol`]).
 //! - [`cluster`]: the KRaft settings' values ([`ProcessRoles`], [`Voters`]).
 
 use odradek_storage::LogConfig;
 
 mod cluster;
+mod listeners;
 mod table;
 #[cfg(test)]
 mod tests;
 mod values;
 
 pub use cluster::*;
+pub use listeners::*;
 pub use table::{BrokerConfig, IGNORED, SETTINGS};
 pub use values::*;
 
@@ -92,6 +96,11 @@ struct Ops {
 ///     log: |log, value| log.field = *value,     // optional: its effect on a topic's LogConfig
 /// },
 /// ```
+///
+/// After the entries, `; derived { field: Type = default, … }` declares the fields that are no
+/// setting of their own but are decided from several once all are applied (the listener a
+/// shard binds from `listeners` and the listener names); each default is what the settings'
+/// defaults decide.
 macro_rules! settings {
     (@some) => { None };
     (@some $x:expr) => { Some($x) };
@@ -107,7 +116,13 @@ macro_rules! settings {
             doc: $doc:literal,
             $(log: $log:expr,)?
         },
-    )*) => {
+    )*
+    ;
+    derived {$(
+        $(#[$derived_meta:meta])*
+        $derived:ident: $derived_ty:ty = $derived_default:expr,
+    )*}
+    ) => {
         /// Every broker setting, typed, with units in the names; built from the table in
         /// `settings/table.rs` (each field's doc names its setting).
         #[derive(Clone, Debug, PartialEq)]
@@ -115,6 +130,10 @@ macro_rules! settings {
             $(
                 #[doc = concat!("`", $name, "`: ", $doc)]
                 pub $field: $ty,
+            )*
+            $(
+                $(#[$derived_meta])*
+                pub $derived: $derived_ty,
             )*
             /// Names set explicitly by a file or `--set` (DescribeConfigs reports them as
             /// static).
@@ -127,6 +146,7 @@ macro_rules! settings {
             fn default() -> Self {
                 BrokerConfig {
                     $($field: $default,)*
+                    $($derived: $derived_default,)*
                     explicitly_set: Default::default(),
                     dynamic_set: Default::default(),
                 }

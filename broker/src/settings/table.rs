@@ -8,8 +8,9 @@ use odradek_storage::{FlushPolicy, TimestampType};
 
 use super::settings;
 use super::{
-    Address, Bool, Cleanup, CleanupPolicy, CompressionType, FirstDir, Fraction, Int, Listener,
-    Maybe, OneOf, ProcessRoles, Text, Version, Voter, Voters, TIMESTAMP_TYPES,
+    Bool, Cleanup, CleanupPolicy, CompressionType, FirstDir, Fraction, Int, Listener, ListenerName,
+    ListenerNames, ListenerProtocol, Listeners, Maybe, NamedListener, OneOf, ProcessRoles,
+    ProtocolMap, Text, Version, Voter, Voters, TIMESTAMP_TYPES,
 };
 
 const MINUTE_MS: i128 = 60 * 1000;
@@ -24,7 +25,6 @@ pub const IGNORED: &[&str] = &[
     "socket.send.buffer.bytes",
     "socket.receive.buffer.bytes",
     "num.recovery.threads.per.data.dir",
-    "offsets.topic.replication.factor",
     "transaction.state.log.replication.factor",
     "transaction.state.log.min.isr",
     "share.coordinator.state.topic.replication.factor",
@@ -32,10 +32,16 @@ pub const IGNORED: &[&str] = &[
     "zookeeper.connect",
     "zookeeper.connection.timeout.ms",
     "controller.quorum.bootstrap.servers",
-    "controller.listener.names",
-    "listener.security.protocol.map",
-    "inter.broker.listener.name",
 ];
+
+/// `listeners`' default: one PLAINTEXT listener on loopback (Kafka's, `PLAINTEXT://:9092`, is
+/// every interface's; a laptop's broker should not be reachable from the network unasked).
+fn default_listeners() -> Vec<NamedListener> {
+    vec![NamedListener {
+        name: NamedListener::PLAINTEXT.into(),
+        listener: Listener::new("127.0.0.1", 9092),
+    }]
+}
 
 /// `flush.ms`: Kafka's default, `Long.MAX_VALUE`, means no time-based flush; here that (and 0)
 /// is the safe policy, a sync before each acks=all answer.
@@ -80,19 +86,61 @@ settings! {
         doc: "The rack (or zone) this broker is in, given to clients in Metadata and \
               DescribeCluster.",
     },
-    listen: Listener {
+    broker_heartbeat_interval_ms: u64 {
+        name: "broker.heartbeat.interval.ms",
+        scope: Static,
+        kind: Int(1, i32::MAX as u64),
+        default: 2000,
+        doc: "How often a broker tells the controller it is alive.",
+    },
+    broker_session_timeout_ms: u64 {
+        name: "broker.session.timeout.ms",
+        scope: Static,
+        kind: Int(1, i32::MAX as u64),
+        default: 9000,
+        doc: "A broker not heard from for this long is fenced (no longer a leader or replica \
+              that counts); more than broker.heartbeat.interval.ms.",
+    },
+    listeners: Vec<NamedListener> {
         name: "listeners",
         scope: Static,
-        kind: Address,
-        default: Listener::new("127.0.0.1", 9092),
-        doc: "Where every shard accepts Kafka connections (port 0: any free port).",
+        kind: Listeners,
+        default: default_listeners(),
+        doc: "NAME://HOST:PORT, comma-separated: where every shard accepts Kafka connections (the \
+              listener inter.broker.listener.name names, else the first that is no controller \
+              listener) and the controller listener (port 0: any free port).",
     },
-    advertise: Option<Listener> {
+    advertised_listeners: Vec<NamedListener> {
         name: "advertised.listeners",
         scope: Static,
-        kind: Maybe(Address),
-        default: None,
-        doc: "The address clients are told to use; unset: the listener, with the bound port.",
+        kind: Listeners,
+        default: Vec::new(),
+        doc: "The address clients are told to use: the entry named as the client listener (else \
+              the first that is no controller listener); unset: the client listener, with the \
+              bound port.",
+    },
+    inter_broker_listener_name: String {
+        name: "inter.broker.listener.name",
+        scope: Static,
+        kind: ListenerName,
+        default: NamedListener::PLAINTEXT.into(),
+        doc: "The listener clients and other brokers connect to.",
+    },
+    controller_listener_names: Vec<String> {
+        name: "controller.listener.names",
+        scope: Static,
+        kind: ListenerNames,
+        default: vec!["CONTROLLER".into()],
+        doc: "The listeners the metadata quorum speaks on (the first is this node's controller \
+              listener).",
+    },
+    listener_security_protocol_map: Vec<ListenerProtocol> {
+        name: "listener.security.protocol.map",
+        scope: Static,
+        kind: ProtocolMap,
+        default: ProtocolMap::kafka_default(),
+        doc: "NAME:PROTOCOL for each listener; every listener must be PLAINTEXT for now (TLS and \
+              SASL are not built yet).",
     },
     data_dir: PathBuf {
         name: "log.dirs",
@@ -112,9 +160,10 @@ settings! {
     default_replication_factor: i16 {
         name: "default.replication.factor",
         scope: Static,
-        kind: Int(1, 1),
+        kind: Int(1, i16::MAX),
         default: 1,
-        doc: "Replication factor of new topics (a single node: 1).",
+        doc: "Replication factor of auto-created topics and of CreateTopics asking for -1; more \
+              than the live brokers: INVALID_REPLICATION_FACTOR.",
     },
     auto_create_topics_enable: bool {
         name: "auto.create.topics.enable",
@@ -325,6 +374,14 @@ settings! {
         default: 50,
         doc: "Partitions of __consumer_offsets.",
     },
+    offsets_topic_replication_factor: i16 {
+        name: "offsets.topic.replication.factor",
+        scope: Static,
+        kind: Int(1, i16::MAX),
+        default: 3,
+        doc: "Replication factor of __consumer_offsets, capped at the brokers registered when \
+              the topic is created.",
+    },
     offsets_retention_minutes: u64 {
         name: "offsets.retention.minutes",
         scope: Static,
@@ -371,4 +428,17 @@ settings! {
         doc: "Compaction (not built yet; stored without effect): the dirty share of a log that \
               makes it eligible.",
     },
+    ;
+    derived {
+        /// The client (Kafka API) listener every shard binds: the `listeners` entry named by
+        /// `inter.broker.listener.name`, else the first that is no controller listener;
+        /// `--listen` replaces its address.
+        listen: Listener = Listener::new("127.0.0.1", 9092),
+        /// This node's controller listener: the `listeners` entry named first in
+        /// `controller.listener.names`, if there is one.
+        controller_listen: Option<Listener> = None,
+        /// The address clients are told: the `advertised.listeners` entry named as the client
+        /// listener, else its first that is no controller listener; `--advertise` replaces it.
+        advertise: Option<Listener> = None,
+    }
 }

@@ -1,7 +1,6 @@
 //! What a setting's text means: the kinds of value a setting takes (an integer within bounds, a
 //! boolean, one of some names, …), the typed values that are more than a number
-//! ([`CleanupPolicy`], [`CompressionType`], [`Listener`]), and why a text is refused
-//! ([`ValueError`]).
+//! ([`CleanupPolicy`], [`CompressionType`]), and why a text is refused ([`ValueError`]).
 
 use std::fmt::Display;
 use std::path::PathBuf;
@@ -291,53 +290,6 @@ impl Kind for Cleanup {
     }
 }
 
-/// Where to listen, or what to tell clients.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Listener {
-    pub host: String,
-    pub port: u16,
-}
-
-impl Listener {
-    pub fn new(host: &str, port: u16) -> Listener {
-        Listener {
-            host: host.into(),
-            port,
-        }
-    }
-
-    /// `PLAINTEXT://HOST:PORT[,...]` or `HOST:PORT`: the first address (an empty host is every
-    /// interface's, `0.0.0.0`).
-    pub fn parse(text: &str) -> Result<Listener, ValueError> {
-        let first = text.split(',').next().unwrap_or_default().trim();
-        let address = first.split_once("://").map_or(first, |(_, rest)| rest);
-        let (host, port) = address.rsplit_once(':').ok_or(ValueError::NoPort)?;
-        let port = port.parse::<u16>().map_err(|_| ValueError::BadPort)?;
-        let host = host.trim_start_matches('[').trim_end_matches(']');
-        let host = if host.is_empty() { "0.0.0.0" } else { host };
-        Ok(Listener::new(host, port))
-    }
-}
-
-/// A [`Listener`] as Kafka's `listeners` writes it.
-pub struct Address;
-
-impl Kind for Address {
-    type Value = Listener;
-
-    fn parse(&self, text: &str) -> Result<Listener, ValueError> {
-        Listener::parse(text)
-    }
-
-    fn format(&self, value: &Listener) -> String {
-        format!("PLAINTEXT://{}:{}", value.host, value.port)
-    }
-
-    fn accepted(&self) -> String {
-        "PLAINTEXT://HOST:PORT or HOST:PORT (the first of a list)".into()
-    }
-}
-
 /// A value that may be absent: the empty text, as Kafka writes an unset list.
 pub struct Maybe<K>(pub K);
 
@@ -504,19 +456,6 @@ mod tests {
         }
         assert!(CleanupPolicy::CompactDelete.deletes() && CleanupPolicy::CompactDelete.compacts());
         assert!(!CleanupPolicy::Compact.deletes() && !CleanupPolicy::Delete.compacts());
-    }
-
-    #[test]
-    fn listeners_take_the_first_address() {
-        let listener = Listener::parse("PLAINTEXT://:19092,SSL://b:9093").expect("listener");
-        assert_eq!(listener, Listener::new("0.0.0.0", 19092));
-        assert_eq!(
-            Listener::parse("[::1]:9092"),
-            Ok(Listener::new("::1", 9092))
-        );
-        assert_eq!(Listener::parse("localhost"), Err(ValueError::NoPort));
-        assert_eq!(Listener::parse("a:http"), Err(ValueError::BadPort));
-        assert_eq!(Maybe(Address).parse(""), Ok(None));
     }
 
     #[test]
