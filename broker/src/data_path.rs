@@ -23,7 +23,7 @@ use futures::future::{join_all, select_all};
 use kafka_protocol::error::ResponseError;
 use odradek_storage::{LeaderEpoch, Offset, PartitionLog};
 
-use crate::ids::{ShardId, TopicPartition};
+use crate::ids::{PartitionId, ShardId, TopicPartition};
 use crate::partition_ops::{self, DeleteRecordsResult, FetchResult, ListOffsetResult};
 use crate::partition_ops::{Acks, ProduceResult};
 use crate::shard::ShardCtx;
@@ -360,23 +360,29 @@ pub async fn for_known_partitions<O: PartitionOp>(
     items: Vec<(String, i32, O::Item)>,
 ) -> Vec<O::Answer> {
     let metadata = ctx.metadata();
-    let mut known = Vec::with_capacity(items.len());
+    let mut refusals = Vec::with_capacity(items.len());
     let mut routed = Vec::with_capacity(items.len());
     for (topic, partition, item) in items {
-        let exists = metadata
-            .topic(&topic)
-            .is_some_and(|t| (0..t.partitions).contains(&partition));
-        known.push(exists);
-        if exists {
+        // Another broker leads it (or none does): the client refreshes its metadata.
+        let refusal = match metadata.partition(&topic, PartitionId(partition)) {
+            None => Some((UNKNOWN, "no such topic or partition")),
+            Some(state) if state.leader != metadata.broker.node_id.0 => Some((
+                ResponseError::NotLeaderOrFollower,
+                "this broker does not lead the partition",
+            )),
+            Some(_) => None,
+        };
+        if refusal.is_none() {
             routed.push((TopicPartition::new(topic, partition), item));
         }
+        refusals.push(refusal);
     }
     let mut answers = scatter(ctx, op, routed).await.into_iter();
-    let merged: Vec<O::Answer> = known
+    let merged: Vec<O::Answer> = refusals
         .into_iter()
-        .map(|known| match known {
-            true => answers.next().expect("one answer per routed item"),
-            false => O::failed(UNKNOWN, "no such topic or partition".into()),
+        .map(|refusal| match refusal {
+            None => answers.next().expect("one answer per routed item"),
+            Some((error, why)) => O::failed(error, why.into()),
         })
         .collect();
     assert!(answers.next().is_none(), "no answer left over");
@@ -429,7 +435,7 @@ mod tests {
             ..BrokerConfig::default()
         };
         odradek_storage::testing::run(move || async move {
-            let ctx = one_shard_ctx(config);
+            let ctx = one_shard_ctx(config).await;
             let topic = CreatableTopic::default()
                 .with_name(TopicName(StrBytes::from_static_str("epochs")))
                 .with_num_partitions(1)

@@ -2,9 +2,12 @@
 //!
 //! An id must never be handed out twice, across restarts too: a partition remembers the
 //! sequences of every id it has seen, so a reused id would make a new producer's first batches
-//! look like duplicates or gaps. Each start takes the next *generation* from a small file in the
-//! data directory (written and synced before any shard serves), and ids are
-//! `generation << 32 | n` for a counter `n` shared by the shards: 2^32 ids per start.
+//! look like duplicates or gaps, and in a cluster never by two brokers. Each start of a broker
+//! gets the next *generation* from the metadata log, with its registration (so no two brokers
+//! and no two starts share one), and ids are `generation << 32 | n` for a counter `n` shared
+//! by the shards: 2^32 ids per start. Before the metadata log, a single node kept its last
+//! generation in a small file of the data directory; that file is still read, so a node that
+//! used it gets a generation past it.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,21 +27,40 @@ pub enum ProducerIdError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error(transparent)]
-    Write(#[from] crate::durable_file::FileError),
     #[error("{path}: {reason} (remove it only if no partition log holds idempotent batches)")]
     Corrupt { path: PathBuf, reason: String },
 }
 
 pub struct ProducerIds {
-    generation: u64,
+    /// 0 until the broker registers.
+    generation: AtomicU64,
     next: AtomicU64,
 }
 
+impl Default for ProducerIds {
+    fn default() -> Self {
+        ProducerIds::unassigned()
+    }
+}
+
 impl ProducerIds {
-    /// Takes this start's generation: reads the last one and stores its successor, synced.
+    /// Ids to be handed out once [`ProducerIds::assign`] gives them a generation.
+    pub fn unassigned() -> ProducerIds {
+        ProducerIds {
+            generation: AtomicU64::new(0),
+            next: AtomicU64::new(0),
+        }
+    }
+
+    /// This start's generation, from the metadata log (its registration's outcome).
+    pub fn assign(&self, generation: u64) {
+        self.next.store(0, Ordering::SeqCst);
+        self.generation.store(generation, Ordering::SeqCst);
+    }
+
+    /// The last generation a single-node data directory took from its file (0: none).
     /// Blocking: call it before the shards start.
-    pub fn reserve(data_dir: &Path) -> Result<ProducerIds, ProducerIdError> {
+    pub fn floor_blocking(data_dir: &Path) -> Result<u64, ProducerIdError> {
         let path = data_dir.join(FILE);
         let last = match std::fs::read_to_string(&path) {
             Ok(text) => text
@@ -51,28 +73,23 @@ impl ProducerIds {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
             Err(source) => return Err(ProducerIdError::Read { path, source }),
         };
-        let generation = last + 1;
-        if generation > GENERATIONS_MAX {
+        if last > GENERATIONS_MAX {
             return Err(ProducerIdError::Corrupt {
                 path,
                 reason: "every producer id generation is used".into(),
             });
         }
-        crate::durable_file::replace_blocking(
-            data_dir,
-            FILE,
-            format!("{generation}\n").as_bytes(),
-        )?;
-        Ok(ProducerIds {
-            generation,
-            next: AtomicU64::new(0),
-        })
+        Ok(last)
     }
 
     /// A producer id never handed out before, or `None` once this start has used all of its.
     pub fn allocate(&self) -> Option<ProducerId> {
+        let generation = self.generation.load(Ordering::Relaxed);
+        if generation == 0 || generation > GENERATIONS_MAX {
+            return None;
+        }
         let n = self.next.fetch_add(1, Ordering::Relaxed);
-        (n < PER_GENERATION).then(|| ProducerId((self.generation * PER_GENERATION + n) as i64))
+        (n < PER_GENERATION).then(|| ProducerId((generation * PER_GENERATION + n) as i64))
     }
 }
 
@@ -81,23 +98,39 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ids_are_unique_across_starts() {
+    fn no_ids_before_a_generation_is_assigned() {
+        let ids = ProducerIds::unassigned();
+        assert_eq!(ids.allocate(), None);
+        ids.assign(2);
+        let a = ids.allocate().expect("id");
+        let b = ids.allocate().expect("id");
+        assert_eq!(
+            (a, b),
+            (
+                ProducerId((2 * PER_GENERATION) as i64),
+                ProducerId((2 * PER_GENERATION + 1) as i64)
+            )
+        );
+        ids.assign(3);
+        assert!(
+            ids.allocate().expect("id") > b,
+            "a later generation hands out larger ids"
+        );
+    }
+
+    #[test]
+    fn the_single_node_file_is_the_floor() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let first = ProducerIds::reserve(dir.path()).expect("first start");
-        let a = first.allocate().expect("id");
-        let b = first.allocate().expect("id");
-        assert_ne!(a, b);
-        let second = ProducerIds::reserve(dir.path()).expect("second start");
-        let c = second.allocate().expect("id");
-        assert!(c > b, "a later start hands out larger ids: {c} after {b}");
-        assert!(a.0 >= 0 && c.0 >= 0);
+        assert_eq!(ProducerIds::floor_blocking(dir.path()).expect("no file"), 0);
+        std::fs::write(dir.path().join(FILE), "17\n").expect("write");
+        assert_eq!(ProducerIds::floor_blocking(dir.path()).expect("read"), 17);
     }
 
     #[test]
     fn a_damaged_generation_file_stops_the_start() {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(dir.path().join(FILE), "garbage").expect("write");
-        let error = ProducerIds::reserve(dir.path()).err().expect("refused");
+        let error = ProducerIds::floor_blocking(dir.path()).expect_err("refused");
         assert!(
             error.to_string().contains("producer-id-generation"),
             "{error}"
@@ -107,7 +140,7 @@ mod tests {
     #[test]
     fn a_generation_runs_out_instead_of_wrapping() {
         let ids = ProducerIds {
-            generation: 3,
+            generation: AtomicU64::new(3),
             next: AtomicU64::new(PER_GENERATION - 1),
         };
         assert_eq!(

@@ -1,4 +1,6 @@
-//! The topic registry file: every topic's name, id, partition count and config overrides.
+//! The topic registry file of the single-node broker before the metadata log: every topic's
+//! name, id, partition count and config overrides. Read at start for the cluster id and, when
+//! the metadata log is new, imported into it (`quorum::boot`); never written after that.
 //!
 //! Format: a first line `crc32c=<8 hex digits>`, then a JSON document; the CRC covers the JSON
 //! bytes. Written to a temporary file, synced, renamed over the old one, and the directory synced,
@@ -112,6 +114,7 @@ pub fn decode(bytes: &[u8], path: &Path) -> Result<Registry, RegistryError> {
             id,
             partitions: record.partitions,
             configs: record.configs,
+            partition_states: Vec::new(),
         };
         topics.insert(meta.name.clone(), meta);
     }
@@ -159,24 +162,11 @@ pub fn store_blocking(data_dir: &Path, bytes: &[u8]) -> Result<(), RegistryError
     })
 }
 
-/// Whether `dir_name` (`<topic>-<partition>`) names a partition the registry holds. Directories
-/// that look like partitions but are not held are left by a crash between a registry write and
-/// the deletion of logs (DeleteTopics) or before the registry write (CreateTopics).
-pub fn holds_partition_dir(registry: &Registry, dir_name: &str) -> Option<bool> {
-    let (topic, partition) = dir_name.rsplit_once('-')?;
-    let partition: i32 = partition.parse().ok()?;
-    Some(
-        registry
-            .topics
-            .get(topic)
-            .is_some_and(|t| (0..t.partitions).contains(&partition)),
-    )
-}
-
-/// Removes partition directories the registry does not hold (at start, before any shard runs).
+/// Removes the directories `holds` says no partition of this node is in (`Some(false)`; `None`
+/// for names that are not a partition's), at start, before any shard runs.
 pub fn remove_orphans_blocking(
     data_dir: &Path,
-    registry: &Registry,
+    holds: impl Fn(&str) -> Option<bool>,
 ) -> Result<usize, RegistryError> {
     let io = |op: &'static str, path: &Path| {
         let path = path.to_path_buf();
@@ -187,7 +177,7 @@ pub fn remove_orphans_blocking(
         let entry = entry.map_err(io("list", data_dir))?;
         let name = entry.file_name().to_string_lossy().into_owned();
         let is_dir = entry.file_type().map(|t| t.is_dir()).unwrap_or(false);
-        if is_dir && holds_partition_dir(registry, &name) == Some(false) {
+        if is_dir && holds(&name) == Some(false) {
             let path = entry.path();
             tracing::warn!(dir = %path.display(), "removing a partition directory no topic holds");
             fs::remove_dir_all(&path).map_err(io("remove", &path))?;
@@ -211,6 +201,7 @@ mod tests {
             id: Uuid::from_u128(7),
             partitions: 6,
             configs,
+            partition_states: Vec::new(),
         };
         topics.insert(meta.name.clone(), meta);
         Registry {
@@ -239,16 +230,6 @@ mod tests {
         for cut in 0..bytes.len() {
             assert!(decode(&bytes[..cut], Path::new("x")).is_err(), "cut {cut}");
         }
-    }
-
-    #[test]
-    fn orphan_partition_dirs_are_recognized() {
-        let registry = sample();
-        assert_eq!(holds_partition_dir(&registry, "orders-5"), Some(true));
-        assert_eq!(holds_partition_dir(&registry, "orders-6"), Some(false));
-        assert_eq!(holds_partition_dir(&registry, "gone-0"), Some(false));
-        assert_eq!(holds_partition_dir(&registry, "not-a-partition"), None);
-        assert_eq!(holds_partition_dir(&registry, "lost+found"), None);
     }
 
     #[test]

@@ -25,6 +25,8 @@ pub enum StartError {
     Registry(#[from] RegistryError),
     #[error(transparent)]
     Meta(#[from] crate::meta_properties::MetaError),
+    #[error(transparent)]
+    Quorum(#[from] crate::quorum::boot::BootError),
     #[error("cannot reserve producer ids: {0}")]
     ProducerIds(#[from] crate::producer_ids::ProducerIdError),
     #[error("the registry's run-time broker settings are invalid: {0}")]
@@ -77,21 +79,37 @@ pub fn run_with(
     let data_dir = crate::data_dir::prepare(&config.data_dir)?;
     config.data_dir.clone_from(&data_dir.path);
     let registry = load_registry(&config)?;
-    let producer_ids = Arc::new(crate::producer_ids::ProducerIds::reserve(&config.data_dir)?);
+    let producer_id_floor = crate::producer_ids::ProducerIds::floor_blocking(&config.data_dir)?;
+    let boot = crate::quorum::boot::open_blocking(
+        &config.data_dir,
+        config.node_id,
+        &config.controller_quorum_voters,
+        &registry,
+    )?;
+    remove_orphans(&config, &boot.image)?;
     let effective = config
-        .with_dynamic(&registry.broker_configs)
+        .with_dynamic(&boot.image.broker_configs)
         .map_err(|e| StartError::StoredBrokerConfig(e.to_string()))?;
+    let failed = Arc::new(AtomicBool::new(false));
+    let quorum = crate::quorum::start::QuorumStart {
+        boot,
+        stop: Arc::clone(&stop),
+        failed: Arc::clone(&failed),
+        producer_id_floor,
+    };
     let shared = Arc::new(Shared {
         config: Arc::new(config),
-        registry: Arc::new(registry),
+        cluster_id: registry.cluster_id.clone(),
+        initial_image: Arc::new(quorum.boot.image.clone()),
+        quorum: std::sync::Mutex::new(Some(quorum)),
         effective_config: Arc::new(effective),
         shard_count,
         stop,
         drained: Arc::new(AtomicUsize::new(0)),
         closed: Arc::new(AtomicUsize::new(0)),
         serving: Arc::new(AtomicBool::new(false)),
-        log_failed: Arc::new(AtomicBool::new(false)),
-        producer_ids,
+        log_failed: failed,
+        node: Arc::default(),
     });
     let mesh = (shard_count > 1).then(|| router::new_mesh(shard_count));
     let (events_tx, events) = mpsc::channel();
@@ -160,13 +178,30 @@ fn load_registry(config: &BrokerConfig) -> Result<registry::Registry, StartError
         // Persist the new cluster id at once, so it survives a restart without topics.
         registry::store_blocking(&config.data_dir, &registry::encode(&registry))?;
     }
-    registry::remove_orphans_blocking(&config.data_dir, &registry)?;
-    tracing::info!(
-        topics = registry.topics.len(),
-        cluster_id = %registry.cluster_id,
-        "topic registry loaded"
-    );
     Ok(registry)
+}
+
+/// Removes partition directories this node does not host (a crash between a topic's deletion
+/// in the metadata log and the deletion of its logs), before any shard runs.
+fn remove_orphans(
+    config: &BrokerConfig,
+    image: &crate::quorum::image::ClusterImage,
+) -> Result<(), StartError> {
+    let me = config.node_id;
+    registry::remove_orphans_blocking(&config.data_dir, |dir_name| {
+        if dir_name == crate::quorum::METADATA_LOG_DIR {
+            return None;
+        }
+        let (topic, partition) = dir_name.rsplit_once('-')?;
+        let partition: usize = partition.parse().ok()?;
+        Some(image.topics.get(topic).is_some_and(|t| {
+            t.partition_states
+                .get(partition)
+                .is_some_and(|p| p.replicas.contains(&me))
+        }))
+    })?;
+    tracing::info!(topics = image.topics.len(), "metadata loaded");
+    Ok(())
 }
 
 fn wait_bound(events: &mpsc::Receiver<StartEvent>, shard: usize) -> Result<u16, StartError> {

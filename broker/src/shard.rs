@@ -2,10 +2,10 @@
 //! its storage memory, its router, the consumer groups it coordinates, and (on shard 0) the
 //! control plane.
 
-use std::cell::RefCell;
+use std::cell::{OnceCell, RefCell};
 use std::collections::HashMap;
 use std::rc::{Rc, Weak};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use glommio::channels::channel_mesh::Senders;
 use odradek_storage::{PartitionLog, ShardStorage};
@@ -17,7 +17,18 @@ use crate::group::coordinator::GroupTable;
 use crate::ids::{shard_for, PartitionId, ShardId, TopicPartition};
 use crate::metadata::MetadataSnapshot;
 use crate::producer_ids::ProducerIds;
+use crate::quorum::node::QuorumStatus;
 use crate::router::{MeshMsg, Router};
+
+/// What every shard of the node shares (the one lock here is off the data path: DescribeQuorum
+/// reads it, shard 0's quorum driver writes it).
+#[derive(Default)]
+pub struct NodeShared {
+    /// Idempotent producers' ids.
+    pub producer_ids: ProducerIds,
+    /// The metadata quorum as shard 0's driver last saw it.
+    pub quorum_status: Mutex<QuorumStatus>,
+}
 
 /// Everything a handler needs on its shard. Shared within the shard as `Rc<ShardCtx>`.
 pub struct ShardCtx {
@@ -30,10 +41,10 @@ pub struct ShardCtx {
     pub partitions: RefCell<HashMap<TopicPartition, Rc<PartitionLog>>>,
     pub storage: Rc<ShardStorage>,
     pub router: Router,
-    /// The topic registry and its operations; `Some` on shard 0 only.
-    pub control: Option<ControlPlane>,
-    /// Idempotent producers' ids, shared by every shard.
-    pub producer_ids: Arc<ProducerIds>,
+    /// The way to the metadata quorum; set on shard 0 only, once the quorum starts.
+    pub control: OnceCell<ControlPlane>,
+    /// What the node's shards share.
+    pub node: Arc<NodeShared>,
     /// Fetch sessions (KIP-227) of this shard's connections.
     pub fetch_sessions: RefCell<FetchSessions>,
     /// The consumer groups this shard coordinates.
@@ -48,9 +59,8 @@ impl ShardCtx {
         metadata: Arc<MetadataSnapshot>,
         storage: Rc<ShardStorage>,
         senders: Option<Senders<MeshMsg>>,
-        producer_ids: Arc<ProducerIds>,
+        node: Arc<NodeShared>,
     ) -> Rc<ShardCtx> {
-        let control = (shard.0 == 0).then(|| ControlPlane::new(config.data_dir.clone()));
         // The broker-wide bound, split over the shards (rounded up).
         let session_slots = config
             .max_incremental_fetch_session_cache_slots
@@ -64,8 +74,8 @@ impl ShardCtx {
             partitions: RefCell::new(HashMap::new()),
             storage,
             router: Router::new(shard, senders, weak.clone()),
-            control,
-            producer_ids,
+            control: OnceCell::new(),
+            node,
             fetch_sessions: RefCell::new(fetch_sessions),
             groups: GroupTable::default(),
         })

@@ -6,7 +6,7 @@ use std::cell::Cell;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::Sender;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::future::{select, Either};
@@ -18,7 +18,8 @@ use crate::config::BrokerConfig;
 use crate::control::owned_at_start;
 use crate::ids::{NodeId, ShardId};
 use crate::metadata::{BrokerEndpoint, MetadataSnapshot};
-use crate::registry::Registry;
+use crate::quorum::image::ClusterImage;
+use crate::quorum::start::QuorumStart;
 use crate::retention;
 use crate::router::Mesh;
 use crate::service::BrokerService;
@@ -46,8 +47,12 @@ pub enum StartEvent {
 /// Shared by every shard and the main thread.
 pub struct Shared {
     pub config: Arc<BrokerConfig>,
-    pub registry: Arc<Registry>,
-    /// `config` with the registry's run-time broker settings applied.
+    pub cluster_id: String,
+    /// The metadata as of the locally committed log, which the shards open their logs from.
+    pub initial_image: Arc<ClusterImage>,
+    /// The quorum, for shard 0 to start (taken once).
+    pub quorum: Mutex<Option<QuorumStart>>,
+    /// `config` with the metadata log's run-time broker settings applied.
     pub effective_config: Arc<BrokerConfig>,
     pub shard_count: usize,
     pub stop: Arc<AtomicBool>,
@@ -60,7 +65,8 @@ pub struct Shared {
     /// Set by the shard that saw a partition log fail; the process then stops with an error.
     pub log_failed: Arc<AtomicBool>,
     /// Idempotent producers' ids (InitProducerId).
-    pub producer_ids: Arc<crate::producer_ids::ProducerIds>,
+    /// What the shards share (producer ids, the quorum's status).
+    pub node: Arc<crate::shard::NodeShared>,
 }
 
 /// How often a shard checks the stop flag and the stop barriers.
@@ -113,6 +119,20 @@ pub async fn run(
         });
         return;
     }
+    if shard.0 == 0 {
+        let quorum = shared.quorum.lock().ok().and_then(|mut q| q.take());
+        let started = match quorum {
+            Some(quorum) => crate::quorum::start::start(&ctx, quorum).await,
+            None => Err("the quorum is missing".to_string()),
+        };
+        if let Err(reason) = started {
+            let _ = events.send(StartEvent::Failed {
+                shard: shard.0,
+                reason,
+            });
+            return;
+        }
+    }
     crate::group::start(&ctx).await;
     let _ = events.send(StartEvent::Ready { shard: shard.0 });
     // Connections wait in the listen backlog meanwhile.
@@ -149,12 +169,12 @@ async fn build_ctx(
         port,
         rack: config.broker_rack.clone(),
     };
-    let snapshot = MetadataSnapshot::new(
+    let snapshot = MetadataSnapshot::of_image(
         0,
         endpoint,
-        shared.registry.cluster_id.clone(),
-        shared.registry.topics.clone(),
-        shared.registry.broker_configs.clone(),
+        shared.cluster_id.clone(),
+        None,
+        &shared.initial_image,
         Arc::clone(&shared.effective_config),
     );
     let storage = ShardStorage::new(ShardStorageConfig {
@@ -172,7 +192,7 @@ async fn build_ctx(
         Arc::new(snapshot),
         storage,
         senders,
-        Arc::clone(&shared.producer_ids),
+        Arc::clone(&shared.node),
     );
     if let Some(receivers) = receivers {
         crate::router::Router::start(&ctx, receivers);

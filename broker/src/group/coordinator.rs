@@ -81,11 +81,17 @@ fn with_group<R>(
 
 /// Serves a group request on this (the coordinator) shard.
 pub async fn serve(ctx: &ShardCtx, request: GroupRequest) -> GroupReply {
-    let loading = !ctx.groups.loaded.get();
+    // Not the coordinator (another broker leads the group's offsets partition), or still
+    // loading the committed offsets: the client asks FindCoordinator again, or retries.
+    let refused = match request.group() {
+        Some(group) if !super::coordinates(ctx, group) => Some(ResponseError::NotCoordinator),
+        _ if !ctx.groups.loaded.get() => Some(ResponseError::CoordinatorLoadInProgress),
+        _ => None,
+    };
     match request {
-        GroupRequest::Join { group, args } => GroupReply::Join(match loading {
-            true => JoinResult::error(ResponseError::CoordinatorLoadInProgress, &args.member_id),
-            false => join(ctx, &group, args).await,
+        GroupRequest::Join { group, args } => GroupReply::Join(match refused {
+            Some(error) => JoinResult::error(error, &args.member_id),
+            None => join(ctx, &group, args).await,
         }),
         GroupRequest::Sync {
             group,
@@ -94,9 +100,9 @@ pub async fn serve(ctx: &ShardCtx, request: GroupRequest) -> GroupReply {
             generation,
             protocol,
             assignments,
-        } => GroupReply::Sync(match loading {
-            true => SyncResult::error(ResponseError::CoordinatorLoadInProgress),
-            false => {
+        } => GroupReply::Sync(match refused {
+            Some(error) => SyncResult::error(error),
+            None => {
                 let step = with_group(ctx, &group, false, |g| {
                     if !g.protocol_matches(protocol.0.as_deref(), protocol.1.as_deref()) {
                         let error = ResponseError::InconsistentGroupProtocol;
@@ -124,9 +130,9 @@ pub async fn serve(ctx: &ShardCtx, request: GroupRequest) -> GroupReply {
             member_id,
             instance_id,
             generation,
-        } => GroupReply::Code(match loading {
-            true => ResponseError::CoordinatorLoadInProgress.code(),
-            false => with_group(ctx, &group, false, |g| {
+        } => GroupReply::Code(match refused {
+            Some(error) => error.code(),
+            None => with_group(ctx, &group, false, |g| {
                 g.heartbeat(&member_id, instance_id.as_deref(), generation, now_ms())
             })
             .unwrap_or(ResponseError::UnknownMemberId.code()),
@@ -135,9 +141,9 @@ pub async fn serve(ctx: &ShardCtx, request: GroupRequest) -> GroupReply {
             let limits = limits(ctx);
             let codes = members
                 .iter()
-                .map(|(id, instance)| match loading {
-                    true => ResponseError::CoordinatorLoadInProgress.code(),
-                    false => with_group(ctx, &group, false, |g| {
+                .map(|(id, instance)| match refused {
+                    Some(error) => error.code(),
+                    None => with_group(ctx, &group, false, |g| {
                         g.leave(id, instance.as_deref(), now_ms(), limits)
                     })
                     .unwrap_or(ResponseError::UnknownMemberId.code()),
@@ -152,8 +158,8 @@ pub async fn serve(ctx: &ShardCtx, request: GroupRequest) -> GroupReply {
             generation,
             topics,
         } => {
-            let check = if loading {
-                ResponseError::CoordinatorLoadInProgress.code()
+            let check = if let Some(error) = refused {
+                error.code()
             } else {
                 with_group(ctx, &group, true, |g| {
                     g.check_commit(&member_id, instance_id.as_deref(), generation)
@@ -162,31 +168,28 @@ pub async fn serve(ctx: &ShardCtx, request: GroupRequest) -> GroupReply {
             };
             GroupReply::Committed(commit(ctx, &group, check, topics).await)
         }
-        GroupRequest::FetchOffsets { group, topics } => match loading {
-            true => GroupReply::Offsets {
-                error: ResponseError::CoordinatorLoadInProgress.code(),
+        GroupRequest::FetchOffsets { group, topics } => match refused {
+            Some(error) => GroupReply::Offsets {
+                error: error.code(),
                 topics: Vec::new(),
             },
-            false => fetch_offsets(ctx, &group, topics),
+            None => fetch_offsets(ctx, &group, topics),
         },
         GroupRequest::List { states } => GroupReply::Listed(list(ctx, &states)),
-        GroupRequest::Describe { group } => GroupReply::Described(match loading {
-            true => GroupDescription {
-                error: ResponseError::CoordinatorLoadInProgress.code(),
+        GroupRequest::Describe { group } => GroupReply::Described(match refused {
+            Some(error) => GroupDescription {
+                error: error.code(),
                 ..GroupDescription::default()
             },
-            false => describe(ctx, &group),
+            None => describe(ctx, &group),
         }),
-        GroupRequest::Delete { group } => GroupReply::Code(match loading {
-            true => ResponseError::CoordinatorLoadInProgress.code(),
-            false => delete_group(ctx, &group).await,
+        GroupRequest::Delete { group } => GroupReply::Code(match refused {
+            Some(error) => error.code(),
+            None => delete_group(ctx, &group).await,
         }),
-        GroupRequest::DeleteOffsets { group, topics } => match loading {
-            true => GroupReply::OffsetsDeleted(
-                ResponseError::CoordinatorLoadInProgress.code(),
-                Vec::new(),
-            ),
-            false => delete_offsets(ctx, &group, topics).await,
+        GroupRequest::DeleteOffsets { group, topics } => match refused {
+            Some(error) => GroupReply::OffsetsDeleted(error.code(), Vec::new()),
+            None => delete_offsets(ctx, &group, topics).await,
         },
     }
 }

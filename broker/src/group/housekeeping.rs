@@ -45,9 +45,15 @@ pub async fn ensure_offsets_topic(ctx: &ShardCtx) -> bool {
         .into_iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
+    // Kafka refuses until enough brokers registered; a fresh cluster's first group would then
+    // wait for its last broker. Here the factor is capped at the brokers registered now.
+    let live = ctx.metadata().live_brokers().count().max(1);
+    let replication_factor = ctx.config.offsets_topic_replication_factor.min(live as i16);
     let request = ControlRequest::CreateTopic {
         name: OFFSETS_TOPIC.to_string(),
         partitions: ctx.config.offsets_topic_num_partitions as i32,
+        replication_factor: Some(replication_factor.max(1)),
+        assignment: None,
         configs,
         validate_only: false,
     };

@@ -32,6 +32,7 @@ mod wire_tests;
 use bytes::Bytes;
 
 use crate::ids::{PartitionId, ShardId};
+use crate::metadata::{BrokerEndpoint, MetadataSnapshot};
 use crate::shard::ShardCtx;
 use crate::shard_msg::{ShardReply, ShardRequest};
 use state::{Committed, JoinArgs, JoinResult, SyncResult};
@@ -103,6 +104,24 @@ pub enum GroupRequest {
     },
 }
 
+impl GroupRequest {
+    /// The group the request is about (`None` for List, which is about every group here).
+    pub fn group(&self) -> Option<&str> {
+        match self {
+            GroupRequest::Join { group, .. }
+            | GroupRequest::Sync { group, .. }
+            | GroupRequest::Heartbeat { group, .. }
+            | GroupRequest::Leave { group, .. }
+            | GroupRequest::Commit { group, .. }
+            | GroupRequest::FetchOffsets { group, .. }
+            | GroupRequest::Describe { group }
+            | GroupRequest::Delete { group }
+            | GroupRequest::DeleteOffsets { group, .. } => Some(group),
+            GroupRequest::List { .. } => None,
+        }
+    }
+}
+
 /// One group as DescribeGroups shows it.
 #[derive(Clone, Debug, Default)]
 pub struct GroupDescription {
@@ -162,6 +181,24 @@ pub fn partition_for(ctx: &ShardCtx, group: &str) -> i32 {
         })
         .max(1);
     (java_hash(group) & 0x7fff_ffff) % count
+}
+
+/// The broker coordinating `group`: the leader of its `__consumer_offsets` partition (`None`
+/// while that partition has no leader, or before the topic exists).
+pub fn coordinator_of(
+    ctx: &ShardCtx,
+    snapshot: &MetadataSnapshot,
+    group: &str,
+) -> Option<BrokerEndpoint> {
+    let partition = PartitionId(partition_for(ctx, group));
+    let leader = snapshot.partition(OFFSETS_TOPIC, partition)?.leader;
+    snapshot.endpoint_of(leader)
+}
+
+/// Whether this broker coordinates `group` (it leads the group's offsets partition).
+pub fn coordinates(ctx: &ShardCtx, group: &str) -> bool {
+    ctx.metadata()
+        .leads(OFFSETS_TOPIC, PartitionId(partition_for(ctx, group)))
 }
 
 /// The shard coordinating `group`.

@@ -42,11 +42,14 @@ where
             group_initial_rebalance_delay_ms: 0,
             offsets_topic_num_partitions: 4,
             ..BrokerConfig::default()
-        });
+        })
+        .await;
         super::start(&ctx).await;
         let request = ControlRequest::CreateTopic {
             name: TOPIC.into(),
             partitions: 2,
+            replication_factor: None,
+            assignment: None,
             configs: Default::default(),
             validate_only: false,
         };

@@ -4,6 +4,7 @@
 
 use std::future::Future;
 use std::rc::Rc;
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -41,40 +42,58 @@ where
             auto_create_topics_enable: auto_create,
             num_partitions: 3,
             ..BrokerConfig::default()
-        });
+        })
+        .await;
         test(ctx).await;
     });
 }
 
 /// A one-shard broker context over `config`, with no topics (call it on an executor; the data
 /// dir must outlive it). Shared by the wire tests of other modules.
-pub(crate) fn one_shard_ctx(config: BrokerConfig) -> Rc<ShardCtx> {
+/// Its metadata quorum is a one-voter quorum in the data dir, started and registered with.
+pub(crate) async fn one_shard_ctx(config: BrokerConfig) -> Rc<ShardCtx> {
     let endpoint = BrokerEndpoint {
-        node_id: NodeId(0),
+        node_id: NodeId(config.node_id),
         host: "127.0.0.1".into(),
         port: 9092,
         rack: None,
     };
+    let registry = crate::registry::Registry {
+        cluster_id: "cluster".into(),
+        topics: Default::default(),
+        broker_configs: Default::default(),
+    };
+    let boot = crate::quorum::boot::open_blocking(&config.data_dir, config.node_id, &[], &registry)
+        .expect("the quorum opens");
     let config = Arc::new(config);
-    let snapshot = MetadataSnapshot::new(
+    let snapshot = MetadataSnapshot::of_image(
         0,
         endpoint,
         "cluster".into(),
-        Default::default(),
-        Default::default(),
+        None,
+        &boot.image,
         Arc::clone(&config),
     );
     let storage = ShardStorage::new(ShardStorageConfig::default());
-    let producer_ids = crate::producer_ids::ProducerIds::reserve(&config.data_dir).expect("ids");
-    ShardCtx::new(
+    let ctx = ShardCtx::new(
         ShardId(0),
         1,
         config,
         Arc::new(snapshot),
         storage,
         None,
-        Arc::new(producer_ids),
-    )
+        Arc::default(),
+    );
+    let start = crate::quorum::start::QuorumStart {
+        boot,
+        stop: Arc::new(AtomicBool::new(false)),
+        failed: Arc::new(AtomicBool::new(false)),
+        producer_id_floor: 0,
+    };
+    crate::quorum::start::start(&ctx, start)
+        .await
+        .expect("the broker registers");
+    ctx
 }
 
 /// Encodes `request` at `version`, dispatches it, decodes the response (checking the header and

@@ -19,9 +19,21 @@ pub async fn handle(
 ) -> CreatePartitionsResponse {
     let mut results = Vec::with_capacity(request.topics.len());
     for topic in request.topics {
+        // Null or empty: placed by the controller.
+        let assignment = topic
+            .assignments
+            .as_ref()
+            .filter(|a| !a.is_empty())
+            .map(|assignments| {
+                assignments
+                    .iter()
+                    .map(|a| a.broker_ids.iter().map(|b| b.0).collect())
+                    .collect()
+            });
         let change = ControlRequest::CreatePartitions {
             name: topic.name.0.to_string(),
             count: topic.count,
+            assignment,
             validate_only: request.validate_only,
         };
         let result = CreatePartitionsTopicResult::default().with_name(topic.name);

@@ -13,6 +13,7 @@ use kafka_protocol::messages::{ApiKey, CreateTopicsRequest, CreateTopicsResponse
 
 use super::util::str_bytes;
 use crate::control::{self, ControlError, ControlRequest};
+use crate::quorum::image::Assignment;
 use crate::session::RequestContext;
 use crate::shard::ShardCtx;
 use crate::topic_config;
@@ -60,17 +61,22 @@ async fn create_one(
     topic: CreatableTopic,
     validate_only: bool,
 ) -> Result<CreatableTopicResult, ControlError> {
-    let partitions = partition_count(ctx, &topic)?;
-    if topic.replication_factor != -1 && topic.replication_factor != 1 {
-        let message = format!(
-            "replication factor {} on a single node (only 1)",
-            topic.replication_factor
-        );
-        return Err(ControlError::new(
-            ResponseError::InvalidReplicationFactor,
-            message,
-        ));
-    }
+    let (partitions, assignment) = partitions_and_assignment(ctx, &topic)?;
+    let replication_factor = match topic.replication_factor {
+        -1 => None,
+        factor if factor < 1 => {
+            let message = format!("replication factor {factor}: at least 1, or -1 for the default");
+            return Err(ControlError::new(
+                ResponseError::InvalidReplicationFactor,
+                message,
+            ));
+        }
+        factor if assignment.is_some() => {
+            let message = format!("replication factor {factor} and an assignment: give one");
+            return Err(ControlError::new(ResponseError::InvalidRequest, message));
+        }
+        factor => Some(factor),
+    };
     let mut configs = BTreeMap::new();
     for config in &topic.configs {
         let Some(value) = &config.value else {
@@ -85,6 +91,8 @@ async fn create_one(
     let request = ControlRequest::CreateTopic {
         name,
         partitions,
+        replication_factor,
+        assignment,
         configs,
         validate_only,
     };
@@ -101,18 +109,22 @@ async fn create_one(
     Ok(CreatableTopicResult::default()
         .with_topic_id(meta.id)
         .with_num_partitions(meta.partitions)
-        .with_replication_factor(1)
+        .with_replication_factor(meta.replication_factor())
         .with_configs(Some(entries)))
 }
 
-/// `num_partitions` (-1: the broker default), or the size of an explicit assignment.
-fn partition_count(ctx: &ShardCtx, topic: &CreatableTopic) -> Result<i32, ControlError> {
+/// `num_partitions` (-1: the broker default), or an explicit assignment (partition order,
+/// leader first), checked against the registered brokers when applied.
+fn partitions_and_assignment(
+    ctx: &ShardCtx,
+    topic: &CreatableTopic,
+) -> Result<(i32, Option<Assignment>), ControlError> {
     if topic.assignments.is_empty() {
-        return Ok(if topic.num_partitions == -1 {
-            ctx.config.num_partitions as i32
-        } else {
-            topic.num_partitions
-        });
+        let partitions = match topic.num_partitions {
+            -1 => ctx.config.num_partitions as i32,
+            n => n,
+        };
+        return Ok((partitions, None));
     }
     if topic.num_partitions != -1 {
         return Err(ControlError::new(
@@ -120,15 +132,21 @@ fn partition_count(ctx: &ShardCtx, topic: &CreatableTopic) -> Result<i32, Contro
             "both num_partitions and assignments given",
         ));
     }
-    let node = ctx.config.node_id;
-    let valid = topic.assignments.iter().enumerate().all(|(i, a)| {
-        a.partition_index == i as i32 && a.broker_ids.len() == 1 && a.broker_ids[0].0 == node
-    });
-    if !valid {
+    let mut assignments: Vec<_> = topic.assignments.iter().collect();
+    assignments.sort_by_key(|a| a.partition_index);
+    if assignments
+        .iter()
+        .enumerate()
+        .any(|(i, a)| a.partition_index != i as i32)
+    {
         return Err(ControlError::new(
             ResponseError::InvalidReplicaAssignment,
-            format!("only node {node} exists"),
+            "assignments must number the partitions 0, 1, 2, … each once",
         ));
     }
-    Ok(topic.assignments.len() as i32)
+    let assignment: Vec<Vec<i32>> = assignments
+        .iter()
+        .map(|a| a.broker_ids.iter().map(|b| b.0).collect())
+        .collect();
+    Ok((assignment.len() as i32, Some(assignment)))
 }

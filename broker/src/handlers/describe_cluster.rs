@@ -1,4 +1,5 @@
-//! DescribeCluster: this node, as the only broker and the controller. Runs on any shard.
+//! DescribeCluster: the live (unfenced) brokers and the active controller, from the metadata
+//! snapshot. Runs on any shard.
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
@@ -21,10 +22,10 @@ pub async fn handle(
     request: DescribeClusterRequest,
 ) -> DescribeClusterResponse {
     let snapshot = ctx.shard.metadata();
-    let node = BrokerId(snapshot.broker.node_id.0);
+    let controller = BrokerId(snapshot.controller.map_or(-1, |c| c.0));
     let response = DescribeClusterResponse::default()
         .with_cluster_id(str_bytes(&snapshot.cluster_id))
-        .with_controller_id(node)
+        .with_controller_id(controller)
         .with_endpoint_type(ENDPOINT_TYPE_BROKERS)
         .with_cluster_authorized_operations(authorized_operations(
             request.include_cluster_authorized_operations,
@@ -35,10 +36,16 @@ pub async fn handle(
             .with_error_code(ResponseError::UnsupportedEndpointType.code())
             .with_error_message(Some(str_bytes("only broker endpoints are served")));
     }
-    let broker = DescribeClusterBroker::default()
-        .with_broker_id(node)
-        .with_host(str_bytes(&snapshot.broker.host))
-        .with_port(i32::from(snapshot.broker.port))
-        .with_rack(snapshot.broker.rack.as_deref().map(str_bytes));
-    response.with_brokers(vec![broker])
+    let brokers = snapshot
+        .live_brokers()
+        .filter_map(|b| snapshot.endpoint_of(b.node_id))
+        .map(|endpoint| {
+            DescribeClusterBroker::default()
+                .with_broker_id(BrokerId(endpoint.node_id.0))
+                .with_host(str_bytes(&endpoint.host))
+                .with_port(i32::from(endpoint.port))
+                .with_rack(endpoint.rack.as_deref().map(str_bytes))
+        })
+        .collect();
+    response.with_brokers(brokers)
 }

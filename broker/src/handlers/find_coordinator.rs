@@ -1,5 +1,6 @@
-//! FindCoordinator: this node coordinates every group (each group's state lives on the shard
-//! owning its `__consumer_offsets` partition; other shards forward to it). v4 batches keys.
+//! FindCoordinator: a group's coordinator is the leader of its `__consumer_offsets` partition,
+//! wherever in the cluster that is (on that broker, the group's state lives on the shard
+//! owning the partition; other shards forward to it). v4 batches keys.
 //! The first group lookup creates `__consumer_offsets`, as Kafka does.
 //! Transaction coordinators do not exist yet: transactional ids get
 //! TRANSACTIONAL_ID_AUTHORIZATION_FAILED, which clients treat as fatal (a retriable error would
@@ -13,6 +14,7 @@ use kafka_protocol::messages::{ApiKey, BrokerId, FindCoordinatorRequest, FindCoo
 use kafka_protocol::protocol::StrBytes;
 
 use super::util::str_bytes;
+use crate::metadata::BrokerEndpoint;
 use crate::session::RequestContext;
 
 use super::RunsOn;
@@ -29,38 +31,51 @@ pub async fn handle(
     ctx: &RequestContext,
     request: FindCoordinatorRequest,
 ) -> FindCoordinatorResponse {
-    let snapshot = ctx.shard.metadata();
-    let node = BrokerId(snapshot.broker.node_id.0);
-    let host = str_bytes(&snapshot.broker.host);
-    let port = i32::from(snapshot.broker.port);
     // Groups need `__consumer_offsets`; the first group lookup creates it.
     let is_group =
         request.key_type == KEY_TYPE_GROUP && crate::group::ensure_offsets_topic(&ctx.shard).await;
-    let error = match (is_group, request.key_type) {
-        (true, _) => 0,
-        (false, KEY_TYPE_TRANSACTION) => ResponseError::TransactionalIdAuthorizationFailed.code(),
-        (false, _) => ResponseError::CoordinatorNotAvailable.code(),
+    let other_error = match request.key_type {
+        KEY_TYPE_TRANSACTION => ResponseError::TransactionalIdAuthorizationFailed.code(),
+        _ => ResponseError::CoordinatorNotAvailable.code(),
+    };
+    let snapshot = ctx.shard.metadata();
+    let find = |key: &str| -> Result<BrokerEndpoint, i16> {
+        if !is_group {
+            return Err(other_error);
+        }
+        crate::group::coordinator_of(&ctx.shard, &snapshot, key)
+            .ok_or(ResponseError::CoordinatorNotAvailable.code())
     };
     if ctx.version() >= 4 {
         let coordinators = request
             .coordinator_keys
             .into_iter()
             .map(|key: StrBytes| {
-                let found = Coordinator::default().with_key(key).with_error_code(error);
-                match is_group {
-                    true => found
-                        .with_node_id(node)
-                        .with_host(host.clone())
-                        .with_port(port),
-                    false => found.with_node_id(BrokerId(-1)).with_port(-1),
+                let found = find(key.as_str());
+                let coordinator = Coordinator::default().with_key(key);
+                match found {
+                    Ok(endpoint) => coordinator
+                        .with_node_id(BrokerId(endpoint.node_id.0))
+                        .with_host(str_bytes(&endpoint.host))
+                        .with_port(i32::from(endpoint.port)),
+                    Err(code) => coordinator
+                        .with_error_code(code)
+                        .with_node_id(BrokerId(-1))
+                        .with_port(-1),
                 }
             })
             .collect();
         return FindCoordinatorResponse::default().with_coordinators(coordinators);
     }
-    let response = FindCoordinatorResponse::default().with_error_code(error);
-    match is_group {
-        true => response.with_node_id(node).with_host(host).with_port(port),
-        false => response.with_node_id(BrokerId(-1)).with_port(-1),
+    let response = FindCoordinatorResponse::default();
+    match find(request.key.as_str()) {
+        Ok(endpoint) => response
+            .with_node_id(BrokerId(endpoint.node_id.0))
+            .with_host(str_bytes(&endpoint.host))
+            .with_port(i32::from(endpoint.port)),
+        Err(code) => response
+            .with_error_code(code)
+            .with_node_id(BrokerId(-1))
+            .with_port(-1),
     }
 }

@@ -32,7 +32,7 @@ pub async fn handle(
     if (request.producer_id.0 == -1) != (request.producer_epoch == -1) {
         return refused(ResponseError::InvalidRequest);
     }
-    match ctx.shard.producer_ids.allocate() {
+    match ctx.shard.node.producer_ids.allocate() {
         Some(id) => InitProducerIdResponse::default()
             .with_producer_id(ProducerId(id.0))
             .with_producer_epoch(0),

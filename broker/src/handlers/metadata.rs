@@ -1,4 +1,7 @@
-//! Metadata: brokers, the cluster id, and topics with their partitions (this node leads all).
+//! Metadata: the live brokers, the cluster id, the active controller, and topics with their
+//! partitions (leader, leader epoch, replicas, ISR, offline replicas), from the snapshot of
+//! the metadata log: every broker answers for the whole cluster. The controller named is this
+//! broker (see `response`).
 //!
 //! Unknown topics are created when the broker allows it (`auto.create.topics.enable`) and the
 //! client asks (v4+; always asked before v4), with `num.partitions` partitions, through the
@@ -15,8 +18,8 @@ use uuid::Uuid;
 
 use super::util::{authorized_operations, operations, str_bytes, topic_name};
 use crate::control::{self, validate_topic_name, ControlRequest};
-use crate::ids::PartitionId;
 use crate::metadata::{MetadataSnapshot, TopicMeta};
+use crate::quorum::image::NO_LEADER;
 use crate::session::RequestContext;
 use crate::shard::ShardCtx;
 
@@ -86,6 +89,8 @@ async fn by_name(
     let request = ControlRequest::CreateTopic {
         name: name.to_string(),
         partitions: ctx.config.num_partitions as i32,
+        replication_factor: None,
+        assignment: None,
         configs: Default::default(),
         validate_only: false,
     };
@@ -121,15 +126,30 @@ fn describe_topic(
     meta: &TopicMeta,
     topic_ops: i32,
 ) -> MetadataResponseTopic {
-    let node = BrokerId(snapshot.broker.node_id.0);
-    let partitions = (0..meta.partitions)
-        .map(|index| {
+    let ids = |ids: &[i32]| ids.iter().copied().map(BrokerId).collect::<Vec<_>>();
+    let partitions = meta
+        .partition_states
+        .iter()
+        .enumerate()
+        .map(|(index, state)| {
+            let offline: Vec<i32> = state
+                .replicas
+                .iter()
+                .copied()
+                .filter(|r| snapshot.brokers.get(r).is_none_or(|b| b.fenced))
+                .collect();
+            let error = match state.leader {
+                NO_LEADER => ResponseError::LeaderNotAvailable.code(),
+                _ => 0,
+            };
             MetadataResponsePartition::default()
-                .with_partition_index(index)
-                .with_leader_id(node)
-                .with_leader_epoch(snapshot.leader_epoch(&meta.name, PartitionId(index)).0)
-                .with_replica_nodes(vec![node])
-                .with_isr_nodes(vec![node])
+                .with_error_code(error)
+                .with_partition_index(index as i32)
+                .with_leader_id(BrokerId(state.leader))
+                .with_leader_epoch(state.leader_epoch)
+                .with_replica_nodes(ids(&state.replicas))
+                .with_isr_nodes(ids(&state.isr))
+                .with_offline_replicas(ids(&offline))
         })
         .collect();
     MetadataResponseTopic::default()
@@ -145,16 +165,26 @@ fn response(
     topics: Vec<MetadataResponseTopic>,
     cluster_ops: i32,
 ) -> MetadataResponse {
-    let node = BrokerId(snapshot.broker.node_id.0);
-    let broker = MetadataResponseBroker::default()
-        .with_node_id(node)
-        .with_host(str_bytes(&snapshot.broker.host))
-        .with_port(i32::from(snapshot.broker.port))
-        .with_rack(snapshot.broker.rack.as_deref().map(str_bytes));
+    let brokers = snapshot
+        .live_brokers()
+        .filter_map(|b| snapshot.endpoint_of(b.node_id))
+        .map(|endpoint| {
+            MetadataResponseBroker::default()
+                .with_node_id(BrokerId(endpoint.node_id.0))
+                .with_host(str_bytes(&endpoint.host))
+                .with_port(i32::from(endpoint.port))
+                .with_rack(endpoint.rack.as_deref().map(str_bytes))
+        })
+        .collect();
+    // As Kafka's KRaft brokers do, the controller clients are told is a live broker, not the
+    // quorum's leader: this one, which takes admin requests and proposes them to the quorum
+    // (forwarded to its leader). A client then never waits on a dead controller's address
+    // during an election. DescribeCluster names the real active controller.
+    let controller = snapshot.broker.node_id.0;
     MetadataResponse::default()
-        .with_brokers(vec![broker])
+        .with_brokers(brokers)
         .with_cluster_id(Some(str_bytes(&snapshot.cluster_id)))
-        .with_controller_id(node)
+        .with_controller_id(BrokerId(controller))
         .with_topics(topics)
         .with_cluster_authorized_operations(cluster_ops)
 }

@@ -9,7 +9,8 @@
 //!
 //! Layout (the API each file serves; all run on the connection's shard, and hop to owning shards
 //! or to shard 0 where `RUNS_ON` says):
-//! - [`api_versions`], [`metadata`] (auto-create: shard 0), [`describe_cluster`]
+//! - [`api_versions`], [`metadata`] (auto-create: shard 0), [`describe_cluster`],
+//!   [`describe_quorum`]
 //! - [`create_topics`], [`delete_topics`], [`create_partitions`] (shard 0)
 //! - [`describe_configs`], [`incremental_alter_configs`], [`alter_configs`] (alter: shard 0)
 //! - [`produce`], [`fetch`], [`list_offsets`], [`delete_records`] (owning shards),
@@ -43,6 +44,7 @@ pub mod delete_topics;
 pub mod describe_cluster;
 pub mod describe_configs;
 pub mod describe_groups;
+pub mod describe_quorum;
 pub mod fetch;
 pub mod find_coordinator;
 pub mod heartbeat;
@@ -238,6 +240,7 @@ api_table! {
     incremental_alter_configs;
     alter_configs;
     describe_cluster;
+    describe_quorum;
     find_coordinator;
     join_group;
     sync_group;
@@ -360,7 +363,7 @@ mod tests {
             ..Default::default()
         };
         odradek_storage::testing::run(move || async move {
-            let ctx = admin_tests::one_shard_ctx(config);
+            let ctx = admin_tests::one_shard_ctx(config).await;
             for entry in API_TABLE {
                 let (min, max) = entry.versions;
                 for version in min - 1..=max + 1 {
@@ -431,6 +434,7 @@ mod tests {
         (ApiKey::IncrementalAlterConfigs, (0, 1)),
         (ApiKey::OffsetDelete, (0, 0)),
         (ApiKey::DescribeCluster, (0, 1)),
+        (ApiKey::DescribeQuorum, (0, 2)),
     ];
 
     /// Where the table stops short of Kafka 3.9 (newest versions not served yet); everything

@@ -27,14 +27,16 @@
 //! Layout: [`frame`]: the framing every file uses; [`log_file`]: the entry file (append,
 //! truncate, recover, rewrite); [`storage`]: the [`raft::Storage`] type.
 
-// Wired into the controller by issue 17.
-#![cfg_attr(not(test), allow(dead_code))]
-
+pub mod boot;
 pub mod frame;
+pub mod image;
 pub mod log_file;
+pub mod node;
+pub mod start;
 pub mod storage;
 #[cfg(test)]
 mod storage_tests;
+pub mod transport;
 
 use std::path::PathBuf;
 

@@ -184,7 +184,8 @@ impl DiskStorage {
         Ok(())
     }
 
-    /// The bytes of the log file: the controller takes a snapshot when they pass its bound.
+    /// The bytes of the log file.
+    #[cfg(test)]
     pub fn log_bytes(&self) -> u64 {
         self.log.bytes()
     }

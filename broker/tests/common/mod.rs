@@ -12,6 +12,7 @@
 //! - `old_versions`: request bodies and full response readers for the versions older than the
 //!   codec (Produce v0–2, Fetch v0–3, CreateTopics v0–1, DeleteTopics v0, DescribeConfigs v0,
 //!   ListOffsets v0, OffsetCommit v0–1, OffsetFetch v0).
+//! - `cluster`: [`Cluster`], N `odradek` processes forming one metadata quorum on loopback.
 //! - files: partition directory sizes and segment files.
 //!
 //! Every wait in here has a bound and panics with the broker's stderr so far when it runs out:
@@ -20,12 +21,15 @@
 #![allow(dead_code)]
 
 mod clients;
+mod cluster;
 mod old_versions;
 mod raw;
 
 // Each test binary uses its own part of the harness.
 #[allow(unused_imports)]
 pub use clients::*;
+#[allow(unused_imports)]
+pub use cluster::*;
 #[allow(unused_imports)]
 pub use old_versions::*;
 #[allow(unused_imports)]
@@ -266,6 +270,13 @@ impl Broker {
     }
 
     fn spawn_on(&mut self, port: u16) {
+        let lines = self.launch(port);
+        self.addr = self.wait_for_listening(&lines);
+        self.note(&format!("listening on {}", self.addr));
+    }
+
+    /// Starts the process; its stderr lines come on the receiver until it listens.
+    fn launch(&mut self, port: u16) -> mpsc::Receiver<String> {
         self.incarnation += 1;
         let mut command = Command::new(env!("CARGO_BIN_EXE_odradek"));
         command.arg("--listen").arg(format!("127.0.0.1:{port}"));
@@ -308,8 +319,7 @@ impl Broker {
             })
             .expect("spawn the stderr drain thread");
         self.child = Some(child);
-        self.addr = self.wait_for_listening(&lines_rx);
-        self.note(&format!("listening on {}", self.addr));
+        lines_rx
     }
 
     fn wait_for_listening(&mut self, lines: &mpsc::Receiver<String>) -> SocketAddr {

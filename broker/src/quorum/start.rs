@@ -1,0 +1,155 @@
+//! Starting the quorum on shard 0: the controller listener, the connections to the other
+//! voters, the driver and the applier; then this broker's registration, before it serves.
+
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::channel::mpsc;
+use odradek_net::Shutdown;
+
+use super::boot::Boot;
+use super::image::{BrokerRegistration, Command, Outcome};
+use super::node::Driver;
+use super::transport::{self, Peers};
+use crate::control::{self, ControlPlane};
+use crate::shard::ShardCtx;
+
+/// Inputs waiting for the driver (proposals, other voters' messages); more messages are
+/// dropped, more proposals wait.
+const INBOX_MAX: usize = 8192;
+/// How often a starting broker retries its registration while the quorum has no leader.
+const REGISTER_RETRY: Duration = Duration::from_millis(300);
+/// How often it says that it still waits.
+const WAITING_LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// What shard 0 needs to start the quorum.
+pub struct QuorumStart {
+    pub boot: Boot,
+    pub stop: Arc<AtomicBool>,
+    /// Set when the metadata log cannot be written: the broker stops.
+    pub failed: Arc<AtomicBool>,
+    /// The producer-id generation a single-node data dir used before (see `producer_ids`).
+    pub producer_id_floor: u64,
+}
+
+/// Starts the quorum and registers this broker; returns once registered (or why not).
+pub async fn start(ctx: &Rc<ShardCtx>, start: QuorumStart) -> Result<(), String> {
+    let config = &ctx.config;
+    let me = config.node_id;
+    let cluster_id = ctx.metadata().cluster_id.clone();
+    let incarnation: u64 = rand::random();
+    let shutdown = Shutdown::new();
+    let (inbox_tx, inbox) = mpsc::channel(INBOX_MAX);
+    if start.boot.voters.len() > 1 {
+        let Some(listen) = &config.controller_listen else {
+            return Err("a cluster needs a CONTROLLER listener (see listeners)".into());
+        };
+        let (listener, address) = transport::bind(&listen.host, listen.port).map_err(|e| {
+            format!(
+                "cannot listen on {}:{} (controller): {e}",
+                listen.host, listen.port
+            )
+        })?;
+        tracing::info!(%address, voters = ?start.boot.voters, "controller listener");
+        glommio::spawn_local(transport::accept_loop(
+            listener,
+            Rc::from(cluster_id.as_str()),
+            Rc::from(start.boot.voters.as_slice()),
+            inbox_tx.clone(),
+            shutdown.clone(),
+        ))
+        .detach();
+    }
+    let peers = Peers::start(&config.controller_quorum_voters, me, &cluster_id, &shutdown);
+    let (applier_tx, applier) = mpsc::unbounded();
+    let image = Arc::new(start.boot.image.clone());
+    let plane = ControlPlane::new(inbox_tx, image);
+    if ctx.control.set(plane).is_err() {
+        return Err("the quorum started twice".into());
+    }
+    glommio::spawn_local(control::apply_loop(Rc::clone(ctx), applier)).detach();
+    let failed = Arc::clone(&start.failed);
+    let stop = Arc::clone(&start.stop);
+    let driver = Driver {
+        node: Some(start.boot.node),
+        image: start.boot.image,
+        applied: start.boot.applied,
+        me,
+        peers,
+        inbox,
+        applier: applier_tx,
+        shared: Arc::clone(&ctx.node),
+        heartbeat_interval: Duration::from_millis(config.broker_heartbeat_interval_ms),
+        session_timeout: Duration::from_millis(config.broker_session_timeout_ms),
+        incarnation,
+        shutdown: shutdown.clone(),
+        on_failure: Box::new(move |reason| {
+            tracing::error!(%reason, "the metadata quorum failed: stopping the broker");
+            failed.store(true, Ordering::SeqCst);
+            stop.store(true, Ordering::SeqCst);
+        }),
+    };
+    glommio::spawn_local(driver.run()).detach();
+    let stop = Arc::clone(&start.stop);
+    glommio::spawn_local(async move {
+        while !stop.load(Ordering::SeqCst) {
+            glommio::timer::sleep(Duration::from_millis(50)).await;
+        }
+        shutdown.trigger();
+    })
+    .detach();
+    register(ctx, incarnation, start.producer_id_floor, &start.stop).await
+}
+
+/// Registers this broker (its endpoint and rack), retrying until the quorum has a leader.
+async fn register(
+    ctx: &ShardCtx,
+    incarnation: u64,
+    producer_id_floor: u64,
+    stop: &AtomicBool,
+) -> Result<(), String> {
+    let plane = ctx.control.get().expect("started above");
+    let endpoint = ctx.metadata().broker.clone();
+    let registration = BrokerRegistration {
+        node_id: endpoint.node_id.0,
+        incarnation,
+        host: endpoint.host,
+        port: endpoint.port,
+        rack: endpoint.rack,
+        fenced: false,
+    };
+    let began = Instant::now();
+    let mut said = None::<Instant>;
+    loop {
+        if stop.load(Ordering::SeqCst) {
+            return Err("stopped before the metadata quorum answered".into());
+        }
+        let command = Command::RegisterBroker {
+            registration: registration.clone(),
+            producer_id_floor,
+        };
+        match plane.propose(command).await {
+            Ok(Outcome::Registered {
+                producer_id_generation,
+            }) => {
+                ctx.node.producer_ids.assign(producer_id_generation);
+                tracing::info!(
+                    node_id = registration.node_id,
+                    waited_ms = began.elapsed().as_millis() as u64,
+                    "registered with the metadata quorum"
+                );
+                return Ok(());
+            }
+            Ok(other) => return Err(format!("registration answered {other:?}")),
+            Err(error) => {
+                if said.is_none_or(|t| t.elapsed() >= WAITING_LOG_EVERY) {
+                    tracing::info!(reason = %error.message, "waiting for the metadata quorum");
+                    said = Some(Instant::now());
+                }
+                glommio::timer::sleep(REGISTER_RETRY).await;
+            }
+        }
+    }
+}

@@ -1,0 +1,248 @@
+//! Three `odradek` processes on loopback forming one cluster around the metadata quorum, driven
+//! with rdkafka: metadata from any broker, topics placed over the brokers, records produced
+//! and consumed through other brokers than the one that created the topic, groups, the kill of
+//! the active controller, and a restart of the whole cluster at once.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{NewTopic, TopicReplication};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::error::RDKafkaErrorCode;
+use rdkafka::message::Message;
+use rdkafka::producer::BaseRecord;
+use rdkafka::{Offset, TopicPartitionList};
+
+use common::*;
+
+/// Creates `topic` through `bootstrap` with `replication` replicas; the broker's answer.
+fn create(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    replication: i32,
+) -> Result<(), RDKafkaErrorCode> {
+    let admin = admin(bootstrap);
+    let new_topic = NewTopic::new(topic, partitions, TopicReplication::Fixed(replication));
+    let results = match block_on(admin.create_topics([&new_topic], &admin_options())) {
+        Ok(results) => results,
+        Err(error) => {
+            eprintln!("CreateTopics {topic}: {error}");
+            return Err(RDKafkaErrorCode::OperationTimedOut);
+        }
+    };
+    match &results[0] {
+        Ok(_) => Ok(()),
+        Err((_, code)) => Err(*code),
+    }
+}
+
+/// Each partition's (leader, replicas, isr) as the broker at `bootstrap` reports them.
+fn placement(bootstrap: &str, topic: &str) -> Vec<(i32, Vec<i32>, Vec<i32>)> {
+    let consumer = consumer(bootstrap, &[]);
+    let metadata = consumer
+        .fetch_metadata(Some(topic), CLIENT_TIMEOUT)
+        .expect("metadata");
+    let topic = metadata
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic)
+        .expect("the topic");
+    let mut partitions: Vec<_> = topic
+        .partitions()
+        .iter()
+        .map(|p| (p.id(), p.leader(), p.replicas().to_vec(), p.isr().to_vec()))
+        .collect();
+    partitions.sort();
+    partitions
+        .into_iter()
+        .map(|(_, l, r, i)| (l, r, i))
+        .collect()
+}
+
+/// The broker ids Metadata from `bootstrap` lists.
+fn broker_ids(bootstrap: &str) -> Vec<i32> {
+    let consumer = consumer(bootstrap, &[]);
+    let metadata = consumer
+        .fetch_metadata(None, CLIENT_TIMEOUT)
+        .expect("metadata");
+    let mut ids: Vec<i32> = metadata.brokers().iter().map(|b| b.id()).collect();
+    ids.sort_unstable();
+    ids
+}
+
+/// Waits until every node's Metadata lists `expected` brokers (registration is asynchronous).
+fn wait_for_brokers(cluster: &mut Cluster, expected: &[i32]) {
+    let deadline = Instant::now() + CLIENT_TIMEOUT;
+    for id in 1..=cluster.nodes.len() {
+        let bootstrap = cluster.node(id).bootstrap();
+        loop {
+            let seen = broker_ids(&bootstrap);
+            if seen == expected {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node {id} lists brokers {seen:?}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+fn produce(bootstrap: &str, topic: &str, count: usize) {
+    let (producer, log) = producer(bootstrap, &[("acks", "all")]);
+    for i in 0..count {
+        let (key, value) = (format!("k{i}"), format!("v{i}"));
+        let record = BaseRecord::with_opaque_to(topic, i)
+            .key(&key)
+            .payload(&value);
+        send(&producer, record).expect("queued");
+    }
+    flush(&producer);
+    assert_eq!(log.failed(), Vec::new(), "no record failed");
+    assert_eq!(log.acked_count(), count, "every record acknowledged");
+}
+
+#[test]
+fn given_three_nodes_when_a_topic_is_created_through_one_should_serve_it_from_every_other() {
+    let mut cluster = Cluster::start(3, &[]);
+    wait_for_brokers(&mut cluster, &[1, 2, 3]);
+    let controller = cluster.controller();
+    assert!((1..=3).contains(&controller), "controller {controller}");
+    let (first, second, third) = (
+        cluster.node(1).bootstrap(),
+        cluster.node(2).bootstrap(),
+        cluster.node(3).bootstrap(),
+    );
+
+    create(&first, "orders", 6, 3).expect("created through node 1");
+    wait_for_topic(&third, "orders", 6);
+    let placed = placement(&third, "orders");
+    let mut leaders: BTreeMap<i32, usize> = BTreeMap::new();
+    for (leader, replicas, isr) in &placed {
+        let mut sorted = replicas.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, vec![1, 2, 3], "three replicas on three brokers");
+        assert_eq!(replicas[0], *leader, "the first replica leads");
+        assert!(isr.contains(leader), "the leader is in sync");
+        *leaders.entry(*leader).or_default() += 1;
+    }
+    assert_eq!(
+        leaders.values().copied().collect::<Vec<_>>(),
+        vec![2, 2, 2],
+        "leaders spread evenly: {placed:?}"
+    );
+    // Every broker answers for the whole cluster.
+    assert_eq!(placement(&second, "orders"), placed);
+
+    assert_eq!(
+        create(&second, "too-wide", 1, 4),
+        Err(RDKafkaErrorCode::InvalidReplicationFactor)
+    );
+    assert_eq!(
+        create(&third, "orders", 1, 1),
+        Err(RDKafkaErrorCode::TopicAlreadyExists)
+    );
+
+    produce(&second, "orders", 600);
+    let consumer: BaseConsumer = consumer(
+        &third,
+        &[
+            ("group.id", "cluster-group"),
+            ("enable.auto.commit", "false"),
+        ],
+    );
+    consumer.subscribe(&["orders"]).expect("subscribe");
+    let records = consume_exactly(&consumer, 600, CLIENT_TIMEOUT);
+    let mut values: Vec<String> = records
+        .iter()
+        .map(|m| String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned())
+        .collect();
+    values.sort();
+    values.dedup();
+    assert_eq!(values.len(), 600, "every record once");
+    let mut next: BTreeMap<i32, i64> = BTreeMap::new();
+    for record in &records {
+        let offset = next.entry(record.partition()).or_default();
+        *offset = (*offset).max(record.offset() + 1);
+    }
+    let mut commits = TopicPartitionList::new();
+    for (partition, offset) in &next {
+        commits
+            .add_partition_offset("orders", *partition, Offset::Offset(*offset))
+            .expect("add");
+    }
+    consumer
+        .commit(&commits, CommitMode::Sync)
+        .expect("commit through the group's coordinator");
+    let committed = consumer
+        .committed_offsets(commits, CLIENT_TIMEOUT)
+        .expect("committed offsets");
+    let total: i64 = committed
+        .elements()
+        .iter()
+        .map(|e| match e.offset() {
+            Offset::Offset(o) => o,
+            other => panic!("partition {} committed {other:?}", e.partition()),
+        })
+        .sum();
+    assert_eq!(total, 600, "the commits cover every record");
+}
+
+#[test]
+fn given_three_nodes_when_the_controller_is_killed_should_elect_another_and_create_topics_again() {
+    let mut cluster = Cluster::start(3, &[]);
+    wait_for_brokers(&mut cluster, &[1, 2, 3]);
+    let old = cluster.controller() as usize;
+    let survivor = cluster.node(if old == 1 { 2 } else { 1 }).bootstrap();
+    create(&survivor, "before", 3, 3).expect("created");
+    cluster.node(old).kill9();
+    let killed = Instant::now();
+    let deadline = killed + Duration::from_secs(30);
+    loop {
+        match create(&survivor, "after", 3, 2) {
+            Ok(()) => break,
+            Err(code) => assert!(
+                Instant::now() < deadline,
+                "no topic creation within 30 s of the controller's kill: {code:?}"
+            ),
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    eprintln!(
+        "topic created {:?} after the controller's kill",
+        killed.elapsed()
+    );
+    let new = cluster.controller();
+    assert_ne!(new as usize, old, "another controller");
+    // The killed node returns and catches up from the leader.
+    cluster.start_nodes(&[old]);
+    let returned = cluster.node(old).bootstrap();
+    wait_for_topic(&returned, "after", 3);
+    assert_eq!(placement(&returned, "before").len(), 3);
+}
+
+#[test]
+fn given_a_cluster_when_every_node_restarts_at_once_should_keep_topics_and_records() {
+    let mut cluster = Cluster::start(3, &[]);
+    wait_for_brokers(&mut cluster, &[1, 2, 3]);
+    let bootstrap = cluster.bootstrap();
+    create(&bootstrap, "kept", 3, 1).expect("created");
+    wait_for_topic(&bootstrap, "kept", 3);
+    produce(&bootstrap, "kept", 90);
+    let before = placement(&bootstrap, "kept");
+    for id in 1..=3 {
+        cluster.node(id).stop();
+    }
+    cluster.start_nodes(&[1, 2, 3]);
+    wait_for_brokers(&mut cluster, &[1, 2, 3]);
+    let bootstrap = cluster.bootstrap();
+    assert_eq!(placement(&bootstrap, "kept"), before, "same placement");
+    let consumer = consumer(&bootstrap, &[]);
+    assign_all(&consumer, "kept", 3, Offset::Beginning);
+    let records = consume_exactly(&consumer, 90, CLIENT_TIMEOUT);
+    assert_eq!(records.len(), 90);
+}
