@@ -274,18 +274,31 @@ pub async fn serve(ctx: &ShardCtx, request: DataRequest) -> DataReply {
 }
 
 /// Sends each owning shard its share of `items` as `op`, and returns one answer per item in
-/// `items`' order; where an owner cannot answer (it is stopping), every one of its items gets
-/// NOT_LEADER_OR_FOLLOWER, which clients retry after refreshing metadata.
+/// `items`' order. Items for partitions another broker leads, and every item of an owner that
+/// cannot answer (it is stopping), get NOT_LEADER_OR_FOLLOWER, which clients retry after
+/// refreshing metadata.
 pub async fn scatter<O: PartitionOp>(
     ctx: &ShardCtx,
     op: O,
     items: Vec<(TopicPartition, O::Item)>,
 ) -> Vec<O::Answer> {
     let count = items.len();
+    let metadata = ctx.metadata();
+    let mut slots: Vec<Option<O::Answer>> = (0..count).map(|_| None).collect();
     // Per owner: the indexes of its items in `items`, and the items.
     type Share<T> = (Vec<usize>, Vec<(TopicPartition, T)>);
     let mut groups: BTreeMap<ShardId, Share<O::Item>> = BTreeMap::new();
     for (index, (tp, item)) in items.into_iter().enumerate() {
+        // Another broker leads it, or none does: the client refreshes its metadata and goes
+        // to the leader. (A partition the metadata does not know is the owner's to refuse.)
+        let led_elsewhere = metadata
+            .partition(&tp.topic, tp.partition)
+            .is_some_and(|p| p.leader != metadata.broker.node_id.0);
+        if led_elsewhere {
+            let why = "this broker does not lead the partition".to_string();
+            slots[index] = Some(O::failed(ResponseError::NotLeaderOrFollower, why));
+            continue;
+        }
         let group = groups
             .entry(ctx.owner_of(&tp.topic, tp.partition))
             .or_default();
@@ -296,7 +309,6 @@ pub async fn scatter<O: PartitionOp>(
         let request = ShardRequest::Data(op.clone().into_request(items));
         async move { (shard, indexes, ctx.router.call(shard, request).await) }
     });
-    let mut slots: Vec<Option<O::Answer>> = (0..count).map(|_| None).collect();
     for (shard, indexes, reply) in join_all(calls).await {
         let answers = match reply {
             ShardReply::Data(reply) => O::answers(reply),
@@ -363,13 +375,8 @@ pub async fn for_known_partitions<O: PartitionOp>(
     let mut refusals = Vec::with_capacity(items.len());
     let mut routed = Vec::with_capacity(items.len());
     for (topic, partition, item) in items {
-        // Another broker leads it (or none does): the client refreshes its metadata.
         let refusal = match metadata.partition(&topic, PartitionId(partition)) {
             None => Some((UNKNOWN, "no such topic or partition")),
-            Some(state) if state.leader != metadata.broker.node_id.0 => Some((
-                ResponseError::NotLeaderOrFollower,
-                "this broker does not lead the partition",
-            )),
             Some(_) => None,
         };
         if refusal.is_none() {

@@ -11,6 +11,8 @@ use super::{run_to_exit, Broker};
 pub struct Cluster {
     pub nodes: Vec<Broker>,
     pub cluster_id: String,
+    /// Node `i`'s controller listener port is `controller_ports[i - 1]`.
+    pub controller_ports: Vec<u16>,
 }
 
 /// Ports free now (bound to port 0 and released): the controller listeners must be named in
@@ -57,7 +59,11 @@ impl Cluster {
             format(&node, &cluster_id, &settings);
             nodes.push(node);
         }
-        let mut cluster = Cluster { nodes, cluster_id };
+        let mut cluster = Cluster {
+            nodes,
+            cluster_id,
+            controller_ports: ports,
+        };
         let all: Vec<usize> = (1..=n).collect();
         cluster.start_nodes(&all);
         cluster

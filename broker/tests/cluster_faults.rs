@@ -1,0 +1,245 @@
+//! A three-node cluster when things go wrong: a broker killed is fenced and its partitions lose
+//! their leader until it returns; a request for a partition another broker leads is refused
+//! with NOT_LEADER_OR_FOLLOWER; a deleted topic goes from every broker; hostile bytes on the
+//! controller listener close the connection and change nothing.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{NewTopic, TopicReplication};
+use rdkafka::consumer::Consumer;
+
+use common::*;
+
+const NOT_LEADER_OR_FOLLOWER: i16 = 6;
+
+fn create(bootstrap: &str, topic: &str, partitions: i32, replication: i32) {
+    let admin = admin(bootstrap);
+    let new_topic = NewTopic::new(topic, partitions, TopicReplication::Fixed(replication));
+    let results = block_on(admin.create_topics([&new_topic], &admin_options()))
+        .unwrap_or_else(|e| panic!("CreateTopics {topic}: {e}"));
+    if let Err((name, code)) = &results[0] {
+        panic!("CreateTopics {name}: {code:?}");
+    }
+    wait_for_topic(bootstrap, topic, partitions);
+}
+
+/// Each partition's leader as the broker at `bootstrap` reports it (-1: none).
+fn leaders(bootstrap: &str, topic: &str) -> Vec<i32> {
+    let consumer = consumer(bootstrap, &[]);
+    let metadata = consumer
+        .fetch_metadata(Some(topic), CLIENT_TIMEOUT)
+        .expect("metadata");
+    let topic = metadata
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic)
+        .expect("the topic");
+    let mut partitions: Vec<(i32, i32)> = topic
+        .partitions()
+        .iter()
+        .map(|p| (p.id(), p.leader()))
+        .collect();
+    partitions.sort_unstable();
+    partitions.into_iter().map(|(_, leader)| leader).collect()
+}
+
+fn broker_ids(bootstrap: &str) -> Vec<i32> {
+    let consumer = consumer(bootstrap, &[]);
+    let metadata = consumer
+        .fetch_metadata(None, CLIENT_TIMEOUT)
+        .expect("metadata");
+    let mut ids: Vec<i32> = metadata.brokers().iter().map(|b| b.id()).collect();
+    ids.sort_unstable();
+    ids
+}
+
+/// Polls `check` until it holds (bounded); panics with `what` and the last value seen.
+fn eventually<T: std::fmt::Debug>(
+    what: &str,
+    mut probe: impl FnMut() -> T,
+    check: impl Fn(&T) -> bool,
+) -> T {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let value = probe();
+        if check(&value) {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "{what}: last seen {value:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn given_a_broker_killed_when_its_session_times_out_should_be_fenced_and_lead_again_on_return() {
+    let settings = [
+        ("broker.heartbeat.interval.ms", "300"),
+        ("broker.session.timeout.ms", "2000"),
+    ];
+    let mut cluster = Cluster::start(3, &settings);
+    let controller = cluster.controller() as usize;
+    // A broker that is not the controller (the controller's own death is another test).
+    let victim = (1..=3).find(|id| *id != controller).expect("another node");
+    let witness = (1..=3)
+        .find(|id| *id != victim && *id != controller)
+        .expect("a third node");
+    let bootstrap = cluster.node(witness).bootstrap();
+    eventually(
+        "three brokers",
+        || broker_ids(&bootstrap),
+        |ids| ids.len() == 3,
+    );
+    create(&bootstrap, "fenced", 3, 1);
+    let before = leaders(&bootstrap, "fenced");
+    let victim_id = victim as i32;
+    assert!(
+        before.contains(&victim_id),
+        "RF 1 over 3 brokers: one each, {before:?}"
+    );
+
+    cluster.node(victim).kill9();
+    let killed = Instant::now();
+    let ids = eventually(
+        "the killed broker fenced",
+        || broker_ids(&bootstrap),
+        |ids| !ids.contains(&victim_id),
+    );
+    eprintln!(
+        "fenced {:?} after the kill; brokers now {ids:?}",
+        killed.elapsed()
+    );
+    let after = leaders(&bootstrap, "fenced");
+    for (partition, (old, new)) in before.iter().zip(&after).enumerate() {
+        match *old == victim_id {
+            // Its only in-sync replica is gone: no unclean election.
+            true => assert_eq!(
+                *new, -1,
+                "partition {partition} had only the fenced replica"
+            ),
+            false => assert_eq!(new, old, "partition {partition} keeps its leader"),
+        }
+    }
+
+    cluster.start_nodes(&[victim]);
+    let back = eventually(
+        "the broker leads again",
+        || leaders(&bootstrap, "fenced"),
+        |l| *l == before,
+    );
+    assert_eq!(back, before);
+    eventually(
+        "three brokers again",
+        || broker_ids(&bootstrap),
+        |ids| ids.len() == 3,
+    );
+}
+
+#[test]
+fn given_a_partition_led_elsewhere_when_produced_to_directly_should_answer_not_leader() {
+    let mut cluster = Cluster::start(3, &[]);
+    let first = cluster.node(1).bootstrap();
+    create(&first, "elsewhere", 3, 1);
+    let led = leaders(&first, "elsewhere");
+    for id in 1..=3 {
+        let addr: SocketAddr = cluster.node(id).addr();
+        for (partition, leader) in led.iter().enumerate() {
+            let request = produce_v3_to("elsewhere", partition as i32, 9, &record_batch(b"x", 1));
+            let Verdict::Answered(response) = send_and_judge(addr, &request, false) else {
+                panic!("node {id}: no answer for partition {partition}");
+            };
+            let (code, _) = produce_v3_partition_result(&response, "elsewhere");
+            let expected = if *leader == id as i32 {
+                0
+            } else {
+                NOT_LEADER_OR_FOLLOWER
+            };
+            assert_eq!(
+                code, expected,
+                "node {id}, partition {partition} led by {leader}"
+            );
+        }
+    }
+}
+
+#[test]
+fn given_a_topic_on_every_broker_when_deleted_through_one_should_leave_every_broker() {
+    let mut cluster = Cluster::start(3, &[]);
+    let first = cluster.node(1).bootstrap();
+    create(&first, "doomed", 2, 3);
+    for id in 1..=3 {
+        let dir = cluster.node(id).partition_dir("doomed", 0);
+        assert!(dir.exists(), "node {id} hosts a replica: {}", dir.display());
+    }
+    let admin = admin(&cluster.node(2).bootstrap());
+    let results = block_on(admin.delete_topics(&["doomed"], &admin_options())).expect("delete");
+    assert!(results[0].is_ok(), "{results:?}");
+    for id in 1..=3 {
+        let bootstrap = cluster.node(id).bootstrap();
+        eventually(
+            "the topic gone",
+            || topic_names(&bootstrap),
+            |names| !names.iter().any(|n| n == "doomed"),
+        );
+        let dir = cluster.node(id).partition_dir("doomed", 0);
+        eventually("its log deleted", || dir.exists(), |exists| !exists);
+    }
+}
+
+#[test]
+fn given_hostile_bytes_on_the_controller_listener_should_close_and_keep_the_quorum() {
+    let mut cluster = Cluster::start(3, &[]);
+    let port = cluster.controller_ports[0];
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    // The controller listener's frames: length (of kind and payload), kind, payload.
+    let frame = |kind: u8, payload: &[u8]| {
+        let mut frame = ((payload.len() + 1) as u32).to_be_bytes().to_vec();
+        frame.push(kind);
+        frame.extend_from_slice(payload);
+        frame
+    };
+    let hello = |cluster_id: &str, node_id: i32| {
+        let json = format!("{{\"cluster_id\":\"{cluster_id}\",\"node_id\":{node_id}}}");
+        frame(1, json.as_bytes())
+    };
+    let own = hello(&cluster.cluster_id, 2);
+    let after_hello = |tail: &[u8]| {
+        let mut bytes = own.clone();
+        bytes.extend_from_slice(tail);
+        bytes
+    };
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("garbage", b"GET / HTTP/1.1\r\n\r\n".to_vec()),
+        ("a huge length", vec![0x7f, 0xff, 0xff, 0xff, 1]),
+        ("a zero length", vec![0, 0, 0, 0]),
+        ("another cluster's hello", hello("someone-else", 2)),
+        ("a hello from a non-voter", hello(&cluster.cluster_id, 42)),
+        (
+            "a raft frame that does not decode",
+            after_hello(&[0, 0, 0, 4, 2, 0xff, 0xff, 0xff]),
+        ),
+        (
+            "a frame of an unknown kind",
+            after_hello(&[0, 0, 0, 2, 9, 0]),
+        ),
+        (
+            "a heartbeat for another node",
+            after_hello(&frame(3, br#"{"node_id":3,"incarnation":1}"#)),
+        ),
+        (
+            "a heartbeat that does not decode",
+            after_hello(&frame(3, b"{")),
+        ),
+        ("a frame cut short", after_hello(&[0, 0, 1, 0, 2, 1, 2])),
+    ];
+    for (case, bytes) in &cases {
+        assert_closed(case, send_and_judge(addr, bytes, true));
+    }
+    for id in 1..=3 {
+        cluster.node(id).assert_alive();
+    }
+    // The quorum still commits.
+    create(&cluster.node(1).bootstrap(), "after-hostility", 1, 3);
+}
