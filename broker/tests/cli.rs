@@ -379,7 +379,19 @@ fn given_a_broker_when_the_cluster_is_described_should_show_its_id_controller_an
     let port = broker.addr().port();
     assert_eq!(
         described["brokers"],
-        serde_json::json!([{"node_id": 3, "host": "127.0.0.1", "port": port, "rack": "rack-b"}])
+        serde_json::json!([{
+            "node_id": 3, "host": "127.0.0.1", "port": port, "rack": "rack-b",
+            "state": "registered",
+        }])
+    );
+    // A one-voter quorum of itself, its own log's end the high watermark.
+    let quorum = &described["quorum"];
+    assert_eq!(quorum["leader_id"], 3, "{quorum}");
+    assert_eq!(quorum["voters"][0]["node_id"], 3, "{quorum}");
+    assert_eq!(quorum["voters"][0]["lag"], 0, "{quorum}");
+    assert!(
+        quorum["high_watermark"].as_i64().is_some_and(|hw| hw > 0),
+        "{quorum}"
     );
     let text = ok(&broker, &["cluster", "describe"]);
     assert!(
@@ -387,4 +399,8 @@ fn given_a_broker_when_the_cluster_is_described_should_show_its_id_controller_an
         "{text}"
     );
     assert!(text.contains("rack-b") && text.contains("BROKER"), "{text}");
+    assert!(
+        text.contains("quorum: leader 3") && text.contains("LAG"),
+        "{text}"
+    );
 }

@@ -56,6 +56,14 @@ fn broker_ids(bootstrap: &str) -> Vec<i32> {
     ids
 }
 
+/// `odradek cluster describe --json` through `bootstrap`.
+fn describe(bootstrap: &str) -> serde_json::Value {
+    let args = ["cluster", "describe", "--bootstrap", bootstrap, "--json"];
+    let (status, stdout, stderr) = run_to_exit(&args);
+    assert!(status.success(), "{args:?}: {stderr}");
+    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"))
+}
+
 /// Polls `check` until it holds (bounded); panics with `what` and the last value seen.
 fn eventually<T: std::fmt::Debug>(
     what: &str,
