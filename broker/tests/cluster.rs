@@ -226,7 +226,8 @@ fn given_three_nodes_when_the_controller_is_killed_should_elect_another_and_crea
 }
 
 #[test]
-fn given_a_cluster_when_every_node_restarts_at_once_should_keep_topics_and_records() {
+fn given_a_cluster_when_every_node_is_killed_and_restarted_at_once_should_keep_topics_and_records()
+{
     let mut cluster = Cluster::start(3, &[]);
     wait_for_brokers(&mut cluster, &[1, 2, 3]);
     let bootstrap = cluster.bootstrap();
@@ -234,8 +235,9 @@ fn given_a_cluster_when_every_node_restarts_at_once_should_keep_topics_and_recor
     wait_for_topic(&bootstrap, "kept", 3);
     produce(&bootstrap, "kept", 90);
     let before = placement(&bootstrap, "kept");
+    // The metadata log and acknowledged records are synced: kill -9 loses neither.
     for id in 1..=3 {
-        cluster.node(id).stop();
+        cluster.node(id).kill9();
     }
     cluster.start_nodes(&[1, 2, 3]);
     wait_for_brokers(&mut cluster, &[1, 2, 3]);
@@ -245,4 +247,26 @@ fn given_a_cluster_when_every_node_restarts_at_once_should_keep_topics_and_recor
     assign_all(&consumer, "kept", 3, Offset::Beginning);
     let records = consume_exactly(&consumer, 90, CLIENT_TIMEOUT);
     assert_eq!(records.len(), 90);
+}
+
+#[test]
+fn given_three_brokers_when_each_hands_out_producer_ids_should_never_hand_out_one_twice() {
+    let mut cluster = Cluster::start(3, &[]);
+    let mut ids = Vec::new();
+    for round in 0..2 {
+        for id in 1..=3 {
+            let (code, producer_id, epoch) = raw_init_producer_id(cluster.node(id).addr(), None, 7);
+            assert_eq!((code, epoch), (0, 0), "node {id}");
+            ids.push(producer_id);
+        }
+        if round == 0 {
+            // A restarted broker registers again and gets a generation of ids of its own.
+            cluster.node(2).kill9();
+            cluster.start_nodes(&[2]);
+        }
+    }
+    let mut unique = ids.clone();
+    unique.sort_unstable();
+    unique.dedup();
+    assert_eq!(unique.len(), ids.len(), "every producer id once: {ids:?}");
 }

@@ -251,3 +251,45 @@ fn given_hostile_bytes_on_the_controller_listener_should_close_and_keep_the_quor
     // The quorum still commits.
     create(&cluster.node(1).bootstrap(), "after-hostility", 1, 3);
 }
+
+#[test]
+fn given_a_voter_down_while_the_log_is_compacted_when_it_returns_should_catch_up_from_a_snapshot() {
+    let settings = [
+        ("metadata.log.max.record.bytes.between.snapshots", "1024"),
+        ("broker.heartbeat.interval.ms", "300"),
+        ("broker.session.timeout.ms", "2000"),
+    ];
+    let mut cluster = Cluster::start(3, &settings);
+    let controller = cluster.controller() as usize;
+    let down = (1..=3).find(|id| *id != controller).expect("another node");
+    let bootstrap = cluster.node(controller).bootstrap();
+    cluster.node(down).kill9();
+    let down_id = down as i32;
+    eventually(
+        "fenced",
+        || broker_ids(&bootstrap),
+        |ids| !ids.contains(&down_id),
+    );
+    // Enough entries that the leader's log no longer holds what the returning voter lacks.
+    for i in 0..12 {
+        create(&bootstrap, &format!("while-down-{i}"), 1, 2);
+    }
+    cluster.start_nodes(&[down]);
+    let returned = cluster.node(down).bootstrap();
+    let names = eventually(
+        "every topic on the returned node",
+        || topic_names(&returned),
+        |n| (0..12).all(|i| n.contains(&format!("while-down-{i}"))),
+    );
+    assert!(names.len() >= 12);
+    let installed = cluster
+        .node(down)
+        .log_lines()
+        .iter()
+        .any(|line| line.contains("metadata snapshot installed from the leader"));
+    assert!(
+        installed,
+        "caught up from a snapshot\n{}",
+        cluster.node(down).log_tail(80)
+    );
+}

@@ -45,6 +45,8 @@ pub struct Boot {
     /// The image as of `applied` (the locally committed log).
     pub image: ClusterImage,
     pub applied: u64,
+    /// The bytes of the entries applied after the snapshot.
+    pub bytes_since_snapshot: u64,
     pub voters: Vec<i32>,
 }
 
@@ -99,7 +101,7 @@ pub fn open_blocking(
             });
         }
     }
-    let (image, applied) = replay(&storage)?;
+    let (image, applied, bytes_since_snapshot) = replay(&storage)?;
     let config = Config {
         id: raft_id(me),
         election_tick: ELECTION_TICKS,
@@ -120,6 +122,7 @@ pub fn open_blocking(
         node,
         image,
         applied,
+        bytes_since_snapshot,
         voters: voter_ids,
     })
 }
@@ -152,8 +155,9 @@ fn import_registry(
     Ok(())
 }
 
-/// The image of the snapshot and the committed entries after it.
-fn replay(storage: &DiskStorage) -> Result<(ClusterImage, u64), BootError> {
+/// The image of the snapshot and the committed entries after it, the last index applied, and
+/// the bytes of the entries applied after the snapshot.
+fn replay(storage: &DiskStorage) -> Result<(ClusterImage, u64, u64), BootError> {
     let snapshot = storage.snapshot(0, 0)?;
     let mut applied = snapshot.get_metadata().index;
     let mut image = if snapshot.get_data().is_empty() {
@@ -166,6 +170,7 @@ fn replay(storage: &DiskStorage) -> Result<(ClusterImage, u64), BootError> {
         })?
     };
     let commit = storage.hard_state().commit;
+    let mut bytes = 0;
     if commit > applied {
         let entries = storage.entries(
             applied + 1,
@@ -175,12 +180,13 @@ fn replay(storage: &DiskStorage) -> Result<(ClusterImage, u64), BootError> {
         )?;
         for entry in entries {
             applied = entry.index;
+            bytes += entry.data.len() as u64;
             if let Some(proposal) = proposal_of(&entry) {
                 let _ = image.apply(proposal.command);
             }
         }
     }
-    Ok((image, applied))
+    Ok((image, applied, bytes))
 }
 
 /// raft-rs logs through slog: its records go to `tracing`, under the target `raft`.

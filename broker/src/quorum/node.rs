@@ -22,7 +22,7 @@ use futures::StreamExt;
 use kafka_protocol::error::ResponseError;
 use odradek_net::Shutdown;
 use raft::prelude::{Entry, Message};
-use raft::{RawNode, StateRole, Storage};
+use raft::{RawNode, StateRole};
 
 use super::image::{proposal_of, Applied, ClusterImage, Command, Proposal};
 use super::storage::DiskStorage;
@@ -34,8 +34,6 @@ use crate::control::ControlError;
 pub const TICK: Duration = Duration::from_millis(100);
 pub const ELECTION_TICKS: usize = 10;
 pub const HEARTBEAT_TICKS: usize = 2;
-/// Entries applied since the last snapshot before the log is compacted into a new one.
-const SNAPSHOT_EVERY_ENTRIES: u64 = 1000;
 /// Inputs handled before the Ready loop runs again.
 const INPUT_BATCH_MAX: usize = 1024;
 
@@ -81,6 +79,9 @@ pub struct Driver {
     pub node: Option<RawNode<DiskStorage>>,
     pub image: ClusterImage,
     pub applied: u64,
+    /// Entry bytes applied since the last snapshot; one is taken past `snapshot_bytes`.
+    pub bytes_since_snapshot: u64,
+    pub snapshot_bytes: u64,
     pub me: i32,
     pub peers: Peers,
     pub inbox: mpsc::Receiver<Input>,
@@ -284,13 +285,11 @@ impl Driver {
 
     async fn handle_ready(&mut self) -> Result<(), raft::Error> {
         let mut node = self.node.take().expect("one Ready at a time");
-        let compact = (self.applied >= node.store().first_index()? - 1 + SNAPSHOT_EVERY_ENTRIES)
-            .then(|| {
-                (
-                    self.applied,
-                    serde_json::to_vec(&self.image).expect("the image encodes"),
-                )
-            });
+        let compact = (self.bytes_since_snapshot >= self.snapshot_bytes).then(|| {
+            self.bytes_since_snapshot = 0;
+            let image = serde_json::to_vec(&self.image).expect("the image encodes");
+            (self.applied, image)
+        });
         let (node, persisted) = glommio::executor()
             .spawn_blocking(move || {
                 let persisted = persist(&mut node, compact);
@@ -334,6 +333,7 @@ impl Driver {
             return;
         }
         self.applied = entry.index;
+        self.bytes_since_snapshot += entry.data.len() as u64;
         if let Some(proposal) = proposal_of(&entry) {
             let outcome = self.image.apply(proposal.command);
             outcomes.push((proposal.id, outcome));
@@ -393,7 +393,7 @@ fn persist(
 ) -> Result<Persisted, raft::Error> {
     if let Some((index, data)) = compact {
         match node.mut_store().create_snapshot(index, data) {
-            Ok(()) => tracing::debug!(index, "metadata log compacted"),
+            Ok(()) => tracing::info!(index, "metadata snapshot taken; the log before it dropped"),
             Err(raft::Error::Store(raft::StorageError::SnapshotOutOfDate)) => {}
             Err(error) => return Err(error),
         }

@@ -76,6 +76,8 @@ pub async fn start(ctx: &Rc<ShardCtx>, start: QuorumStart) -> Result<(), String>
         node: Some(start.boot.node),
         image: start.boot.image,
         applied: start.boot.applied,
+        bytes_since_snapshot: start.boot.bytes_since_snapshot,
+        snapshot_bytes: config.metadata_log_max_record_bytes_between_snapshots,
         me,
         peers,
         inbox,

@@ -101,6 +101,14 @@ settings! {
         doc: "A broker not heard from for this long is fenced (no longer a leader or replica \
               that counts); more than broker.heartbeat.interval.ms.",
     },
+    metadata_log_max_record_bytes_between_snapshots: u64 {
+        name: "metadata.log.max.record.bytes.between.snapshots",
+        scope: Static,
+        kind: Int(1, i64::MAX as u64),
+        default: 20 * 1024 * 1024,
+        doc: "Metadata log bytes applied since the last snapshot before the next one is taken \
+              and the log before it dropped.",
+    },
     listeners: Vec<NamedListener> {
         name: "listeners",
         scope: Static,
