@@ -119,6 +119,28 @@ fn given_a_broker_killed_when_its_session_times_out_should_be_fenced_and_lead_ag
         "fenced {:?} after the kill; brokers now {ids:?}",
         killed.elapsed()
     );
+    let described = describe(&bootstrap);
+    let state = |described: &serde_json::Value, id: usize| {
+        let brokers = described["brokers"].as_array().expect("brokers").clone();
+        let broker = brokers.iter().find(|b| b["node_id"] == id).cloned();
+        broker.map(|b| b["state"].clone())
+    };
+    assert_eq!(
+        state(&described, victim),
+        Some("fenced".into()),
+        "{described}"
+    );
+    assert_eq!(
+        state(&described, witness),
+        Some("registered".into()),
+        "{described}"
+    );
+    assert_eq!(described["quorum"]["leader_id"], controller, "{described}");
+    let voters = described["quorum"]["voters"]
+        .as_array()
+        .expect("voters")
+        .clone();
+    assert_eq!(voters.len(), 3, "{described}");
     let after = leaders(&bootstrap, "fenced");
     for (partition, (old, new)) in before.iter().zip(&after).enumerate() {
         match *old == victim_id {
@@ -142,6 +164,12 @@ fn given_a_broker_killed_when_its_session_times_out_should_be_fenced_and_lead_ag
         "three brokers again",
         || broker_ids(&bootstrap),
         |ids| ids.len() == 3,
+    );
+    let described = describe(&bootstrap);
+    assert_eq!(
+        state(&described, victim),
+        Some("registered".into()),
+        "{described}"
     );
 }
 

@@ -15,9 +15,11 @@ const TOPIC_ID: &str = "5b6a3c1e-2f4d-4b8a-9c0e-7d1f2a3b4c5d";
 
 /// The registry file as the single-node broker wrote it: a CRC32C line, then the JSON.
 fn write_registry(dir: &Path) {
-    let json = format!(
-        r#"{{"cluster_id":"old-single-node","topics":[{{"name":"legacy","id":"{TOPIC_ID}","partitions":2,"configs":{{"retention.ms":"3600000"}}}}],"broker_configs":{{}}}}"#
-    );
+    let configs = r#"{"retention.ms":"3600000"}"#;
+    let topic =
+        format!(r#"{{"name":"legacy","id":"{TOPIC_ID}","partitions":2,"configs":{configs}}}"#);
+    let json =
+        format!(r#"{{"cluster_id":"old-single-node","topics":[{topic}],"broker_configs":{{}}}}"#);
     let text = format!("crc32c={:08x}\n{json}", crc32c::crc32c(json.as_bytes()));
     std::fs::write(dir.join("topics.registry"), text).expect("write the registry");
 }
