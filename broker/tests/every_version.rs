@@ -278,6 +278,10 @@ fn walk_codec_version(conn: &mut Conn, key: ApiKey, version: i16) {
             let _: DescribeClusterResponse =
                 conn.ask_codec(key, version, &DescribeClusterRequest::default());
         }
+        ApiKey::DescribeQuorum => {
+            let _: DescribeQuorumResponse =
+                conn.ask_codec(key, version, &DescribeQuorumRequest::default());
+        }
         other => panic!("{other:?} is advertised but this test does not walk it: add it"),
     }
 }

@@ -21,6 +21,8 @@ use crate::shard::ShardCtx;
 const INBOX_MAX: usize = 8192;
 /// How often a starting broker retries its registration while the quorum has no leader.
 const REGISTER_RETRY: Duration = Duration::from_millis(300);
+/// The longest a stopping broker waits to be fenced.
+const CONTROLLED_SHUTDOWN_MAX: Duration = Duration::from_secs(3);
 /// How often it says that it still waits.
 const WAITING_LOG_EVERY: Duration = Duration::from_secs(10);
 
@@ -95,14 +97,43 @@ pub async fn start(ctx: &Rc<ShardCtx>, start: QuorumStart) -> Result<(), String>
     };
     glommio::spawn_local(driver.run()).detach();
     let stop = Arc::clone(&start.stop);
+    let stopping_ctx = Rc::clone(ctx);
     glommio::spawn_local(async move {
         while !stop.load(Ordering::SeqCst) {
             glommio::timer::sleep(Duration::from_millis(50)).await;
         }
+        controlled_shutdown(&stopping_ctx, incarnation).await;
         shutdown.trigger();
     })
     .detach();
     register(ctx, incarnation, start.producer_id_floor, &start.stop).await
+}
+
+/// A broker stopping fences itself first (Kafka's controlled shutdown): clients stop being sent
+/// to it at once instead of after a session timeout, and its partitions get another leader
+/// from their ISR (or none, until it returns). Bounded: without a majority it stops anyway.
+async fn controlled_shutdown(ctx: &ShardCtx, incarnation: u64) {
+    let Some(plane) = ctx.control.get() else {
+        return;
+    };
+    let node_id = ctx.config.node_id;
+    let fence = plane.propose(Command::FenceBroker {
+        node_id,
+        incarnation,
+    });
+    let fence = std::pin::pin!(fence);
+    let bound = std::pin::pin!(glommio::timer::sleep(CONTROLLED_SHUTDOWN_MAX));
+    match futures::future::select(fence, bound).await {
+        futures::future::Either::Left((Ok(_), _)) => {
+            tracing::info!(node_id, "fenced for the stop (controlled shutdown)");
+        }
+        futures::future::Either::Left((Err(error), _)) => {
+            tracing::warn!(reason = %error.message, "stopping unfenced");
+        }
+        futures::future::Either::Right(_) => {
+            tracing::warn!("stopping unfenced: the metadata quorum did not answer in time");
+        }
+    }
 }
 
 /// Registers this broker (its endpoint and rack), retrying until the quorum has a leader.
