@@ -65,6 +65,13 @@ pub enum MetaError {
         found: String,
     },
     #[error(
+        "the data directory {dir} is not formatted, and this node is a member of a cluster \
+         (controller.quorum.voters names other nodes): format every member's data directory \
+         once with the same id, `odradek format --cluster-id ID --data-dir DIR` with the \
+         node's settings, then start it"
+    )]
+    NotFormatted { dir: PathBuf },
+    #[error(
         "the data directory {dir} is already formatted so: add --ignore-formatted to accept \
          that"
     )]
@@ -171,15 +178,23 @@ pub fn write(dir: &Path, meta: &MetaProperties) -> Result<(), MetaError> {
 }
 
 /// At start: the cluster id this node serves. A formatted directory must be this node's and
-/// hold no other cluster's topics (`registry_cluster_id`: the topic registry's, if it exists);
-/// an unformatted one is formatted with the registry's id, or `new_id` when it has none.
+/// hold no other cluster's topics (`registry_cluster_id`: the topic registry's, if it exists).
+/// An unformatted one is formatted with the registry's id, or `new_id` when it has none, if
+/// `formats_itself` (a single node); a cluster member's is refused: its voters must share one
+/// id, which only `odradek format` can give them all (a random one each would never agree).
 pub fn check_at_start(
     dir: &Path,
     node_id: NodeId,
     registry_cluster_id: Option<&str>,
+    formats_itself: bool,
     new_id: impl FnOnce() -> String,
 ) -> Result<String, MetaError> {
     let Some(meta) = read(dir)? else {
+        if !formats_itself {
+            return Err(MetaError::NotFormatted {
+                dir: dir.to_path_buf(),
+            });
+        }
         let cluster_id = registry_cluster_id.map_or_else(new_id, str::to_string);
         write(
             dir,
@@ -298,13 +313,15 @@ mod tests {
     fn a_directory_is_formatted_once_and_checked_at_every_start() {
         let dir = tempfile::tempdir().expect("tempdir");
         let dir = dir.path();
-        let started = check_at_start(dir, NodeId(1), None, || "fresh".into()).expect("first");
-        assert_eq!(started, "fresh");
-        let again = check_at_start(dir, NodeId(1), Some("fresh"), || unreachable!());
+        let member = check_at_start(dir, NodeId(1), None, false, || unreachable!());
+        assert!(matches!(member, Err(MetaError::NotFormatted { .. })));
+        let started = check_at_start(dir, NodeId(1), None, true, || "fresh".into());
+        assert_eq!(started.expect("first"), "fresh");
+        let again = check_at_start(dir, NodeId(1), Some("fresh"), false, || unreachable!());
         assert_eq!(again.expect("again"), "fresh");
-        let other_node = check_at_start(dir, NodeId(2), Some("fresh"), || unreachable!());
+        let other_node = check_at_start(dir, NodeId(2), Some("fresh"), true, || unreachable!());
         assert!(matches!(other_node, Err(MetaError::OtherNode { .. })));
-        let mixed_up = check_at_start(dir, NodeId(1), Some("elsewhere"), || unreachable!());
+        let mixed_up = check_at_start(dir, NodeId(1), Some("elsewhere"), true, || unreachable!());
         assert!(matches!(mixed_up, Err(MetaError::OtherClusterData { .. })));
 
         assert!(matches!(

@@ -168,10 +168,15 @@ fn load_registry(config: &BrokerConfig) -> Result<registry::Registry, StartError
     let mut registry = registry::load(&config.data_dir)?;
     let found = existed.then(|| registry.cluster_id.clone());
     let fresh = registry.cluster_id.clone();
+    let single_node = config
+        .controller_quorum_voters
+        .iter()
+        .all(|v| v.node_id == config.node_id);
     registry.cluster_id = crate::meta_properties::check_at_start(
         &config.data_dir,
         NodeId(config.node_id),
         found.as_deref(),
+        single_node,
         || fresh,
     )?;
     if !existed {

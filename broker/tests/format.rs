@@ -87,3 +87,19 @@ fn given_an_unformatted_data_dir_when_a_single_node_starts_should_format_it_with
     let (ok, out) = format(&broker.data_dir(), "another", &["--ignore-formatted"]);
     assert!(!ok, "formatted a running broker's directory: {out}");
 }
+
+#[test]
+fn given_an_unformatted_data_dir_when_a_cluster_member_starts_should_refuse_and_say_format() {
+    // Each member formatting itself would give each its own cluster id: they would never agree.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let member = [
+        "node.id=1",
+        "listeners=PLAINTEXT://127.0.0.1:0,CONTROLLER://127.0.0.1:29391",
+        "controller.quorum.voters=1@127.0.0.1:29391,2@127.0.0.1:29392",
+    ];
+    assert_refused(dir.path(), &member, "odradek format --cluster-id");
+    assert!(
+        !dir.path().join("meta.properties").exists(),
+        "nothing formatted"
+    );
+}
