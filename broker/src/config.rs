@@ -69,10 +69,10 @@ pub enum ConfigError {
         protocol: &'static str,
     },
     #[error(
-        "process.roles={roles}: run every node as broker,controller (combined mode) for now; \
-         set process.roles=broker,controller"
+        "process.roles=controller: controller-only nodes are not served yet; run the \
+         controllers as broker,controller (combined mode), with broker-only nodes beside them"
     )]
-    NotCombined { roles: &'static str },
+    ControllerOnly,
 }
 
 impl BrokerConfig {

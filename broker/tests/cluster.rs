@@ -270,3 +270,49 @@ fn given_three_brokers_when_each_hands_out_producer_ids_should_never_hand_out_on
     unique.dedup();
     assert_eq!(unique.len(), ids.len(), "every producer id once: {ids:?}");
 }
+
+#[test]
+fn given_three_voters_when_a_broker_only_node_joins_should_follow_the_log_and_lead_partitions() {
+    let mut cluster = Cluster::start(3, &[]);
+    let four = cluster.add_broker(&[]);
+    wait_for_brokers(&mut cluster, &[1, 2, 3, 4]);
+    let bootstrap = cluster.node(four).bootstrap();
+    create(&bootstrap, "wide", 4, 4).expect("created through the broker-only node");
+    wait_for_topic(&bootstrap, "wide", 4);
+    let placed = placement(&bootstrap, "wide");
+    assert!(
+        placed.iter().any(|(leader, _, _)| *leader == 4),
+        "{placed:?}"
+    );
+    produce(&bootstrap, "wide", 100);
+    let first = cluster.node(1).bootstrap();
+    let reader = consumer(&first, &[]);
+    assign_all(&reader, "wide", 4, Offset::Beginning);
+    assert_eq!(consume_exactly(&reader, 100, CLIENT_TIMEOUT).len(), 100);
+
+    // It follows the quorum as an observer, and votes in nothing.
+    let args = ["cluster", "describe", "--bootstrap", &first, "--json"];
+    let (status, stdout, stderr) = run_to_exit(&args);
+    assert!(status.success(), "{stderr}");
+    let described: serde_json::Value = serde_json::from_str(&stdout).expect("json");
+    let ids = |list: &serde_json::Value| -> Vec<i64> {
+        let list = list.as_array().expect("a list");
+        list.iter().filter_map(|v| v["node_id"].as_i64()).collect()
+    };
+    assert_eq!(
+        ids(&described["quorum"]["voters"]),
+        vec![1, 2, 3],
+        "{described}"
+    );
+    assert_eq!(
+        ids(&described["quorum"]["observers"]),
+        vec![4],
+        "{described}"
+    );
+
+    // Killed and back, it catches up with what was decided meanwhile.
+    cluster.node(four).kill9();
+    create(&first, "while-away", 1, 3).expect("created without it");
+    cluster.start_nodes(&[four]);
+    wait_for_topic(&cluster.node(four).bootstrap(), "while-away", 1);
+}

@@ -5,6 +5,7 @@
 //! the quorum is asked of its leader, the only node that knows every voter's progress.
 
 use kafka_protocol::messages::describe_quorum_request::{PartitionData, TopicData};
+use kafka_protocol::messages::describe_quorum_response::ReplicaState;
 use kafka_protocol::messages::{
     ApiKey, DescribeClusterRequest, DescribeClusterResponse, DescribeQuorumRequest,
     DescribeQuorumResponse,
@@ -77,7 +78,7 @@ fn describe(common: &Common, cluster: &mut Cluster) -> Result<(), CliError> {
         }
         None => describe_quorum(cluster, None)?,
     };
-    for voter in &quorum.voters {
+    for voter in quorum.voters.iter().chain(&quorum.observers) {
         if !brokers.iter().any(|b| b.id == voter.id) {
             brokers.push(BrokerRow {
                 id: voter.id,
@@ -108,6 +109,11 @@ fn describe(common: &Common, cluster: &mut Cluster) -> Result<(), CliError> {
             "epoch": quorum.epoch,
             "high_watermark": quorum.high_watermark,
             "voters": quorum.voters.iter().map(|v| json!({
+                "node_id": v.id,
+                "log_end_offset": (v.log_end >= 0).then_some(v.log_end),
+                "lag": lag(v),
+            })).collect::<Vec<_>>(),
+            "observers": quorum.observers.iter().map(|v| json!({
                 "node_id": v.id,
                 "log_end_offset": (v.log_end >= 0).then_some(v.log_end),
                 "lag": lag(v),
@@ -144,13 +150,15 @@ fn describe(common: &Common, cluster: &mut Cluster) -> Result<(), CliError> {
             "\nquorum: leader {}, epoch {}, high watermark {}\n",
             quorum.leader, quorum.epoch, quorum.high_watermark
         ));
-        let mut voters = Table::new(&["VOTER", "LOG END", "LAG"]);
-        for v in &quorum.voters {
+        let mut voters = Table::new(&["REPLICA", "ROLE", "LOG END", "LAG"]);
+        let roles = quorum.voters.iter().map(|v| (v, "voter"));
+        for (v, role) in roles.chain(quorum.observers.iter().map(|v| (v, "observer"))) {
             let unknown = || "-".to_string();
             let log_end = (v.log_end >= 0).then(|| v.log_end.to_string());
             let lag = lag(v).map(|l| l.to_string());
             voters.row(vec![
                 v.id.to_string(),
+                role.to_string(),
                 log_end.unwrap_or_else(unknown),
                 lag.unwrap_or_else(unknown),
             ]);
@@ -166,6 +174,8 @@ struct Quorum {
     epoch: i32,
     high_watermark: i64,
     voters: Vec<Voter>,
+    /// Broker-only nodes following the log.
+    observers: Vec<Voter>,
 }
 
 /// DescribeQuorum of the broker at `at` (the bootstrap one when `None`).
@@ -195,19 +205,22 @@ fn describe_quorum(cluster: &mut Cluster, at: Option<(&str, i32)>) -> Result<Quo
         partition.error_message.as_ref(),
         "DescribeQuorum",
     )?;
-    let mut voters: Vec<Voter> = partition
-        .current_voters
-        .iter()
-        .map(|v| Voter {
-            id: v.replica_id.0,
-            log_end: v.log_end_offset,
-        })
-        .collect();
-    voters.sort_by_key(|v| v.id);
+    let replicas = |states: &[ReplicaState]| {
+        let mut replicas: Vec<Voter> = states
+            .iter()
+            .map(|v| Voter {
+                id: v.replica_id.0,
+                log_end: v.log_end_offset,
+            })
+            .collect();
+        replicas.sort_by_key(|v| v.id);
+        replicas
+    };
     Ok(Quorum {
         leader: partition.leader_id.0,
         epoch: partition.leader_epoch,
         high_watermark: partition.high_watermark,
-        voters,
+        voters: replicas(&partition.current_voters),
+        observers: replicas(&partition.observers),
     })
 }

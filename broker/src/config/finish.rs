@@ -162,21 +162,18 @@ impl BrokerConfig {
         })
     }
 
-    /// A cluster's settings: with `controller.quorum.voters` naming other nodes, this node is
-    /// one of the voters (every node is broker and controller for now) and its controller
-    /// listener is on its voter port. Without other voters it is a single node, its own
-    /// one-voter quorum; a controller listener is then optional.
+    /// A cluster's settings: with `controller.quorum.voters` naming other nodes, a combined
+    /// node is one of the voters and its controller listener is on its voter port; a
+    /// broker-only node is none of them (it follows their log). Without other voters a
+    /// combined node is a single node, its own one-voter quorum; a controller listener is then
+    /// optional.
     pub fn check_cluster(&self) -> Result<(), ConfigError> {
+        let voters = &self.controller_quorum_voters;
         match self.process_roles {
             ProcessRoles::Combined => {}
-            ProcessRoles::Broker => return Err(ConfigError::NotCombined { roles: "broker" }),
-            ProcessRoles::Controller => {
-                return Err(ConfigError::NotCombined {
-                    roles: "controller",
-                })
-            }
+            ProcessRoles::Broker => return self.check_broker_only(),
+            ProcessRoles::Controller => return Err(ConfigError::ControllerOnly),
         }
-        let voters = &self.controller_quorum_voters;
         let clustered = voters.iter().any(|v| v.node_id != self.node_id);
         let mine = voters.iter().find(|v| v.node_id == self.node_id);
         let mismatch = |setting, problem: String, fix: String| ConfigError::Mismatch {
@@ -228,6 +225,35 @@ impl BrokerConfig {
             }
             _ => Ok(()),
         }
+    }
+}
+
+impl BrokerConfig {
+    /// A broker-only node follows the metadata log of the voters, of which it is not one.
+    fn check_broker_only(&self) -> Result<(), ConfigError> {
+        let voters = &self.controller_quorum_voters;
+        let mismatch = |problem: String, fix: String| ConfigError::Mismatch {
+            setting: "controller.quorum.voters",
+            problem,
+            fix,
+        };
+        if voters.is_empty() {
+            let problem = "process.roles=broker and no voters to follow".to_string();
+            let fix = "name the controllers (ID@HOST:PORT,…), or run this node as \
+                       broker,controller"
+                .to_string();
+            return Err(mismatch(problem, fix));
+        }
+        if voters.iter().any(|v| v.node_id == self.node_id) {
+            let problem = format!(
+                "node.id={} is a voter, and process.roles=broker is none",
+                self.node_id
+            );
+            let fix =
+                "give the broker a node id of its own, or run it as broker,controller".to_string();
+            return Err(mismatch(problem, fix));
+        }
+        Ok(())
     }
 }
 
@@ -417,11 +443,12 @@ mod tests {
             no_controller.contains("add CONTROLLER://127.0.0.1:19191"),
             "{no_controller}"
         );
-        for roles in ["broker", "controller"] {
-            let set = format!("process.roles={roles}");
-            let refused = refusal(&["node.id=1", VOTERS, &set]);
-            assert!(refused.contains("combined mode"), "{refused}");
-        }
+        let refused = refusal(&["node.id=1", VOTERS, "process.roles=controller"]);
+        assert!(refused.contains("combined mode"), "{refused}");
+        let broker = finished(&["node.id=7", VOTERS, "process.roles=broker"]);
+        assert!(broker.is_ok(), "a broker-only node beside the voters");
+        let refused = refusal(&["node.id=1", VOTERS, "process.roles=broker"]);
+        assert!(refused.contains("is a voter"), "{refused}");
     }
 
     #[test]
@@ -436,9 +463,6 @@ mod tests {
         ])
         .expect("with its controller listener");
         let refused = refusal(&["process.roles=broker"]);
-        assert!(
-            refused.starts_with("process.roles=broker: run every node as"),
-            "{refused}"
-        );
+        assert!(refused.contains("no voters to follow"), "{refused}");
     }
 }

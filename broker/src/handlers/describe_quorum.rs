@@ -1,7 +1,8 @@
 //! DescribeQuorum (KIP-595): the metadata quorum — its leader, epoch (the Raft term), high
-//! watermark (the commit index) and voters. The leader knows each voter's log end (its last
-//! replicated index); another node answers what it knows and -1 for those. v2 names the voters'
-//! controller listeners. Runs on any shard (shard 0's driver keeps the status).
+//! watermark (the commit index), voters and observers (broker-only nodes, Raft learners). The
+//! leader knows each one's log end (its last replicated index); another node answers what it
+//! knows and -1 for those. v2 names the voters' controller listeners. Runs on any shard
+//! (shard 0's driver keeps the status).
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::describe_quorum_response::{
@@ -20,6 +21,20 @@ pub const RUNS_ON: RunsOn = RunsOn::Connection;
 
 /// Kafka's name for the metadata log's topic.
 pub const METADATA_TOPIC: &str = "__cluster_metadata";
+
+/// Each replica of the metadata log with its log end (-1 where this node does not know it).
+fn replica_states(replicas: &[(i32, Option<u64>)]) -> Vec<ReplicaState> {
+    replicas
+        .iter()
+        .map(|(id, log_end)| {
+            ReplicaState::default()
+                .with_replica_id(BrokerId(*id))
+                .with_log_end_offset(log_end.map_or(-1, |end| end as i64))
+                .with_last_fetch_timestamp(-1)
+                .with_last_caught_up_timestamp(-1)
+        })
+        .collect()
+}
 
 pub async fn handle(
     ctx: &RequestContext,
@@ -46,23 +61,12 @@ pub async fn handle(
                             .with_leader_id(BrokerId(-1))
                             .with_leader_epoch(-1);
                     }
-                    let voters = status
-                        .voters
-                        .iter()
-                        .map(|(id, log_end)| {
-                            ReplicaState::default()
-                                .with_replica_id(BrokerId(*id))
-                                // Indexes are Raft's, from 1; Kafka's offsets from 0.
-                                .with_log_end_offset(log_end.map_or(-1, |end| end as i64))
-                                .with_last_fetch_timestamp(-1)
-                                .with_last_caught_up_timestamp(-1)
-                        })
-                        .collect();
                     answer
                         .with_leader_id(BrokerId(status.leader.unwrap_or(-1)))
                         .with_leader_epoch(status.term as i32)
                         .with_high_watermark(status.commit as i64)
-                        .with_current_voters(voters)
+                        .with_current_voters(replica_states(&status.voters))
+                        .with_observers(replica_states(&status.observers))
                 })
                 .collect();
             TopicData::default()

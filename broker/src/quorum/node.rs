@@ -21,7 +21,8 @@ use futures::future::{select, Either};
 use futures::StreamExt;
 use kafka_protocol::error::ResponseError;
 use odradek_net::Shutdown;
-use raft::prelude::{Entry, Message};
+use protobuf::Message as _;
+use raft::prelude::{ConfChange, ConfChangeType, ConfChangeV2, Entry, EntryType, Message};
 use raft::{RawNode, StateRole};
 
 use super::image::{proposal_of, Applied, ClusterImage, Command, Proposal};
@@ -64,6 +65,8 @@ pub struct QuorumStatus {
     pub commit: u64,
     /// Every voter with its last log index the leader knows (`None` off the leader).
     pub voters: Vec<(i32, Option<u64>)>,
+    /// The broker-only nodes following the log (Raft learners), likewise.
+    pub observers: Vec<(i32, Option<u64>)>,
 }
 
 /// What the applier gets after each Ready: the image as now applied, the outcomes of the
@@ -132,6 +135,7 @@ impl Driver {
                 next_tick = now + TICK;
                 if self.node_ref().raft.state == StateRole::Leader {
                     self.watch_liveness(&mut liveness, now);
+                    self.add_observers();
                 }
             }
             if now >= next_heartbeat {
@@ -271,6 +275,34 @@ impl Driver {
         }
     }
 
+    /// On the leader: makes the broker-only nodes connected here learners, one conf change at a
+    /// time (a learner gets the log and snapshots; it does not vote).
+    fn add_observers(&mut self) {
+        let raft = &self.node_ref().raft;
+        if raft.has_pending_conf() {
+            return;
+        }
+        let conf = raft.prs().conf();
+        let known = |id: u64| conf.learners().contains(&id) || conf.voters().contains(id);
+        let Some(observer) = self
+            .peers
+            .observer_ids()
+            .into_iter()
+            .find(|id| !known(raft_id(*id)))
+        else {
+            return;
+        };
+        let change = ConfChange {
+            change_type: ConfChangeType::AddLearnerNode,
+            node_id: raft_id(observer),
+            ..Default::default()
+        };
+        match self.node_mut().propose_conf_change(Vec::new(), change) {
+            Ok(()) => tracing::info!(node_id = observer, "adding a broker-only node as a learner"),
+            Err(error) => tracing::debug!(%error, "conf change not proposed"),
+        }
+    }
+
     /// A proposal of the driver's own, whose outcome nobody waits for.
     fn propose_internal(&mut self, command: Command) {
         let proposal = Proposal {
@@ -310,6 +342,7 @@ impl Driver {
                     tracing::info!(index, "metadata snapshot installed from the leader");
                     self.image = image;
                     self.applied = index;
+                    self.bytes_since_snapshot = 0;
                 }
                 Err(error) => {
                     let reason = format!("a metadata snapshot does not decode: {error}");
@@ -356,20 +389,20 @@ impl Driver {
         } else {
             HashMap::new()
         };
-        let mut voters: Vec<(i32, Option<u64>)> = raft
-            .prs()
-            .conf()
-            .voters()
-            .ids()
-            .iter()
-            .filter_map(|id| Some((node_id_of(id)?, progress.get(&id).copied())))
-            .collect();
-        voters.sort_unstable();
+        let with_progress = |ids: &mut dyn Iterator<Item = u64>| {
+            let mut listed: Vec<(i32, Option<u64>)> = ids
+                .filter_map(|id| Some((node_id_of(id)?, progress.get(&id).copied())))
+                .collect();
+            listed.sort_unstable();
+            listed
+        };
+        let conf = raft.prs().conf();
         let status = QuorumStatus {
             leader,
             term: raft.term,
             commit: raft.raft_log.committed,
-            voters,
+            voters: with_progress(&mut conf.voters().ids().iter()),
+            observers: with_progress(&mut conf.learners().iter().copied()),
         };
         if let Ok(mut shared) = self.shared.quorum_status.lock() {
             *shared = status;
@@ -410,6 +443,7 @@ fn persist(
         node.mut_store().apply_snapshot(snapshot)?;
     }
     out.committed = ready.take_committed_entries();
+    apply_conf_changes(node, &out.committed)?;
     node.mut_store().append(ready.entries()).map_err(to_raft)?;
     if let Some(hard_state) = ready.hs() {
         node.mut_store()
@@ -422,9 +456,37 @@ fn persist(
         node.mut_store().set_commit(commit).map_err(to_raft)?;
     }
     out.messages.extend(light.take_messages());
-    out.committed.extend(light.take_committed_entries());
+    let committed = light.take_committed_entries();
+    apply_conf_changes(node, &committed)?;
+    out.committed.extend(committed);
     node.advance_apply();
     Ok(out)
+}
+
+/// Applies the committed conf changes (learners added) to the node and stores the new conf
+/// state, synced. The metadata image does not see them.
+fn apply_conf_changes(
+    node: &mut RawNode<DiskStorage>,
+    committed: &[Entry],
+) -> Result<(), raft::Error> {
+    for entry in committed {
+        let conf_state = match entry.get_entry_type() {
+            EntryType::EntryConfChange => {
+                let change = ConfChange::parse_from_bytes(&entry.data)?;
+                node.apply_conf_change(&change)?
+            }
+            EntryType::EntryConfChangeV2 => {
+                let change = ConfChangeV2::parse_from_bytes(&entry.data)?;
+                node.apply_conf_change(&change)?
+            }
+            EntryType::EntryNormal => continue,
+        };
+        tracing::info!(learners = ?conf_state.learners, "metadata quorum membership changed");
+        node.mut_store()
+            .set_conf_state(conf_state)
+            .map_err(to_raft)?;
+    }
+    Ok(())
 }
 
 fn to_raft(error: QuorumStoreError) -> raft::Error {

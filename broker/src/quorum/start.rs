@@ -44,7 +44,13 @@ pub async fn start(ctx: &Rc<ShardCtx>, start: QuorumStart) -> Result<(), String>
     let incarnation: u64 = rand::random();
     let shutdown = Shutdown::new();
     let (inbox_tx, inbox) = mpsc::channel(INBOX_MAX);
-    if start.boot.voters.len() > 1 {
+    // A broker-only node is an observer: it reaches the voters, which answer on its
+    // connections; it has no controller listener.
+    let observer = !start.boot.voters.contains(&me);
+    let observer_inbox = observer.then(|| inbox_tx.clone());
+    let voters = &config.controller_quorum_voters;
+    let peers = Peers::start(voters, me, &cluster_id, observer_inbox, &shutdown);
+    if start.boot.voters.len() > 1 && !observer {
         let Some(listen) = &config.controller_listen else {
             return Err("a cluster needs a CONTROLLER listener (see listeners)".into());
         };
@@ -60,11 +66,11 @@ pub async fn start(ctx: &Rc<ShardCtx>, start: QuorumStart) -> Result<(), String>
             Rc::from(cluster_id.as_str()),
             Rc::from(start.boot.voters.as_slice()),
             inbox_tx.clone(),
+            peers.observers(),
             shutdown.clone(),
         ))
         .detach();
     }
-    let peers = Peers::start(&config.controller_quorum_voters, me, &cluster_id, &shutdown);
     let (applier_tx, applier) = mpsc::unbounded();
     let image = Arc::new(start.boot.image.clone());
     let plane = ControlPlane::new(inbox_tx, image);

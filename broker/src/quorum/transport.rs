@@ -1,12 +1,15 @@
 //! The controller listener: how voters send each other Raft messages and heartbeats.
 //!
 //! Each voter connects to every other voter's controller listener and only writes on that
-//! connection; what it receives comes on the connections the others opened. Messages may be
-//! lost (a peer down, a queue full): Raft retries what matters, and a heartbeat comes again.
+//! connection; what it receives comes on the connections the others opened. A broker-only
+//! node (an *observer*: a Raft learner, which follows the log but does not vote) has no
+//! controller listener: it connects to every voter likewise, and the voters write to it on
+//! that same connection. Messages may be lost (a peer down, a queue full): Raft retries what
+//! matters, and a heartbeat comes again.
 //!
 //! ```text
 //! frame:  length u32 big-endian (of what follows) | kind u8 | payload
-//! kind 1: hello      JSON {cluster_id, node_id}: first on every connection
+//! kind 1: hello      JSON {cluster_id, node_id, observer}: first on every connection
 //! kind 2: raft       a raft-rs (eraftpb) Message, protobuf
 //! kind 3: heartbeat  JSON {node_id, incarnation}: a broker to the active controller
 //! ```
@@ -15,6 +18,7 @@
 //! cluster or a node that is not a voter, a frame over the bound (4 KiB before the hello),
 //! an unknown kind or a payload that does not decode is closed with a log line.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -22,7 +26,7 @@ use std::time::Duration;
 
 use futures::channel::mpsc;
 use futures::future::{select, Either};
-use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
+use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, StreamExt};
 use glommio::net::{TcpListener, TcpStream};
 use odradek_net::Shutdown;
 use protobuf::Message as _;
@@ -48,6 +52,9 @@ const RECONNECT_MAX: Duration = Duration::from_secs(1);
 struct Hello {
     cluster_id: String,
     node_id: i32,
+    /// A broker-only node: the voter writes to it on this connection.
+    #[serde(default)]
+    observer: bool,
 }
 
 /// A broker's heartbeat to the active controller.
@@ -63,30 +70,60 @@ pub enum Incoming {
     Heartbeat(Heartbeat),
 }
 
-/// The queues to the other voters, one connection task each.
+/// The queues to observers connected here, by node id (shared with the accepting side).
+pub type Observers = Rc<RefCell<HashMap<i32, mpsc::Sender<Vec<u8>>>>>;
+
+/// The queues to the other voters (one connection task each) and to the observers connected.
 pub struct Peers {
     queues: HashMap<i32, mpsc::Sender<Vec<u8>>>,
+    observers: Observers,
 }
 
 impl Peers {
-    /// Starts a sender task for each voter other than `me`.
-    pub fn start(voters: &[Voter], me: i32, cluster_id: &str, shutdown: &Shutdown) -> Peers {
+    /// Starts a connection task for each voter other than `me`. An observer (`inbox` given)
+    /// also reads what the voter writes back on it.
+    pub fn start(
+        voters: &[Voter],
+        me: i32,
+        cluster_id: &str,
+        inbox: Option<mpsc::Sender<Input>>,
+        shutdown: &Shutdown,
+    ) -> Peers {
         let mut queues = HashMap::new();
+        let hello = Hello {
+            cluster_id: cluster_id.to_string(),
+            node_id: me,
+            observer: inbox.is_some(),
+        };
+        let hello = frame(
+            KIND_HELLO,
+            &serde_json::to_vec(&hello).expect("a hello encodes"),
+        );
         for voter in voters.iter().filter(|v| v.node_id != me) {
             let (tx, rx) = mpsc::channel(QUEUE_MAX);
-            let hello = frame(
-                KIND_HELLO,
-                &serde_json::to_vec(&Hello {
-                    cluster_id: cluster_id.to_string(),
-                    node_id: me,
-                })
-                .expect("a hello encodes"),
-            );
-            let address = format!("{}:{}", voter.host, voter.port);
-            glommio::spawn_local(send_loop(address, hello, rx, shutdown.clone())).detach();
+            let peer = Peer {
+                address: format!("{}:{}", voter.host, voter.port),
+                node_id: voter.node_id,
+                inbox: inbox.clone(),
+            };
+            let task = send_loop(peer, hello.clone(), rx, shutdown.clone());
+            glommio::spawn_local(task).detach();
             queues.insert(voter.node_id, tx);
         }
-        Peers { queues }
+        Peers {
+            queues,
+            observers: Observers::default(),
+        }
+    }
+
+    /// The observers' queues, for the controller listener to fill as they connect.
+    pub fn observers(&self) -> Observers {
+        Rc::clone(&self.observers)
+    }
+
+    /// The observers connected to this node now.
+    pub fn observer_ids(&self) -> Vec<i32> {
+        self.observers.borrow().keys().copied().collect()
     }
 
     /// Queues a Raft message for its recipient (dropped when its queue is full).
@@ -103,8 +140,10 @@ impl Peers {
     }
 
     fn send(&mut self, to: i32, frame: Vec<u8>) {
+        // Full or closed: the message is lost, which Raft tolerates.
         if let Some(queue) = self.queues.get_mut(&to) {
-            // Full or closed: the message is lost, which Raft tolerates.
+            let _ = queue.try_send(frame);
+        } else if let Some(queue) = self.observers.borrow_mut().get_mut(&to) {
             let _ = queue.try_send(frame);
         }
     }
@@ -118,19 +157,28 @@ fn frame(kind: u8, payload: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Keeps a connection to one voter and writes its queue to it; reconnects with a backoff.
-async fn send_loop(
+/// One voter this node connects to.
+struct Peer {
     address: String,
+    node_id: i32,
+    /// An observer's inbox: what the voter writes back goes there.
+    inbox: Option<mpsc::Sender<Input>>,
+}
+
+/// Keeps a connection to one voter and writes its queue to it (an observer also reads the
+/// voter's messages from it); reconnects with a backoff.
+async fn send_loop(
+    peer: Peer,
     hello: Vec<u8>,
     mut queue: mpsc::Receiver<Vec<u8>>,
     shutdown: Shutdown,
 ) {
+    let address = peer.address.as_str();
     let mut backoff = Duration::from_millis(50);
     let mut warned = false;
     while !shutdown.is_triggered() {
-        let connected =
-            glommio::timer::timeout(CONNECT_TIMEOUT, TcpStream::connect(address.as_str())).await;
-        let mut stream = match connected {
+        let connected = glommio::timer::timeout(CONNECT_TIMEOUT, TcpStream::connect(address)).await;
+        let stream = match connected {
             Ok(stream) => stream,
             Err(error) => {
                 if !warned {
@@ -149,22 +197,78 @@ async fn send_loop(
             tracing::info!(peer = %address, "voter reachable again");
         }
         (warned, backoff) = (false, Duration::from_millis(50));
-        if stream.write_all(&hello).await.is_err() {
+        let (reader, mut writer) = stream.split();
+        if writer.write_all(&hello).await.is_err() {
             continue;
         }
-        loop {
-            let next = std::pin::pin!(queue.next());
-            let stop = std::pin::pin!(shutdown.wait());
-            let bytes = match select(next, stop).await {
-                Either::Left((Some(bytes), _)) => bytes,
-                Either::Left((None, _)) | Either::Right(_) => return,
-            };
-            if let Err(error) = stream.write_all(&bytes).await {
+        let write = std::pin::pin!(write_queue(&mut writer, &mut queue, &shutdown));
+        let read = std::pin::pin!(async {
+            match &peer.inbox {
+                Some(inbox) => read_from_voter(reader, peer.node_id, inbox.clone()).await,
+                None => futures::future::pending().await,
+            }
+        });
+        match select(write, read).await {
+            Either::Left((Ok(()), _)) => return,
+            Either::Left((Err(error), _)) => {
                 tracing::debug!(peer = %address, %error, "voter connection lost");
-                break;
+            }
+            Either::Right((result, _)) => {
+                if let Err(reason) = result {
+                    tracing::warn!(peer = %address, %reason, "voter connection closed");
+                }
             }
         }
     }
+}
+
+/// Writes queued frames until the queue closes or the node stops (`Ok`), or a write fails.
+async fn write_queue(
+    writer: &mut (impl AsyncWrite + Unpin),
+    queue: &mut mpsc::Receiver<Vec<u8>>,
+    shutdown: &Shutdown,
+) -> std::io::Result<()> {
+    loop {
+        let next = std::pin::pin!(queue.next());
+        let stop = std::pin::pin!(shutdown.wait());
+        let bytes = match select(next, stop).await {
+            Either::Left((Some(bytes), _)) => bytes,
+            Either::Left((None, _)) | Either::Right(_) => return Ok(()),
+        };
+        writer.write_all(&bytes).await?;
+    }
+}
+
+/// An observer reading what voter `voter` writes back: Raft messages from it only.
+async fn read_from_voter(
+    mut reader: impl AsyncRead + Unpin,
+    voter: i32,
+    mut inbox: mpsc::Sender<Input>,
+) -> Result<(), String> {
+    while let Some((kind, payload)) = read_frame(&mut reader, FRAME_BYTES_MAX).await? {
+        if kind != KIND_RAFT {
+            return Err(format!("a voter sent a frame of kind {kind}"));
+        }
+        let message = raft_message(&payload, voter)?;
+        let input = Input::Network(Incoming::Raft(Box::new(message)));
+        if inbox.try_send(input).is_err() && inbox.is_closed() {
+            return Ok(());
+        }
+    }
+    Ok(())
+}
+
+/// A Raft message that must come from `node_id`.
+fn raft_message(payload: &[u8], node_id: i32) -> Result<Message, String> {
+    let message = Message::parse_from_bytes(payload)
+        .map_err(|e| format!("a raft message that does not decode: {e}"))?;
+    if message.from != super::node::raft_id(node_id) {
+        return Err(format!(
+            "node {node_id} sent a message from raft id {}",
+            message.from
+        ));
+    }
+    Ok(message)
 }
 
 /// Accepts voters' connections on the controller listener and hands what they send to
@@ -174,6 +278,7 @@ pub async fn accept_loop(
     cluster_id: Rc<str>,
     voters: Rc<[i32]>,
     inbox: mpsc::Sender<Input>,
+    observers: Observers,
     shutdown: Shutdown,
 ) {
     loop {
@@ -191,9 +296,15 @@ pub async fn accept_loop(
         let peer = stream.peer_addr().ok();
         let (cluster_id, voters, inbox) =
             (Rc::clone(&cluster_id), Rc::clone(&voters), inbox.clone());
-        let shutdown = shutdown.clone();
+        let (shutdown, observers) = (shutdown.clone(), Rc::clone(&observers));
         glommio::spawn_local(async move {
-            let read = std::pin::pin!(read_loop(stream, &cluster_id, &voters, inbox));
+            let accepted = Accepted {
+                cluster_id: &cluster_id,
+                voters: &voters,
+                observers: &observers,
+                shutdown: &shutdown,
+            };
+            let read = std::pin::pin!(read_loop(stream, accepted, inbox));
             let stop = std::pin::pin!(shutdown.wait());
             if let Either::Left((Err(reason), _)) = select(read, stop).await {
                 tracing::warn!(peer = ?peer, %reason, "controller listener: connection closed");
@@ -203,14 +314,23 @@ pub async fn accept_loop(
     }
 }
 
-/// Reads one connection: its hello, then frames. `Ok` at a clean end of stream.
+/// What a connection accepted on the controller listener is checked against and shares.
+struct Accepted<'a> {
+    cluster_id: &'a str,
+    voters: &'a [i32],
+    observers: &'a Observers,
+    shutdown: &'a Shutdown,
+}
+
+/// Reads one connection: its hello, then frames. `Ok` at a clean end of stream. An observer's
+/// connection is also how this node writes to it, while it lasts.
 async fn read_loop(
-    mut stream: TcpStream,
-    cluster_id: &str,
-    voters: &[i32],
+    stream: TcpStream,
+    accepted: Accepted<'_>,
     mut inbox: mpsc::Sender<Input>,
 ) -> Result<(), String> {
-    let Some((kind, payload)) = read_frame(&mut stream, HELLO_BYTES_MAX).await? else {
+    let (mut reader, mut writer) = stream.split();
+    let Some((kind, payload)) = read_frame(&mut reader, HELLO_BYTES_MAX).await? else {
         return Ok(());
     };
     if kind != KIND_HELLO {
@@ -218,35 +338,60 @@ async fn read_loop(
     }
     let hello: Hello = serde_json::from_slice(&payload)
         .map_err(|e| format!("a hello that does not decode: {e}"))?;
-    if hello.cluster_id != cluster_id {
+    if hello.cluster_id != accepted.cluster_id {
         return Err(format!(
-            "node {} is of cluster {}, this node of {cluster_id}",
-            hello.node_id, hello.cluster_id
+            "node {} is of cluster {}, this node of {}",
+            hello.node_id, hello.cluster_id, accepted.cluster_id
         ));
     }
-    if !voters.contains(&hello.node_id) {
-        return Err(format!("node {} is not a voter", hello.node_id));
+    let is_voter = accepted.voters.contains(&hello.node_id);
+    if is_voter == hello.observer {
+        return Err(match is_voter {
+            true => format!("node {} is a voter, not an observer", hello.node_id),
+            false => format!("node {} is not a voter", hello.node_id),
+        });
     }
-    while let Some((kind, payload)) = read_frame(&mut stream, FRAME_BYTES_MAX).await? {
+    let read = std::pin::pin!(read_frames(&mut reader, hello.node_id, &mut inbox));
+    if !hello.observer {
+        return read.await;
+    }
+    // This node writes to the observer over its connection (its newest, where it has several).
+    let (queue, mut queued) = mpsc::channel(QUEUE_MAX);
+    accepted
+        .observers
+        .borrow_mut()
+        .insert(hello.node_id, queue.clone());
+    let write = std::pin::pin!(write_queue(&mut writer, &mut queued, accepted.shutdown));
+    let result = match select(read, write).await {
+        Either::Left((result, _)) => result,
+        Either::Right((result, _)) => result.map_err(|e| e.to_string()),
+    };
+    let mut observers = accepted.observers.borrow_mut();
+    if observers
+        .get(&hello.node_id)
+        .is_some_and(|q| q.same_receiver(&queue))
+    {
+        observers.remove(&hello.node_id);
+    }
+    result
+}
+
+/// The frames after the hello of node `from`, into `inbox`.
+async fn read_frames(
+    reader: &mut (impl AsyncRead + Unpin),
+    from: i32,
+    inbox: &mut mpsc::Sender<Input>,
+) -> Result<(), String> {
+    while let Some((kind, payload)) = read_frame(reader, FRAME_BYTES_MAX).await? {
         let incoming = match kind {
-            KIND_RAFT => {
-                let message = Message::parse_from_bytes(&payload)
-                    .map_err(|e| format!("a raft message that does not decode: {e}"))?;
-                if message.from != super::node::raft_id(hello.node_id) {
-                    return Err(format!(
-                        "node {} sent a message from raft id {}",
-                        hello.node_id, message.from
-                    ));
-                }
-                Incoming::Raft(Box::new(message))
-            }
+            KIND_RAFT => Incoming::Raft(Box::new(raft_message(&payload, from)?)),
             KIND_HEARTBEAT => {
                 let heartbeat: Heartbeat = serde_json::from_slice(&payload)
                     .map_err(|e| format!("a heartbeat that does not decode: {e}"))?;
-                if heartbeat.node_id != hello.node_id {
+                if heartbeat.node_id != from {
                     return Err(format!(
-                        "node {} sent a heartbeat for node {}",
-                        hello.node_id, heartbeat.node_id
+                        "node {from} sent a heartbeat for node {}",
+                        heartbeat.node_id
                     ));
                 }
                 Incoming::Heartbeat(heartbeat)
@@ -263,7 +408,7 @@ async fn read_loop(
 
 /// One frame, or `None` at a clean end of stream (between frames).
 async fn read_frame(
-    stream: &mut TcpStream,
+    stream: &mut (impl AsyncRead + Unpin),
     bytes_max: usize,
 ) -> Result<Option<(u8, Vec<u8>)>, String> {
     let mut header = [0u8; 4];

@@ -11,8 +11,10 @@ use super::{run_to_exit, Broker};
 pub struct Cluster {
     pub nodes: Vec<Broker>,
     pub cluster_id: String,
-    /// Node `i`'s controller listener port is `controller_ports[i - 1]`.
+    /// Node `i`'s controller listener port is `controller_ports[i - 1]` (voters only).
     pub controller_ports: Vec<u16>,
+    /// `controller.quorum.voters`.
+    pub voters: String,
 }
 
 /// Ports free now (bound to port 0 and released): the controller listeners must be named in
@@ -63,10 +65,34 @@ impl Cluster {
             nodes,
             cluster_id,
             controller_ports: ports,
+            voters,
         };
         let all: Vec<usize> = (1..=n).collect();
         cluster.start_nodes(&all);
         cluster
+    }
+
+    /// Adds a broker-only node (no voter: it follows the voters' log), started and listening;
+    /// returns its node id.
+    pub fn add_broker(&mut self, extra: &[(&str, &str)]) -> usize {
+        let id = self.nodes.len() + 1;
+        let mut settings: Vec<(String, String)> = vec![
+            ("node.id".into(), id.to_string()),
+            ("process.roles".into(), "broker".into()),
+            ("listeners".into(), "PLAINTEXT://127.0.0.1:0".into()),
+            ("controller.quorum.voters".into(), self.voters.clone()),
+        ];
+        settings.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let borrowed: Vec<(&str, &str)> = settings
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let mut node = Broker::unstarted(&borrowed, &[]);
+        node.cores = 1;
+        format(&node, &self.cluster_id, &settings);
+        self.nodes.push(node);
+        self.start_nodes(&[id]);
+        id
     }
 
     /// Node `id` (1-based).
