@@ -68,11 +68,6 @@ pub enum ConfigError {
         listener: String,
         protocol: &'static str,
     },
-    #[error(
-        "process.roles=controller: controller-only nodes are not served yet; run the \
-         controllers as broker,controller (combined mode), with broker-only nodes beside them"
-    )]
-    ControllerOnly,
 }
 
 impl BrokerConfig {

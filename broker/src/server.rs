@@ -11,6 +11,7 @@ use crate::config::BrokerConfig;
 use crate::ids::{NodeId, ShardId};
 use crate::registry::{self, RegistryError};
 use crate::router;
+use crate::settings::ProcessRoles;
 use crate::shard_main::{self, Shared, StartEvent};
 
 #[derive(Debug, thiserror::Error)]
@@ -142,12 +143,20 @@ pub fn run_with(
             "listening on a wildcard address without --advertise: clients are told 127.0.0.1"
         );
     }
-    let listen = format!("{}:{port}", shared.config.listen.host);
+    let controller_only = shared.config.process_roles == ProcessRoles::Controller;
+    let listen = match (&shared.config.controller_listen, controller_only) {
+        (Some(controller), true) => format!("{}:{}", controller.host, controller.port),
+        _ => format!("{}:{port}", shared.config.listen.host),
+    };
+    let role = match controller_only {
+        true => " (controller only: the metadata quorum, no Kafka clients)",
+        false => "",
+    };
     tracing::info!(
         target: "odradek::ready",
         shards = shard_count,
         data_dir = %shared.config.data_dir.display(),
-        "odradek listening on {listen}"
+        "odradek listening on {listen}{role}"
     );
     on_ready(port);
     for (shard, handle) in handles.into_iter().enumerate() {

@@ -23,6 +23,7 @@ use crate::quorum::start::QuorumStart;
 use crate::retention;
 use crate::router::Mesh;
 use crate::service::BrokerService;
+use crate::settings::ProcessRoles;
 use crate::shard::ShardCtx;
 use crate::shard_msg;
 
@@ -86,18 +87,26 @@ pub async fn run(
     events: Sender<StartEvent>,
 ) {
     let config = Arc::clone(&shared.config);
-    let listener = match TcpListener::bind((config.listen.host.as_str(), port)) {
-        Ok(listener) => listener,
-        Err(error) => {
-            let reason = format!("cannot listen on {}:{port}: {error}", config.listen.host);
-            let _ = events.send(StartEvent::Failed {
-                shard: shard.0,
-                reason,
-            });
-            return;
-        }
+    // A controller-only node serves no clients: no Kafka listener.
+    let serves_clients = config.process_roles != ProcessRoles::Controller;
+    let listener = match serves_clients {
+        false => None,
+        true => match TcpListener::bind((config.listen.host.as_str(), port)) {
+            Ok(listener) => Some(listener),
+            Err(error) => {
+                let reason = format!("cannot listen on {}:{port}: {error}", config.listen.host);
+                let _ = events.send(StartEvent::Failed {
+                    shard: shard.0,
+                    reason,
+                });
+                return;
+            }
+        },
     };
-    let port = listener.local_addr().map(|a| a.port()).unwrap_or(port);
+    let port = listener
+        .as_ref()
+        .and_then(|l| l.local_addr().ok())
+        .map_or(port, |a| a.port());
     let _ = events.send(StartEvent::Bound {
         shard: shard.0,
         port,
@@ -224,22 +233,26 @@ async fn open_owned(ctx: &ShardCtx) -> Result<(), String> {
     Ok(())
 }
 
-async fn serve_until_stop(ctx: Rc<ShardCtx>, listener: TcpListener, shared: &Shared) {
+async fn serve_until_stop(ctx: Rc<ShardCtx>, listener: Option<TcpListener>, shared: &Shared) {
     let shutdown = Shutdown::new();
     let active = Rc::new(Cell::new(0usize));
     glommio::spawn_local(retention::run(Rc::clone(&ctx), shutdown.clone())).detach();
-    let accepting = glommio::spawn_local(accept_loop(
-        Rc::clone(&ctx),
-        listener,
-        shutdown.clone(),
-        Rc::clone(&active),
-    ));
+    let accepting = listener.map(|listener| {
+        glommio::spawn_local(accept_loop(
+            Rc::clone(&ctx),
+            listener,
+            shutdown.clone(),
+            Rc::clone(&active),
+        ))
+    });
     while !shared.stop.load(Ordering::SeqCst) {
         glommio::timer::sleep(STOP_POLL).await;
         stop_if_a_log_failed(&ctx, shared);
     }
     shutdown.trigger();
-    accepting.await;
+    if let Some(accepting) = accepting {
+        accepting.await;
+    }
     drain(&active).await;
     barrier(&shared.drained, shared.shard_count).await;
     close_logs(&ctx).await;

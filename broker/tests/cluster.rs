@@ -316,3 +316,51 @@ fn given_three_voters_when_a_broker_only_node_joins_should_follow_the_log_and_le
     cluster.start_nodes(&[four]);
     wait_for_topic(&cluster.node(four).bootstrap(), "while-away", 1);
 }
+
+#[test]
+fn given_three_controllers_and_two_brokers_when_the_active_controller_dies_should_serve_on() {
+    let mut cluster = Cluster::start_voters(&["controller"; 3], &[]);
+    let (four, five) = (cluster.add_broker(&[]), cluster.add_broker(&[]));
+    let (b4, b5) = (
+        cluster.node(four).bootstrap(),
+        cluster.node(five).bootstrap(),
+    );
+    let deadline = Instant::now() + CLIENT_TIMEOUT;
+    while broker_ids(&b4) != [4, 5] {
+        assert!(Instant::now() < deadline, "only the brokers are brokers");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    create(&b4, "split", 2, 2).expect("created");
+    wait_for_topic(&b5, "split", 2);
+    for (leader, replicas, _) in placement(&b5, "split") {
+        assert!(
+            [4, 5].contains(&leader),
+            "a controller-only node leads nothing"
+        );
+        assert_eq!(replicas.len(), 2);
+    }
+    produce(&b5, "split", 50);
+    let reader = consumer(&b4, &[]);
+    assign_all(&reader, "split", 2, Offset::Beginning);
+    assert_eq!(consume_exactly(&reader, 50, CLIENT_TIMEOUT).len(), 50);
+
+    let active = describe_cluster(cluster.node(four).addr()).controller_id.0;
+    assert!(
+        (1..=3).contains(&active),
+        "a controller leads the quorum: {active}"
+    );
+    cluster.node(active as usize).kill9();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while create(&b4, "after", 1, 2).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "no topic within 30 s of the controller's kill"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let new = describe_cluster(cluster.node(five).addr()).controller_id.0;
+    assert!(
+        (1..=3).contains(&new) && new != active,
+        "another controller: {new}"
+    );
+}

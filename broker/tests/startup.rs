@@ -130,7 +130,7 @@ fn given_cluster_settings_when_starting_should_run_one_voter_and_refuse_a_misfit
     );
     let set = |s: &'static str| ["--set", s];
     assert_start_refused(&set("process.roles=broker"), "no voters to follow");
-    assert_start_refused(&set("process.roles=controller"), "combined mode");
+    assert_start_refused(&set("process.roles=controller"), "no broker follows");
     assert_start_refused(
         &set("listeners=PLAINTEXT://:0,SSL://:9094"),
         "listener SSL is SSL",

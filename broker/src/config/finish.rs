@@ -74,16 +74,22 @@ impl BrokerConfig {
             return Err(mismatch("inter.broker.listener.name", problem, &fix));
         }
         let client = self.client_listener_name();
-        let Some(listen) = find_named(&self.listeners, &client) else {
-            let problem = match self.listeners.is_empty() {
-                true => "it names no listener".to_string(),
-                false => format!(
-                    "{} are all controller listeners (controller.listener.names)",
-                    self.listeners_text()
-                ),
-            };
-            let fix = "add one for clients, such as PLAINTEXT://127.0.0.1:9092";
-            return Err(mismatch("listeners", problem, fix));
+        let controller_only = self.process_roles == ProcessRoles::Controller;
+        let listen = match find_named(&self.listeners, &client) {
+            Some(listen) => Some(listen),
+            // It serves no clients: its listener is unused.
+            None if controller_only => None,
+            None => {
+                let problem = match self.listeners.is_empty() {
+                    true => "it names no listener".to_string(),
+                    false => format!(
+                        "{} are all controller listeners (controller.listener.names)",
+                        self.listeners_text()
+                    ),
+                };
+                let fix = "add one for clients, such as PLAINTEXT://127.0.0.1:9092";
+                return Err(mismatch("listeners", problem, fix));
+            }
         };
         if let Some(stray) = self
             .advertised_listeners
@@ -103,8 +109,12 @@ impl BrokerConfig {
         });
         let controller = self.controller_listener_names.first();
         let controller = controller.and_then(|c| find_named(&self.listeners, c));
-        (self.listen, self.advertise, self.controller_listen) =
-            (listen.clone(), advertised.cloned(), controller.cloned());
+        let (listen, advertised, controller) =
+            (listen.cloned(), advertised.cloned(), controller.cloned());
+        if let Some(listen) = listen {
+            self.listen = listen;
+        }
+        (self.advertise, self.controller_listen) = (advertised, controller);
         Ok(())
     }
 
@@ -162,17 +172,28 @@ impl BrokerConfig {
         })
     }
 
-    /// A cluster's settings: with `controller.quorum.voters` naming other nodes, a combined
-    /// node is one of the voters and its controller listener is on its voter port; a
-    /// broker-only node is none of them (it follows their log). Without other voters a
+    /// A cluster's settings: with `controller.quorum.voters` naming other nodes, a combined or
+    /// controller-only node is one of the voters and its controller listener is on its voter
+    /// port; a broker-only node is none of them (it follows their log). Without other voters a
     /// combined node is a single node, its own one-voter quorum; a controller listener is then
     /// optional.
     pub fn check_cluster(&self) -> Result<(), ConfigError> {
         let voters = &self.controller_quorum_voters;
         match self.process_roles {
             ProcessRoles::Combined => {}
+            ProcessRoles::Controller if voters.is_empty() => {
+                return Err(ConfigError::Mismatch {
+                    setting: "process.roles",
+                    problem: "controller alone, with no controller.quorum.voters: a quorum \
+                              of itself that no broker follows"
+                        .into(),
+                    fix: "for a single node, use broker,controller; for a controller, name \
+                          the voters (this node among them)"
+                        .into(),
+                });
+            }
+            ProcessRoles::Controller => {}
             ProcessRoles::Broker => return self.check_broker_only(),
-            ProcessRoles::Controller => return Err(ConfigError::ControllerOnly),
         }
         let clustered = voters.iter().any(|v| v.node_id != self.node_id);
         let mine = voters.iter().find(|v| v.node_id == self.node_id);
@@ -191,8 +212,9 @@ impl BrokerConfig {
                 voters_text(voters)
             );
             let fix = format!(
-                "every node is a voter for now: add {}@HOST:PORT to controller.quorum.voters, or \
-                 set node.id to this node's voter id",
+                "a controller is a voter: add {}@HOST:PORT to controller.quorum.voters, set \
+                 node.id to this node's voter id, or make it a broker-only node \
+                 (process.roles=broker)",
                 self.node_id
             );
             return Err(mismatch("controller.quorum.voters", problem, fix));
@@ -443,8 +465,18 @@ mod tests {
             no_controller.contains("add CONTROLLER://127.0.0.1:19191"),
             "{no_controller}"
         );
-        let refused = refusal(&["node.id=1", VOTERS, "process.roles=controller"]);
-        assert!(refused.contains("combined mode"), "{refused}");
+        let controller = finished(&[
+            "node.id=1",
+            VOTERS,
+            "process.roles=controller",
+            "listeners=CONTROLLER://127.0.0.1:19191",
+        ]);
+        assert!(
+            controller.is_ok(),
+            "a controller-only voter needs no client listener"
+        );
+        let refused = refusal(&["node.id=3", VOTERS, "process.roles=controller"]);
+        assert!(refused.contains("not among the voters"), "{refused}");
         let broker = finished(&["node.id=7", VOTERS, "process.roles=broker"]);
         assert!(broker.is_ok(), "a broker-only node beside the voters");
         let refused = refusal(&["node.id=1", VOTERS, "process.roles=broker"]);

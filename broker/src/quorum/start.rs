@@ -14,6 +14,7 @@ use super::image::{BrokerRegistration, Command, Outcome};
 use super::node::Driver;
 use super::transport::{self, Peers};
 use crate::control::{self, ControlPlane};
+use crate::settings::ProcessRoles;
 use crate::shard::ShardCtx;
 
 /// Inputs waiting for the driver (proposals, other voters' messages); more messages are
@@ -102,17 +103,46 @@ pub async fn start(ctx: &Rc<ShardCtx>, start: QuorumStart) -> Result<(), String>
         }),
     };
     glommio::spawn_local(driver.run()).detach();
+    // A controller-only node is no broker: it neither registers nor fences itself.
+    let serves_clients = config.process_roles != ProcessRoles::Controller;
     let stop = Arc::clone(&start.stop);
     let stopping_ctx = Rc::clone(ctx);
     glommio::spawn_local(async move {
         while !stop.load(Ordering::SeqCst) {
             glommio::timer::sleep(Duration::from_millis(50)).await;
         }
-        controlled_shutdown(&stopping_ctx, incarnation).await;
+        if serves_clients {
+            controlled_shutdown(&stopping_ctx, incarnation).await;
+        }
         shutdown.trigger();
     })
     .detach();
-    register(ctx, incarnation, start.producer_id_floor, &start.stop).await
+    match serves_clients {
+        true => register(ctx, incarnation, start.producer_id_floor, &start.stop).await,
+        false => wait_for_leader(ctx, &start.stop).await,
+    }
+}
+
+/// A controller-only node is ready once the quorum has a leader (it registers nothing).
+async fn wait_for_leader(ctx: &ShardCtx, stop: &AtomicBool) -> Result<(), String> {
+    let began = Instant::now();
+    let mut said = None::<Instant>;
+    loop {
+        if stop.load(Ordering::SeqCst) {
+            return Err("stopped before the metadata quorum had a leader".into());
+        }
+        let leader = ctx.node.quorum_status.lock().ok().and_then(|s| s.leader);
+        if let Some(leader) = leader {
+            let waited_ms = began.elapsed().as_millis() as u64;
+            tracing::info!(leader, waited_ms, "the metadata quorum has a leader");
+            return Ok(());
+        }
+        if said.is_none_or(|t| t.elapsed() >= WAITING_LOG_EVERY) {
+            tracing::info!("waiting for the metadata quorum to elect a leader");
+            said = Some(Instant::now());
+        }
+        glommio::timer::sleep(REGISTER_RETRY).await;
+    }
 }
 
 /// A broker stopping fences itself first (Kafka's controlled shutdown): clients stop being sent

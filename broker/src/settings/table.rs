@@ -67,8 +67,8 @@ settings! {
         scope: Static,
         kind: OneOf { names: ProcessRoles::NAMES, any_case: false },
         default: ProcessRoles::Combined,
-        doc: "What this node is in a KRaft cluster: broker,controller (a voter and a broker) or \
-              broker (follows the voters' log); controller alone is not served yet.",
+        doc: "What this node is in a KRaft cluster: broker,controller (a voter and a broker), \
+              controller (a voter only) or broker (follows the voters' log).",
     },
     controller_quorum_voters: Vec<Voter> {
         name: "controller.quorum.voters",

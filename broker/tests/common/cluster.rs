@@ -33,6 +33,13 @@ impl Cluster {
     /// Starts `n` nodes with `extra` settings each and waits until every one listens (each
     /// listens once it has registered with the quorum).
     pub fn start(n: usize, extra: &[(&str, &str)]) -> Cluster {
+        Cluster::start_voters(&vec!["broker,controller"; n], extra)
+    }
+
+    /// Starts one voter per entry of `roles` (`process.roles` of each: `broker,controller`, or
+    /// `controller` alone, which has no Kafka listener: its `addr` is its controller's).
+    pub fn start_voters(roles: &[&str], extra: &[(&str, &str)]) -> Cluster {
+        let n = roles.len();
         let ports = free_ports(n);
         let voters: Vec<String> = ports
             .iter()
@@ -44,10 +51,13 @@ impl Cluster {
         let mut nodes = Vec::with_capacity(n);
         for (i, port) in ports.iter().enumerate() {
             let node_id = (i + 1).to_string();
-            let listeners = format!("PLAINTEXT://127.0.0.1:0,CONTROLLER://127.0.0.1:{port}");
+            let listeners = match roles[i] {
+                "controller" => format!("CONTROLLER://127.0.0.1:{port}"),
+                _ => format!("PLAINTEXT://127.0.0.1:0,CONTROLLER://127.0.0.1:{port}"),
+            };
             let mut settings: Vec<(String, String)> = vec![
                 ("node.id".into(), node_id),
-                ("process.roles".into(), "broker,controller".into()),
+                ("process.roles".into(), roles[i].into()),
                 ("listeners".into(), listeners),
                 ("controller.quorum.voters".into(), voters.clone()),
             ];
