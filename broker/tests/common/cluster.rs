@@ -1,5 +1,6 @@
-//! N `odradek` processes on loopback forming one cluster: every node broker and controller,
-//! all voters of one metadata quorum, one core each, formatted with one cluster id.
+//! N `odradek` processes forming one cluster: every node broker and controller, all voters of
+//! one metadata quorum, one core each, formatted with one cluster id; on loopback, or each
+//! where a [`Placement`] puts it (a network namespace of a test's own).
 
 use std::net::TcpListener;
 use std::sync::mpsc;
@@ -29,6 +30,16 @@ fn free_ports(count: usize) -> Vec<u16> {
         .collect()
 }
 
+/// Where one voter runs: its `process.roles`, the host its listeners bind, its controller
+/// listener's port, and the command its process starts under (empty: directly;
+/// `ip netns exec NS`: in a network namespace).
+pub struct Placement {
+    pub roles: String,
+    pub host: String,
+    pub controller_port: u16,
+    pub command_prefix: Vec<String>,
+}
+
 impl Cluster {
     /// Starts `n` nodes with `extra` settings each and waits until every one listens (each
     /// listens once it has registered with the quorum).
@@ -36,28 +47,44 @@ impl Cluster {
         Cluster::start_voters(&vec!["broker,controller"; n], extra)
     }
 
-    /// Starts one voter per entry of `roles` (`process.roles` of each: `broker,controller`, or
-    /// `controller` alone, which has no Kafka listener: its `addr` is its controller's).
+    /// Starts one voter on loopback per entry of `roles` (`process.roles` of each:
+    /// `broker,controller`, or `controller` alone, which has no Kafka listener: its `addr` is
+    /// its controller's).
     pub fn start_voters(roles: &[&str], extra: &[(&str, &str)]) -> Cluster {
-        let n = roles.len();
-        let ports = free_ports(n);
-        let voters: Vec<String> = ports
+        let placements = roles
+            .iter()
+            .zip(free_ports(roles.len()))
+            .map(|(roles, controller_port)| Placement {
+                roles: roles.to_string(),
+                host: "127.0.0.1".to_string(),
+                controller_port,
+                command_prefix: Vec::new(),
+            })
+            .collect();
+        Cluster::start_placed(placements, extra)
+    }
+
+    /// Starts one voter per placement (node `i` is `placements[i - 1]`) with `extra` settings
+    /// each and waits until every one listens.
+    pub fn start_placed(placements: Vec<Placement>, extra: &[(&str, &str)]) -> Cluster {
+        let voters: Vec<String> = placements
             .iter()
             .enumerate()
-            .map(|(i, port)| format!("{}@127.0.0.1:{port}", i + 1))
+            .map(|(i, p)| format!("{}@{}:{}", i + 1, p.host, p.controller_port))
             .collect();
         let voters = voters.join(",");
         let cluster_id = format!("test-cluster-{}", std::process::id());
-        let mut nodes = Vec::with_capacity(n);
-        for (i, port) in ports.iter().enumerate() {
+        let mut nodes = Vec::with_capacity(placements.len());
+        for (i, placement) in placements.iter().enumerate() {
             let node_id = (i + 1).to_string();
-            let listeners = match roles[i] {
-                "controller" => format!("CONTROLLER://127.0.0.1:{port}"),
-                _ => format!("PLAINTEXT://127.0.0.1:0,CONTROLLER://127.0.0.1:{port}"),
+            let (host, port) = (&placement.host, placement.controller_port);
+            let listeners = match placement.roles.as_str() {
+                "controller" => format!("CONTROLLER://{host}:{port}"),
+                _ => format!("PLAINTEXT://{host}:0,CONTROLLER://{host}:{port}"),
             };
             let mut settings: Vec<(String, String)> = vec![
                 ("node.id".into(), node_id),
-                ("process.roles".into(), roles[i].into()),
+                ("process.roles".into(), placement.roles.clone()),
                 ("listeners".into(), listeners),
                 ("controller.quorum.voters".into(), voters.clone()),
             ];
@@ -68,16 +95,18 @@ impl Cluster {
                 .collect();
             let mut node = Broker::unstarted(&borrowed, &[]);
             node.cores = 1;
+            node.listen_host = host.clone();
+            node.command_prefix = placement.command_prefix.clone();
             format(&node, &cluster_id, &settings);
             nodes.push(node);
         }
         let mut cluster = Cluster {
             nodes,
             cluster_id,
-            controller_ports: ports,
+            controller_ports: placements.iter().map(|p| p.controller_port).collect(),
             voters,
         };
-        let all: Vec<usize> = (1..=n).collect();
+        let all: Vec<usize> = (1..=placements.len()).collect();
         cluster.start_nodes(&all);
         cluster
     }

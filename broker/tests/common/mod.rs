@@ -2,8 +2,9 @@
 //! real Kafka clients (librdkafka through the `rdkafka` crate) against it.
 //!
 //! Layout:
-//! - [`Broker`]: one `odradek` process on `127.0.0.1:0` in its own temporary data directory;
-//!   kill -9, graceful stop, restart on the same data directory, stderr kept for diagnostics.
+//! - [`Broker`]: one `odradek` process on `127.0.0.1:0` (or another host, run under a command
+//!   prefix such as `ip netns exec NS`) in its own temporary data directory; kill -9, graceful
+//!   stop, restart on the same data directory, stderr kept for diagnostics.
 //! - [`run_to_exit`]: the binary run to its exit (`--help`, refused settings).
 //! - `clients`: rdkafka builders: [`producer`] (threaded, every delivery report recorded),
 //!   [`consumer`], [`admin`], topic helpers, and [`incremental_alter_config`] through librdkafka's
@@ -12,7 +13,9 @@
 //! - `old_versions`: request bodies and full response readers for the versions older than the
 //!   codec (Produce v0–2, Fetch v0–3, CreateTopics v0–1, DeleteTopics v0, DescribeConfigs v0,
 //!   ListOffsets v0, OffsetCommit v0–1, OffsetFetch v0).
-//! - `cluster`: [`Cluster`], N `odradek` processes forming one metadata quorum on loopback.
+//! - `cluster`: [`Cluster`], N `odradek` processes forming one metadata quorum, on loopback or
+//!   where each node's [`Placement`] puts it.
+//! - [`call`]: one request on a fresh connection and its decoded response (DescribeCluster).
 //! - files: partition directory sizes and segment files.
 //!
 //! Every wait in here has a bound and panics with the broker's stderr so far when it runs out:
@@ -45,6 +48,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use kafka_protocol::messages::{ApiKey, DescribeClusterRequest, DescribeClusterResponse};
+use kafka_protocol::protocol::{Decodable, Encodable};
 use odradek_net::client::{decode_response, encode_request, read_frame_blocking};
 use tempfile::TempDir;
 
@@ -75,6 +79,10 @@ pub struct Broker {
     incarnation: u32,
     /// Run in the temporary directory with `--data-dir data` (relative), as a user would.
     relative_data_dir: bool,
+    /// The host the Kafka listener binds (`--listen HOST:PORT`).
+    listen_host: String,
+    /// A command the binary runs under, e.g. `ip netns exec NS` (empty: run it directly).
+    command_prefix: Vec<String>,
 }
 
 impl Broker {
@@ -128,6 +136,8 @@ impl Broker {
             log: Arc::new(Mutex::new(Vec::new())),
             incarnation: 0,
             relative_data_dir: false,
+            listen_host: "127.0.0.1".to_string(),
+            command_prefix: Vec::new(),
         }
     }
 
@@ -278,8 +288,18 @@ impl Broker {
     /// Starts the process; its stderr lines come on the receiver until it listens.
     fn launch(&mut self, port: u16) -> mpsc::Receiver<String> {
         self.incarnation += 1;
-        let mut command = Command::new(env!("CARGO_BIN_EXE_odradek"));
-        command.arg("--listen").arg(format!("127.0.0.1:{port}"));
+        let binary = env!("CARGO_BIN_EXE_odradek");
+        let mut command = match self.command_prefix.split_first() {
+            None => Command::new(binary),
+            Some((program, args)) => {
+                let mut command = Command::new(program);
+                command.args(args).arg(binary);
+                command
+            }
+        };
+        command
+            .arg("--listen")
+            .arg(format!("{}:{port}", self.listen_host));
         if self.relative_data_dir {
             command
                 .current_dir(self.data_dir.path())
@@ -329,8 +349,9 @@ impl Broker {
             if left.is_zero() {
                 let _ = self.child.as_mut().map(Child::kill);
                 panic!(
-                    "the broker printed no '{LISTENING_MARKER}127.0.0.1:PORT' line within \
+                    "the broker printed no '{LISTENING_MARKER}{}:PORT' line within \
                      {BROKER_START_TIMEOUT:?}\n{}",
+                    self.listen_host,
                     self.log_tail(500)
                 );
             }
@@ -418,17 +439,35 @@ pub fn run_to_exit(args: &[&str]) -> (ExitStatus, String, String) {
 
 /// DescribeCluster v0 of the broker at `addr`.
 pub fn describe_cluster(addr: SocketAddr) -> DescribeClusterResponse {
-    use std::io::Write;
-    let mut stream = TcpStream::connect(addr).expect("connect");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
     let request = DescribeClusterRequest::default();
-    let frame = encode_request(ApiKey::DescribeCluster, 0, 1, "describe-cluster", &request)
-        .expect("encode");
-    stream.write_all(&frame).expect("send");
-    let response = read_frame_blocking(&mut stream, 1 << 20).expect("response");
-    decode_response(ApiKey::DescribeCluster, 0, response.freeze()).expect("decode")
+    call(
+        addr,
+        ApiKey::DescribeCluster,
+        0,
+        &request,
+        Duration::from_secs(10),
+    )
+    .unwrap_or_else(|e| panic!("DescribeCluster to {addr}: {e}"))
+}
+
+/// One request on a fresh connection to `addr` and its response, waiting at most `timeout`
+/// for it; an error says what failed (connect, no answer in time, a response that does not
+/// decode).
+pub fn call<Req: Encodable, Resp: Decodable>(
+    addr: SocketAddr,
+    api_key: ApiKey,
+    version: i16,
+    request: &Req,
+    timeout: Duration,
+) -> std::io::Result<Resp> {
+    use std::io::Write;
+    let other = |e: odradek_net::NetError| std::io::Error::other(e.to_string());
+    let mut stream = TcpStream::connect_timeout(&addr, timeout)?;
+    stream.set_read_timeout(Some(timeout))?;
+    let frame = encode_request(api_key, version, 1, "odradek-tests", request).map_err(other)?;
+    stream.write_all(&frame)?;
+    let response = read_frame_blocking(&mut stream, 1 << 20).map_err(other)?;
+    decode_response(api_key, version, response.freeze()).map_err(other)
 }
 
 /// Finds `odradek listening on 127.0.0.1:PORT` in a log line (ANSI colour codes ignored).
