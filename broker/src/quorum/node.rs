@@ -103,8 +103,12 @@ pub struct Driver {
 #[derive(Default)]
 struct Liveness {
     last_seen: HashMap<i32, Instant>,
-    /// A fence or unfence proposed, not yet applied: not proposed again before this instant.
-    pending_until: HashMap<i32, Instant>,
+    /// A fence proposed, not yet applied: not proposed again before this instant.
+    fence_pending_until: HashMap<i32, Instant>,
+    /// The same for an unfence. Apart from fences: a broker fenced (applied) and heard from
+    /// again at once is unfenced at once, not a session timeout after its fence was proposed
+    /// (in tests/cluster_partition.rs that held a healed broker fenced 8 s longer).
+    unfence_pending_until: HashMap<i32, Instant>,
 }
 
 impl Driver {
@@ -226,7 +230,7 @@ impl Driver {
         }
         for (node_id, incarnation) in silent {
             if liveness
-                .pending_until
+                .fence_pending_until
                 .get(&node_id)
                 .is_some_and(|t| now < *t)
             {
@@ -237,7 +241,7 @@ impl Driver {
                 "no heartbeat within broker.session.timeout.ms: fencing"
             );
             liveness
-                .pending_until
+                .fence_pending_until
                 .insert(node_id, now + self.session_timeout);
             self.propose_internal(Command::FenceBroker {
                 node_id,
@@ -257,7 +261,7 @@ impl Driver {
             .is_some_and(|b| b.fenced && b.incarnation == heartbeat.incarnation);
         let now = Instant::now();
         let pending = liveness
-            .pending_until
+            .unfence_pending_until
             .get(&heartbeat.node_id)
             .is_some_and(|t| now < *t);
         if fenced && !pending {
@@ -266,7 +270,7 @@ impl Driver {
                 "heartbeat from a fenced broker: unfencing"
             );
             liveness
-                .pending_until
+                .unfence_pending_until
                 .insert(heartbeat.node_id, now + self.session_timeout);
             self.propose_internal(Command::UnfenceBroker {
                 node_id: heartbeat.node_id,
