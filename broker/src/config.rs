@@ -4,7 +4,7 @@
 //! Sources, later ones winning: the table's defaults, `--config FILE` (Kafka's
 //! `server.properties` format: `name=value` lines, `#` and `!` comments), repeated
 //! `--set name=value`, then the dedicated flags (`--listen`, `--advertise`, `--data-dir`), and at
-//! run time the dynamic settings the registry keeps. An unknown name or a bad value stops the
+//! run time the dynamic settings the metadata log keeps. An unknown name or a bad value stops the
 //! start with a message naming it.
 //!
 //! Layout: this file applies the sources; [`finish`], once they are all in, decides the
@@ -137,7 +137,7 @@ impl BrokerConfig {
         }
     }
 
-    /// This config with run-time overrides applied (Kafka names; the registry stores them).
+    /// This config with run-time overrides applied (Kafka names; the metadata log keeps them).
     pub fn with_dynamic(
         &self,
         overrides: &BTreeMap<String, String>,

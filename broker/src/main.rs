@@ -13,16 +13,19 @@
 //!   operations sent to the shards owning the partitions, and what an owner does with them;
 //!   [`fetch_session`]: the fetch sessions (KIP-227) of a shard's connections.
 //! - [`ids`]: typed ids and `shard_for`.
-//! - [`metadata`], [`registry`], [`control`], [`topic_config`]: topics: the snapshot every shard
-//!   reads, its file, the control plane on shard 0, topic configs; [`meta_properties`]: the
+//! - [`metadata`], [`control`], [`topic_config`]: the cluster's metadata: the snapshot every
+//!   shard reads, the control plane on shard 0 (proposals to the quorum, and the applier that
+//!   turns the applied log into logs and snapshots), topic configs; [`registry`]: the single
+//!   node's topic file from before the metadata log (imported once); [`meta_properties`]: the
 //!   cluster and node a data directory belongs to (`odradek format`).
 //! - [`handlers`]: one file per Kafka API and the one table of them; [`service`] plugs it into
 //!   `odradek-net`'s connection loop; [`session`]: the connection's session and the request
 //!   context every handler receives.
-//! - [`quorum`]: the metadata quorum's Raft log, hard state and snapshots on disk (raft-rs's
-//!   `Storage`), for the controller on shard 0.
-//! - [`producer_ids`]: idempotent producers' ids, unique across restarts (InitProducerId).
-//! - [`durable_file`]: small files replaced whole and crash-safely (registry, producer ids).
+//! - [`quorum`]: the metadata quorum: raft-rs driven on shard 0, its log, hard state and
+//!   snapshots on disk, the metadata image and its commands, the controller listener.
+//! - [`producer_ids`]: idempotent producers' ids, unique across brokers and restarts.
+//! - [`durable_file`]: small files replaced whole and crash-safely (`meta.properties`, the
+//!   quorum's state and snapshot).
 //! - [`retention`]: the per-shard retention timer (and idle producers' expiry).
 //! - [`group`]: consumer groups and committed offsets (the group coordinator).
 //! - [`cli`]: the admin subcommands (`odradek topic …`, `odradek group …`), blocking Kafka

@@ -62,7 +62,8 @@ pub fn path_in(data_dir: &Path) -> PathBuf {
     data_dir.join(REGISTRY_FILE)
 }
 
-/// Encodes the registry as the file's bytes.
+/// Encodes the registry as the file's bytes (as the single node wrote it; tests write one).
+#[cfg(test)]
 pub fn encode(registry: &Registry) -> Vec<u8> {
     let file = RegistryFile {
         cluster_id: registry.cluster_id.clone(),
@@ -151,7 +152,8 @@ fn new_cluster_id() -> String {
         .to_string()
 }
 
-/// Writes the registry atomically (blocking: call from the blocking pool or at start).
+/// Writes the registry atomically (blocking), as the single node did.
+#[cfg(test)]
 pub fn store_blocking(data_dir: &Path, bytes: &[u8]) -> Result<(), RegistryError> {
     crate::durable_file::replace_blocking(data_dir, REGISTRY_FILE, bytes).map_err(|e| {
         RegistryError::Io {

@@ -1,6 +1,6 @@
 //! Topic-level configs: the settings of [`crate::settings`] that have a topic name, seen from a
 //! topic. An override is validated and normalized when it is set and stored as text (the
-//! registry's); a topic's [`LogConfig`] is its broker's values with its overrides applied.
+//! metadata log's); a topic's [`LogConfig`] is its broker's values with its overrides applied.
 //! CreateTopics, the AlterConfigs APIs and DescribeConfigs use this module.
 
 use std::collections::BTreeMap;

@@ -14,7 +14,7 @@ pub const API_KEY: ApiKey = ApiKey::DescribeCluster;
 pub const VERSIONS: (i16, i16) = (0, 1);
 pub const RUNS_ON: RunsOn = RunsOn::Connection;
 
-/// `endpoint_type` 1: brokers (the only kind a single node has).
+/// `endpoint_type` 1: brokers (2, controllers, is Kafka 4.0's KIP-919).
 const ENDPOINT_TYPE_BROKERS: i8 = 1;
 
 pub async fn handle(

@@ -36,7 +36,7 @@ pub enum Scope {
     /// Read at start (server.properties, `--set`); read-only at run time.
     Static,
     /// Also changed at run time by IncrementalAlterConfigs (or AlterConfigs) on the BROKER
-    /// resource; the registry keeps the change across restarts.
+    /// resource; the metadata log keeps the change across restarts.
     Dynamic,
     /// Only its topic config exists yet: the broker name is reported as the topic config's
     /// synonym with Kafka's default, and server.properties may not set it.
