@@ -16,7 +16,8 @@
 //! - [`metadata`], [`control`], [`topic_config`]: the cluster's metadata: the snapshot every
 //!   shard reads, the control plane on shard 0 (proposals to the quorum, and the applier that
 //!   turns the applied log into logs and snapshots), topic configs; [`registry`]: the single
-//!   node's topic file from before the metadata log (imported once); [`meta_properties`]: the
+//!   node's topic file from before the metadata log (imported once; it keeps the cluster id);
+//!   [`meta_properties`]: the
 //!   cluster and node a data directory belongs to (`odradek format`).
 //! - [`handlers`]: one file per Kafka API and the one table of them; [`service`] plugs it into
 //!   `odradek-net`'s connection loop; [`session`]: the connection's session and the request
@@ -25,7 +26,7 @@
 //!   snapshots on disk, the metadata image and its commands, the controller listener.
 //! - [`producer_ids`]: idempotent producers' ids, unique across brokers and restarts.
 //! - [`durable_file`]: small files replaced whole and crash-safely (`meta.properties`, the
-//!   quorum's state and snapshot).
+//!   registry, the quorum's state and snapshot).
 //! - [`retention`]: the per-shard retention timer (and idle producers' expiry).
 //! - [`group`]: consumer groups and committed offsets (the group coordinator).
 //! - [`cli`]: the admin subcommands (`odradek topic …`, `odradek group …`), blocking Kafka

@@ -1,11 +1,13 @@
 //! The topic registry file of the single-node broker before the metadata log: every topic's
-//! name, id, partition count and config overrides. Read at start for the cluster id and, when
-//! the metadata log is new, imported into it (`quorum::boot`); never written after that.
+//! name, id, partition count and config overrides. Its topics are imported into the metadata
+//! log when the log is new (`quorum::boot`), once; the file still keeps the cluster id, which
+//! the start checks against `meta.properties` (another cluster's data is refused), and a fresh
+//! data directory gets one holding only that.
 //!
 //! Format: a first line `crc32c=<8 hex digits>`, then a JSON document; the CRC covers the JSON
 //! bytes. Written to a temporary file, synced, renamed over the old one, and the directory synced,
-//! so a crash leaves either the old or the new file. Loaded at start (before any shard runs);
-//! written by shard 0 through glommio's blocking pool, never on a reactor thread.
+//! so a crash leaves either the old or the new file. Loaded, and written when missing, at start
+//! (before any shard runs).
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -62,8 +64,7 @@ pub fn path_in(data_dir: &Path) -> PathBuf {
     data_dir.join(REGISTRY_FILE)
 }
 
-/// Encodes the registry as the file's bytes (as the single node wrote it; tests write one).
-#[cfg(test)]
+/// Encodes the registry as the file's bytes.
 pub fn encode(registry: &Registry) -> Vec<u8> {
     let file = RegistryFile {
         cluster_id: registry.cluster_id.clone(),
@@ -152,8 +153,7 @@ fn new_cluster_id() -> String {
         .to_string()
 }
 
-/// Writes the registry atomically (blocking), as the single node did.
-#[cfg(test)]
+/// Writes the registry atomically (blocking: call from the blocking pool or at start).
 pub fn store_blocking(data_dir: &Path, bytes: &[u8]) -> Result<(), RegistryError> {
     crate::durable_file::replace_blocking(data_dir, REGISTRY_FILE, bytes).map_err(|e| {
         RegistryError::Io {

@@ -188,6 +188,10 @@ fn load_registry(config: &BrokerConfig) -> Result<registry::Registry, StartError
         single_node,
         || fresh,
     )?;
+    if !existed {
+        // Persist the new cluster id at once, so it survives a restart without topics.
+        registry::store_blocking(&config.data_dir, &registry::encode(&registry))?;
+    }
     Ok(registry)
 }
 
