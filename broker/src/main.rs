@@ -17,8 +17,7 @@
 //!   shard reads, the control plane on shard 0 (proposals to the quorum, and the applier that
 //!   turns the applied log into logs and snapshots), topic configs; [`registry`]: the single
 //!   node's topic file from before the metadata log (imported once; it keeps the cluster id);
-//!   [`meta_properties`]: the
-//!   cluster and node a data directory belongs to (`odradek format`).
+//!   [`meta_properties`]: the cluster and node a data directory belongs to (`odradek format`).
 //! - [`handlers`]: one file per Kafka API and the one table of them; [`service`] plugs it into
 //!   `odradek-net`'s connection loop; [`session`]: the connection's session and the request
 //!   context every handler receives.
