@@ -16,10 +16,12 @@ failover     kill -9 of the active controller (the quorum leader, as DescribeClu
 propagation  CreateTopics (6 partitions, RF 3, through each broker in turn) answered → every
              broker's Metadata shows the topic with all 6 partitions led. One poller per broker
              on its own connection asks Metadata for the topic back to back from the answer on.
-restart      a cluster holding TOPICS topics × PARTITIONS partitions (RF REPLICATION), stopped
-             (scripts/cluster.sh down), then timed from `scripts/cluster.sh up 3` to every node
-             accepting connections and to every node's Metadata showing all the topics with every
-             partition led.
+restart      a cluster holding TOPICS topics × PARTITIONS partitions (RF REPLICATION), all three
+             nodes stopped at once, then timed from `scripts/cluster.sh up 3` to every node
+             answering Metadata and to every node's Metadata showing all the topics with every
+             partition led; RUNS times after a clean stop (SIGTERM, waited for however long it
+             takes: scripts/cluster.sh down would SIGKILL after 15 s), then RUNS times after
+             kill -9 of all three. Each node's log gives the phases of its start.
 
 Requests are written by hand (Metadata v1, CreateTopics v2, DescribeCluster v0), so a client's
 retry and metadata-refresh policy is not part of what is measured, and each goes to the one
@@ -27,6 +29,7 @@ broker meant. Results: OUT/results.json (every sample) and a summary on stdout.
 """
 
 import argparse
+import calendar
 import json
 import os
 import shutil
@@ -479,31 +482,132 @@ def full_metadata_node(cluster, node, names, partitions):
 
 
 def watch_start(cluster, node, names, partitions, t0, out):
-    """Times node's first accepted connection and first full Metadata, from t0."""
-    listening = None
+    """Times, from t0, node's first accepted connection (the listener is bound before the logs
+    are opened, so this is early), its first Metadata answer and its first full Metadata."""
+    connected = answered = None
     while time.monotonic() - t0 < RESTART_WAIT_S:
         try:
-            conn = Conn(cluster.address(node), timeout=REQUEST_TIMEOUT_S)
+            conn = Conn(cluster.address(node), timeout=RESTART_WAIT_S)
         except OSError:
             time.sleep(0.05)
             continue
-        if listening is None:
-            listening = time.monotonic() - t0
+        if connected is None:
+            connected = time.monotonic() - t0
         try:
             shown, _ = conn.metadata(None)
         except (OSError, ConnectionError):
-            conn.close()
             time.sleep(0.05)
             continue
-        conn.close()
+        finally:
+            conn.close()
+        if answered is None:
+            answered = time.monotonic() - t0
         if all(complete(shown.get(name), partitions) for name in names):
-            out[node] = {"listening_s": listening, "metadata_s": time.monotonic() - t0}
+            out[node] = {"connected_s": connected, "answered_s": answered,
+                         "metadata_s": time.monotonic() - t0}
             return
-        out.setdefault("partial", {})[node] = sum(
-            complete(shown.get(name), partitions) for name in names)
         time.sleep(0.1)
-    out[node] = {"listening_s": listening, "metadata_s": None}
+    out[node] = {"connected_s": connected, "answered_s": answered, "metadata_s": None}
 
+
+# Lines of a node's log that mark its start's phases.
+PHASES = {
+    "metadata_loaded": "metadata loaded",
+    "logs_opened": "partition logs opened",
+    "quorum_leader": "metadata quorum leader leader=Some",
+    "registered": "registered with the metadata quorum",
+    "listening": "odradek listening on",
+}
+
+
+def log_phases(path, t0_wall):
+    """Seconds from t0_wall (time.time()) to each phase's first line in a node's log."""
+    stamps = {}
+    with open(path, errors="replace") as f:
+        for line in f:
+            stamp = line.split(" ", 1)[0]
+            try:
+                at = calendar.timegm(time.strptime(stamp[:19], "%Y-%m-%dT%H:%M:%S")) + float(
+                    "0" + stamp[19:].rstrip("Z"))
+            except ValueError:
+                continue
+            for phase, text in PHASES.items():
+                if phase not in stamps and text in line:
+                    stamps[phase] = round(at - t0_wall, 3)
+    return stamps
+
+
+def clean_markers(cluster, node):
+    data = os.path.join(cluster.dir, f"node-{node}", "data")
+    return sum(1 for e in os.scandir(data)
+               if e.is_dir() and os.path.exists(os.path.join(e.path, ".clean")))
+
+
+def stop_all(cluster, how):
+    """Stops every node at once, by SIGTERM (waiting as long as they take, up to
+    RESTART_WAIT_S) or SIGKILL; seconds until each had exited."""
+    pids = {n: cluster.pid(n) for n in range(1, NODES + 1)}
+    t0 = time.monotonic()
+    for pid in pids.values():
+        os.kill(pid, signal.SIGTERM if how == "clean" else signal.SIGKILL)
+    gone = {}
+    while len(gone) < NODES and time.monotonic() - t0 < RESTART_WAIT_S:
+        for n, pid in pids.items():
+            if n not in gone and not alive(pid):
+                gone[n] = time.monotonic() - t0
+        time.sleep(0.05)
+    for n, pid in pids.items():
+        if n not in gone:
+            log(f"node-{n} (pid {pid}) still runs {RESTART_WAIT_S} s after SIGTERM: SIGKILL")
+            os.kill(pid, signal.SIGKILL)
+    return gone
+
+
+def alive(pid):
+    """Running and not a zombie (a node is no child of ours, so nobody here reaps it)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def restart_run(cluster, args, names, run, how):
+    stop = stop_all(cluster, how)
+    clean = {n: clean_markers(cluster, n) for n in range(1, NODES + 1)}
+    out = {}
+    t0, t0_wall = time.monotonic(), time.time()
+    up = subprocess.Popen(["bash", cluster.script, "up", str(NODES)], env=cluster.env,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    watchers = [threading.Thread(target=watch_start,
+                                 args=(cluster, n, names, args.restart_partitions, t0, out))
+                for n in range(1, NODES + 1)]
+    for w in watchers:
+        w.start()
+    up_rc = up.wait()
+    up_s = time.monotonic() - t0
+    for w in watchers:
+        w.join()
+    nodes = {n: dict(out[n], log_phases_s=log_phases(cluster.log_path(n), t0_wall))
+             for n in range(1, NODES + 1)}
+    done = [v["metadata_s"] for v in nodes.values() if v["metadata_s"] is not None]
+    answered = [v["answered_s"] for v in nodes.values() if v["answered_s"] is not None]
+    record = {
+        "run": run,
+        "stopped_by": how,
+        "stop_s": stop,
+        "clean_logs_at_start": clean,
+        "up_script_s": up_s,
+        "up_rc": up_rc,
+        "nodes": nodes,
+        "all_answering_s": max(answered) if len(answered) == NODES else None,
+        "all_metadata_s": max(done) if len(done) == NODES else None,
+    }
+    log(f"restart run {run} after {how} stop: stopped in "
+        f"{ {n: round(v, 2) for n, v in stop.items()} } s, clean logs {clean}; all answering "
+        f"{record['all_answering_s']} s, all Metadata full {record['all_metadata_s']} s; "
+        f"phases {[nodes[n]['log_phases_s'] for n in nodes]}")
+    return record
 
 
 def restart(args):
@@ -517,60 +621,31 @@ def restart(args):
             f"(RF {args.restart_replication}) created in {fill_s:.1f} s")
         wait_all(cluster, names, args.restart_partitions)
         size = du_bytes(cluster.dir)
-        parts_per_node = {}
-        for n in range(1, NODES + 1):
-            data = os.path.join(cluster.dir, f"node-{n}", "data")
-            parts_per_node[n] = sum(1 for e in os.scandir(data) if e.is_dir()) if \
-                os.path.isdir(data) else None
+        dirs = {n: sum(1 for e in os.scandir(os.path.join(cluster.dir, f"node-{n}", "data"))
+                       if e.is_dir()) for n in range(1, NODES + 1)}
         log(f"restart: cluster directory {size / 1e6:.1f} MB; directories in each data dir "
-            f"{parts_per_node}")
-        for run in range(args.restart_runs):
-            t_down = time.monotonic()
-            cluster.down()
-            down_s = time.monotonic() - t_down
-            out = {}
-            t0 = time.monotonic()
-            up = subprocess.Popen(["bash", cluster.script, "up", str(NODES)], env=cluster.env,
-                                  stdout=subprocess.DEVNULL)
-            watchers = [threading.Thread(target=watch_start,
-                                         args=(cluster, n, names, args.restart_partitions, t0,
-                                               out))
-                        for n in range(1, NODES + 1)]
-            for w in watchers:
-                w.start()
-            up_rc = up.wait()
-            up_s = time.monotonic() - t0
-            for w in watchers:
-                w.join()
-            nodes = {n: out.get(n) for n in range(1, NODES + 1)}
-            done = [v["metadata_s"] for v in nodes.values() if v and v["metadata_s"] is not None]
-            record = {
-                "run": run,
-                "down_s": down_s,
-                "up_script_s": up_s,
-                "up_rc": up_rc,
-                "nodes": nodes,
-                "all_listening_s": max((v["listening_s"] or 0) for v in nodes.values() if v),
-                "all_metadata_s": max(done) if len(done) == NODES else None,
-            }
-            runs.append(record)
-            log(f"restart run {run}: down {down_s:.2f} s; up script {up_s:.2f} s (rc {up_rc}); "
-                f"all listening {record['all_listening_s']:.2f} s; all Metadata full "
-                f"{record['all_metadata_s']} s; nodes {nodes}")
+            f"{dirs}")
+        for how in ("clean", "kill"):
+            for run in range(args.restart_runs):
+                runs.append(restart_run(cluster, args, names, run, how))
     finally:
         cluster.down()
+
+    def of(how, key):
+        return summary([r[key] for r in runs if r["stopped_by"] == how and r[key] is not None])
+
     return {
         "topics": args.restart_topics,
         "partitions": args.restart_partitions,
         "replication": args.restart_replication,
         "fill_s": fill_s,
         "cluster_dir_bytes": size,
-        "entries_per_data_dir": parts_per_node,
+        "directories_per_data_dir": dirs,
         "runs": runs,
-        "down_s": summary([r["down_s"] for r in runs]),
-        "all_listening_s": summary([r["all_listening_s"] for r in runs]),
-        "all_metadata_s": summary([r["all_metadata_s"] for r in runs
-                                   if r["all_metadata_s"] is not None]),
+        **{f"{how}_{key}": of(how, key) for how in ("clean", "kill")
+           for key in ("all_answering_s", "all_metadata_s")},
+        "clean_stop_s": summary([max(r["stop_s"].values()) for r in runs
+                                 if r["stopped_by"] == "clean" and len(r["stop_s"]) == NODES]),
     }
 
 
@@ -629,10 +704,11 @@ def main():
         print(f"restart, {r['topics']} topics × {r['partitions']} partitions, RF "
               f"{r['replication']} (filled in {r['fill_s']:.1f} s, "
               f"{r['cluster_dir_bytes'] / 1e6:.1f} MB on disk):")
-        print(f"  all three listening: {fmt(r['all_listening_s'])}")
-        print(f"  all three Metadata full: {fmt(r['all_metadata_s'])}")
-        print(f"  scripts/cluster.sh down before it: {fmt(r['down_s'])}")
-
+        print(f"  stop, SIGTERM to all three until all exited: {fmt(r['clean_stop_s'])}")
+        for how in ("clean", "kill"):
+            print(f"  after a {how} stop: all three answer Metadata "
+                  f"{fmt(r[how + '_all_answering_s'])}; all three show every topic led "
+                  f"{fmt(r[how + '_all_metadata_s'])}")
 
 if __name__ == "__main__":
     main()
