@@ -18,7 +18,10 @@
 #                 BASE_PORT+100+i (default: 19090, so 19091… and 19191…)
 #   NODE_CORES    shards per node (default: the CPUs divided among the nodes, at least 1;
 #                 `start I` uses what `up` used)
-#   START_WAIT_S  how long `up` waits for each node to listen (default: 60)
+#   START_WAIT_S  how long `up` and `start` wait for each node to listen (default: 60)
+#   STOP_WAIT_S   how long `down` waits for the nodes to exit before SIGKILL (default: 15; a
+#                 node with thousands of partition logs takes longer to close them: 26-55 s
+#                 for 6000 each on 2 cores, BENCHMARKS.md)
 #
 # Node i keeps its log in node-i/odradek.log (the previous run's in odradek.log.prev) and its
 # process id in node-i/pid.
@@ -31,7 +34,7 @@ START_WAIT_S="${START_WAIT_S:-60}"
 # Ports BASE_PORT+1 … +NODES_MAX serve clients and +101 … +100+NODES_MAX the quorum: more nodes
 # would make the two ranges meet.
 NODES_MAX=99
-STOP_WAIT_S=15
+STOP_WAIT_S="${STOP_WAIT_S:-15}"
 
 log() { printf '[cluster] %s\n' "$*" >&2; }
 fail() {
@@ -198,6 +201,8 @@ its voters are fixed; scripts/cluster.sh down, then remove $CLUSTER_DIR to make 
 }
 
 down() {
+    [[ "$STOP_WAIT_S" =~ ^[0-9]+$ ]] ||
+        fail "STOP_WAIT_S must be a number of seconds, not '$STOP_WAIT_S'"
     find_nodes
     local dir pid pids=() names=()
     for dir in "${NODE_DIRS[@]}"; do
