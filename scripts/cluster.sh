@@ -6,6 +6,9 @@
 #                               time, with one cluster id); prints the bootstrap list last
 #   scripts/cluster.sh down     stop them (SIGTERM; SIGKILL for any still running after 15 s)
 #   scripts/cluster.sh status   which are running (exit 0: all of them, 3: not all)
+#   scripts/cluster.sh start I  start node I again, with the command line `up` gave it (the
+#                               cluster's other nodes are left as they are)
+#   scripts/cluster.sh kill I   stop node I at once (SIGKILL: a crash, no controlled shutdown)
 #
 # Environment knobs:
 #   ODRADEK_BIN   the broker binary (else target/release/odradek, built first if absent)
@@ -13,8 +16,12 @@
 #                 (default: ./odradek-cluster)
 #   BASE_PORT     node i listens for Kafka clients on BASE_PORT+i and for the quorum on
 #                 BASE_PORT+100+i (default: 19090, so 19091… and 19191…)
-#   NODE_CORES    shards per node (default: the CPUs divided among the nodes, at least 1)
-#   START_WAIT_S  how long `up` waits for each node to listen (default: 60)
+#   NODE_CORES    shards per node (default: the CPUs divided among the nodes, at least 1;
+#                 `start I` uses what `up` used)
+#   START_WAIT_S  how long `up` and `start` wait for each node to listen (default: 60)
+#   STOP_WAIT_S   how long `down` waits for the nodes to exit before SIGKILL (default: 15; a
+#                 node with thousands of partition logs takes longer to close them: 26-55 s
+#                 for 6000 each on 2 cores, BENCHMARKS.md)
 #
 # Node i keeps its log in node-i/odradek.log (the previous run's in odradek.log.prev) and its
 # process id in node-i/pid.
@@ -27,7 +34,7 @@ START_WAIT_S="${START_WAIT_S:-60}"
 # Ports BASE_PORT+1 … +NODES_MAX serve clients and +101 … +100+NODES_MAX the quorum: more nodes
 # would make the two ranges meet.
 NODES_MAX=99
-STOP_WAIT_S=15
+STOP_WAIT_S="${STOP_WAIT_S:-15}"
 
 log() { printf '[cluster] %s\n' "$*" >&2; }
 fail() {
@@ -37,10 +44,12 @@ fail() {
 
 usage() {
     cat >&2 <<'EOF'
-usage: scripts/cluster.sh up N | down | status
+usage: scripts/cluster.sh up N | down | status | start I | kill I
   up N     start an N-node local cluster (1 <= N <= 99) and print its bootstrap list
   down     stop its nodes
   status   show which nodes run
+  start I  start node I of the cluster again (as `up` started it)
+  kill I   kill node I (SIGKILL)
 EOF
     exit 2
 }
@@ -110,6 +119,34 @@ wait_listening() {
     done
 }
 
+# Formats (the first time) and starts node $1 of a $2-node cluster with base port $3, $4 shards
+# and cluster id $5, in the background; writes its pid and address files.
+launch_node() {
+    local i="$1" count="$2" base="$3" cores="$4" id="$5" voters="" j
+    for ((j = 1; j <= count; j++)); do
+        voters+="${voters:+,}$j@127.0.0.1:$((base + 100 + j))"
+    done
+    local dir="$CLUSTER_DIR/node-$i" kafka=$((base + i)) quorum=$((base + 100 + i))
+    local settings=(
+        --set "node.id=$i"
+        --set "process.roles=broker,controller"
+        --set "listeners=PLAINTEXT://127.0.0.1:$kafka,CONTROLLER://127.0.0.1:$quorum"
+        --set "controller.quorum.voters=$voters"
+        --set "log.dirs=$dir/data"
+    )
+    mkdir -p "$dir"
+    "$ODRADEK_BIN" format --cluster-id "$id" --ignore-formatted "${settings[@]}" >&2 ||
+        fail "cannot format node-$i's data directory $dir/data"
+    [[ -f "$dir/odradek.log" ]] && mv -f "$dir/odradek.log" "$dir/odradek.log.prev"
+    # setsid: a node outlives this script and the terminal it ran in.
+    setsid "$ODRADEK_BIN" --cores "$cores" "${settings[@]}" \
+        </dev/null >"$dir/odradek.log" 2>&1 &
+    local pid=$!
+    printf '%s\n' "$pid" >"$dir/pid"
+    printf '127.0.0.1:%s\n' "$kafka" >"$dir/address"
+    log "node-$i: pid $pid, Kafka 127.0.0.1:$kafka, quorum 127.0.0.1:$quorum"
+}
+
 up() {
     local count="$1"
     is_count "$count" || fail "up needs a node count from 1 to $NODES_MAX, not '$count'"
@@ -136,38 +173,21 @@ its voters are fixed; scripts/cluster.sh down, then remove $CLUSTER_DIR to make 
         done
     fi
     resolve_bin
-    local id cores voters="" bootstrap=""
+    local id cores bootstrap=""
     id="$(cluster_id)"
     cores="${NODE_CORES:-$(($(nproc) / count))}"
     ((cores >= 1)) || cores=1
     for ((i = 1; i <= count; i++)); do
-        voters+="${voters:+,}$i@127.0.0.1:$((BASE_PORT + 100 + i))"
         bootstrap+="${bootstrap:+,}127.0.0.1:$((BASE_PORT + i))"
     done
     printf '%s\n' "$count" >"$CLUSTER_DIR/nodes"
+    # What `start I` needs to give node I the same command line again.
+    printf '%s %s\n' "$BASE_PORT" "$cores" >"$CLUSTER_DIR/launch"
 
-    local started=()
+    local started=() dir
     for ((i = 1; i <= count; i++)); do
-        local dir="$CLUSTER_DIR/node-$i" kafka=$((BASE_PORT + i)) quorum=$((BASE_PORT + 100 + i))
-        local settings=(
-            --set "node.id=$i"
-            --set "process.roles=broker,controller"
-            --set "listeners=PLAINTEXT://127.0.0.1:$kafka,CONTROLLER://127.0.0.1:$quorum"
-            --set "controller.quorum.voters=$voters"
-            --set "log.dirs=$dir/data"
-        )
-        mkdir -p "$dir"
-        "$ODRADEK_BIN" format --cluster-id "$id" --ignore-formatted "${settings[@]}" >&2 ||
-            fail "cannot format node-$i's data directory $dir/data"
-        [[ -f "$dir/odradek.log" ]] && mv -f "$dir/odradek.log" "$dir/odradek.log.prev"
-        # setsid: a node outlives this script and the terminal it ran in.
-        setsid "$ODRADEK_BIN" --cores "$cores" "${settings[@]}" \
-            </dev/null >"$dir/odradek.log" 2>&1 &
-        local pid=$!
-        printf '%s\n' "$pid" >"$dir/pid"
-        printf '127.0.0.1:%s\n' "$kafka" >"$dir/address"
-        started+=("$dir")
-        log "node-$i: pid $pid, Kafka 127.0.0.1:$kafka, quorum 127.0.0.1:$quorum"
+        launch_node "$i" "$count" "$BASE_PORT" "$cores" "$id"
+        started+=("$CLUSTER_DIR/node-$i")
     done
     for dir in "${started[@]}"; do
         if ! wait_listening "$dir" "$(<"$dir/pid")"; then
@@ -181,6 +201,8 @@ its voters are fixed; scripts/cluster.sh down, then remove $CLUSTER_DIR to make 
 }
 
 down() {
+    [[ "$STOP_WAIT_S" =~ ^[0-9]+$ ]] ||
+        fail "STOP_WAIT_S must be a number of seconds, not '$STOP_WAIT_S'"
     find_nodes
     local dir pid pids=() names=()
     for dir in "${NODE_DIRS[@]}"; do
@@ -205,6 +227,44 @@ down() {
         fi
     done
     log "stopped"
+}
+
+# Sets NODE to node number $1 of the cluster at CLUSTER_DIR, checked.
+find_node() {
+    find_nodes
+    if ! [[ "$1" =~ ^[0-9]+$ ]] || ((10#$1 < 1 || 10#$1 > ${#NODE_DIRS[@]})); then
+        fail "the cluster at $CLUSTER_DIR has nodes 1 to ${#NODE_DIRS[@]}, not '$1'"
+    fi
+    NODE=$((10#$1))
+}
+
+start_one() {
+    find_node "$1"
+    local dir="$CLUSTER_DIR/node-$NODE" pid base cores
+    if pid="$(running_pid "$dir")"; then
+        fail "node-$NODE already runs (pid $pid)"
+    fi
+    [[ -f "$CLUSTER_DIR/launch" ]] ||
+        fail "$CLUSTER_DIR/launch is missing: the cluster was made before \`start\` existed; \
+scripts/cluster.sh down, then up N"
+    read -r base cores <"$CLUSTER_DIR/launch"
+    resolve_bin
+    launch_node "$NODE" "${#NODE_DIRS[@]}" "$base" "$cores" "$(cluster_id)"
+    wait_listening "$dir" "$(<"$dir/pid")" || exit 1
+    log "node-$NODE listening"
+}
+
+kill_one() {
+    find_node "$1"
+    local dir="$CLUSTER_DIR/node-$NODE" pid
+    pid="$(running_pid "$dir")" || fail "node-$NODE does not run"
+    kill -KILL "$pid" 2>/dev/null || true
+    # Gone once the kernel has reaped it (setsid: it is not our child, so no wait).
+    while kill -0 "$pid" 2>/dev/null && [[ "$(ps -o stat= -p "$pid")" != Z* ]]; do
+        sleep 0.05
+    done
+    rm -f "$dir/pid"
+    log "node-$NODE (pid $pid) killed"
 }
 
 status() {
@@ -234,6 +294,14 @@ down)
 status)
     (($# == 1)) || usage
     status
+    ;;
+start)
+    (($# == 2)) || usage
+    start_one "$2"
+    ;;
+kill)
+    (($# == 2)) || usage
+    kill_one "$2"
     ;;
 *) usage ;;
 esac
