@@ -1,8 +1,11 @@
 """Real Python clients against a 3-node odradek cluster (scripts/compat_cluster.sh).
 
-Usage: compat_cluster.py HOST:PORT,HOST:PORT,HOST:PORT
+Usage: compat_cluster.py HOST:PORT,HOST:PORT,HOST:PORT CONTROLLER_ID
 
-confluent-kafka: DescribeCluster names a controller among the three brokers; a topic with 6
+CONTROLLER_ID is the metadata quorum's leader (from `odradek cluster describe`: librdkafka's
+describe_cluster reports Metadata's controller, which is the answering broker here, as with
+Kafka's KRaft brokers).
+confluent-kafka: describe_cluster lists the three brokers; a topic with 6
 partitions and replication factor 3 is created through a broker that is not the controller and
 placed on all three (leaders spread); 300 records produced (acks=all) through a second broker
 are consumed once each by a group through a third, whose commits read back.
@@ -29,14 +32,12 @@ def wait_for(what, probe, timeout=30.0):
         time.sleep(0.2)
 
 
-def confluent(brokers):
+def confluent(brokers, controller):
     first, second, third = brokers
     admin = AdminClient({"bootstrap.servers": first})
     cluster = admin.describe_cluster(request_timeout=15).result()
     ids = sorted(node.id for node in cluster.nodes)
     assert ids == [1, 2, 3], f"DescribeCluster lists {ids}"
-    controller = cluster.controller.id
-    assert controller in ids, f"controller {controller}"
     # Through a broker that is not the active controller: it forwards to the quorum.
     others = [b for b, i in zip(brokers, [1, 2, 3]) if i != controller]
     admin = AdminClient({"bootstrap.servers": others[0]})
@@ -141,7 +142,9 @@ def kafka_python(brokers):
 def main():
     brokers = sys.argv[1].split(",")
     assert len(brokers) == 3, f"three brokers, got {brokers}"
-    confluent(brokers)
+    controller = int(sys.argv[2])
+    assert controller in (1, 2, 3), f"controller {controller}"
+    confluent(brokers, controller)
     kafka_python(brokers)
 
 
