@@ -321,3 +321,38 @@ fn given_a_voter_down_while_the_log_is_compacted_when_it_returns_should_catch_up
         cluster.node(down).log_tail(80)
     );
 }
+
+#[test]
+fn given_a_broker_stopped_when_it_stops_should_be_fenced_at_once_not_after_its_session() {
+    // A session far longer than the wait below: only the broker's own fence can explain it.
+    let mut cluster = Cluster::start(3, &[("broker.session.timeout.ms", "60000")]);
+    let controller = cluster.controller() as usize;
+    let stopped = (1..=3).find(|id| *id != controller).expect("another node");
+    let bootstrap = cluster.node(controller).bootstrap();
+    eventually(
+        "three brokers",
+        || broker_ids(&bootstrap),
+        |ids| ids.len() == 3,
+    );
+    cluster.node(stopped).stop();
+    let stopped_at = Instant::now();
+    let gone = stopped as i32;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while broker_ids(&bootstrap).contains(&gone) {
+        assert!(
+            Instant::now() < deadline,
+            "a stopped broker is still listed after 10 s"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    eprintln!("unlisted {:?} after its stop", stopped_at.elapsed());
+    assert!(
+        cluster
+            .node(stopped)
+            .log_lines()
+            .iter()
+            .any(|line| line.contains("fenced for the stop")),
+        "{}",
+        cluster.node(stopped).log_tail(40)
+    );
+}
