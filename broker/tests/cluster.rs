@@ -92,6 +92,40 @@ fn wait_for_brokers(cluster: &mut Cluster, expected: &[i32]) {
     }
 }
 
+/// The coordinator FindCoordinator (v1) names for `group`.
+fn find_coordinator(addr: std::net::SocketAddr, group: &str) -> i32 {
+    use kafka_protocol::messages::{ApiKey, FindCoordinatorRequest, FindCoordinatorResponse};
+    let request = FindCoordinatorRequest::default().with_key(group.to_string().into());
+    let response: FindCoordinatorResponse =
+        call(addr, ApiKey::FindCoordinator, 1, &request, CLIENT_TIMEOUT).expect("FindCoordinator");
+    assert_eq!(response.error_code, 0, "FindCoordinator {group}");
+    response.node_id.0
+}
+
+/// A group id whose `__consumer_offsets` partition node `node` leads (the topic is created by
+/// the first FindCoordinator, as Kafka does).
+fn group_coordinated_by(cluster: &mut Cluster, node: i32) -> String {
+    let first = cluster.node(1).addr();
+    find_coordinator(first, "probe");
+    let bootstrap = cluster.node(1).bootstrap();
+    wait_for_topic(&bootstrap, "__consumer_offsets", 50);
+    let leaders: Vec<i32> = placement(&bootstrap, "__consumer_offsets")
+        .into_iter()
+        .map(|(leader, _, _)| leader)
+        .collect();
+    // Kafka's partition of a group: Java's String.hashCode, made non-negative, modulo.
+    let partition = |group: &str| {
+        let hash = group.encode_utf16().fold(0i32, |h, unit| {
+            h.wrapping_mul(31).wrapping_add(i32::from(unit))
+        });
+        ((hash & 0x7fff_ffff) % leaders.len() as i32) as usize
+    };
+    (0..)
+        .map(|i| format!("cluster-group-{i}"))
+        .find(|group| leaders[partition(group)] == node)
+        .expect("a group for every node")
+}
+
 fn produce(bootstrap: &str, topic: &str, count: usize) {
     let (producer, log) = producer(bootstrap, &[("acks", "all")]);
     for i in 0..count {
@@ -148,10 +182,12 @@ fn given_three_nodes_when_a_topic_is_created_through_one_should_serve_it_from_ev
     );
 
     produce(&second, "orders", 600);
+    // A group whose coordinator is the third broker: neither the producer's nor the consumer's.
+    let group = group_coordinated_by(&mut cluster, 1);
     let consumer: BaseConsumer = consumer(
         &third,
         &[
-            ("group.id", "cluster-group"),
+            ("group.id", group.as_str()),
             ("enable.auto.commit", "false"),
         ],
     );
@@ -190,6 +226,10 @@ fn given_three_nodes_when_a_topic_is_created_through_one_should_serve_it_from_ev
         })
         .sum();
     assert_eq!(total, 600, "the commits cover every record");
+    for id in 1..=3 {
+        let found = find_coordinator(cluster.node(id).addr(), &group);
+        assert_eq!(found, 1, "node {id} names the group's coordinator");
+    }
 }
 
 #[test]
