@@ -39,40 +39,6 @@ fn create(
     }
 }
 
-/// Each partition's (leader, replicas, isr) as the broker at `bootstrap` reports them.
-fn placement(bootstrap: &str, topic: &str) -> Vec<(i32, Vec<i32>, Vec<i32>)> {
-    let consumer = consumer(bootstrap, &[]);
-    let metadata = consumer
-        .fetch_metadata(Some(topic), CLIENT_TIMEOUT)
-        .expect("metadata");
-    let topic = metadata
-        .topics()
-        .iter()
-        .find(|t| t.name() == topic)
-        .expect("the topic");
-    let mut partitions: Vec<_> = topic
-        .partitions()
-        .iter()
-        .map(|p| (p.id(), p.leader(), p.replicas().to_vec(), p.isr().to_vec()))
-        .collect();
-    partitions.sort();
-    partitions
-        .into_iter()
-        .map(|(_, l, r, i)| (l, r, i))
-        .collect()
-}
-
-/// The broker ids Metadata from `bootstrap` lists.
-fn broker_ids(bootstrap: &str) -> Vec<i32> {
-    let consumer = consumer(bootstrap, &[]);
-    let metadata = consumer
-        .fetch_metadata(None, CLIENT_TIMEOUT)
-        .expect("metadata");
-    let mut ids: Vec<i32> = metadata.brokers().iter().map(|b| b.id()).collect();
-    ids.sort_unstable();
-    ids
-}
-
 /// Waits until every node's Metadata lists `expected` brokers (registration is asynchronous).
 fn wait_for_brokers(cluster: &mut Cluster, expected: &[i32]) {
     let deadline = Instant::now() + CLIENT_TIMEOUT;

@@ -9,7 +9,6 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use rdkafka::admin::{NewTopic, TopicReplication};
-use rdkafka::consumer::Consumer;
 
 use common::*;
 
@@ -28,32 +27,8 @@ fn create(bootstrap: &str, topic: &str, partitions: i32, replication: i32) {
 
 /// Each partition's leader as the broker at `bootstrap` reports it (-1: none).
 fn leaders(bootstrap: &str, topic: &str) -> Vec<i32> {
-    let consumer = consumer(bootstrap, &[]);
-    let metadata = consumer
-        .fetch_metadata(Some(topic), CLIENT_TIMEOUT)
-        .expect("metadata");
-    let topic = metadata
-        .topics()
-        .iter()
-        .find(|t| t.name() == topic)
-        .expect("the topic");
-    let mut partitions: Vec<(i32, i32)> = topic
-        .partitions()
-        .iter()
-        .map(|p| (p.id(), p.leader()))
-        .collect();
-    partitions.sort_unstable();
-    partitions.into_iter().map(|(_, leader)| leader).collect()
-}
-
-fn broker_ids(bootstrap: &str) -> Vec<i32> {
-    let consumer = consumer(bootstrap, &[]);
-    let metadata = consumer
-        .fetch_metadata(None, CLIENT_TIMEOUT)
-        .expect("metadata");
-    let mut ids: Vec<i32> = metadata.brokers().iter().map(|b| b.id()).collect();
-    ids.sort_unstable();
-    ids
+    let placed = placement(bootstrap, topic);
+    placed.into_iter().map(|(leader, _, _)| leader).collect()
 }
 
 /// `odradek cluster describe --json` through `bootstrap`.

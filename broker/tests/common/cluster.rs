@@ -6,7 +6,9 @@ use std::net::TcpListener;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use super::{run_to_exit, Broker};
+use rdkafka::consumer::Consumer;
+
+use super::{consumer, run_to_exit, Broker, CLIENT_TIMEOUT};
 
 /// A running cluster; node `i` (1-based ids) is `nodes[i - 1]`.
 pub struct Cluster {
@@ -198,4 +200,38 @@ fn format(node: &Broker, cluster_id: &str, settings: &[(String, String)]) {
     }
     let (status, stdout, stderr) = run_to_exit(&args);
     assert!(status.success(), "format failed:\n{stdout}{stderr}");
+}
+
+/// Each partition's (leader, replicas, isr) as the broker at `bootstrap` reports them.
+pub fn placement(bootstrap: &str, topic: &str) -> Vec<(i32, Vec<i32>, Vec<i32>)> {
+    let consumer = consumer(bootstrap, &[]);
+    let metadata = consumer
+        .fetch_metadata(Some(topic), CLIENT_TIMEOUT)
+        .expect("metadata");
+    let topic = metadata
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic)
+        .expect("the topic");
+    let mut partitions: Vec<_> = topic
+        .partitions()
+        .iter()
+        .map(|p| (p.id(), p.leader(), p.replicas().to_vec(), p.isr().to_vec()))
+        .collect();
+    partitions.sort();
+    partitions
+        .into_iter()
+        .map(|(_, l, r, i)| (l, r, i))
+        .collect()
+}
+
+/// The broker ids Metadata from `bootstrap` lists.
+pub fn broker_ids(bootstrap: &str) -> Vec<i32> {
+    let consumer = consumer(bootstrap, &[]);
+    let metadata = consumer
+        .fetch_metadata(None, CLIENT_TIMEOUT)
+        .expect("metadata");
+    let mut ids: Vec<i32> = metadata.brokers().iter().map(|b| b.id()).collect();
+    ids.sort_unstable();
+    ids
 }
