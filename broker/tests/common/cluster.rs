@@ -84,22 +84,10 @@ impl Cluster {
                 "controller" => format!("CONTROLLER://{host}:{port}"),
                 _ => format!("PLAINTEXT://{host}:0,CONTROLLER://{host}:{port}"),
             };
-            let mut settings: Vec<(String, String)> = vec![
-                ("node.id".into(), node_id),
-                ("process.roles".into(), placement.roles.clone()),
-                ("listeners".into(), listeners),
-                ("controller.quorum.voters".into(), voters.clone()),
-            ];
-            settings.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-            let borrowed: Vec<(&str, &str)> = settings
-                .iter()
-                .map(|(k, v)| (k.as_str(), v.as_str()))
-                .collect();
-            let mut node = Broker::unstarted(&borrowed, &[]);
-            node.cores = 1;
+            let member = [node_id.as_str(), &placement.roles, &listeners, &voters];
+            let mut node = formatted_node(member, extra, &cluster_id);
             node.listen_host = host.clone();
             node.command_prefix = placement.command_prefix.clone();
-            format(&node, &cluster_id, &settings);
             nodes.push(node);
         }
         let mut cluster = Cluster {
@@ -117,20 +105,9 @@ impl Cluster {
     /// returns its node id.
     pub fn add_broker(&mut self, extra: &[(&str, &str)]) -> usize {
         let id = self.nodes.len() + 1;
-        let mut settings: Vec<(String, String)> = vec![
-            ("node.id".into(), id.to_string()),
-            ("process.roles".into(), "broker".into()),
-            ("listeners".into(), "PLAINTEXT://127.0.0.1:0".into()),
-            ("controller.quorum.voters".into(), self.voters.clone()),
-        ];
-        settings.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-        let borrowed: Vec<(&str, &str)> = settings
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
-        let mut node = Broker::unstarted(&borrowed, &[]);
-        node.cores = 1;
-        format(&node, &self.cluster_id, &settings);
+        let (node_id, roles, listeners) = (id.to_string(), "broker", "PLAINTEXT://127.0.0.1:0");
+        let member = [&node_id, roles, listeners, &self.voters];
+        let node = formatted_node(member, extra, &self.cluster_id);
         self.nodes.push(node);
         self.start_nodes(&[id]);
         id
@@ -187,6 +164,31 @@ impl Cluster {
             std::thread::sleep(Duration::from_millis(100));
         }
     }
+}
+
+/// An unstarted node of one core with its data directory formatted: `[node.id, process.roles,
+/// listeners, controller.quorum.voters]`, then `extra`.
+fn formatted_node(member: [&str; 4], extra: &[(&str, &str)], cluster_id: &str) -> Broker {
+    let names = [
+        "node.id",
+        "process.roles",
+        "listeners",
+        "controller.quorum.voters",
+    ];
+    let mut settings: Vec<(String, String)> = names
+        .iter()
+        .zip(member)
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    settings.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    let borrowed: Vec<(&str, &str)> = settings
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let mut node = Broker::unstarted(&borrowed, &[]);
+    node.cores = 1;
+    format(&node, cluster_id, &settings);
+    node
 }
 
 fn format(node: &Broker, cluster_id: &str, settings: &[(String, String)]) {
