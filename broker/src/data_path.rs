@@ -164,7 +164,7 @@ impl PartitionOp for Produce {
     carried_as!(Produce, Produced);
 
     async fn run(&self, on: Owner<'_>, records: Bytes) -> ProduceResult {
-        partition_ops::produce(on.log, records, self.acks, self.timeout).await
+        partition_ops::produce(on.log, records, on.leader_epoch, self.acks, self.timeout).await
     }
 
     fn failed(error: ResponseError, why: String) -> ProduceResult {

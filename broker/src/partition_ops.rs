@@ -155,6 +155,7 @@ pub const LATEST_TIERED_TIMESTAMP: i64 = -5;
 pub async fn produce(
     log: &Rc<PartitionLog>,
     records: Bytes,
+    epoch: LeaderEpoch,
     acks: Acks,
     wait_max: Duration,
 ) -> ProduceResult {
@@ -162,7 +163,7 @@ pub async fn produce(
         Ok(records) => records,
         Err(why) => return ProduceResult::failed(ResponseError::CorruptMessage, why),
     };
-    let receipt = match log.append_in_line(records, now_ms, wait_max).await {
+    let receipt = match log.append_in_line(records, epoch, now_ms, wait_max).await {
         Ok(receipt) => receipt,
         Err(e) => {
             let mut failed = ProduceResult::failed(append_error(&e), e.to_string());
@@ -268,6 +269,8 @@ fn append_error(e: &AppendError) -> ResponseError {
             ResponseError::InvalidProducerEpoch
         }
         AppendError::Sequence(_) => ResponseError::OutOfOrderSequenceNumber,
+        // Another broker has led the partition since this one's metadata says it leads.
+        AppendError::StaleLeaderEpoch { .. } => ResponseError::NotLeaderOrFollower,
         AppendError::Storage(_) => ResponseError::KafkaStorageError,
     }
 }
@@ -467,7 +470,10 @@ mod tests {
             // One 100 kB batch per segment.
             let mut last = None;
             for _ in 0..3 {
-                last = Some(log.append(batch_of_size(100_000, 1, 7), 0).expect("append"));
+                last = Some(
+                    log.append(batch_of_size(100_000, 1, 7), LeaderEpoch::SINGLE_NODE, 0)
+                        .expect("append"),
+                );
             }
             last.expect("appended").durable().await.expect("durable");
             let mut files: Vec<_> = std::fs::read_dir(dir.path().join("t-0"))

@@ -15,7 +15,9 @@ use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughpu
 use glommio::LocalExecutorBuilder;
 use odradek_storage::index::OffsetIndex;
 use odradek_storage::testing::batch_of_size;
-use odradek_storage::{Chunk, LogConfig, Offset, PartitionLog, ShardStorage, ShardStorageConfig};
+use odradek_storage::{
+    Chunk, LeaderEpoch, LogConfig, Offset, PartitionLog, ShardStorage, ShardStorageConfig,
+};
 
 /// What the executor thread is asked to do `iters` times; it answers with the time taken.
 enum Command {
@@ -95,7 +97,7 @@ async fn filled(dir: PathBuf, config: &LogConfig, shard: &Rc<ShardStorage>) -> R
     let mut last = None;
     for i in 0..READ_BATCHES {
         last = Some(
-            log.append(batch_of_size(16 << 10, i, 1), 0)
+            log.append(batch_of_size(16 << 10, i, 1), LeaderEpoch::SINGLE_NODE, 0)
                 .expect("append"),
         );
     }
@@ -109,7 +111,7 @@ async fn append(log: &Rc<PartitionLog>, batch: Bytes, iters: u64) -> Duration {
     let mut last = None;
     for _ in 0..iters {
         let receipt = loop {
-            match log.append(batch.clone(), 0) {
+            match log.append(batch.clone(), LeaderEpoch::SINGLE_NODE, 0) {
                 Ok(r) => break r,
                 Err(odradek_storage::AppendError::Backpressure) => {
                     if let Some(r) = &last {

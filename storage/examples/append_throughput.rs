@@ -16,7 +16,8 @@ use std::time::{Duration, Instant};
 use glommio::LocalExecutorBuilder;
 use odradek_storage::testing::batch_of_size;
 use odradek_storage::{
-    AppendError, AppendReceipt, LogConfig, PartitionLog, ShardStorage, ShardStorageConfig,
+    AppendError, AppendReceipt, LeaderEpoch, LogConfig, PartitionLog, ShardStorage,
+    ShardStorageConfig,
 };
 
 struct Args {
@@ -60,7 +61,7 @@ async fn appender(log: Rc<PartitionLog>, until: Instant, durable: bool, window: 
         if in_flight.len() >= window {
             settle(in_flight.pop_front().expect("full window"), durable).await;
         }
-        match log.append(batch.clone(), 0) {
+        match log.append(batch.clone(), LeaderEpoch::SINGLE_NODE, 0) {
             Ok(receipt) => {
                 bytes += batch.len() as u64;
                 in_flight.push_back(receipt);

@@ -13,6 +13,7 @@
 pub const HEADER_BYTES: usize = 61;
 /// Bytes before `batchLength`'s count starts (baseOffset + batchLength).
 pub const LOG_OVERHEAD: usize = 12;
+const PARTITION_LEADER_EPOCH_OFFSET: usize = 12;
 const MAGIC_OFFSET: usize = 16;
 const CRC_OFFSET: usize = 17;
 const ATTRIBUTES_OFFSET: usize = 21;
@@ -85,7 +86,7 @@ impl<'a> BatchHeader<'a> {
         (len >= min).then(|| len as usize + LOG_OVERHEAD)
     }
     pub fn partition_leader_epoch(&self) -> i32 {
-        be_i32(self.bytes, 12)
+        be_i32(self.bytes, PARTITION_LEADER_EPOCH_OFFSET)
     }
     pub fn magic(&self) -> i8 {
         self.bytes[MAGIC_OFFSET] as i8
@@ -206,6 +207,12 @@ pub fn split_batches(
 /// Rewrites `baseOffset` in place.
 pub fn set_base_offset(bytes: &mut [u8], offset: i64) {
     bytes[0..8].copy_from_slice(&offset.to_be_bytes());
+}
+
+/// Stamps the epoch of the leader that appends the batch (outside the CRC, as the base offset).
+pub fn set_partition_leader_epoch(bytes: &mut [u8], epoch: i32) {
+    let at = PARTITION_LEADER_EPOCH_OFFSET;
+    bytes[at..at + 4].copy_from_slice(&epoch.to_be_bytes());
 }
 
 /// Rewrites `maxTimestamp` for LogAppendTime, sets the timestamp-type bit and recomputes the CRC.

@@ -13,9 +13,11 @@ use futures::channel::oneshot;
 use crate::batch::{self, BatchHeader};
 use crate::cache::{CachedBatch, LogCache, TailCache};
 use crate::config::{FlushPolicy, LogConfig, ShardStorageConfig, TimestampType};
+use crate::epochs::EpochCache;
 use crate::error::{AppendError, StorageError};
 use crate::producers::{self, ProducerStates, Stamp, Verdict};
 use crate::segment::{BatchMeta, Segment};
+use crate::types::LeaderEpoch;
 use crate::waiters::{Failure, Signal, Waiters};
 
 /// The largest segment, whatever `segment.bytes` says (Kafka's own bound): index positions are
@@ -106,6 +108,10 @@ pub(crate) struct State {
     pub producers: ProducerStates,
     /// Offsets of the producer snapshot files in the directory, ascending.
     pub snapshots: VecDeque<i64>,
+    /// Where each leader epoch's batches start.
+    pub epochs: EpochCache,
+    /// `epochs` changed since the flusher last stored it; it stores it before its next write.
+    pub epochs_unstored: bool,
 }
 
 impl State {
@@ -215,9 +221,21 @@ fn check_records(
 }
 
 impl Engine {
-    pub fn append(&self, batches: Bytes, now_ms: i64) -> Result<Appended, AppendError> {
+    /// Appends `batches` as the partition's leader at `epoch`, which is stamped into each.
+    pub fn append(
+        &self,
+        batches: Bytes,
+        epoch: LeaderEpoch,
+        now_ms: i64,
+    ) -> Result<Appended, AppendError> {
         let mut st = self.state.borrow_mut();
         st.check_usable()?;
+        if let Some((newest, _)) = st.epochs.latest().filter(|&(e, _)| e > epoch.0) {
+            return Err(AppendError::StaleLeaderEpoch {
+                asked: epoch.0,
+                newest,
+            });
+        }
         let ranges = batch::split_batches(&batches, st.config.max_message_bytes)?;
         let lat = st.config.timestamp_type == TimestampType::LogAppendTime;
         let mut stamps: Vec<Stamp> = Vec::new();
@@ -261,9 +279,13 @@ impl Engine {
         self.reserve_write_buffer(batches.len())?;
         let mut copy = BytesMut::from(&batches[..]);
         let base_offset = st.next_offset;
+        if st.epochs.assign(epoch.0, base_offset) {
+            st.epochs_unstored = true;
+        }
         for (range, max_timestamp_fix) in ranges.into_iter().zip(max_timestamp_fixes) {
             let mut one = copy.split_to(range.len());
             batch::set_base_offset(&mut one, st.next_offset);
+            batch::set_partition_leader_epoch(&mut one, epoch.0);
             if lat {
                 batch::set_log_append_time(&mut one, now_ms);
             } else if let Some(max_timestamp) = max_timestamp_fix {

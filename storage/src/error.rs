@@ -38,6 +38,10 @@ pub enum AppendError {
     Transactional,
     #[error(transparent)]
     Sequence(#[from] crate::producers::SequenceError),
+    /// The appender leads at an epoch older than one that already wrote into the log: another
+    /// broker has led the partition since.
+    #[error("leader epoch {asked} is older than epoch {newest}, which already wrote into the log")]
+    StaleLeaderEpoch { asked: i32, newest: i32 },
     #[error(transparent)]
     Storage(#[from] StorageError),
 }

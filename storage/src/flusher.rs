@@ -27,6 +27,7 @@ use glommio::io::{DmaBuffer, DmaFile};
 
 use crate::durability::{self, Durability};
 use crate::engine::{Engine, Pending};
+use crate::epochs;
 use crate::error::StorageError;
 use crate::fileio::{self, glommio_err, BLOCK_BYTES};
 use crate::preallocate::Preallocation;
@@ -162,6 +163,10 @@ impl Flusher {
                     (!st.pending.is_empty(), st.closing)
                 };
                 if !pending && !self.unissued() {
+                    // A cache changed by retention, with no write to carry it.
+                    if self.store_epochs().await? {
+                        continue;
+                    }
                     if closing {
                         return Ok(());
                     }
@@ -197,6 +202,9 @@ impl Flusher {
             match front {
                 Some(segment) if self.is_current(&segment) => {
                     self.extend_file(&segment).await;
+                    // From here to the take nothing awaits: the stored cache covers every
+                    // batch taken.
+                    self.store_epochs().await?;
                     let pending_bytes = self.engine.state.borrow().pending_bytes;
                     let whole = self.carry.len() + pending_bytes >= WRITE_BYTES_MAX;
                     let partial_allowed = self.writes.len() < PARTIAL_WRITES_IN_FLIGHT_MAX;
@@ -230,6 +238,24 @@ impl Flusher {
             }
         }
         Ok(())
+    }
+
+    /// Stores the leader-epoch cache while an append (or retention) has changed it; answers
+    /// whether it stored anything. Returns with the stored file current.
+    async fn store_epochs(&mut self) -> Result<bool, StorageError> {
+        let mut stored = false;
+        loop {
+            let bytes = {
+                let mut st = self.engine.state.borrow_mut();
+                if !st.epochs_unstored {
+                    return Ok(stored);
+                }
+                st.epochs_unstored = false;
+                st.epochs.encode()
+            };
+            epochs::store(&self.engine.dir, bytes).await?;
+            stored = true;
+        }
     }
 
     fn is_current(&self, segment: &Rc<Segment>) -> bool {

@@ -1,9 +1,11 @@
 //! `odradek-storage`: the log of one Kafka partition.
 //!
 //! A partition is a directory `<topic>-<partition>/` of segments. Each segment is a `.log` file of
-//! Kafka record batches (magic 2) stored exactly as the producer sent them (only `baseOffset`, and
-//! `maxTimestamp` under LogAppendTime, rewritten), a sparse `.index` (relative offset → position)
-//! and a `.timeindex` (max timestamp → relative offset), in Kafka's own file formats.
+//! Kafka record batches (magic 2) stored exactly as the producer sent them (only `baseOffset`, the
+//! appending leader's `partitionLeaderEpoch`, and `maxTimestamp` under LogAppendTime, rewritten), a
+//! sparse `.index` (relative offset → position) and a `.timeindex` (max timestamp → relative
+//! offset), in Kafka's own file formats; beside them a `leader-epoch-checkpoint` (`epochs`: where
+//! each leader epoch's batches start).
 //!
 //! A [`PartitionLog`] is owned by exactly one shard (it is `!Send`, used through `Rc`). Appends
 //! assign offsets at once and return an [`AppendReceipt`] whose two milestones — *written* (the
@@ -25,8 +27,8 @@
 //! - `log` (the public face), `engine` (state, appends, milestones), `flusher` (direct-I/O
 //!   writes), `durability` (the flusher's durable-prefix bookkeeping and the `flush.ms` timer),
 //!   `preallocate` (segment files extended ahead of the writes), `read`, `readwin` (read windows
-//!   of catch-up reads), `recovery`, `retention`, `segment`, `cache` (the tail cache), `room` (the
-//!   line for write-buffer room), `waiters`, `fileio`: the engine (private).
+//!   of catch-up reads), `recovery`, `retention`, `segment`, `epochs`, `cache` (the tail
+//!   cache), `room` (the line for write-buffer room), `waiters`, `fileio`: the engine (private).
 
 pub mod batch;
 mod cache;
@@ -34,6 +36,7 @@ mod clock;
 pub mod config;
 mod durability;
 mod engine;
+mod epochs;
 pub mod error;
 mod fileio;
 mod flusher;

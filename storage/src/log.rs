@@ -3,7 +3,8 @@
 //! The engine lives in private modules: `engine` (state, appends, milestones), `flusher`
 //! (direct-I/O writes), `durability` (group commit, `flush.ms`), `preallocate`, `read` (fetch
 //! reads, timestamp lookups), `recovery` (open), `retention` (retention, DeleteRecords),
-//! `segment`, `cache`, `waiters`, `fileio`, and the public `index`.
+//! `segment`, `cache`, `epochs` (the leader-epoch cache), `waiters`, `fileio`, and the public
+//! `index`.
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -16,9 +17,9 @@ use crate::cache::LogCache;
 use crate::config::{LogConfig, ShardStorageConfig};
 use crate::engine::{Engine, ShardState, State};
 use crate::error::{AppendError, ReadError, StorageError};
-use crate::types::Offset;
+use crate::types::{LeaderEpoch, Offset};
 use crate::waiters::{Signal, Waiters};
-use crate::{durability, fileio, flusher, read, recovery, retention};
+use crate::{durability, epochs, fileio, flusher, read, recovery, retention};
 
 /// What an append was given, and the futures for its two milestones.
 pub struct AppendReceipt {
@@ -190,6 +191,8 @@ impl PartitionLog {
             flusher_done: None,
             producers: recovered.producers,
             snapshots: recovered.snapshots,
+            epochs: recovered.epochs,
+            epochs_unstored: recovered.epochs_unstored,
         };
         let engine = Rc::new(Engine {
             dir,
@@ -204,14 +207,18 @@ impl PartitionLog {
         Ok(Rc::new(PartitionLog { engine }))
     }
 
-    /// Validates and appends the batches of one produce partition (back to back in `batches`).
-    /// Offsets are assigned at once; nothing of an invalid set is appended.
+    /// Validates and appends the batches of one produce partition (back to back in `batches`)
+    /// as the partition's leader at `epoch`, which is stamped into every batch and recorded in
+    /// the leader-epoch cache. Offsets are assigned at once; nothing of an invalid set is
+    /// appended. An epoch older than one that already wrote is refused
+    /// ([`AppendError::StaleLeaderEpoch`]).
     pub fn append(
         self: &Rc<Self>,
         batches: Bytes,
+        epoch: LeaderEpoch,
         now_ms: i64,
     ) -> Result<AppendReceipt, AppendError> {
-        let appended = self.engine.append(batches, now_ms)?;
+        let appended = self.engine.append(batches, epoch, now_ms)?;
         Ok(AppendReceipt {
             base_offset: Offset(appended.base_offset),
             last_offset: Offset(appended.last_offset),
@@ -231,6 +238,7 @@ impl PartitionLog {
     pub async fn append_in_line(
         self: &Rc<Self>,
         batches: Bytes,
+        epoch: LeaderEpoch,
         now_ms: impl Fn() -> i64,
         wait_max: std::time::Duration,
     ) -> Result<AppendReceipt, AppendError> {
@@ -239,7 +247,7 @@ impl PartitionLog {
         let mut ticket = None;
         loop {
             if shard.state.borrow().room.may_try(ticket) {
-                match self.append(batches.clone(), now_ms()) {
+                match self.append(batches.clone(), epoch, now_ms()) {
                     Err(AppendError::Backpressure) => {}
                     result => {
                         if let Some(ticket) = ticket {
@@ -295,6 +303,25 @@ impl PartitionLog {
     /// The end of the bytes on the device; the single-node high watermark.
     pub fn written_end_offset(&self) -> Offset {
         Offset(self.engine.state.borrow().written_end)
+    }
+
+    /// OffsetForLeaderEpoch: the largest epoch at or below `epoch` that wrote into this log and
+    /// the offset where its records end (the next epoch's start, or the log end for the newest);
+    /// `None` when `epoch` is newer than every epoch here (Kafka's undefined answer).
+    pub fn end_offset_for_epoch(&self, epoch: LeaderEpoch) -> Option<(LeaderEpoch, Offset)> {
+        let st = self.engine.state.borrow();
+        match st.epochs.end_offset_for(epoch.0, st.next_offset) {
+            epochs::UNDEFINED => None,
+            (epoch, offset) => Some((LeaderEpoch(epoch), Offset(offset))),
+        }
+    }
+
+    /// The newest leader epoch that wrote into this log and the offset of its first batch.
+    pub fn latest_epoch(&self) -> Option<(LeaderEpoch, Offset)> {
+        let st = self.engine.state.borrow();
+        st.epochs
+            .latest()
+            .map(|(epoch, start)| (LeaderEpoch(epoch), Offset(start)))
     }
 
     /// The end of the bytes covered by a sync.
@@ -403,6 +430,13 @@ impl PartitionLog {
         };
         if let Some((offset, bytes, stale)) = snapshot {
             crate::engine::store_snapshot(&self.engine.dir, offset, bytes, stale).await?;
+        }
+        let epochs = {
+            let mut st = self.engine.state.borrow_mut();
+            std::mem::take(&mut st.epochs_unstored).then(|| st.epochs.encode())
+        };
+        if let Some(bytes) = epochs {
+            epochs::store(&self.engine.dir, bytes).await?;
         }
         let marker = self.engine.dir.join(recovery::CLEAN_MARKER);
         fileio::write_file_atomic(&marker, Vec::new()).await?;

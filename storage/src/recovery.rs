@@ -15,6 +15,7 @@ use glommio::io::DmaFile;
 
 use crate::batch::{self, BatchHeader, HEADER_BYTES};
 use crate::config::LogConfig;
+use crate::epochs::{self, EpochCache};
 use crate::error::StorageError;
 use crate::fileio::{self, glommio_err};
 use crate::index::{OffsetIndex, TimeIndex};
@@ -36,6 +37,9 @@ pub(crate) struct Recovered {
     pub producers: ProducerStates,
     /// Offsets of the producer snapshots left in the directory, ascending.
     pub snapshots: VecDeque<i64>,
+    pub epochs: EpochCache,
+    /// `epochs` is not what the directory holds (the flusher stores it).
+    pub epochs_unstored: bool,
 }
 
 pub(crate) async fn recover(dir: &Path, config: &LogConfig) -> Result<Recovered, StorageError> {
@@ -97,6 +101,7 @@ pub(crate) async fn recover(dir: &Path, config: &LogConfig) -> Result<Recovered,
         }
         _ => recover_producers(dir, &segments, snapshots, next_offset, clean, now_ms).await?,
     };
+    let (epochs, epochs_unstored) = recover_epochs(dir, log_start, next_offset).await?;
     tracing::debug!(
         dir = %dir.display(),
         segments = segments.len(),
@@ -113,7 +118,32 @@ pub(crate) async fn recover(dir: &Path, config: &LogConfig) -> Result<Recovered,
         max_timestamp,
         producers,
         snapshots,
+        epochs,
+        epochs_unstored,
     })
+}
+
+/// The leader-epoch cache, fitted to the recovered log: epochs starting past its end (the
+/// crash took their batches) or wholly before its start go. A log from before epochs were kept
+/// was written by a single node, which leads at epoch 0: its records are epoch 0's. Answers
+/// whether the cache differs from the stored file.
+async fn recover_epochs(
+    dir: &Path,
+    log_start: i64,
+    next_offset: i64,
+) -> Result<(EpochCache, bool), StorageError> {
+    let stored = epochs::read(dir).await?;
+    let mut cache = stored.clone().unwrap_or_default();
+    if stored.is_none() && next_offset > log_start {
+        cache.assign(0, log_start);
+    }
+    cache.truncate_from_end(next_offset);
+    cache.truncate_from_start(log_start);
+    let unstored = match &stored {
+        Some(stored) => *stored != cache,
+        None => !cache.entries().is_empty(),
+    };
+    Ok((cache, unstored))
 }
 
 /// Rebuilds the idempotent producers' state: the newest usable snapshot at or below the log's

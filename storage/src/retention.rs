@@ -98,6 +98,12 @@ fn detach(engine: &Engine, now_ms: Option<i64>) -> Vec<Rc<Segment>> {
         st.log_start = first_base;
     }
     let log_start = st.log_start;
+    // The epochs before the new start go (the flusher stores the cache; until then recovery
+    // fits the stored one to the log).
+    if st.epochs.truncate_from_start(log_start) {
+        st.epochs_unstored = true;
+        engine.flusher_wakeup.raise();
+    }
     drop(st);
     engine.cache.borrow_mut().drop_below(log_start);
     victims

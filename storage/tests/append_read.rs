@@ -2,23 +2,12 @@
 
 mod common;
 
-use std::rc::Rc;
-use std::time::Duration;
-
 use bytes::{Bytes, BytesMut};
 use common::*;
 use odradek_storage::{
-    AppendError, BatchError, BatchHeader, Chunk, FlushPolicy, LogConfig, Offset, PartitionLog,
-    ReadError, ShardStorage, ShardStorageConfig, TimestampType,
+    AppendError, BatchError, BatchHeader, Chunk, FlushPolicy, LogConfig, Offset, ReadError,
+    ShardStorage, ShardStorageConfig, TimestampType,
 };
-
-fn small_segments(segment_bytes: u64) -> LogConfig {
-    LogConfig {
-        segment_bytes,
-        index_interval_bytes: 512,
-        ..LogConfig::default()
-    }
-}
 
 fn segment_files(dir: &std::path::Path, ext: &str) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(partition_dir(dir))
@@ -38,7 +27,7 @@ fn given_batches_when_appended_should_assign_contiguous_offsets_and_reach_both_m
         let mut receipts = Vec::new();
         for i in 0..10 {
             receipts.push(
-                log.append(batch(5, 50, 1_000 + i, i as u8), 2_000)
+                log.append(batch(5, 50, 1_000 + i, i as u8), EPOCH_0, 2_000)
                     .expect("append"),
             );
         }
@@ -67,7 +56,7 @@ fn given_several_batches_in_one_append_should_store_each_at_its_own_offset() {
         let (a, b) = (batch(3, 10, 1, 1), batch(2, 10, 2, 2));
         let mut both = BytesMut::from(&a[..]);
         both.extend_from_slice(&b);
-        let r = log.append(both.freeze(), 0).expect("append");
+        let r = log.append(both.freeze(), EPOCH_0, 0).expect("append");
         assert_eq!((r.base_offset, r.last_offset), (Offset(0), Offset(4)));
         r.written().await.expect("written");
         let out = log.read(Offset(3), 1 << 20, Offset(5)).await.expect("read");
@@ -86,7 +75,7 @@ fn given_invalid_batches_should_refuse_them_with_the_matching_error_and_append_n
         };
         let log = open(tmp.path(), config, &shard()).await;
         let good = batch(2, 10, 1, 1);
-        let r = log.append(good.clone(), 0).expect("append");
+        let r = log.append(good.clone(), EPOCH_0, 0).expect("append");
         let expect_err = |result: Result<_, AppendError>| match result {
             Err(AppendError::Invalid(e)) => e,
             Err(other) => panic!("unexpected error {other}"),
@@ -96,34 +85,36 @@ fn given_invalid_batches_should_refuse_them_with_the_matching_error_and_append_n
         let last = bad_crc.len() - 1;
         bad_crc[last] ^= 0xff;
         assert!(matches!(
-            expect_err(log.append(bad_crc.freeze(), 0)),
+            expect_err(log.append(bad_crc.freeze(), EPOCH_0, 0)),
             BatchError::Corrupt(_)
         ));
         let mut bad_magic = BytesMut::from(&good[..]);
         bad_magic[16] = 1;
         assert!(matches!(
-            expect_err(log.append(bad_magic.freeze(), 0)),
+            expect_err(log.append(bad_magic.freeze(), EPOCH_0, 0)),
             BatchError::Invalid(_)
         ));
         let big = batch(1, 3_000, 1, 1);
         assert!(matches!(
-            expect_err(log.append(big, 0)),
+            expect_err(log.append(big, EPOCH_0, 0)),
             BatchError::TooLarge { .. }
         ));
         assert!(matches!(
-            expect_err(log.append(good.slice(..good.len() - 3), 0)),
+            expect_err(log.append(good.slice(..good.len() - 3), EPOCH_0, 0)),
             BatchError::Corrupt(_)
         ));
         assert!(matches!(
-            expect_err(log.append(Bytes::new(), 0)),
+            expect_err(log.append(Bytes::new(), EPOCH_0, 0)),
             BatchError::Invalid(_)
         ));
         // A valid batch followed by an invalid one: the whole set is refused.
         let mut mixed = BytesMut::from(&good[..]);
         mixed.extend_from_slice(&good[..good.len() - 1]);
-        assert!(log.append(mixed.freeze(), 0).is_err());
+        assert!(log.append(mixed.freeze(), EPOCH_0, 0).is_err());
         assert_eq!(log.log_end_offset(), Offset(2));
-        let r2 = log.append(good.clone(), 0).expect("append after refusals");
+        let r2 = log
+            .append(good.clone(), EPOCH_0, 0)
+            .expect("append after refusals");
         assert_eq!(r2.base_offset, Offset(2));
         r.written().await.expect("written");
         r2.written().await.expect("written");
@@ -144,7 +135,9 @@ fn given_log_append_time_should_stamp_the_broker_time() {
             ..LogConfig::default()
         };
         let log = open(tmp.path(), config, &shard()).await;
-        let r = log.append(batch(2, 10, 5, 1), 77_000).expect("append");
+        let r = log
+            .append(batch(2, 10, 5, 1), EPOCH_0, 77_000)
+            .expect("append");
         assert_eq!(r.log_append_time_ms, 77_000);
         r.written().await.expect("written");
         let out = bytes_of(&log.read(Offset(0), 1 << 20, Offset(2)).await.expect("read")).await;
@@ -164,7 +157,7 @@ fn given_small_segment_bytes_should_roll_and_read_across_segments() {
         let batches: Vec<Bytes> = (0..20).map(|i| batch_of_size(1_000, i, i as u8)).collect();
         let mut last = None;
         for b in &batches {
-            last = Some(log.append(b.clone(), 0).expect("append"));
+            last = Some(log.append(b.clone(), EPOCH_0, 0).expect("append"));
         }
         last.expect("appended").durable().await.expect("durable");
         // 4 batches of ~1000 bytes fit 4096 bytes: 5 segments.
@@ -201,9 +194,13 @@ fn given_an_old_active_segment_should_roll_by_segment_ms() {
             ..LogConfig::default()
         };
         let log = open(tmp.path(), config, &shard()).await;
-        log.append(batch(1, 10, 0, 1), 10_000).expect("append");
-        log.append(batch(1, 10, 0, 1), 10_500).expect("append");
-        let r = log.append(batch(1, 10, 0, 1), 11_001).expect("append");
+        log.append(batch(1, 10, 0, 1), EPOCH_0, 10_000)
+            .expect("append");
+        log.append(batch(1, 10, 0, 1), EPOCH_0, 10_500)
+            .expect("append");
+        let r = log
+            .append(batch(1, 10, 0, 1), EPOCH_0, 11_001)
+            .expect("append");
         r.durable().await.expect("durable");
         assert_eq!(
             segment_files(tmp.path(), ".log"),
@@ -220,9 +217,9 @@ fn given_reads_should_follow_kafka_semantics() {
         let log = open(tmp.path(), LogConfig::default(), &shard()).await;
         let batches: Vec<Bytes> = (0..4).map(|i| batch(5, 100, i, i as u8)).collect();
         for b in &batches {
-            log.append(b.clone(), 0).expect("append");
+            log.append(b.clone(), EPOCH_0, 0).expect("append");
         }
-        log.append(batch(1, 10, 9, 9), 0)
+        log.append(batch(1, 10, 9, 9), EPOCH_0, 0)
             .expect("append")
             .written()
             .await
@@ -293,7 +290,7 @@ fn given_a_tiny_tail_cache_should_read_older_batches_from_files() {
         let batches: Vec<Bytes> = (0..30).map(|i| batch_of_size(1_000, i, i as u8)).collect();
         let mut last = None;
         for b in &batches {
-            last = Some(log.append(b.clone(), 0).expect("append"));
+            last = Some(log.append(b.clone(), EPOCH_0, 0).expect("append"));
         }
         last.expect("appended").written().await.expect("written");
         assert!(shard.cached_bytes() <= 3_000);
@@ -348,12 +345,12 @@ fn given_two_logs_on_one_shard_should_evict_the_oldest_first() {
         .await
         .expect("open");
         for i in 0..3 {
-            a.append(batch_of_size(1_000, i, 1), 0)
+            a.append(batch_of_size(1_000, i, 1), EPOCH_0, 0)
                 .expect("append")
                 .written()
                 .await
                 .expect("written");
-            b.append(batch_of_size(1_000, i, 2), 0)
+            b.append(batch_of_size(1_000, i, 2), EPOCH_0, 0)
                 .expect("append")
                 .written()
                 .await
@@ -388,7 +385,7 @@ fn given_a_full_write_buffer_should_refuse_with_backpressure_until_written() {
         let log = open(tmp.path(), LogConfig::default(), &shard).await;
         let mut receipts = Vec::new();
         let refused = loop {
-            match log.append(batch_of_size(3_000, 0, 1), 0) {
+            match log.append(batch_of_size(3_000, 0, 1), EPOCH_0, 0) {
                 Ok(r) => receipts.push(r),
                 Err(e) => break e,
             }
@@ -403,7 +400,7 @@ fn given_a_full_write_buffer_should_refuse_with_backpressure_until_written() {
             .await
             .expect("written");
         assert_eq!(shard.pending_bytes(), 0);
-        log.append(batch_of_size(3_000, 0, 1), 0)
+        log.append(batch_of_size(3_000, 0, 1), EPOCH_0, 0)
             .expect("room again")
             .written()
             .await
@@ -427,7 +424,7 @@ fn given_a_waiting_fetch_should_wake_when_data_is_written_and_allow_cancel() {
             let log = log.clone();
             glommio::spawn_local(async move { log.wait_for_data(Offset(0)).await })
         };
-        log.append(batch(1, 10, 0, 1), 0).expect("append");
+        log.append(batch(1, 10, 0, 1), EPOCH_0, 0).expect("append");
         waiter.await;
         assert!(log.written_end_offset() > Offset(0));
         log.wait_for_data(Offset(0)).await;
@@ -444,7 +441,7 @@ fn given_interval_flush_should_make_appends_durable_at_the_next_tick() {
             ..LogConfig::default()
         };
         let log = open(tmp.path(), config, &shard()).await;
-        let r = log.append(batch(1, 10, 0, 1), 0).expect("append");
+        let r = log.append(batch(1, 10, 0, 1), EPOCH_0, 0).expect("append");
         r.written().await.expect("written");
         r.durable().await.expect("durable at the tick");
         assert_eq!(log.durable_end_offset(), Offset(1));
@@ -452,14 +449,14 @@ fn given_interval_flush_should_make_appends_durable_at_the_next_tick() {
         let mut config = log.config();
         config.flush = FlushPolicy::SyncBeforeAck;
         log.set_config(config.clone());
-        log.append(batch(1, 10, 0, 1), 0)
+        log.append(batch(1, 10, 0, 1), EPOCH_0, 0)
             .expect("append")
             .durable()
             .await
             .expect("durable");
         config.flush = FlushPolicy::IntervalMs(10);
         log.set_config(config);
-        log.append(batch(1, 10, 0, 1), 0)
+        log.append(batch(1, 10, 0, 1), EPOCH_0, 0)
             .expect("append")
             .durable()
             .await
@@ -477,7 +474,9 @@ fn given_appenders_waiting_for_durability_should_write_synced_and_need_no_fdatas
         let log = open(tmp.path(), small_segments(64 * 1024), &shard).await;
         // One appender at a time, each waiting: every write is synced, across segment rolls.
         for i in 0..40 {
-            let r = log.append(batch(4, 2_000, i, 1), 0).expect("append");
+            let r = log
+                .append(batch(4, 2_000, i, 1), EPOCH_0, 0)
+                .expect("append");
             r.durable().await.expect("durable");
             assert_eq!(log.durable_end_offset(), Offset(4 * (i + 1)));
         }
@@ -499,20 +498,23 @@ fn given_plain_writes_before_a_durable_wait_should_sync_them_before_acknowledgin
         let shard = shard();
         let log = open(tmp.path(), LogConfig::default(), &shard).await;
         // Written with nobody waiting for durability: a plain write.
-        let plain = log.append(batch(3, 100, 0, 1), 0).expect("append");
+        let plain = log.append(batch(3, 100, 0, 1), EPOCH_0, 0).expect("append");
         plain.written().await.expect("written");
         assert_eq!(log.durable_end_offset(), Offset(0));
         assert_eq!(shard.synced_writes(), 0);
         // The next write is synced, but the plain one before it is not durable: an fdatasync
         // must cover it before the wait resolves.
-        let waited = log.append(batch(2, 100, 0, 2), 0).expect("append");
+        let waited = log.append(batch(2, 100, 0, 2), EPOCH_0, 0).expect("append");
         waited.durable().await.expect("durable");
         assert_eq!(log.durable_end_offset(), Offset(5));
         assert_eq!(shard.segment_syncs(), 1);
         // Waits for both milestones registered before the flusher runs: its writes are synced,
         // everything before them is durable, and no further fdatasync is needed.
         let receipts: Vec<_> = (0..20)
-            .map(|i| log.append(batch(1, 5_000, i, 3), 0).expect("append"))
+            .map(|i| {
+                log.append(batch(1, 5_000, i, 3), EPOCH_0, 0)
+                    .expect("append")
+            })
             .collect();
         let synced_before = shard.synced_writes();
         let waits = receipts.iter().enumerate().map(|(i, r)| async move {
@@ -542,7 +544,10 @@ fn given_timestamps_should_find_the_first_batch_at_or_after() {
         let mut last = None;
         for i in 0..40 {
             let ts = if i == 20 { 500 } else { 1_000 * i };
-            last = Some(log.append(batch(3, 200, ts, 1), 0).expect("append"));
+            last = Some(
+                log.append(batch(3, 200, ts, 1), EPOCH_0, 0)
+                    .expect("append"),
+            );
         }
         last.expect("appended").written().await.expect("written");
         for (ts, expected) in [
@@ -588,14 +593,14 @@ fn given_a_deleted_log_should_remove_its_directory() {
     run(|| async {
         let tmp = tempdir();
         let log = open(tmp.path(), LogConfig::default(), &shard()).await;
-        log.append(batch(1, 10, 0, 1), 0)
+        log.append(batch(1, 10, 0, 1), EPOCH_0, 0)
             .expect("append")
             .durable()
             .await
             .expect("durable");
         log.delete().await.expect("delete");
         assert!(!partition_dir(tmp.path()).exists());
-        assert!(log.append(batch(1, 10, 0, 1), 0).is_err());
+        assert!(log.append(batch(1, 10, 0, 1), EPOCH_0, 0).is_err());
     });
 }
 
@@ -621,7 +626,7 @@ fn given_concurrent_appenders_should_store_every_batch_byte_identical() {
                             .wrapping_add(1442695040888963407);
                         let size = 100 + (seed >> 33) as usize % 40_000;
                         let b = batch(1 + (i % 3) as usize, size, i as i64, (seed >> 20) as u8);
-                        let r = log.append(b.clone(), 0).expect("append");
+                        let r = log.append(b.clone(), EPOCH_0, 0).expect("append");
                         appended.borrow_mut().push((r.base_offset, b));
                         receipts.push(r);
                         if seed % 5 == 0 {
@@ -659,193 +664,5 @@ fn given_concurrent_appenders_should_store_every_batch_byte_identical() {
             );
         }
         log.close().await.expect("close");
-    });
-}
-
-/// A shard without a tail cache: every read of written batches goes through the segment files.
-fn uncached_shard() -> Rc<ShardStorage> {
-    ShardStorage::new(ShardStorageConfig {
-        tail_cache_bytes: 0,
-        ..ShardStorageConfig::default()
-    })
-}
-
-/// A log of `count` batches of 10 kB in one segment, all written, with no tail cache: every read
-/// goes through the segment file.
-async fn log_read_from_files(
-    dir: &std::path::Path,
-    count: i64,
-) -> (Rc<ShardStorage>, Rc<PartitionLog>, Vec<Bytes>) {
-    let shard = uncached_shard();
-    let log = open(dir, small_segments(64 << 20), &shard).await;
-    let batches: Vec<Bytes> = (0..count)
-        .map(|i| batch_of_size(10_000, i, i as u8))
-        .collect();
-    let mut last = None;
-    for b in &batches {
-        last = Some(log.append(b.clone(), 0).expect("append"));
-    }
-    last.expect("appended").written().await.expect("written");
-    (shard, log, batches)
-}
-
-/// Reads the log from offset `from` to its end in fetches of `fetch_bytes`, as a consumer
-/// catching up does, checking every byte against `batches` (all of them, from offset 0);
-/// `pause` between fetches.
-async fn catch_up(
-    log: &PartitionLog,
-    batches: &[Bytes],
-    from: i64,
-    fetch_bytes: usize,
-    pause: Duration,
-) {
-    let end = batches.len() as i64;
-    let mut offset = from;
-    while offset < end {
-        let outcome = log
-            .read(Offset(offset), fetch_bytes, Offset(end))
-            .await
-            .expect("read");
-        let got = bytes_of(&outcome).await;
-        let count = outcome.bytes / batches[0].len();
-        let mut want = BytesMut::new();
-        for (i, b) in batches[offset as usize..offset as usize + count]
-            .iter()
-            .enumerate()
-        {
-            want.extend_from_slice(&stored(b, offset + i as i64));
-        }
-        let want = want.freeze();
-        let first_diff = got.iter().zip(want.iter()).position(|(a, b)| a != b);
-        assert!(
-            got == want,
-            "batches from offset {offset} on differ: {} vs {} bytes, first at byte {first_diff:?}",
-            got.len(),
-            want.len()
-        );
-        offset += count as i64;
-        glommio::timer::sleep(pause).await;
-    }
-}
-
-/// Device reads of a catch-up over `count` batches of 10 kB (see [`catch_up`]).
-async fn device_reads_catching_up(count: i64, fetch_bytes: usize, pause: Duration) -> u64 {
-    let tmp = tempdir();
-    let (shard, log, batches) = log_read_from_files(tmp.path(), count).await;
-    let before = shard.device_reads();
-    catch_up(&log, &batches, 0, fetch_bytes, pause).await;
-    log.close().await.expect("close");
-    shard.device_reads() - before
-}
-
-#[test]
-fn given_a_consumer_catching_up_sequentially_should_read_the_device_once_per_window() {
-    run(|| async {
-        // 2 MB read in 100 kB fetches: a 4 MiB window serves all twenty after the first miss.
-        assert_eq!(
-            device_reads_catching_up(200, 100_000, Duration::ZERO).await,
-            1
-        );
-    });
-}
-
-#[test]
-fn given_a_consumer_past_the_middle_of_a_window_should_find_the_next_one_read_ahead() {
-    run(|| async {
-        let tmp = tempdir();
-        let (shard, log, batches) = log_read_from_files(tmp.path(), 1_200).await;
-        let waits = shard.read_waits();
-        // A consumer's next fetch comes a little later; the read-ahead runs meanwhile.
-        catch_up(&log, &batches, 0, 100_000, Duration::from_millis(2)).await;
-        // 12 MB in 4 MiB windows: the first fetch waits, every later window was read ahead.
-        assert_eq!(shard.read_waits() - waits, 1);
-        log.close().await.expect("close");
-    });
-}
-
-#[test]
-fn given_fetches_as_large_as_a_window_should_still_read_each_byte_from_the_device_once() {
-    run(|| async {
-        // 20 MB in fetches of 4 MiB: almost every fetch spans two windows.
-        let windows = 20_000_000u64.div_ceil(4 << 20);
-        let reads = device_reads_catching_up(2_000, 4 << 20, Duration::from_millis(1)).await;
-        assert_eq!(reads, windows);
-    });
-}
-
-#[test]
-fn given_a_consumer_following_the_written_end_should_read_its_bytes_from_the_device_about_once() {
-    run(|| async {
-        let tmp = tempdir();
-        let shard = uncached_shard();
-        let log = open(tmp.path(), small_segments(64 << 20), &shard).await;
-        let mut batches = Vec::new();
-        // Six rounds of 1 MB written, each read by a consumer at the end: the reads cross a
-        // window boundary while that window is still being written.
-        for round in 0..6i64 {
-            let from = batches.len() as i64;
-            let mut last = None;
-            for i in 0..100 {
-                let b = batch_of_size(10_000, from + i, i as u8);
-                last = Some(log.append(b.clone(), 0).expect("append"));
-                batches.push(b);
-            }
-            last.expect("appended").written().await.expect("written");
-            catch_up(&log, &batches, round * 100, 100_000, Duration::ZERO).await;
-        }
-        // Each byte once, plus one whole read of the first window once it is complete (the
-        // reader still needed its last 0.19 MB). Reading the window from its start at every
-        // miss read 16.8 MB here.
-        let written: usize = batches.iter().map(Bytes::len).sum();
-        let bound = written as u64 + (4 << 20);
-        assert!(
-            shard.device_read_bytes() <= bound,
-            "{} bytes read from the device for {written} written",
-            shard.device_read_bytes()
-        );
-        log.close().await.expect("close");
-    });
-}
-
-#[test]
-fn given_a_log_deleted_and_created_again_should_never_read_the_old_bytes() {
-    run(|| async {
-        let tmp = tempdir();
-        let shard = uncached_shard();
-        let first = open(tmp.path(), small_segments(64 << 20), &shard).await;
-        first
-            .append(batch_of_size(5_000, 0, 1), 0)
-            .expect("append")
-            .written()
-            .await
-            .expect("w");
-        let old = bytes_of(
-            &first
-                .read(Offset(0), 10_000, Offset(1))
-                .await
-                .expect("read"),
-        )
-        .await;
-        first.delete().await.expect("delete");
-
-        // Same directory, same segment name, other bytes.
-        let second = open(tmp.path(), small_segments(64 << 20), &shard).await;
-        let fresh = batch_of_size(5_000, 0, 2);
-        second
-            .append(fresh.clone(), 0)
-            .expect("append")
-            .written()
-            .await
-            .expect("w");
-        let got = bytes_of(
-            &second
-                .read(Offset(0), 10_000, Offset(1))
-                .await
-                .expect("read"),
-        )
-        .await;
-        assert!(got != old, "the old log's bytes came back");
-        assert!(got == stored(&fresh, 0), "the new log's batch reads back");
-        second.close().await.expect("close");
     });
 }

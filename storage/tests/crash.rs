@@ -51,7 +51,7 @@ async fn write_clean_log(dir: &Path, batches: &[Bytes]) -> Vec<u8> {
     let log = open(dir, config(), &shard()).await;
     let mut last = None;
     for b in batches {
-        last = Some(log.append(b.clone(), 0).expect("append"));
+        last = Some(log.append(b.clone(), EPOCH_0, 0).expect("append"));
     }
     last.expect("appended").durable().await.expect("durable");
     log.close().await.expect("close");
@@ -78,7 +78,9 @@ async fn check_recovered(dir: &Path, batches: &[Bytes], kept: usize) {
         assert_eq!(bytes_of(&out).await, stored(b, bases[i]), "batch {i}");
     }
     let extra = batch(2, 33, 5_000, 0xee);
-    let r = log.append(extra.clone(), 0).expect("append after recovery");
+    let r = log
+        .append(extra.clone(), EPOCH_0, 0)
+        .expect("append after recovery");
     assert_eq!(r.base_offset, Offset(end));
     r.durable().await.expect("durable");
     let out = log
@@ -167,7 +169,7 @@ fn given_missing_or_stale_indexes_should_rebuild_them() {
         let log = open(tmp.path(), config.clone(), &shard()).await;
         let mut last = None;
         for b in &batches {
-            last = Some(log.append(b.clone(), 0).expect("append"));
+            last = Some(log.append(b.clone(), EPOCH_0, 0).expect("append"));
         }
         last.expect("appended").durable().await.expect("durable");
         log.close().await.expect("close");
@@ -217,13 +219,13 @@ fn given_a_log_abandoned_mid_flight_should_recover_every_durable_batch() {
             let log = open(&dir, config(), &shard()).await;
             let mut last = None;
             for b in &batches[..150] {
-                last = Some(log.append(b.clone(), 0).expect("append"));
+                last = Some(log.append(b.clone(), EPOCH_0, 0).expect("append"));
             }
             last.expect("appended").durable().await.expect("durable");
             // More appends in flight, then the process "dies": the executor ends with the flusher
             // mid-way, no close, no clean marker, the preallocated tail of the file still there.
             for b in &batches[150..] {
-                std::mem::forget(log.append(b.clone(), 0).expect("append"));
+                std::mem::forget(log.append(b.clone(), EPOCH_0, 0).expect("append"));
             }
             tx.send(log.durable_end_offset()).expect("send");
             std::mem::forget(log);
@@ -251,7 +253,7 @@ fn given_a_log_abandoned_mid_flight_should_recover_every_durable_batch() {
             assert_eq!(bytes_of(&out).await, stored(b, i as i64), "batch {i}");
         }
         let r = log
-            .append(batch(1, 10, 0, 1), 0)
+            .append(batch(1, 10, 0, 1), EPOCH_0, 0)
             .expect("append after recovery");
         assert_eq!(r.base_offset, end);
         r.durable().await.expect("durable");

@@ -109,7 +109,7 @@ fn run_ops(ops: Vec<Op>, cache_bytes: usize) {
                     value_bytes,
                 } => {
                     let b = batch(records, value_bytes, i as i64, i as u8);
-                    let r = log.append(b.clone(), 0).expect("append");
+                    let r = log.append(b.clone(), EPOCH_0, 0).expect("append");
                     assert_eq!(r.base_offset, Offset(model.next));
                     r.durable().await.expect("durable");
                     model
@@ -121,7 +121,7 @@ fn run_ops(ops: Vec<Op>, cache_bytes: usize) {
                     let mut receipts = Vec::new();
                     for j in 0..count {
                         let b = batch(1 + j % 3, value_bytes + j * 7, i as i64, j as u8);
-                        let r = log.append(b.clone(), 0).expect("append");
+                        let r = log.append(b.clone(), EPOCH_0, 0).expect("append");
                         model.batches.push((
                             model.next,
                             r.last_offset.get(),

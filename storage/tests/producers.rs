@@ -32,7 +32,11 @@ async fn produce(log: &Rc<PartitionLog>, id: i64, first_seq: i32, count: i32) ->
     let mut last = None;
     for i in 0..count {
         let receipt = log
-            .append(producer_batch(2, 300, from(id, 0, first_seq + 2 * i)), 0)
+            .append(
+                producer_batch(2, 300, from(id, 0, first_seq + 2 * i)),
+                EPOCH_0,
+                0,
+            )
             .expect("append");
         bases.push(receipt.base_offset.get());
         last = Some(receipt);
@@ -46,7 +50,7 @@ async fn produce(log: &Rc<PartitionLog>, id: i64, first_seq: i32, count: i32) ->
 async fn retry_is_duplicate(log: &Rc<PartitionLog>, id: i64, first_seq: i32, base: i64) {
     let end = log.log_end_offset();
     let receipt = log
-        .append(producer_batch(2, 300, from(id, 0, first_seq)), 0)
+        .append(producer_batch(2, 300, from(id, 0, first_seq)), EPOCH_0, 0)
         .expect("a retry is answered");
     assert_eq!(
         receipt.base_offset,
@@ -70,7 +74,7 @@ fn given_a_retry_gap_or_old_epoch_the_log_should_dedupe_or_refuse() {
         let bases = produce(&log, 7, 0, 3).await;
         assert_eq!(bases, vec![0, 2, 4]);
         retry_is_duplicate(&log, 7, 2, 2).await;
-        let gap = log.append(producer_batch(2, 300, from(7, 0, 9)), 0);
+        let gap = log.append(producer_batch(2, 300, from(7, 0, 9)), EPOCH_0, 0);
         assert!(matches!(
             gap,
             Err(AppendError::Sequence(SequenceError::OutOfOrder {
@@ -80,16 +84,17 @@ fn given_a_retry_gap_or_old_epoch_the_log_should_dedupe_or_refuse() {
             }))
         ));
         // A new epoch starts at 0; the old one is fenced from then on.
-        log.append(producer_batch(1, 10, from(7, 1, 0)), 0)
+        log.append(producer_batch(1, 10, from(7, 1, 0)), EPOCH_0, 0)
             .expect("new epoch");
-        let fenced = log.append(producer_batch(2, 300, from(7, 0, 6)), 0);
+        let fenced = log.append(producer_batch(2, 300, from(7, 0, 6)), EPOCH_0, 0);
         assert!(matches!(
             fenced,
             Err(AppendError::Sequence(SequenceError::StaleEpoch { .. }))
         ));
         // Another producer is independent, and a batch without a producer id is never checked.
         produce(&log, 8, 100, 1).await;
-        log.append(batch(1, 10, 0, 1), 0).expect("plain batch");
+        log.append(batch(1, 10, 0, 1), EPOCH_0, 0)
+            .expect("plain batch");
         log.close().await.expect("close");
     });
 }
@@ -145,7 +150,7 @@ fn given_an_unclean_restart_after_rolls_retries_should_still_be_duplicates() {
         assert_eq!(log.producer_count(), 2);
         retry_is_duplicate(&log, 1, 8, early[4]).await;
         retry_is_duplicate(&log, 2, 38, late[19]).await;
-        let gap = log.append(producer_batch(2, 300, from(2, 0, 41)), 0);
+        let gap = log.append(producer_batch(2, 300, from(2, 0, 41)), EPOCH_0, 0);
         assert!(gap.is_err(), "the sequence is known after recovery");
         log.close().await.expect("close");
     });
@@ -189,7 +194,7 @@ fn given_a_crash_that_took_batches_a_snapshot_covered_recovery_should_follow_the
         // Sequence 6 is new again for this log: stored at offset 6, not taken for a retry of
         // the lost batch.
         let receipt = log
-            .append(producer_batch(2, 300, from(4, 0, 6)), 0)
+            .append(producer_batch(2, 300, from(4, 0, 6)), EPOCH_0, 0)
             .expect("the next batch after the recovered ones");
         assert_eq!(receipt.base_offset, Offset(6));
         receipt.durable().await.expect("durable");
@@ -204,10 +209,10 @@ fn given_a_retry_before_the_original_is_durable_its_answer_should_wait_for_the_o
         let tmp = tempdir();
         let log = open(tmp.path(), config(), &shard()).await;
         let original = log
-            .append(producer_batch(2, 300, from(5, 0, 0)), 0)
+            .append(producer_batch(2, 300, from(5, 0, 0)), EPOCH_0, 0)
             .expect("append");
         let retry = log
-            .append(producer_batch(2, 300, from(5, 0, 0)), 0)
+            .append(producer_batch(2, 300, from(5, 0, 0)), EPOCH_0, 0)
             .expect("retry");
         assert_eq!(retry.base_offset, original.base_offset);
         retry.durable().await.expect("durable");
@@ -249,10 +254,10 @@ fn given_a_crash_after_a_clean_restart_the_close_snapshot_and_the_batches_after_
         retry_is_duplicate(&log, 7, 2, first[1]).await;
         retry_is_duplicate(&log, 7, 10, second[2]).await;
         retry_is_duplicate(&log, 8, 2, 14).await;
-        let gap = log.append(producer_batch(2, 300, from(7, 0, 14)), 0);
+        let gap = log.append(producer_batch(2, 300, from(7, 0, 14)), EPOCH_0, 0);
         assert!(gap.is_err(), "producer 7's next sequence is 12");
         let next = log
-            .append(producer_batch(2, 300, from(7, 0, 12)), 0)
+            .append(producer_batch(2, 300, from(7, 0, 12)), EPOCH_0, 0)
             .expect("the next batch");
         assert_eq!(next.base_offset, Offset(16));
         next.durable().await.expect("durable");
@@ -289,7 +294,7 @@ fn given_a_crash_before_any_snapshot_landed_the_last_two_segments_should_rebuild
         // The fourth batch lies in the first segment and is one of the last five.
         retry_is_duplicate(&log, 3, 6, bases[3]).await;
         retry_is_duplicate(&log, 3, 14, bases[7]).await;
-        let gap = log.append(producer_batch(2, 300, from(3, 0, 18)), 0);
+        let gap = log.append(producer_batch(2, 300, from(3, 0, 18)), EPOCH_0, 0);
         assert!(gap.is_err(), "the next sequence is 16");
         log.close().await.expect("close");
     });

@@ -23,7 +23,7 @@ async fn fill(
     let mut last = None;
     for i in 0..count {
         last = Some(
-            log.append(batch_of_size(1_000, timestamp(i), 1), 0)
+            log.append(batch_of_size(1_000, timestamp(i), 1), EPOCH_0, 0)
                 .expect("append"),
         );
     }
@@ -59,7 +59,7 @@ fn given_retention_bytes_should_delete_the_oldest_closed_segments() {
         let out = log.read(Offset(8), 1, Offset(20)).await.expect("read");
         assert_eq!(bytes_of(&out).await.len(), out.bytes);
         // Appends go on while and after retention runs.
-        log.append(batch(1, 10, 0, 1), 0)
+        log.append(batch(1, 10, 0, 1), EPOCH_0, 0)
             .expect("append")
             .durable()
             .await
@@ -155,7 +155,7 @@ fn given_delete_records_should_move_the_log_start_and_survive_restart() {
         log.close().await.expect("close");
         let log = open(tmp.path(), config(), &shard()).await;
         assert_eq!(log.log_start_offset(), Offset(20));
-        let r = log.append(batch(1, 10, 0, 1), 0).expect("append");
+        let r = log.append(batch(1, 10, 0, 1), EPOCH_0, 0).expect("append");
         assert_eq!(r.log_start_offset, Offset(20));
         assert_eq!(r.base_offset, Offset(20));
         log.close().await.expect("close");

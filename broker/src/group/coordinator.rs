@@ -249,7 +249,12 @@ async fn append_at(
     let Some(batch) = offsets::encode_batch(items, now_ms(), batch_bytes_max) else {
         return Err(ResponseError::UnknownServerError.code());
     };
-    let receipt = match log.append(batch, now_ms()) {
+    let partition = super::partition_for(ctx, group);
+    let epoch = ctx
+        .metadata
+        .borrow()
+        .leader_epoch(OFFSETS_TOPIC, crate::ids::PartitionId(partition));
+    let receipt = match log.append(batch, epoch, now_ms()) {
         Ok(receipt) => receipt,
         Err(error) => {
             tracing::warn!(group, %error, "offset commit append failed");

@@ -60,3 +60,23 @@ pub fn stored(original: &Bytes, offset: i64) -> Bytes {
     odradek_storage::batch::set_base_offset(&mut b, offset);
     b.freeze()
 }
+
+/// The epoch a single node appends under.
+pub const EPOCH_0: odradek_storage::LeaderEpoch = odradek_storage::LeaderEpoch::SINGLE_NODE;
+
+/// Segments of `segment_bytes`, indexed every 512 bytes.
+pub fn small_segments(segment_bytes: u64) -> LogConfig {
+    LogConfig {
+        segment_bytes,
+        index_interval_bytes: 512,
+        ..LogConfig::default()
+    }
+}
+
+/// A shard without a tail cache: every read of written batches goes through the segment files.
+pub fn uncached_shard() -> Rc<ShardStorage> {
+    ShardStorage::new(ShardStorageConfig {
+        tail_cache_bytes: 0,
+        ..ShardStorageConfig::default()
+    })
+}
