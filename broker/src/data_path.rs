@@ -1,7 +1,7 @@
 //! The data path between shards: the partition work a connection's shard asks of the owners of
-//! partitions for Produce, Fetch, ListOffsets and DeleteRecords, one [`PartitionOp`] per kind,
-//! and [`scatter`], which groups a request's partitions by owning shard, sends one message to
-//! each owner and puts the answers back in the request's order.
+//! partitions for Produce, Fetch, ListOffsets, DeleteRecords and OffsetForLeaderEpoch, one
+//! [`PartitionOp`] per kind, and [`scatter`], which groups a request's partitions by owning
+//! shard, sends one message to each owner and puts the answers back in the request's order.
 //!
 //! An operation is a type: its per-request parameters are its fields (acks, later the replica
 //! id of a follower fetch or an isolation level), what it asks of one partition is its `Item`,
@@ -24,7 +24,8 @@ use kafka_protocol::error::ResponseError;
 use odradek_storage::{LeaderEpoch, Offset, PartitionLog};
 
 use crate::ids::{PartitionId, ShardId, TopicPartition};
-use crate::partition_ops::{self, DeleteRecordsResult, FetchResult, ListOffsetResult};
+use crate::partition_ops::ListOffsetResult;
+use crate::partition_ops::{self, DeleteRecordsResult, EpochEndResult, FetchResult};
 use crate::partition_ops::{Acks, ProduceResult};
 use crate::shard::ShardCtx;
 use crate::shard_msg::{ShardReply, ShardRequest};
@@ -78,6 +79,7 @@ pub enum DataRequest {
     Fetch(Work<Fetch>),
     ListOffsets(Work<ListOffsets>),
     DeleteRecords(Work<DeleteRecords>),
+    EpochEnds(Work<EpochEnds>),
     /// Resolves when any partition has data at or past its offset, or after `timeout`.
     WaitForData {
         items: Vec<(TopicPartition, Offset)>,
@@ -92,6 +94,7 @@ pub enum DataReply {
     Fetched(Vec<FetchResult>),
     Listed(Vec<ListOffsetResult>),
     Deleted(Vec<DeleteRecordsResult>),
+    EpochEnded(Vec<EpochEndResult>),
     DataReady,
 }
 
@@ -126,6 +129,19 @@ pub struct ListOffsetsItem {
     /// A timestamp, or one of the sentinels in `partition_ops` (latest, earliest, …).
     pub timestamp: i64,
     /// The leader epoch the client knows (v4+), checked against the partition's.
+    pub current_leader_epoch: Option<LeaderEpoch>,
+}
+
+/// Find where a leader epoch's records end (OffsetForLeaderEpoch).
+#[derive(Clone, Copy, Debug)]
+pub struct EpochEnds;
+
+/// One partition of an OffsetForLeaderEpoch request.
+#[derive(Clone, Copy, Debug)]
+pub struct EpochEndItem {
+    /// The epoch whose end is asked for; `None`: Kafka's "no epoch" (-1).
+    pub epoch: Option<LeaderEpoch>,
+    /// The leader epoch the asker knows (v2+), checked against the partition's.
     pub current_leader_epoch: Option<LeaderEpoch>,
 }
 
@@ -222,6 +238,24 @@ impl PartitionOp for DeleteRecords {
     }
 }
 
+impl PartitionOp for EpochEnds {
+    type Item = EpochEndItem;
+    type Answer = EpochEndResult;
+    carried_as!(EpochEnds, EpochEnded);
+
+    async fn run(&self, on: Owner<'_>, item: EpochEndItem) -> EpochEndResult {
+        partition_ops::epoch_end(on.log, item.epoch)
+    }
+
+    fn leader_epoch_asked(item: &EpochEndItem) -> Option<LeaderEpoch> {
+        item.current_leader_epoch
+    }
+
+    fn failed(error: ResponseError, _why: String) -> EpochEndResult {
+        EpochEndResult::failed(error)
+    }
+}
+
 impl<O: PartitionOp> Work<O> {
     /// Runs the work for every item on this shard (their owner): one answer per item, in order.
     async fn run(self, ctx: &ShardCtx) -> Vec<O::Answer> {
@@ -262,6 +296,7 @@ pub async fn serve(ctx: &ShardCtx, request: DataRequest) -> DataReply {
         DataRequest::Fetch(work) => DataReply::Fetched(work.run(ctx).await),
         DataRequest::ListOffsets(work) => DataReply::Listed(work.run(ctx).await),
         DataRequest::DeleteRecords(work) => DataReply::Deleted(work.run(ctx).await),
+        DataRequest::EpochEnds(work) => DataReply::EpochEnded(work.run(ctx).await),
         DataRequest::WaitForData { items, timeout } => {
             let waits = items
                 .into_iter()

@@ -111,6 +111,45 @@ impl ListOffsetResult {
     };
 }
 
+/// The outcome of one OffsetForLeaderEpoch partition: the largest epoch at or below the one
+/// asked that wrote into the log, and the offset where its records end; -1 and -1 when the log
+/// holds no epoch that old (or any), or on an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EpochEndResult {
+    pub error_code: i16,
+    pub leader_epoch: i32,
+    pub end_offset: i64,
+}
+
+impl EpochEndResult {
+    pub fn failed(error: ResponseError) -> EpochEndResult {
+        EpochEndResult {
+            error_code: error.code(),
+            ..EpochEndResult::UNDEFINED
+        }
+    }
+
+    /// Kafka's answer for an epoch the log has no end for (not an error).
+    const UNDEFINED: EpochEndResult = EpochEndResult {
+        error_code: 0,
+        leader_epoch: -1,
+        end_offset: -1,
+    };
+}
+
+/// OffsetForLeaderEpoch for one partition (see [`EpochEndResult`]); `epoch` `None` is Kafka's
+/// "no epoch" (-1), answered as undefined.
+pub fn epoch_end(log: &PartitionLog, epoch: Option<LeaderEpoch>) -> EpochEndResult {
+    match epoch.and_then(|epoch| log.end_offset_for_epoch(epoch)) {
+        Some((epoch, end)) => EpochEndResult {
+            error_code: 0,
+            leader_epoch: epoch.0,
+            end_offset: end.get(),
+        },
+        None => EpochEndResult::UNDEFINED,
+    }
+}
+
 /// The outcome of one DeleteRecords partition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DeleteRecordsResult {
@@ -348,8 +387,9 @@ pub async fn wait_for_any(waits: Vec<(Rc<PartitionLog>, Offset)>, timeout: Durat
 }
 
 /// ListOffsets for one partition: a sentinel (latest, earliest, max timestamp) or the first
-/// record whose timestamp is at or after `timestamp`. `epoch` is the partition leader's: every
-/// record of a single node's log was written under it.
+/// record whose timestamp is at or after `timestamp`. Each offset found is answered with the
+/// epoch of the leader that wrote it (the log end: the newest epoch), or `epoch`, the partition
+/// leader's, where the log holds none yet.
 pub async fn list_offset(
     log: &PartitionLog,
     timestamp: i64,
@@ -359,7 +399,7 @@ pub async fn list_offset(
         error_code: 0,
         timestamp,
         offset,
-        leader_epoch: (offset >= 0).then_some(epoch),
+        leader_epoch: (offset >= 0).then(|| written_by(log, offset, epoch)),
     };
     match timestamp {
         LATEST_TIMESTAMP => found(-1, log.written_end_offset().get()),
@@ -378,6 +418,11 @@ pub async fn list_offset(
         t if t < 0 => ListOffsetResult::failed(ResponseError::InvalidRequest),
         t => offset_for_timestamp(log, t, epoch).await,
     }
+}
+
+/// The epoch that wrote `offset`, or `current` before any epoch wrote.
+fn written_by(log: &PartitionLog, offset: i64, current: LeaderEpoch) -> LeaderEpoch {
+    log.epoch_at(Offset(offset)).unwrap_or(current)
 }
 
 async fn offset_for_timestamp(
@@ -399,7 +444,7 @@ async fn offset_for_timestamp(
             error_code: 0,
             timestamp: ts,
             offset,
-            leader_epoch: Some(epoch),
+            leader_epoch: Some(written_by(log, offset, epoch)),
         },
         _ => ListOffsetResult::NOT_FOUND,
     }

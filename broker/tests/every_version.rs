@@ -13,8 +13,8 @@ use bytes::{Buf, Bytes};
 use common::{
     connect, correlation_id_of, create_topic, create_topics, delete_topics_v0, describe_configs_v0,
     frame, is_old, list_offsets_v0, minimal_old_request, next_response, offset_commit,
-    offset_fetch_v0, raw_produce, read_old_response, record_batch, Body, Broker, OldAnswer,
-    OldPartition, UNSUPPORTED_VERSION,
+    offset_fetch_v0, offset_for_leader_epoch_v0, raw_produce, read_old_response, record_batch,
+    Body, Broker, OldAnswer, OldPartition, UNSUPPORTED_VERSION,
 };
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
 use kafka_protocol::messages::leave_group_request::MemberIdentity;
@@ -25,6 +25,9 @@ use kafka_protocol::messages::offset_commit_request::{
 };
 use kafka_protocol::messages::offset_fetch_request::{
     OffsetFetchRequestGroup, OffsetFetchRequestTopic, OffsetFetchRequestTopics,
+};
+use kafka_protocol::messages::offset_for_leader_epoch_request::{
+    OffsetForLeaderPartition, OffsetForLeaderTopic,
 };
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
@@ -39,6 +42,7 @@ const IDLE_GROUP: &str = "walk-idle";
 
 const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
 const TOPIC_ALREADY_EXISTS: i16 = 36;
+const UNKNOWN_LEADER_EPOCH: i16 = 75;
 
 fn s(value: &str) -> StrBytes {
     StrBytes::from_string(value.to_string())
@@ -239,6 +243,16 @@ fn walk_codec_version(conn: &mut Conn, key: ApiKey, version: i16) {
         ApiKey::DeleteRecords => {
             let request = DeleteRecordsRequest::default().with_timeout_ms(1000);
             let _: DeleteRecordsResponse = conn.ask_codec(key, version, &request);
+        }
+        ApiKey::OffsetForLeaderEpoch => {
+            let request = OffsetForLeaderEpochRequest::default().with_topics(vec![
+                OffsetForLeaderTopic::default()
+                    .with_topic(topic())
+                    .with_partitions(vec![OffsetForLeaderPartition::default()
+                        .with_partition(0)
+                        .with_leader_epoch(0)]),
+            ]);
+            let _: OffsetForLeaderEpochResponse = conn.ask_codec(key, version, &request);
         }
         ApiKey::InitProducerId => {
             let request = InitProducerIdRequest::default()
@@ -478,6 +492,76 @@ fn given_old_consumer_requests_when_sent_should_list_commit_and_fetch_like_newer
         (fresh[0].error_code, fresh[0].offsets.clone()),
         (0, vec![-1])
     );
+}
+
+#[test]
+fn given_records_of_epoch_0_when_offset_for_leader_epoch_is_asked_should_answer_where_epochs_end() {
+    let broker = Broker::start();
+    let topic = "epochs";
+    create_topic(&broker.bootstrap(), topic, 2, &[]);
+    for i in 0..3 {
+        let (error_code, _) = raw_produce(broker.addr(), topic, i, &record_batch(b"v", 1_000));
+        assert_eq!(error_code, 0);
+    }
+    let mut conn = Conn::open(&broker);
+    // (partition, leader epoch, current leader epoch) → (error code, epoch, end offset).
+    let cases = [
+        ((0, 0, -1), (0, 0, 3)),
+        ((0, 0, 0), (0, 0, 3)),
+        ((0, 1, -1), (0, -1, -1)),
+        ((0, -1, -1), (0, -1, -1)),
+        ((0, 0, 1), (UNKNOWN_LEADER_EPOCH, -1, -1)),
+        ((1, 0, -1), (0, -1, -1)),
+        ((5, 0, -1), (UNKNOWN_TOPIC_OR_PARTITION, -1, -1)),
+    ];
+    let partitions = cases
+        .iter()
+        .map(|&((partition, epoch, current), _)| {
+            OffsetForLeaderPartition::default()
+                .with_partition(partition)
+                .with_leader_epoch(epoch)
+                .with_current_leader_epoch(current)
+        })
+        .collect();
+    let request = OffsetForLeaderEpochRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_topics(vec![
+            OffsetForLeaderTopic::default()
+                .with_topic(TopicName(s(topic)))
+                .with_partitions(partitions),
+            OffsetForLeaderTopic::default()
+                .with_topic(TopicName(s("no-such-topic")))
+                .with_partitions(vec![OffsetForLeaderPartition::default()]),
+        ]);
+    let answer: OffsetForLeaderEpochResponse =
+        conn.ask_codec(ApiKey::OffsetForLeaderEpoch, 4, &request);
+    let got: Vec<(i32, (i16, i32, i64))> = answer.topics[0]
+        .partitions
+        .iter()
+        .map(|p| (p.partition, (p.error_code, p.leader_epoch, p.end_offset)))
+        .collect();
+    let expected: Vec<(i32, (i16, i32, i64))> =
+        cases.iter().map(|&((p, _, _), want)| (p, want)).collect();
+    assert_eq!(got, expected);
+    assert_eq!(
+        answer.topics[1].partitions[0].error_code,
+        UNKNOWN_TOPIC_OR_PARTITION
+    );
+
+    // v0 (no epoch in the answer) and v1, as brokers before Kafka 2.1 ask.
+    let asked = || offset_for_leader_epoch_v0(topic, &[(0, 0), (0, 3)]);
+    let v0 = partitions_of(conn.ask_old(23, 0, asked()));
+    assert_eq!(v0, vec![(0, vec![3]), (0, vec![-1])]);
+    let v1 = partitions_of(conn.ask_old(23, 1, asked()));
+    assert_eq!(v1, vec![(0, vec![0, 3]), (0, vec![-1, -1])]);
+}
+
+/// (error code, offsets) of each partition of an old answer.
+fn partitions_of(answer: OldAnswer) -> Vec<(i16, Vec<i64>)> {
+    partitions(answer)
+        .into_iter()
+        .map(|p| (p.error_code, p.offsets))
+        .collect()
 }
 
 #[test]

@@ -56,6 +56,12 @@ impl EpochCache {
         true
     }
 
+    /// The epoch that wrote `offset`: the newest one starting at or before it.
+    pub fn epoch_at(&self, offset: i64) -> Option<i32> {
+        let after = self.entries.partition_point(|&(_, s)| s <= offset);
+        after.checked_sub(1).map(|i| self.entries[i].0)
+    }
+
     /// The log was cut at `end`: epochs that start at or past it go.
     pub fn truncate_from_end(&mut self, end: i64) -> bool {
         let before = self.entries.len();
@@ -220,6 +226,9 @@ mod tests {
         assert_eq!(c.end_offset_for(5, 30), UNDEFINED, "newer than all");
         assert_eq!(c.end_offset_for(-1, 30), UNDEFINED);
         assert_eq!(EpochCache::default().end_offset_for(0, 0), UNDEFINED);
+        let at: Vec<_> = [0, 9, 10, 24, 25, 99].map(|o| c.epoch_at(o)).to_vec();
+        assert_eq!(at, [Some(1), Some(1), Some(3), Some(3), Some(4), Some(4)]);
+        assert_eq!(cache(&[(2, 5)]).epoch_at(4), None);
     }
 
     #[test]

@@ -316,6 +316,16 @@ impl PartitionLog {
         }
     }
 
+    /// The epoch of the leader that wrote the record at `offset` (`None` before the first epoch).
+    pub fn epoch_at(&self, offset: Offset) -> Option<LeaderEpoch> {
+        self.engine
+            .state
+            .borrow()
+            .epochs
+            .epoch_at(offset.0)
+            .map(LeaderEpoch)
+    }
+
     /// The newest leader epoch that wrote into this log and the offset of its first batch.
     pub fn latest_epoch(&self) -> Option<(LeaderEpoch, Offset)> {
         let st = self.engine.state.borrow();

@@ -13,8 +13,8 @@
 //!   [`describe_quorum`]
 //! - [`create_topics`], [`delete_topics`], [`create_partitions`] (shard 0)
 //! - [`describe_configs`], [`incremental_alter_configs`], [`alter_configs`] (alter: shard 0)
-//! - [`produce`], [`fetch`], [`list_offsets`], [`delete_records`] (owning shards),
-//!   [`init_producer_id`]
+//! - [`produce`], [`fetch`], [`list_offsets`], [`delete_records`], [`offset_for_leader_epoch`]
+//!   (owning shards), [`init_producer_id`]
 //! - [`find_coordinator`], [`join_group`], [`sync_group`], [`heartbeat`], [`leave_group`],
 //!   [`offset_commit`], [`offset_fetch`], [`describe_groups`], [`delete_groups`],
 //!   [`offset_delete`] (the group's coordinator shard), [`list_groups`] (every shard)
@@ -27,7 +27,7 @@ use kafka_protocol::messages::{ApiKey, RequestHeader};
 use kafka_protocol::protocol::Encodable;
 use odradek_net::legacy_apis::{
     self, CreateTopicsOld, DeleteTopicsOld, DescribeConfigsOld, FetchOld, ListOffsetsOld,
-    OffsetCommitOld, OffsetFetchOld, OldVersions, ProduceOld,
+    OffsetCommitOld, OffsetFetchOld, OffsetForLeaderEpochOld, OldVersions, ProduceOld,
 };
 use odradek_net::segmented::Shared;
 use odradek_net::{decode_body, encode_response, encode_response_sharing, NetError};
@@ -58,6 +58,7 @@ pub mod metadata;
 pub mod offset_commit;
 pub mod offset_delete;
 pub mod offset_fetch;
+pub mod offset_for_leader_epoch;
 pub mod produce;
 pub mod sync_group;
 mod util;
@@ -235,6 +236,7 @@ api_table! {
     create_topics, old CreateTopicsOld;
     delete_topics, old DeleteTopicsOld;
     delete_records;
+    offset_for_leader_epoch, old OffsetForLeaderEpochOld;
     describe_configs, old DescribeConfigsOld;
     create_partitions;
     incremental_alter_configs;
@@ -426,6 +428,7 @@ mod tests {
         (ApiKey::CreateTopics, (0, 7)),
         (ApiKey::DeleteTopics, (0, 6)),
         (ApiKey::DeleteRecords, (0, 2)),
+        (ApiKey::OffsetForLeaderEpoch, (0, 4)),
         (ApiKey::InitProducerId, (0, 5)),
         (ApiKey::DescribeConfigs, (0, 4)),
         (ApiKey::AlterConfigs, (0, 2)),

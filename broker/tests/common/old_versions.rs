@@ -167,7 +167,15 @@ pub enum OldAnswer {
 pub fn is_old(key: i16, version: i16) -> bool {
     matches!(
         (key, version),
-        (0, 0..=2) | (1, 0..=3) | (19, 0..=1) | (20, 0) | (32, 0) | (2, 0) | (8, 0..=1) | (9, 0)
+        (0, 0..=2)
+            | (1, 0..=3)
+            | (19, 0..=1)
+            | (20, 0)
+            | (32, 0)
+            | (2, 0)
+            | (8, 0..=1)
+            | (9, 0)
+            | (23, 0..=1)
     )
 }
 
@@ -193,9 +201,22 @@ pub fn minimal_old_request(key: i16, version: i16, topic: &str, group: &str) -> 
         19 => create_topics(version, &[], false),
         20 => body.i32(0).i32(1000), // no topics, timeout_ms
         32 => describe_configs_v0(2, topic),
+        23 => offset_for_leader_epoch_v0(topic, &[(0, 0)]),
         _ => panic!("API {key} v{version} is not an old version"),
     };
     body.0
+}
+
+/// OffsetForLeaderEpoch v0–1 (the same bytes): `topic` with (partition, leader epoch).
+pub fn offset_for_leader_epoch_v0(topic: &str, partitions: &[(i32, i32)]) -> Body {
+    let mut body = Body::default()
+        .i32(1)
+        .string(topic)
+        .i32(partitions.len() as i32);
+    for &(index, epoch) in partitions {
+        body = body.i32(index).i32(epoch);
+    }
+    body
 }
 
 /// ListOffsets v0: replica_id -1, `topic` with (partition, timestamp, max_num_offsets).
@@ -337,6 +358,31 @@ pub fn read_old_response(key: i16, version: i16, body: &[u8]) -> OldAnswer {
                 });
             });
             OldAnswer::Partitions(committed)
+        }
+        // OffsetForLeaderEpoch: the error code comes before the partition; offsets are the
+        // leader epoch (v1) and the end offset.
+        23 => {
+            let mut all = Vec::new();
+            c.array(|c| {
+                let topic = c.string();
+                c.array(|c| {
+                    let error_code = c.i16();
+                    let index = c.i32();
+                    let mut offsets = Vec::new();
+                    if version >= 1 {
+                        offsets.push(i64::from(c.i32()));
+                    }
+                    offsets.push(c.i64());
+                    all.push(OldPartition {
+                        topic: topic.clone(),
+                        index,
+                        error_code,
+                        offsets,
+                        metadata: None,
+                    });
+                });
+            });
+            OldAnswer::Partitions(all)
         }
         19 => OldAnswer::Topics(c.array(|c| {
             let name = c.string();

@@ -1,6 +1,6 @@
 //! Versions Kafka 3.9 serves but the codec (generated from Kafka 4's specs) no longer knows:
 //! Produce v0–2, Fetch v0–3, CreateTopics v0–1, DeleteTopics v0, DescribeConfigs v0,
-//! ListOffsets v0, OffsetCommit v0–1, OffsetFetch v0. Old clients still send them (Debian's
+//! ListOffsets v0, OffsetCommit v0–1, OffsetFetch v0, OffsetForLeaderEpoch v0–1. Old clients still send them (Debian's
 //! sarama 1.22 and kafka-go 0.2.1 produce and fetch with v0–2 and legacy message sets; sarama
 //! sends DescribeConfigs v0, CreateTopics v0 and OffsetCommit v1; kafka-python pinned to an old
 //! `api_version` sends ListOffsets v0 and OffsetCommit v0–1).//!
@@ -18,7 +18,8 @@
 //! Layout:
 //! - [`wire`]: the bounded [`wire::Reader`] and the frame [`wire::Writer`].
 //! - one file per API: [`produce`], [`fetch`], [`create_topics`], [`delete_topics`],
-//!   [`describe_configs`], [`list_offsets`], [`offset_commit`], [`offset_fetch`].
+//!   [`describe_configs`], [`list_offsets`], [`offset_commit`], [`offset_fetch`],
+//!   [`offset_for_leader_epoch`].
 
 use bytes::Bytes;
 use kafka_protocol::messages::{ApiKey, RequestHeader};
@@ -33,6 +34,7 @@ pub mod fetch;
 pub mod list_offsets;
 pub mod offset_commit;
 pub mod offset_fetch;
+pub mod offset_for_leader_epoch;
 pub mod produce;
 pub mod wire;
 
@@ -43,6 +45,7 @@ pub use fetch::FetchOld;
 pub use list_offsets::ListOffsetsOld;
 pub use offset_commit::OffsetCommitOld;
 pub use offset_fetch::OffsetFetchOld;
+pub use offset_for_leader_epoch::OffsetForLeaderEpochOld;
 pub use produce::ProduceOld;
 
 use wire::{Reader, Writer};
