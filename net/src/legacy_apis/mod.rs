@@ -1,9 +1,11 @@
 //! Versions Kafka 3.9 serves but the codec (generated from Kafka 4's specs) no longer knows:
 //! Produce v0–2, Fetch v0–3, CreateTopics v0–1, DeleteTopics v0, DescribeConfigs v0,
-//! ListOffsets v0, OffsetCommit v0–1, OffsetFetch v0, OffsetForLeaderEpoch v0–1. Old clients still send them (Debian's
-//! sarama 1.22 and kafka-go 0.2.1 produce and fetch with v0–2 and legacy message sets; sarama
-//! sends DescribeConfigs v0, CreateTopics v0 and OffsetCommit v1; kafka-python pinned to an old
-//! `api_version` sends ListOffsets v0 and OffsetCommit v0–1).//!
+//! ListOffsets v0, OffsetCommit v0–1, OffsetFetch v0, OffsetForLeaderEpoch v0–1. Old clients
+//! still send them (Debian's sarama 1.22 and kafka-go 0.2.1 produce and fetch with v0–2 and
+//! legacy message sets; sarama sends DescribeConfigs v0, CreateTopics v0 and OffsetCommit v1;
+//! kafka-python pinned to an old `api_version` sends ListOffsets v0 and OffsetCommit v0–1;
+//! brokers before Kafka 2.1 ask OffsetForLeaderEpoch v0–1).
+//!
 //! Each old version is decoded into the codec's own (version-independent) request struct, so
 //! the broker runs the same handler for it as for newer versions, and the handler's response
 //! struct is encoded at the old version, with only the fields that version has. Where an old
