@@ -92,11 +92,13 @@ pub fn run_with(
         .with_dynamic(&boot.image.broker_configs)
         .map_err(|e| StartError::StoredBrokerConfig(e.to_string()))?;
     let failed = Arc::new(AtomicBool::new(false));
+    let handed_over = Arc::new(AtomicBool::new(false));
     let quorum = crate::quorum::start::QuorumStart {
         boot,
         stop: Arc::clone(&stop),
         failed: Arc::clone(&failed),
         producer_id_floor,
+        handed_over: Arc::clone(&handed_over),
     };
     let shared = Arc::new(Shared {
         config: Arc::new(config),
@@ -110,6 +112,7 @@ pub fn run_with(
         closed: Arc::new(AtomicUsize::new(0)),
         serving: Arc::new(AtomicBool::new(false)),
         log_failed: failed,
+        handed_over,
         node: Arc::default(),
     });
     let mesh = (shard_count > 1).then(|| router::new_mesh(shard_count));

@@ -66,10 +66,16 @@ pub struct Shared {
     pub serving: Arc<AtomicBool>,
     /// Set by the shard that saw a partition log fail; the process then stops with an error.
     pub log_failed: Arc<AtomicBool>,
+    /// Set once the controlled shutdown (shard 0's, `quorum::start`) is over.
+    pub handed_over: Arc<AtomicBool>,
     /// Idempotent producers' ids (InitProducerId).
     /// What the shards share (producer ids, the quorum's status).
     pub node: Arc<crate::shard::NodeShared>,
 }
+
+/// How long shards wait for the controlled shutdown: its own bound, and a margin.
+const HAND_OVER_WAIT_MAX: Duration =
+    Duration::from_millis(crate::quorum::start::CONTROLLED_SHUTDOWN_MAX.as_millis() as u64 + 1000);
 
 /// How often a shard checks the stop flag and the stop barriers.
 const STOP_POLL: Duration = Duration::from_millis(50);
@@ -251,6 +257,13 @@ async fn serve_until_stop(ctx: Rc<ShardCtx>, listener: Option<TcpListener>, shar
     while !shared.stop.load(Ordering::SeqCst) {
         glommio::timer::sleep(STOP_POLL).await;
         stop_if_a_log_failed(&ctx, shared);
+    }
+    // Every shard serves on until the broker is fenced (its partitions' leadership moved):
+    // requests in between are still answered, and none finds the listener gone first.
+    let mut waited = Duration::ZERO;
+    while !shared.handed_over.load(Ordering::SeqCst) && waited < HAND_OVER_WAIT_MAX {
+        glommio::timer::sleep(STOP_POLL).await;
+        waited += STOP_POLL;
     }
     shutdown.trigger();
     if let Some(accepting) = accepting {

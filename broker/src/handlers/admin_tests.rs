@@ -89,6 +89,7 @@ pub(crate) async fn one_shard_ctx(config: BrokerConfig) -> Rc<ShardCtx> {
         stop: Arc::new(AtomicBool::new(false)),
         failed: Arc::new(AtomicBool::new(false)),
         producer_id_floor: 0,
+        handed_over: Arc::new(AtomicBool::new(false)),
     };
     crate::quorum::start::start(&ctx, start)
         .await

@@ -23,7 +23,7 @@ const INBOX_MAX: usize = 8192;
 /// How often a starting broker retries its registration while the quorum has no leader.
 const REGISTER_RETRY: Duration = Duration::from_millis(300);
 /// The longest a stopping broker waits to be fenced.
-const CONTROLLED_SHUTDOWN_MAX: Duration = Duration::from_secs(3);
+pub const CONTROLLED_SHUTDOWN_MAX: Duration = Duration::from_secs(3);
 /// How often it says that it still waits.
 const WAITING_LOG_EVERY: Duration = Duration::from_secs(10);
 
@@ -35,6 +35,9 @@ pub struct QuorumStart {
     pub failed: Arc<AtomicBool>,
     /// The producer-id generation a single-node data dir used before (see `producer_ids`).
     pub producer_id_floor: u64,
+    /// Set once a stopping broker's controlled shutdown is over (fenced, or gave up): the
+    /// shards keep serving until then.
+    pub handed_over: Arc<AtomicBool>,
 }
 
 /// Starts the quorum and registers this broker; returns once registered (or why not).
@@ -106,6 +109,7 @@ pub async fn start(ctx: &Rc<ShardCtx>, start: QuorumStart) -> Result<(), String>
     // A controller-only node is no broker: it neither registers nor fences itself.
     let serves_clients = config.process_roles != ProcessRoles::Controller;
     let stop = Arc::clone(&start.stop);
+    let handed_over = Arc::clone(&start.handed_over);
     let stopping_ctx = Rc::clone(ctx);
     glommio::spawn_local(async move {
         while !stop.load(Ordering::SeqCst) {
@@ -114,6 +118,7 @@ pub async fn start(ctx: &Rc<ShardCtx>, start: QuorumStart) -> Result<(), String>
         if serves_clients {
             controlled_shutdown(&stopping_ctx, incarnation).await;
         }
+        handed_over.store(true, Ordering::SeqCst);
         shutdown.trigger();
     })
     .detach();
