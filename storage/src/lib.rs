@@ -27,8 +27,9 @@
 //! - `log` (the public face), `engine` (state, appends, milestones), `flusher` (direct-I/O
 //!   writes), `durability` (the flusher's durable-prefix bookkeeping and the `flush.ms` timer),
 //!   `preallocate` (segment files extended ahead of the writes), `read`, `readwin` (read windows
-//!   of catch-up reads), `recovery`, `retention`, `segment`, `epochs`, `cache` (the tail
-//!   cache), `room` (the line for write-buffer room), `waiters`, `fileio`: the engine (private).
+//!   of catch-up reads), `recovery`, `retention`, `truncate` (cutting a closed log's end),
+//!   `segment`, `epochs`, `cache` (the tail cache), `room` (the line for write-buffer room),
+//!   `waiters`, `fileio`: the engine (private).
 
 pub mod batch;
 mod cache;
@@ -51,6 +52,7 @@ mod retention;
 mod room;
 mod segment;
 pub mod testing;
+mod truncate;
 mod types;
 mod waiters;
 

@@ -19,7 +19,7 @@ use crate::engine::{Engine, ShardState, State};
 use crate::error::{AppendError, ReadError, StorageError};
 use crate::types::{LeaderEpoch, Offset};
 use crate::waiters::{Signal, Waiters};
-use crate::{durability, epochs, fileio, flusher, read, recovery, retention};
+use crate::{durability, epochs, fileio, flusher, read, recovery, retention, truncate};
 
 /// What an append was given, and the futures for its two milestones.
 pub struct AppendReceipt {
@@ -451,6 +451,24 @@ impl PartitionLog {
         let marker = self.engine.dir.join(recovery::CLEAN_MARKER);
         fileio::write_file_atomic(&marker, Vec::new()).await?;
         fileio::sync_dir(&self.engine.dir).await
+    }
+
+    /// Closes the log, cuts its end back to before `end` at a batch boundary (a batch holding
+    /// `end` goes whole), and opens it again: the answer is the reopened log, whose indexes,
+    /// producer state and leader epochs recovery rebuilt from what remains. For a follower
+    /// whose log diverged from its leader's; a log ending at or below `end` is only reopened.
+    /// A log whose every segment starts past `end` is emptied and starts at its first segment.
+    pub async fn truncate_to(
+        self: Rc<Self>,
+        end: Offset,
+    ) -> Result<Rc<PartitionLog>, StorageError> {
+        self.close().await?;
+        let dir = self.engine.dir.clone();
+        let config = self.config();
+        let shard = Rc::clone(&self.engine.shard);
+        drop(self);
+        truncate::truncate_closed(&dir, end.0).await?;
+        PartitionLog::open(dir, config, shard).await
     }
 
     /// Closes the log and removes its directory (DeleteTopics).

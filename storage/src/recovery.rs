@@ -285,7 +285,7 @@ struct TailProducers<'a> {
 
 /// Base offsets of the `.log` files in a directory's `listing`, ascending. Leftover temporary
 /// files, and segments whose deletion a crash interrupted, are removed.
-async fn list_segments(listing: &[(PathBuf, String)]) -> Result<Vec<i64>, StorageError> {
+pub(crate) async fn list_segments(listing: &[(PathBuf, String)]) -> Result<Vec<i64>, StorageError> {
     let mut bases = Vec::new();
     for (path, name) in listing {
         let name = name.as_str();

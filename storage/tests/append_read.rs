@@ -9,16 +9,6 @@ use odradek_storage::{
     ShardStorage, ShardStorageConfig, TimestampType,
 };
 
-fn segment_files(dir: &std::path::Path, ext: &str) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(partition_dir(dir))
-        .expect("dir")
-        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
-        .filter(|n| n.ends_with(ext))
-        .collect();
-    names.sort();
-    names
-}
-
 #[test]
 fn given_batches_when_appended_should_assign_contiguous_offsets_and_reach_both_milestones() {
     run(|| async {

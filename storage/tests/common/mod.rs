@@ -80,3 +80,14 @@ pub fn uncached_shard() -> Rc<ShardStorage> {
         ..ShardStorageConfig::default()
     })
 }
+
+/// The names of the partition directory's files ending in `ext`, sorted.
+pub fn segment_files(dir: &std::path::Path, ext: &str) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(partition_dir(dir))
+        .expect("dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(ext))
+        .collect();
+    names.sort();
+    names
+}
