@@ -310,6 +310,8 @@ fn append_error(e: &AppendError) -> ResponseError {
         AppendError::Sequence(_) => ResponseError::OutOfOrderSequenceNumber,
         // Another broker has led the partition since this one's metadata says it leads.
         AppendError::StaleLeaderEpoch { .. } => ResponseError::NotLeaderOrFollower,
+        // Only a follower's appends check offsets; a producer's never see this.
+        AppendError::NotContiguous { .. } => ResponseError::UnknownServerError,
         AppendError::Storage(_) => ResponseError::KafkaStorageError,
     }
 }

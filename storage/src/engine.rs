@@ -303,6 +303,58 @@ impl Engine {
         })
     }
 
+    /// Appends a leader's batches as a follower: at the offsets and with the leader epochs they
+    /// carry, which must continue this log exactly (the first at its end, each after the one
+    /// before, epochs never going back). The batches were checked by the leader; here they are
+    /// checked whole (CRC, framing) and their producers' sequences recorded, not judged, so a
+    /// follower's producer state is the leader's.
+    pub fn append_replica(&self, batches: Bytes, now_ms: i64) -> Result<Appended, AppendError> {
+        let mut st = self.state.borrow_mut();
+        st.check_usable()?;
+        let ranges = batch::split_batches(&batches, u32::MAX)?;
+        let mut expected = st.next_offset;
+        let mut newest_epoch = st.epochs.latest().map(|(e, _)| e);
+        for range in &ranges {
+            let header = BatchHeader::parse(&batches[range.clone()]).expect("validated");
+            if header.base_offset() != expected {
+                return Err(AppendError::NotContiguous {
+                    expected,
+                    got: header.base_offset(),
+                });
+            }
+            let epoch = header.partition_leader_epoch();
+            if let Some(newest) = newest_epoch.filter(|&n| n > epoch) {
+                return Err(AppendError::StaleLeaderEpoch {
+                    asked: epoch,
+                    newest,
+                });
+            }
+            newest_epoch = Some(epoch);
+            expected = header.last_offset() + 1;
+        }
+        self.reserve_write_buffer(batches.len())?;
+        // One copy of the set: the batches must not pin the larger response buffer they came in.
+        let mut copy = BytesMut::from(&batches[..]);
+        let base_offset = st.next_offset;
+        for range in ranges {
+            let one = copy.split_to(range.len()).freeze();
+            let epoch = BatchHeader::parse(&one).expect("validated").partition_leader_epoch();
+            let at = st.next_offset;
+            if st.epochs.assign(epoch, at) {
+                st.epochs_unstored = true;
+            }
+            let meta = self.place(&mut st, one, now_ms);
+            st.producers.record_stored(&meta, now_ms);
+        }
+        self.flusher_wakeup.raise();
+        Ok(Appended {
+            base_offset,
+            last_offset: st.next_offset - 1,
+            log_append_time_ms: -1,
+            log_start: st.log_start,
+        })
+    }
+
     fn reserve_write_buffer(&self, bytes: usize) -> Result<(), AppendError> {
         let mut shard = self.shard.state.borrow_mut();
         let limit = self.shard.config.write_buffer_bytes;

@@ -42,6 +42,9 @@ pub enum AppendError {
     /// broker has led the partition since.
     #[error("leader epoch {asked} is older than epoch {newest}, which already wrote into the log")]
     StaleLeaderEpoch { asked: i32, newest: i32 },
+    /// A follower's batches do not continue its log: it must truncate or fetch from its end.
+    #[error("batches at offset {got} do not continue the log, which ends at {expected}")]
+    NotContiguous { expected: i64, got: i64 },
     #[error(transparent)]
     Storage(#[from] StorageError),
 }

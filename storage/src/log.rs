@@ -229,6 +229,25 @@ impl PartitionLog {
         })
     }
 
+    /// Appends a leader's batches as this partition's follower, keeping their offsets and
+    /// leader epochs (see `Engine::append_replica`): they must start at this log's end
+    /// ([`AppendError::NotContiguous`] otherwise: truncate first, or fetch from the end).
+    pub fn append_replica(
+        self: &Rc<Self>,
+        batches: Bytes,
+        now_ms: i64,
+    ) -> Result<AppendReceipt, AppendError> {
+        let appended = self.engine.append_replica(batches, now_ms)?;
+        Ok(AppendReceipt {
+            base_offset: Offset(appended.base_offset),
+            last_offset: Offset(appended.last_offset),
+            log_append_time_ms: appended.log_append_time_ms,
+            log_start_offset: Offset(appended.log_start),
+            end_offset: appended.last_offset + 1,
+            log: self.clone(),
+        })
+    }
+
     /// [`append`](Self::append), waiting in the shard's line while its write buffer is full
     /// (see `room`) for at most `wait_max`; past it the answer is
     /// [`AppendError::Backpressure`]. `now_ms` is read when the append happens.
