@@ -25,8 +25,10 @@ use futures::{SinkExt, StreamExt};
 use kafka_protocol::error::ResponseError;
 
 use crate::ids::{NodeId, PartitionId, ShardId};
-use crate::metadata::{MetadataSnapshot, TopicMeta};
-use crate::quorum::image::{Applied, Assignment, ClusterImage, Command, Outcome, Proposal};
+use crate::metadata::{MetadataSnapshot, PartitionState, TopicMeta};
+use crate::quorum::image::{
+    Applied, Assignment, ClusterImage, Command, IsrChange, Outcome, Proposal,
+};
 use crate::quorum::node::{AppliedBatch, Input};
 use crate::shard::ShardCtx;
 use crate::shard_msg::{ShardReply, ShardRequest};
@@ -62,6 +64,8 @@ pub enum ControlRequest {
         configs: BTreeMap<String, String>,
         validate_only: bool,
     },
+    /// A partition leader's ISR change.
+    AlterPartition(IsrChange),
     /// Replaces the topic's whole set of overrides (the handler computes it from the operations).
     SetTopicConfigs {
         name: String,
@@ -96,6 +100,8 @@ pub enum ControlDone {
     /// The topic as it now is (or would be, under `validate_only`).
     Topic(TopicMeta),
     BrokerConfigs,
+    /// The partition as it now is.
+    Partition(PartitionState),
 }
 
 pub type ControlReply = Result<ControlDone, ControlError>;
@@ -192,7 +198,7 @@ pub async fn call_topic(
 ) -> Result<TopicMeta, ControlError> {
     match call(ctx, request).await? {
         ControlDone::Topic(meta) => Ok(meta),
-        ControlDone::BrokerConfigs => Err(ControlError::new(
+        ControlDone::BrokerConfigs | ControlDone::Partition(_) => Err(ControlError::new(
             ResponseError::UnknownServerError,
             "a topic change answered as a broker change",
         )),
@@ -232,6 +238,7 @@ pub async fn serve(ctx: &ShardCtx, request: ControlRequest) -> ControlReply {
     }?;
     match outcome {
         Outcome::Topic(meta) => Ok(ControlDone::Topic(meta)),
+        Outcome::Partition(state) => Ok(ControlDone::Partition(state)),
         Outcome::Done | Outcome::Registered { .. } => Ok(ControlDone::BrokerConfigs),
     }
 }
@@ -266,6 +273,7 @@ fn checked_command(
             (command, validate_only)
         }
         ControlRequest::DeleteTopic { name } => (Command::DeleteTopic { name }, false),
+        ControlRequest::AlterPartition(change) => (Command::AlterPartition(change), false),
         ControlRequest::CreatePartitions {
             name,
             count,

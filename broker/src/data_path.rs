@@ -27,6 +27,7 @@ use crate::ids::{PartitionId, ShardId, TopicPartition};
 use crate::partition_ops::ListOffsetResult;
 use crate::partition_ops::{self, DeleteRecordsResult, EpochEndResult, FetchResult};
 use crate::partition_ops::{Acks, ProduceResult};
+use crate::replication::Replica;
 use crate::shard::ShardCtx;
 use crate::shard_msg::{ShardReply, ShardRequest};
 
@@ -60,9 +61,55 @@ pub trait PartitionOp: Clone + Send + Sized + 'static {
 /// One partition on its owning shard, as an operation sees it.
 #[derive(Clone, Copy)]
 pub struct Owner<'a> {
+    pub ctx: &'a ShardCtx,
+    pub tp: &'a TopicPartition,
     pub log: &'a Rc<PartitionLog>,
     /// The epoch of the partition's leader.
     pub leader_epoch: LeaderEpoch,
+    pub replica: &'a Replica,
+}
+
+impl Owner<'_> {
+    /// The partition's high watermark as of the current metadata: the end of what every
+    /// in-sync replica holds (see `replication::state`).
+    pub fn high_watermark(&self) -> Offset {
+        let metadata = self.ctx.metadata.borrow();
+        match metadata.partition(&self.tp.topic, self.tp.partition) {
+            Some(state) => self
+                .replica
+                .high_watermark(self.log, state, metadata.broker.node_id.0),
+            None => self.log.written_end_offset(),
+        }
+    }
+
+    /// The partition's in-sync replicas, and how many acks=all needs (`min.insync.replicas`:
+    /// the topic's, else the broker's), as of the current metadata.
+    pub fn isr_and_min(&self) -> (usize, usize) {
+        let metadata = self.ctx.metadata.borrow();
+        let broker_min = metadata.broker_config.min_insync_replicas as usize;
+        let Some(topic) = metadata.topic(&self.tp.topic) else {
+            return (1, 1);
+        };
+        let min = topic
+            .configs
+            .get("min.insync.replicas")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(broker_min);
+        let isr = metadata
+            .partition(&self.tp.topic, self.tp.partition)
+            .map_or(1, |p| p.isr.len());
+        (isr, min)
+    }
+
+    /// Whether this broker still leads the partition at the epoch the work started under.
+    pub fn still_leads(&self) -> bool {
+        let metadata = self.ctx.metadata.borrow();
+        metadata
+            .partition(&self.tp.topic, self.tp.partition)
+            .is_none_or(|p| {
+                p.leader == metadata.broker.node_id.0 && p.leader_epoch == self.leader_epoch.0
+            })
+    }
 }
 
 /// An operation and the partitions it is for, as the owner receives them.
@@ -80,10 +127,12 @@ pub enum DataRequest {
     ListOffsets(Work<ListOffsets>),
     DeleteRecords(Work<DeleteRecords>),
     EpochEnds(Work<EpochEnds>),
-    /// Resolves when any partition has data at or past its offset, or after `timeout`.
+    /// Resolves when any partition has data at or past its offset (`committed`: when its
+    /// high watermark may have passed it), or after `timeout`.
     WaitForData {
         items: Vec<(TopicPartition, Offset)>,
         timeout: Duration,
+        committed: bool,
     },
 }
 
@@ -108,7 +157,10 @@ pub struct Produce {
 
 /// Read whole batches from an offset.
 #[derive(Clone, Copy, Debug)]
-pub struct Fetch;
+pub struct Fetch {
+    /// The follower fetching (its node id), or `None` for a consumer.
+    pub replica: Option<i32>,
+}
 
 /// One partition of a fetch.
 #[derive(Clone, Copy, Debug)]
@@ -180,7 +232,7 @@ impl PartitionOp for Produce {
     carried_as!(Produce, Produced);
 
     async fn run(&self, on: Owner<'_>, records: Bytes) -> ProduceResult {
-        partition_ops::produce(on.log, records, on.leader_epoch, self.acks, self.timeout).await
+        partition_ops::produce(on, records, self.acks, self.timeout).await
     }
 
     fn failed(error: ResponseError, why: String) -> ProduceResult {
@@ -194,7 +246,13 @@ impl PartitionOp for Fetch {
     carried_as!(Fetch, Fetched);
 
     async fn run(&self, on: Owner<'_>, item: FetchItem) -> FetchResult {
-        partition_ops::fetch(on.log, item.offset, item.max_bytes).await
+        match self.replica {
+            None => {
+                let hw = on.high_watermark();
+                partition_ops::fetch(on.log, item.offset, item.max_bytes, hw, hw).await
+            }
+            Some(replica) => crate::replication::isr::follower_fetch(on, replica, item).await,
+        }
     }
 
     fn leader_epoch_asked(item: &FetchItem) -> Option<LeaderEpoch> {
@@ -212,7 +270,8 @@ impl PartitionOp for ListOffsets {
     carried_as!(ListOffsets, Listed);
 
     async fn run(&self, on: Owner<'_>, item: ListOffsetsItem) -> ListOffsetResult {
-        partition_ops::list_offset(on.log, item.timestamp, on.leader_epoch).await
+        let hw = on.high_watermark();
+        partition_ops::list_offset(on.log, item.timestamp, on.leader_epoch, hw).await
     }
 
     fn leader_epoch_asked(item: &ListOffsetsItem) -> Option<LeaderEpoch> {
@@ -230,7 +289,7 @@ impl PartitionOp for DeleteRecords {
     carried_as!(DeleteRecords, Deleted);
 
     async fn run(&self, on: Owner<'_>, before: DeleteBefore) -> DeleteRecordsResult {
-        partition_ops::delete_records(on.log, before).await
+        partition_ops::delete_records(on.log, before, on.high_watermark()).await
     }
 
     fn failed(error: ResponseError, _why: String) -> DeleteRecordsResult {
@@ -260,20 +319,32 @@ impl<O: PartitionOp> Work<O> {
     /// Runs the work for every item on this shard (their owner): one answer per item, in order.
     async fn run(self, ctx: &ShardCtx) -> Vec<O::Answer> {
         let op = &self.op;
+        let now = odradek_storage::now_ms();
         // join_all polls every future once, in order, before any completes: the appends of a
         // produce happen in item order.
         let work = self.items.into_iter().map(|(tp, item)| {
             let log = ctx.partition(&tp);
+            let replica = ctx.replica(&tp);
             // Borrowed, not cloned: no atomic on the data path (the borrow ends before any await).
-            let leader_epoch = ctx.metadata.borrow().leader_epoch(&tp.topic, tp.partition);
+            let leader_epoch = {
+                let metadata = ctx.metadata.borrow();
+                let state = metadata.partition(&tp.topic, tp.partition);
+                if let Some(state) = state {
+                    replica.follow_metadata(state, now);
+                }
+                state.map_or(LeaderEpoch::SINGLE_NODE, |p| LeaderEpoch(p.leader_epoch))
+            };
             async move {
                 let asked = O::leader_epoch_asked(&item);
                 match log {
                     Some(log) => match partition_ops::check_leader_epoch(leader_epoch, asked) {
                         Ok(()) => {
                             let on = Owner {
+                                ctx,
+                                tp: &tp,
                                 log: &log,
                                 leader_epoch,
+                                replica: &replica,
                             };
                             op.run(on, item).await
                         }
@@ -297,12 +368,16 @@ pub async fn serve(ctx: &ShardCtx, request: DataRequest) -> DataReply {
         DataRequest::ListOffsets(work) => DataReply::Listed(work.run(ctx).await),
         DataRequest::DeleteRecords(work) => DataReply::Deleted(work.run(ctx).await),
         DataRequest::EpochEnds(work) => DataReply::EpochEnded(work.run(ctx).await),
-        DataRequest::WaitForData { items, timeout } => {
+        DataRequest::WaitForData {
+            items,
+            timeout,
+            committed,
+        } => {
             let waits = items
                 .into_iter()
-                .filter_map(|(tp, offset)| ctx.partition(&tp).map(|log| (log, offset)))
-                .collect::<Vec<(Rc<PartitionLog>, Offset)>>();
-            partition_ops::wait_for_any(waits, timeout).await;
+                .filter_map(|(tp, offset)| Some((ctx.partition(&tp)?, ctx.replica(&tp), offset)))
+                .collect::<Vec<(Rc<PartitionLog>, Rc<Replica>, Offset)>>();
+            partition_ops::wait_for_any(waits, committed, timeout).await;
             DataReply::DataReady
         }
     }
@@ -378,6 +453,7 @@ pub async fn wait_for_any_owner(
     ctx: &ShardCtx,
     items: Vec<(TopicPartition, Offset)>,
     timeout: Duration,
+    committed: bool,
 ) {
     let mut groups: BTreeMap<ShardId, Vec<(TopicPartition, Offset)>> = BTreeMap::new();
     for (tp, offset) in items {
@@ -392,7 +468,11 @@ pub async fn wait_for_any_owner(
     }
     // Each owner stops waiting at `timeout` by itself, so the first answer comes by then.
     let waits = groups.into_iter().map(|(shard, items)| {
-        let request = ShardRequest::Data(DataRequest::WaitForData { items, timeout });
+        let request = ShardRequest::Data(DataRequest::WaitForData {
+            items,
+            timeout,
+            committed,
+        });
         Box::pin(ctx.router.call(shard, request))
     });
     let _ = select_all(waits).await;

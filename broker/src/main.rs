@@ -59,6 +59,7 @@ mod preflight;
 mod producer_ids;
 mod quorum;
 mod registry;
+mod replication;
 mod retention;
 mod router;
 mod server;

@@ -40,7 +40,8 @@ impl TopicMeta {
 pub struct PartitionState {
     /// Replica brokers, the preferred leader first.
     pub replicas: Vec<i32>,
-    /// The in-sync replicas. Until followers replicate (the next issue) only the leader.
+    /// The in-sync replicas: those that hold every record below the high watermark (the
+    /// leader's AlterPartition changes it; a fenced broker leaves it).
     pub isr: Vec<i32>,
     /// `-1`: none (every ISR member is fenced).
     pub leader: i32,
@@ -51,12 +52,18 @@ pub struct PartitionState {
 }
 
 impl PartitionState {
-    /// A new partition on `replicas`, led by the first.
-    pub fn new(replicas: Vec<i32>) -> PartitionState {
+    /// A new partition on `replicas`, led by the first, with every replica in `live` in sync
+    /// (an empty log is as far as any; Kafka's new partitions start so too).
+    pub fn new(replicas: Vec<i32>, live: &[i32]) -> PartitionState {
         let leader = replicas.first().copied().unwrap_or(-1);
+        let isr = replicas
+            .iter()
+            .copied()
+            .filter(|r| *r == leader || live.contains(r))
+            .collect();
         PartitionState {
             replicas,
-            isr: vec![leader],
+            isr,
             leader,
             leader_epoch: 0,
             partition_epoch: 0,

@@ -19,7 +19,8 @@ use odradek_storage::{
     SequenceError, StorageError,
 };
 
-use crate::data_path::DeleteBefore;
+use crate::data_path::{DeleteBefore, Owner};
+use crate::replication::{acks, Replica};
 
 /// What a producer waits for (Kafka's `acks`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -189,20 +190,32 @@ pub const EARLIEST_LOCAL_TIMESTAMP: i64 = -4;
 pub const LATEST_TIERED_TIMESTAMP: i64 = -5;
 
 /// Appends `records` (waiting up to `wait_max` in line for write-buffer room) and waits for the
-/// milestone `acks` asks for: durable, written, or nothing (the append is still ordered before
-/// any later one on this partition).
+/// milestone `acks` asks for: for acks=all, durable here and on every in-sync replica (the high
+/// watermark past it, within `wait_max` too); for acks=1 written; or nothing (the append is
+/// still ordered before any later one on this partition). acks=all needs `min.insync.replicas`
+/// in the ISR before the append (NOT_ENOUGH_REPLICAS) and once replicated
+/// (NOT_ENOUGH_REPLICAS_AFTER_APPEND).
 pub async fn produce(
-    log: &Rc<PartitionLog>,
+    on: Owner<'_>,
     records: Bytes,
-    epoch: LeaderEpoch,
     acks: Acks,
     wait_max: Duration,
 ) -> ProduceResult {
+    let log = on.log;
+    let deadline = std::time::Instant::now() + wait_max;
+    if acks == Acks::All {
+        if let Err(failed) = acks::enough_replicas(&on, ResponseError::NotEnoughReplicas) {
+            return failed;
+        }
+    }
     let records = match recompressed(log.config().compression, records) {
         Ok(records) => records,
         Err(why) => return ProduceResult::failed(ResponseError::CorruptMessage, why),
     };
-    let receipt = match log.append_in_line(records, epoch, now_ms, wait_max).await {
+    let receipt = match log
+        .append_in_line(records, on.leader_epoch, now_ms, wait_max)
+        .await
+    {
         Ok(receipt) => receipt,
         Err(e) => {
             let mut failed = ProduceResult::failed(append_error(&e), e.to_string());
@@ -218,6 +231,11 @@ pub async fn produce(
     if let Err(e) = milestone {
         tracing::error!(error = %e, "append failed on the device");
         return ProduceResult::failed(ResponseError::KafkaStorageError, e.to_string());
+    }
+    if acks == Acks::All {
+        if let Err(failed) = acks::replicated(&on, receipt.last_offset, deadline).await {
+            return failed;
+        }
     }
     ProduceResult {
         error_code: 0,
@@ -316,10 +334,16 @@ fn append_error(e: &AppendError) -> ResponseError {
     }
 }
 
-/// Reads whole batches from the one containing `offset`, up to the high watermark. Regions of
-/// closed segments are read into memory here, on the owning shard.
-pub async fn fetch(log: &PartitionLog, offset: Offset, max_bytes: usize) -> FetchResult {
-    let high_watermark = log.written_end_offset();
+/// Reads whole batches from the one containing `offset`, up to `upper_bound` (the high
+/// watermark for a consumer, the written end for a follower). Regions of closed segments are
+/// read into memory here, on the owning shard.
+pub async fn fetch(
+    log: &PartitionLog,
+    offset: Offset,
+    max_bytes: usize,
+    upper_bound: Offset,
+    high_watermark: Offset,
+) -> FetchResult {
     let mut result = FetchResult {
         error_code: 0,
         high_watermark: high_watermark.get(),
@@ -327,7 +351,7 @@ pub async fn fetch(log: &PartitionLog, offset: Offset, max_bytes: usize) -> Fetc
         log_start_offset: log.log_start_offset().get(),
         records: Vec::new(),
     };
-    let failed = match log.read(offset, max_bytes, high_watermark).await {
+    let failed = match log.read(offset, max_bytes, upper_bound).await {
         Ok(outcome) => match in_memory(outcome.chunks).await {
             Ok(records) => {
                 result.records = records;
@@ -374,15 +398,28 @@ async fn in_memory(chunks: Vec<Chunk>) -> Result<Vec<Bytes>, StorageError> {
     Ok(pieces)
 }
 
-/// Waits until any of `(log, offset)` has data at or past its offset, or `timeout` passes.
-pub async fn wait_for_any(waits: Vec<(Rc<PartitionLog>, Offset)>, timeout: Duration) {
+/// Waits until any of `(log, replica, offset)` has data at or past its offset, or `timeout`
+/// passes. `committed` (a consumer's wait): until its high watermark may have passed the
+/// offset, so that data written but not yet replicated does not wake the wait again and again.
+pub async fn wait_for_any(
+    waits: Vec<(Rc<PartitionLog>, Rc<Replica>, Offset)>,
+    committed: bool,
+    timeout: Duration,
+) {
     if waits.is_empty() {
         glommio::timer::sleep(timeout).await;
         return;
     }
     let waiters = waits
         .iter()
-        .map(|(log, offset)| Box::pin(log.wait_for_data(*offset)))
+        .map(|(log, replica, offset)| {
+            Box::pin(async move {
+                match committed {
+                    true => replica.high_watermark_moved(log, *offset).await,
+                    false => log.wait_for_data(*offset).await,
+                }
+            })
+        })
         .collect::<Vec<_>>();
     let timer = Box::pin(glommio::timer::sleep(timeout));
     let _ = select(select_all(waiters), timer).await;
@@ -396,6 +433,7 @@ pub async fn list_offset(
     log: &PartitionLog,
     timestamp: i64,
     epoch: LeaderEpoch,
+    high_watermark: Offset,
 ) -> ListOffsetResult {
     let found = |timestamp, offset: i64| ListOffsetResult {
         error_code: 0,
@@ -404,21 +442,23 @@ pub async fn list_offset(
         leader_epoch: (offset >= 0).then(|| written_by(log, offset, epoch)),
     };
     match timestamp {
-        LATEST_TIMESTAMP => found(-1, log.written_end_offset().get()),
+        LATEST_TIMESTAMP => found(-1, high_watermark.get()),
         // Nothing is in remote storage: as Kafka without it, no offset.
         LATEST_TIERED_TIMESTAMP => found(-1, -1),
         EARLIEST_TIMESTAMP | EARLIEST_LOCAL_TIMESTAMP => found(-1, log.log_start_offset().get()),
         // KIP-734 as Kafka 3.8+ answers it: the offset of the first record holding the largest
         // timestamp, read from its batch (the log only tracks batches).
         MAX_TIMESTAMP => match log.max_timestamp() {
-            Some((ts, batch_last)) => match offset_for_timestamp(log, ts, epoch).await {
-                exact if exact.offset >= 0 => exact,
-                _ => found(ts, batch_last.get()),
-            },
+            Some((ts, batch_last)) => {
+                match offset_for_timestamp(log, ts, epoch, high_watermark).await {
+                    exact if exact.offset >= 0 => exact,
+                    _ => found(ts, batch_last.get()),
+                }
+            }
             None => found(-1, -1),
         },
         t if t < 0 => ListOffsetResult::failed(ResponseError::InvalidRequest),
-        t => offset_for_timestamp(log, t, epoch).await,
+        t => offset_for_timestamp(log, t, epoch, high_watermark).await,
     }
 }
 
@@ -431,6 +471,7 @@ async fn offset_for_timestamp(
     log: &PartitionLog,
     timestamp: i64,
     epoch: LeaderEpoch,
+    high_watermark: Offset,
 ) -> ListOffsetResult {
     let batch = match log.batch_for_timestamp(timestamp).await {
         Ok(Some((_, batch))) => batch,
@@ -440,7 +481,7 @@ async fn offset_for_timestamp(
             return ListOffsetResult::failed(ResponseError::KafkaStorageError);
         }
     };
-    let high_watermark = log.written_end_offset().get();
+    let high_watermark = high_watermark.get();
     match first_record_at_or_after(batch, timestamp) {
         Some((ts, offset)) if offset < high_watermark => ListOffsetResult {
             error_code: 0,
@@ -468,8 +509,11 @@ fn first_record_at_or_after(mut batch: Bytes, timestamp: i64) -> Option<(i64, i6
 }
 
 /// DeleteRecords for one partition.
-pub async fn delete_records(log: &PartitionLog, before: DeleteBefore) -> DeleteRecordsResult {
-    let high_watermark = log.written_end_offset();
+pub async fn delete_records(
+    log: &PartitionLog,
+    before: DeleteBefore,
+    high_watermark: Offset,
+) -> DeleteRecordsResult {
     let target = match before {
         DeleteBefore::HighWatermark => high_watermark,
         DeleteBefore::Offset(offset) => offset,

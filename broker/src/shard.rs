@@ -18,6 +18,7 @@ use crate::ids::{shard_for, PartitionId, ShardId, TopicPartition};
 use crate::metadata::MetadataSnapshot;
 use crate::producer_ids::ProducerIds;
 use crate::quorum::node::QuorumStatus;
+use crate::replication::{Notify, Replica};
 use crate::router::{MeshMsg, Router};
 
 /// What every shard of the node shares (the one lock here is off the data path: DescribeQuorum
@@ -39,6 +40,12 @@ pub struct ShardCtx {
     pub metadata: RefCell<Arc<MetadataSnapshot>>,
     /// The partitions this shard owns.
     pub partitions: RefCell<HashMap<TopicPartition, Rc<PartitionLog>>>,
+    /// Their replication state (as leader or follower), beside each log.
+    pub replicas: RefCell<HashMap<TopicPartition, Rc<Replica>>>,
+    /// Wakes this shard's ISR task (a follower may have caught up).
+    pub isr_wakeup: Notify,
+    /// Wakes this shard's replica fetcher supervisor (leaders may have changed).
+    pub fetcher_wakeup: Notify,
     pub storage: Rc<ShardStorage>,
     pub router: Router,
     /// The way to the metadata quorum; set on shard 0 only, once the quorum starts.
@@ -72,6 +79,9 @@ impl ShardCtx {
             config,
             metadata: RefCell::new(metadata),
             partitions: RefCell::new(HashMap::new()),
+            replicas: RefCell::new(HashMap::new()),
+            isr_wakeup: Notify::default(),
+            fetcher_wakeup: Notify::default(),
             storage,
             router: Router::new(shard, senders, weak.clone()),
             control: OnceCell::new(),
@@ -94,5 +104,17 @@ impl ShardCtx {
     /// The log of a partition this shard owns.
     pub fn partition(&self, tp: &TopicPartition) -> Option<Rc<PartitionLog>> {
         self.partitions.borrow().get(tp).cloned()
+    }
+
+    /// The replication state of a partition this shard owns (created on first use).
+    pub fn replica(&self, tp: &TopicPartition) -> Rc<Replica> {
+        if let Some(replica) = self.replicas.borrow().get(tp) {
+            return Rc::clone(replica);
+        }
+        let replica = Rc::new(Replica::default());
+        self.replicas
+            .borrow_mut()
+            .insert(tp.clone(), Rc::clone(&replica));
+        replica
     }
 }

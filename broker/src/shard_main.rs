@@ -21,12 +21,12 @@ use crate::ids::{NodeId, ShardId};
 use crate::metadata::{BrokerEndpoint, MetadataSnapshot};
 use crate::quorum::image::ClusterImage;
 use crate::quorum::start::QuorumStart;
-use crate::retention;
 use crate::router::Mesh;
 use crate::service::BrokerService;
 use crate::settings::ProcessRoles;
 use crate::shard::ShardCtx;
 use crate::shard_msg;
+use crate::{replication, retention};
 
 /// What a shard tells the main thread while starting.
 #[derive(Debug)]
@@ -246,6 +246,9 @@ async fn serve_until_stop(ctx: Rc<ShardCtx>, listener: Option<TcpListener>, shar
     let shutdown = Shutdown::new();
     let active = Rc::new(Cell::new(0usize));
     glommio::spawn_local(retention::run(Rc::clone(&ctx), shutdown.clone())).detach();
+    let fetching =
+        glommio::spawn_local(replication::fetcher::run(Rc::clone(&ctx), shutdown.clone()));
+    glommio::spawn_local(replication::isr::run(Rc::clone(&ctx), shutdown.clone())).detach();
     let accepting = listener.map(|listener| {
         glommio::spawn_local(accept_loop(
             Rc::clone(&ctx),
@@ -270,6 +273,7 @@ async fn serve_until_stop(ctx: Rc<ShardCtx>, listener: Option<TcpListener>, shar
         accepting.await;
     }
     drain(&active).await;
+    fetching.await;
     barrier(&shared.drained, shared.shard_count).await;
     close_logs(&ctx).await;
     barrier(&shared.closed, shared.shard_count).await;

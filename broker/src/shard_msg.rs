@@ -82,6 +82,13 @@ pub async fn serve(ctx: &ShardCtx, request: ShardRequest) -> ShardReply {
             if snapshot.version > current.version {
                 *current = snapshot;
             }
+            drop(current);
+            // Leaders and ISRs may have changed: waits on a high watermark look again.
+            for replica in ctx.replicas.borrow().values() {
+                replica.wake();
+            }
+            ctx.isr_wakeup.wake();
+            ctx.fetcher_wakeup.wake();
             ShardReply::Done
         }
         ShardRequest::Data(request) => ShardReply::Data(data_path::serve(ctx, request).await),
@@ -134,6 +141,7 @@ async fn delete_partitions(ctx: &ShardCtx, topic: &str, partitions: &[i32]) -> S
     let mut failures = Vec::new();
     for &partition in partitions {
         let tp = TopicPartition::new(topic, partition);
+        ctx.replicas.borrow_mut().remove(&tp);
         let Some(log) = ctx.partitions.borrow_mut().remove(&tp) else {
             continue;
         };

@@ -60,12 +60,7 @@ fn wait_for_brokers(cluster: &mut Cluster, expected: &[i32]) {
 
 /// The coordinator FindCoordinator (v1) names for `group`.
 fn find_coordinator(addr: std::net::SocketAddr, group: &str) -> i32 {
-    use kafka_protocol::messages::{ApiKey, FindCoordinatorRequest, FindCoordinatorResponse};
-    let request = FindCoordinatorRequest::default().with_key(group.to_string().into());
-    let response: FindCoordinatorResponse =
-        call(addr, ApiKey::FindCoordinator, 1, &request, CLIENT_TIMEOUT).expect("FindCoordinator");
-    assert_eq!(response.error_code, 0, "FindCoordinator {group}");
-    response.node_id.0
+    find_coordinator_maybe(addr, group).unwrap_or_else(|| panic!("FindCoordinator {group}"))
 }
 
 /// A group id whose `__consumer_offsets` partition node `node` leads (the topic is created by
@@ -106,6 +101,15 @@ fn produce(bootstrap: &str, topic: &str, count: usize) {
     assert_eq!(log.acked_count(), count, "every record acknowledged");
 }
 
+/// The placement of `topic` once every partition's ISR holds all its replicas (bounded wait).
+fn until_isr_full(bootstrap: &str, topic: &str) -> Vec<(i32, Vec<i32>, Vec<i32>)> {
+    eventually(
+        "every ISR full",
+        || placement(bootstrap, topic),
+        |placed| placed.iter().all(|(_, r, isr)| isr.len() == r.len()),
+    )
+}
+
 #[test]
 fn given_three_nodes_when_a_topic_is_created_through_one_should_serve_it_from_every_other() {
     let mut cluster = Cluster::start(3, &[]);
@@ -120,7 +124,8 @@ fn given_three_nodes_when_a_topic_is_created_through_one_should_serve_it_from_ev
 
     create(&first, "orders", 6, 3).expect("created through node 1");
     wait_for_topic(&third, "orders", 6);
-    let placed = placement(&third, "orders");
+    // Followers join the ISR once they have fetched from their leaders.
+    let placed = until_isr_full(&third, "orders");
     let mut leaders: BTreeMap<i32, usize> = BTreeMap::new();
     for (leader, replicas, isr) in &placed {
         let mut sorted = replicas.clone();
@@ -136,7 +141,7 @@ fn given_three_nodes_when_a_topic_is_created_through_one_should_serve_it_from_ev
         "leaders spread evenly: {placed:?}"
     );
     // Every broker answers for the whole cluster.
-    assert_eq!(placement(&second, "orders"), placed);
+    assert_eq!(until_isr_full(&second, "orders"), placed);
 
     assert_eq!(
         create(&second, "too-wide", 1, 4),
@@ -369,4 +374,52 @@ fn given_three_controllers_and_two_brokers_when_the_active_controller_dies_shoul
         (1..=3).contains(&new) && new != active,
         "another controller: {new}"
     );
+}
+
+#[test]
+fn given_a_groups_commits_when_its_coordinator_is_killed_should_keep_them_on_the_new_one() {
+    let mut cluster = Cluster::start(3, &FAST_FENCING);
+    wait_for_brokers(&mut cluster, &[1, 2, 3]);
+    let bootstrap = cluster.node(1).bootstrap();
+    create(&bootstrap, "tracked", 2, 3).expect("created");
+    wait_for_topic(&bootstrap, "tracked", 2);
+    let victim = 3;
+    let group = group_coordinated_by(&mut cluster, victim);
+    until_isr_full(&bootstrap, "__consumer_offsets");
+
+    let committer: BaseConsumer = consumer(&bootstrap, &[("group.id", group.as_str())]);
+    let mut commits = TopicPartitionList::new();
+    commits
+        .add_partition_offset("tracked", 0, Offset::Offset(17))
+        .expect("add");
+    commits
+        .add_partition_offset("tracked", 1, Offset::Offset(29))
+        .expect("add");
+    committer
+        .commit(&commits, CommitMode::Sync)
+        .expect("commit through the coordinator");
+    drop(committer);
+
+    cluster.node(victim as usize).kill9();
+    let witness = cluster.node(1).addr();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while find_coordinator_maybe(witness, &group) == Some(victim) {
+        assert!(Instant::now() < deadline, "the coordinator never moved");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let reader: BaseConsumer = consumer(&bootstrap, &[("group.id", group.as_str())]);
+    let committed = reader
+        .committed_offsets(commits, CLIENT_TIMEOUT)
+        .expect("committed offsets from the new coordinator");
+    let offsets: Vec<Offset> = committed.elements().iter().map(|e| e.offset()).collect();
+    assert_eq!(offsets, vec![Offset::Offset(17), Offset::Offset(29)]);
+}
+
+/// The coordinator FindCoordinator (v1) names for `group`, or `None` while there is none.
+fn find_coordinator_maybe(addr: std::net::SocketAddr, group: &str) -> Option<i32> {
+    use kafka_protocol::messages::{ApiKey, FindCoordinatorRequest, FindCoordinatorResponse};
+    let request = FindCoordinatorRequest::default().with_key(group.to_string().into());
+    let response: FindCoordinatorResponse =
+        call(addr, ApiKey::FindCoordinator, 1, &request, CLIENT_TIMEOUT).ok()?;
+    (response.error_code == 0).then_some(response.node_id.0)
 }

@@ -8,21 +8,12 @@ mod common;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use rdkafka::admin::{NewTopic, TopicReplication};
-
 use common::*;
 
 const NOT_LEADER_OR_FOLLOWER: i16 = 6;
 
 fn create(bootstrap: &str, topic: &str, partitions: i32, replication: i32) {
-    let admin = admin(bootstrap);
-    let new_topic = NewTopic::new(topic, partitions, TopicReplication::Fixed(replication));
-    let results = block_on(admin.create_topics([&new_topic], &admin_options()))
-        .unwrap_or_else(|e| panic!("CreateTopics {topic}: {e}"));
-    if let Err((name, code)) = &results[0] {
-        panic!("CreateTopics {name}: {code:?}");
-    }
-    wait_for_topic(bootstrap, topic, partitions);
+    create_topic_with(bootstrap, topic, (partitions, replication), &[]);
 }
 
 /// Each partition's leader as the broker at `bootstrap` reports it (-1: none).
@@ -39,30 +30,9 @@ fn describe(bootstrap: &str) -> serde_json::Value {
     serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"))
 }
 
-/// Polls `check` until it holds (bounded); panics with `what` and the last value seen.
-fn eventually<T: std::fmt::Debug>(
-    what: &str,
-    mut probe: impl FnMut() -> T,
-    check: impl Fn(&T) -> bool,
-) -> T {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let value = probe();
-        if check(&value) {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "{what}: last seen {value:?}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
 #[test]
 fn given_a_broker_killed_when_its_session_times_out_should_be_fenced_and_lead_again_on_return() {
-    let settings = [
-        ("broker.heartbeat.interval.ms", "300"),
-        ("broker.session.timeout.ms", "2000"),
-    ];
-    let mut cluster = Cluster::start(3, &settings);
+    let mut cluster = Cluster::start(3, &FAST_FENCING);
     let controller = cluster.controller() as usize;
     // A broker that is not the controller (the controller's own death is another test).
     let victim = (1..=3).find(|id| *id != controller).expect("another node");

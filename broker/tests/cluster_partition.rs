@@ -4,7 +4,8 @@
 //! majority's history and follows its leader.
 //!
 //! Needs root (`ip netns`, veth pairs), hence `#[ignore]`; `.ci/run` runs the ignored tests as
-//! root. Topology, every name carrying the test's pid so that parallel runs do not meet:
+//! root. Topology, every name carrying the test's pid and run number so that parallel runs do
+//! not meet:
 //!
 //! ```text
 //!  root namespace                 odradek-t<pid>-net             odradek-t<pid>-n<i>
@@ -70,13 +71,17 @@ impl Network {
             "this test makes network namespaces and veth pairs, which needs root: run it as \
              root (as .ci/run does)"
         );
+        // The tests of one process run in parallel: each network is the pid's and a number's.
+        static BUILT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let run = BUILT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let pid = std::process::id();
-        // 10.200.0.0 to 10.249.255.0: a /24 per pid, unlikely to be a network of the machine's;
+        let id = pid.wrapping_mul(4).wrapping_add(run);
+        // 10.200.0.0 to 10.249.255.0: a /24 per run, unlikely to be a network of the machine's;
         // checked below all the same.
-        let subnet = format!("10.{}.{}", 200 + (pid >> 8) % 50, pid & 0xff);
+        let subnet = format!("10.{}.{}", 200 + (id >> 8) % 50, id & 0xff);
         let network = Network {
-            prefix: format!("odradek-t{pid}"),
-            host_link: format!("odk{pid}h"),
+            prefix: format!("odradek-t{pid}-{run}"),
+            host_link: format!("odk{pid}{run}h"),
             subnet,
             nodes,
         };
@@ -291,22 +296,13 @@ fn create_with_client(bootstrap: &str, topic: &str) {
     }
 }
 
-/// Polls `probe` until `check` holds (bounded by [`CONVERGENCE_TIMEOUT`]); panics with `what`
-/// and the last value seen.
+/// [`common::eventually_within`] the partitioned cluster's bound.
 fn eventually<T: std::fmt::Debug>(
     what: &str,
-    mut probe: impl FnMut() -> T,
+    probe: impl FnMut() -> T,
     check: impl Fn(&T) -> bool,
 ) -> T {
-    let deadline = Instant::now() + CONVERGENCE_TIMEOUT;
-    loop {
-        let value = probe();
-        if check(&value) {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "{what}: last seen {value:?}");
-        thread::sleep(Duration::from_millis(200));
-    }
+    eventually_within(CONVERGENCE_TIMEOUT, what, probe, check)
 }
 
 fn names(topics: &[&str]) -> BTreeSet<String> {
@@ -434,4 +430,132 @@ fn given_the_controller_cut_off_when_both_sides_create_topics_should_keep_the_ma
         cluster.node(id).assert_alive();
     }
     phase("one history on every node");
+}
+
+/// Produce v7 with acks=all of one record to `partition` of `topic`, sent to the broker at
+/// `addr` itself: the partition's error code.
+fn produce_at(addr: SocketAddr, topic: &str, partition: i32) -> std::io::Result<i16> {
+    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+    use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+    let records = record_batch(b"from the cut-off leader", now_ms());
+    let request = ProduceRequest::default()
+        .with_acks(-1)
+        .with_timeout_ms(5_000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(partition)
+                .with_records(Some(records.into()))])]);
+    let response: ProduceResponse = call(addr, ApiKey::Produce, 7, &request, CLIENT_TIMEOUT)?;
+    Ok(response.responses[0].partition_responses[0].error_code)
+}
+
+#[test]
+#[ignore = "needs root: network namespaces"]
+fn given_a_partition_leader_cut_off_should_acknowledge_nothing_the_majority_then_loses() {
+    let started = Instant::now();
+    let phase = |what: &str| eprintln!("[test] {what} (at {:?})", started.elapsed());
+    let network = Network::build(3);
+    let mut cluster = Cluster::start_placed(network.placements(), &FAST_FENCING);
+    let addrs: Vec<SocketAddr> = (1..=3).map(|id| cluster.node(id).addr()).collect();
+    eventually(
+        "every node lists the three brokers",
+        || each(&addrs, quorum_at),
+        |seen| seen.iter().all(|(_, brokers)| brokers.len() == 3),
+    );
+    let controller = cluster.controller();
+    let bootstrap = cluster.bootstrap();
+    create_topic_with(
+        &bootstrap,
+        "guarded",
+        (3, 3),
+        &[("min.insync.replicas", "2")],
+    );
+    let placed = eventually(
+        "every ISR full",
+        || placement(&bootstrap, "guarded"),
+        |p| p.iter().all(|(_, _, isr)| isr.len() == 3),
+    );
+    // A partition led by a broker that is not the controller: cut off, it still believes it
+    // leads, and it cannot reach the controller to shrink the ISR.
+    let (partition, leader) = placed
+        .iter()
+        .enumerate()
+        .find(|(_, (leader, _, _))| *leader != controller)
+        .map(|(p, (leader, _, _))| (p as i32, *leader as usize))
+        .expect("leaders are spread over the three brokers");
+    let (producer, log) = producer(&bootstrap, &[]);
+    for i in 0..20 {
+        let value = format!("before-{i}");
+        let record = rdkafka::producer::BaseRecord::<str, str, usize>::with_opaque_to("guarded", i)
+            .partition(partition)
+            .payload(value.as_str());
+        send(&producer, record).expect("queue");
+    }
+    flush(&producer);
+    assert_eq!(log.acked_count(), 20, "{:?}", log.failed().first());
+    phase(&format!(
+        "partition {partition} led by {leader}; cutting its link"
+    ));
+
+    network.cut(leader);
+    let isolated = addrs[leader - 1];
+    let attempt = network.on_node(leader, move || produce_at(isolated, "guarded", partition));
+    let majority: Vec<String> = (1..=3)
+        .filter(|id| *id != leader)
+        .map(|id| addrs[id - 1].to_string())
+        .collect();
+    let majority = majority.join(",");
+    let new_leader = eventually(
+        "the majority elects another leader for the partition",
+        || placement(&majority, "guarded")[partition as usize].0,
+        |l| *l > 0 && *l != leader as i32,
+    );
+    phase(&format!(
+        "broker {new_leader} leads partition {partition} now"
+    ));
+    let code = attempt.join().expect("the attempt ran").expect("an answer");
+    phase(&format!(
+        "the cut-off leader answered acks=all with error {code}"
+    ));
+    assert_ne!(
+        code, 0,
+        "a leader cut off from its ISR and controller acknowledged a write"
+    );
+
+    network.heal(leader);
+    eventually(
+        "the old leader back in the ISR",
+        || placement(&majority, "guarded")[partition as usize].2.len(),
+        |n| *n == 3,
+    );
+    let old = cluster.node(leader).partition_dir("guarded", partition);
+    let new = cluster
+        .node(new_leader as usize)
+        .partition_dir("guarded", partition);
+    eventually(
+        "the old leader byte-identical to the new one (its own record truncated)",
+        || (log_bytes(&old).len(), log_bytes(&new).len()),
+        |_| log_bytes(&old) == log_bytes(&new),
+    );
+    let consumer = consumer(&majority, &[]);
+    consumer_assign(&consumer, "guarded", partition);
+    let values: Vec<String> = drain_for(&consumer, Duration::from_secs(3))
+        .iter()
+        .map(|m| String::from_utf8_lossy(rdkafka::Message::payload(m).unwrap_or_default()).into())
+        .collect();
+    assert_eq!(
+        values.len(),
+        20,
+        "only what the ISR acknowledged: {values:?}"
+    );
+    phase("the old leader follows, holding only what the ISR acknowledged");
+}
+
+fn consumer_assign(consumer: &rdkafka::consumer::BaseConsumer, topic: &str, partition: i32) {
+    use rdkafka::consumer::Consumer;
+    let mut list = rdkafka::TopicPartitionList::new();
+    list.add_partition_offset(topic, partition, rdkafka::Offset::Beginning)
+        .expect("add");
+    consumer.assign(&list).expect("assign");
 }

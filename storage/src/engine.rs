@@ -338,7 +338,9 @@ impl Engine {
         let base_offset = st.next_offset;
         for range in ranges {
             let one = copy.split_to(range.len()).freeze();
-            let epoch = BatchHeader::parse(&one).expect("validated").partition_leader_epoch();
+            let epoch = BatchHeader::parse(&one)
+                .expect("validated")
+                .partition_leader_epoch();
             let at = st.next_offset;
             if st.epochs.assign(epoch, at) {
                 st.epochs_unstored = true;

@@ -153,7 +153,7 @@ impl EpochCache {
     }
 }
 
-fn path(dir: &Path) -> PathBuf {
+pub(crate) fn path(dir: &Path) -> PathBuf {
     dir.join(EPOCH_FILE)
 }
 

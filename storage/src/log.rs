@@ -481,12 +481,30 @@ impl PartitionLog {
         self: Rc<Self>,
         end: Offset,
     ) -> Result<Rc<PartitionLog>, StorageError> {
+        let (dir, config, shard) = self.close_for_rewrite().await?;
+        truncate::truncate_closed(&dir, end.0).await?;
+        PartitionLog::open(dir, config, shard).await
+    }
+
+    /// Closes the log for a rewrite of its closed directory, and answers what reopens it.
+    async fn close_for_rewrite(
+        self: Rc<Self>,
+    ) -> Result<(PathBuf, LogConfig, Rc<ShardStorage>), StorageError> {
         self.close().await?;
         let dir = self.engine.dir.clone();
         let config = self.config();
         let shard = Rc::clone(&self.engine.shard);
-        drop(self);
-        truncate::truncate_closed(&dir, end.0).await?;
+        Ok((dir, config, shard))
+    }
+
+    /// Closes the log, empties it so that it starts (and ends) at `start`, and opens it again:
+    /// for a follower whose leader's log now starts past this log's end.
+    pub async fn restart_at(
+        self: Rc<Self>,
+        start: Offset,
+    ) -> Result<Rc<PartitionLog>, StorageError> {
+        let (dir, config, shard) = self.close_for_rewrite().await?;
+        truncate::empty_closed(&dir, start.get()).await?;
         PartitionLog::open(dir, config, shard).await
     }
 

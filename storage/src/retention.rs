@@ -17,11 +17,11 @@ use crate::types::Offset;
 /// The file holding the log start offset: 8 bytes BE then their CRC32C (4 bytes BE).
 pub(crate) const CHECKPOINT_FILE: &str = "log-start-offset";
 
-fn checkpoint_path(dir: &Path) -> PathBuf {
+pub(crate) fn checkpoint_path(dir: &Path) -> PathBuf {
     dir.join(CHECKPOINT_FILE)
 }
 
-fn encode_checkpoint(log_start: i64) -> Vec<u8> {
+pub(crate) fn encode_checkpoint(log_start: i64) -> Vec<u8> {
     let mut out = log_start.to_be_bytes().to_vec();
     out.extend_from_slice(&crc32c::crc32c(&out).to_be_bytes());
     out

@@ -11,6 +11,10 @@
 //! happens), then segments past the cut from the newest down, then the cut itself. A crash in
 //! between leaves a shorter but whole log, a prefix of the old one, that is cut again once it
 //! is open.
+//!
+//! [`empty_closed`] is the other way a follower starts over: its leader's log now starts past
+//! this log's end (retention or DeleteRecords ran there meanwhile), so nothing here can be
+//! continued; the log is emptied and starts at the leader's start, as Kafka's follower does.
 
 use std::path::Path;
 
@@ -18,6 +22,7 @@ use crate::error::StorageError;
 use crate::fileio::{self, glommio_err};
 use crate::recovery::{self, CLEAN_MARKER};
 use crate::segment::{walk_batches, Segment};
+use crate::{epochs, producers, retention};
 
 /// Cuts the closed log in `dir` so that it ends before `end`, at a batch boundary: a batch
 /// holding `end` goes whole (Kafka does the same), so the log may end below `end`. A log that
@@ -100,4 +105,33 @@ async fn cut_from(
         "log truncated"
     );
     Ok(true)
+}
+
+/// Empties the closed log in `dir` so that it starts, and ends, at `start`: every segment, its
+/// indexes, the producer snapshots and the leader epochs go (newest segment first, so a crash
+/// leaves a prefix of the old log), then the log-start checkpoint says `start`, from which the
+/// next open begins an empty log there.
+pub(crate) async fn empty_closed(dir: &Path, start: i64) -> Result<(), StorageError> {
+    let listing = fileio::create_and_list_dir(dir).await?;
+    let bases = recovery::list_segments(&listing).await?;
+    fileio::remove_if_present(&dir.join(CLEAN_MARKER)).await?;
+    fileio::sync_dir(dir).await?;
+    for &base in bases.iter().rev() {
+        let segment = Segment::new(dir, base);
+        fileio::remove_if_present(&segment.index_path()).await?;
+        fileio::remove_if_present(&segment.time_index_path()).await?;
+        fileio::remove_file(&segment.log_path()).await?;
+    }
+    for (path, name) in &listing {
+        if producers::snapshot_offset(name).is_some() {
+            fileio::remove_if_present(path).await?;
+        }
+    }
+    fileio::remove_if_present(&epochs::path(dir)).await?;
+    let checkpoint = retention::checkpoint_path(dir);
+    fileio::write_file_atomic(&checkpoint, retention::encode_checkpoint(start)).await?;
+    fileio::sync_dir(dir).await?;
+    let segments_removed = bases.len();
+    tracing::info!(dir = %dir.display(), start, segments_removed, "log emptied to start over");
+    Ok(())
 }

@@ -129,15 +129,29 @@ fn given_batches_that_do_not_continue_the_log_should_refuse_them_whole() {
         // A gap: the follower is empty and the leader's batches start at 2.
         let gap = follower.append_replica(from_2.clone(), 0);
         assert!(
-            matches!(gap, Err(AppendError::NotContiguous { expected: 0, got: 2 })),
-            "{:?}", gap.err()
+            matches!(
+                gap,
+                Err(AppendError::NotContiguous {
+                    expected: 0,
+                    got: 2
+                })
+            ),
+            "{:?}",
+            gap.err()
         );
         follower.append_replica(all.clone(), 0).expect("append");
         // An overlap: the same batches again.
         let overlap = follower.append_replica(from_2, 0);
         assert!(
-            matches!(overlap, Err(AppendError::NotContiguous { expected: 6, got: 2 })),
-            "{:?}", overlap.err()
+            matches!(
+                overlap,
+                Err(AppendError::NotContiguous {
+                    expected: 6,
+                    got: 2
+                })
+            ),
+            "{:?}",
+            overlap.err()
         );
         // An epoch older than one already written, at the right offset: refused.
         let mut old = batch(1, 100, 9, 9).to_vec();
@@ -145,8 +159,15 @@ fn given_batches_that_do_not_continue_the_log_should_refuse_them_whole() {
         odradek_storage::batch::set_partition_leader_epoch(&mut old, 2);
         let stale = follower.append_replica(old.into(), 0);
         assert!(
-            matches!(stale, Err(AppendError::StaleLeaderEpoch { asked: 2, newest: 3 })),
-            "{:?}", stale.err()
+            matches!(
+                stale,
+                Err(AppendError::StaleLeaderEpoch {
+                    asked: 2,
+                    newest: 3
+                })
+            ),
+            "{:?}",
+            stale.err()
         );
         // A corrupt batch (a flipped byte under the CRC): refused, nothing appended.
         let mut corrupt = batch(1, 100, 9, 9).to_vec();

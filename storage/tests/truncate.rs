@@ -171,3 +171,46 @@ fn given_a_cut_producer_batch_should_accept_it_again_rather_than_call_it_a_dupli
         log.close().await.expect("close");
     });
 }
+
+#[test]
+fn given_a_leader_whose_log_starts_past_this_end_should_start_over_there() {
+    run(|| async {
+        let tmp = tempdir();
+        let log = open(tmp.path(), config(), &shard()).await;
+        fill(
+            &log,
+            (0..6).map(|i| (2, batch_of_size(1_000, i, 1))).collect(),
+        )
+        .await;
+        assert_eq!(log.log_end_offset(), Offset(6));
+
+        let log = log.restart_at(Offset(40)).await.expect("restart");
+        assert_eq!(
+            (log.log_start_offset(), log.log_end_offset()),
+            (Offset(40), Offset(40))
+        );
+        assert_eq!(log.latest_epoch(), None, "no epoch is left");
+        assert_eq!(segment_files(tmp.path(), ".log"), Vec::<String>::new());
+        // The leader's batches from its start continue it.
+        let mut from_leader = batch(3, 100, 0, 7).to_vec();
+        odradek_storage::batch::set_base_offset(&mut from_leader, 40);
+        odradek_storage::batch::set_partition_leader_epoch(&mut from_leader, 5);
+        log.append_replica(from_leader.into(), 0)
+            .expect("append at the new start")
+            .durable()
+            .await
+            .expect("durable");
+        log.close().await.expect("close");
+        let log = open(tmp.path(), config(), &shard()).await;
+        assert_eq!(
+            (log.log_start_offset(), log.log_end_offset()),
+            (Offset(40), Offset(43))
+        );
+        assert_eq!(log.latest_epoch(), Some((LeaderEpoch(5), Offset(40))));
+        assert_eq!(
+            segment_files(tmp.path(), ".log"),
+            vec!["00000000000000000040.log"]
+        );
+        log.close().await.expect("close");
+    });
+}

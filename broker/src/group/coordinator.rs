@@ -8,7 +8,7 @@
 //! applied to the table. At start each shard replays its partitions of the topic (see
 //! `housekeeping`); until then its groups answer COORDINATOR_LOAD_IN_PROGRESS.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
@@ -23,6 +23,7 @@ use super::{
     CommitItem, GroupDescription, GroupReply, GroupRequest, MemberDescription, TopicPartitions,
     OFFSETS_TOPIC,
 };
+use crate::data_path::Owner;
 use crate::ids::TopicPartition;
 use crate::shard::ShardCtx;
 
@@ -46,9 +47,20 @@ pub const SESSION_TIMEOUT_MS_MAX: i64 = 1_800_000;
 pub struct GroupTable {
     /// By group id; at most [`GROUPS_MAX`].
     pub(super) by_id: RefCell<HashMap<String, Group>>,
-    /// Set once the shard's `__consumer_offsets` partitions are replayed; until then its groups
-    /// answer COORDINATOR_LOAD_IN_PROGRESS.
-    pub(super) loaded: Cell<bool>,
+    /// The `__consumer_offsets` partitions of this shard that this broker leads and whose
+    /// commits are loaded into `by_id`, with the leader epoch they were loaded at. A group of a
+    /// partition led but not (yet) loaded at its current epoch answers
+    /// COORDINATOR_LOAD_IN_PROGRESS (see `housekeeping::load_leaderships`).
+    pub(super) loaded: RefCell<HashMap<i32, i32>>,
+    /// A load runs (one at a time).
+    pub(super) loading: std::cell::Cell<bool>,
+}
+
+impl GroupTable {
+    /// Whether the groups of offsets partition `partition`, led at `epoch`, are loaded.
+    pub(super) fn is_loaded(&self, partition: i32, epoch: i32) -> bool {
+        self.loaded.borrow().get(&partition) == Some(&epoch)
+    }
 }
 
 pub(super) fn limits(ctx: &ShardCtx) -> Limits {
@@ -83,9 +95,15 @@ fn with_group<R>(
 pub async fn serve(ctx: &ShardCtx, request: GroupRequest) -> GroupReply {
     // Not the coordinator (another broker leads the group's offsets partition), or still
     // loading the committed offsets: the client asks FindCoordinator again, or retries.
+    if let Some(group) = request.group() {
+        if super::coordinates(ctx, group) && !super::loaded(ctx, group) {
+            // Newly led (a new topic, a failover): load now rather than at the next tick.
+            super::housekeeping::load_leaderships(ctx).await;
+        }
+    }
     let refused = match request.group() {
         Some(group) if !super::coordinates(ctx, group) => Some(ResponseError::NotCoordinator),
-        _ if !ctx.groups.loaded.get() => Some(ResponseError::CoordinatorLoadInProgress),
+        Some(group) if !super::loaded(ctx, group) => Some(ResponseError::CoordinatorLoadInProgress),
         _ => None,
     };
     match request {
@@ -261,14 +279,39 @@ async fn append_at(
             return Err(ResponseError::CoordinatorNotAvailable.code());
         }
     };
-    match receipt.durable().await {
-        Ok(()) => Ok(receipt.base_offset.get()),
-        Err(error) => {
-            tracing::error!(group, %error, "offset commit not durable");
-            Err(ResponseError::KafkaStorageError.code())
-        }
+    if let Err(error) = receipt.durable().await {
+        tracing::error!(group, %error, "offset commit not durable");
+        return Err(ResponseError::KafkaStorageError.code());
     }
+    // As Kafka's commits (acks=all): on every in-sync replica of the partition before the
+    // answer, so a new coordinator after a failover has them.
+    let tp = TopicPartition::new(OFFSETS_TOPIC, partition);
+    let replica = ctx.replica(&tp);
+    let on = Owner {
+        ctx,
+        tp: &tp,
+        log: &log,
+        leader_epoch: epoch,
+        replica: &replica,
+    };
+    let deadline = std::time::Instant::now() + COMMIT_REPLICATION_WAIT_MAX;
+    if let Err(failed) =
+        crate::replication::acks::replicated(&on, receipt.last_offset, deadline).await
+    {
+        tracing::warn!(group, why = ?failed.error_message, "offset commit not replicated");
+        // Kafka's mapping of a commit's append errors.
+        let error = match ResponseError::try_from_code(failed.error_code) {
+            Some(ResponseError::NotLeaderOrFollower) => ResponseError::NotCoordinator,
+            Some(ResponseError::RequestTimedOut) => ResponseError::RequestTimedOut,
+            _ => ResponseError::CoordinatorNotAvailable,
+        };
+        return Err(error.code());
+    }
+    Ok(receipt.base_offset.get())
 }
+
+/// How long a commit waits for the ISR (Kafka's `offsets.commit.timeout.ms` default).
+const COMMIT_REPLICATION_WAIT_MAX: std::time::Duration = std::time::Duration::from_secs(5);
 
 async fn commit(
     ctx: &ShardCtx,

@@ -23,13 +23,13 @@ const EXPIRY_EVERY_TICKS: u32 = 600;
 /// One replay read.
 const REPLAY_READ_BYTES: usize = 1 << 20;
 
-/// At start, on every shard: replays this shard's partitions of `__consumer_offsets` (when the
-/// topic exists), then serves its groups and starts the tick.
+/// At start, on every shard: loads the commits of the `__consumer_offsets` partitions this
+/// broker leads on the shard, then starts the tick (which loads them again at every change of
+/// leadership).
 pub async fn start(ctx: &Rc<ShardCtx>) {
-    let replayed = replay(ctx).await;
-    ctx.groups.loaded.set(true);
-    if replayed > 0 {
-        tracing::info!(shard = %ctx.shard, commits = replayed, "committed offsets loaded");
+    let loaded = load_leaderships(ctx).await;
+    if loaded > 0 {
+        tracing::info!(shard = %ctx.shard, commits = loaded, "committed offsets loaded");
     }
     glommio::spawn_local(tick_loop(Rc::clone(ctx))).detach();
 }
@@ -67,8 +67,25 @@ pub async fn ensure_offsets_topic(ctx: &ShardCtx) -> bool {
     true
 }
 
-/// Reads every commit of this shard's `__consumer_offsets` partitions into the group table.
-pub(super) async fn replay(ctx: &ShardCtx) -> usize {
+/// Brings the group table in line with the leadership of this shard's `__consumer_offsets`
+/// partitions: the groups of a partition this broker no longer leads go (their members find
+/// the new coordinator); the commits of one it has come to lead, at start or after a failover,
+/// are read from its log (everything this replica holds: as the new leader its log is the
+/// partition's). Until a partition is loaded at its current epoch, its groups answer
+/// COORDINATOR_LOAD_IN_PROGRESS.
+/// Answers how many commits it loaded.
+pub(super) async fn load_leaderships(ctx: &ShardCtx) -> usize {
+    if ctx.groups.loading.replace(true) {
+        return 0;
+    }
+    let loaded = load_leaderships_now(ctx).await;
+    ctx.groups.loading.set(false);
+    loaded
+}
+
+async fn load_leaderships_now(ctx: &ShardCtx) -> usize {
+    let metadata = ctx.metadata();
+    let me = metadata.broker.node_id.0;
     let logs: Vec<(TopicPartition, Rc<PartitionLog>)> = ctx
         .partitions
         .borrow()
@@ -76,26 +93,52 @@ pub(super) async fn replay(ctx: &ShardCtx) -> usize {
         .filter(|(tp, _)| tp.topic == OFFSETS_TOPIC)
         .map(|(tp, log)| (tp.clone(), Rc::clone(log)))
         .collect();
-    let mut commits: HashMap<OffsetKey, Committed> = HashMap::new();
+    let mut loaded = 0;
     for (tp, log) in logs {
-        if let Err(error) = replay_log(&log, &mut commits).await {
-            tracing::error!(partition = %tp, %error, "replaying committed offsets failed");
-        }
-    }
-    let count = commits.len();
-    let mut groups = ctx.groups.by_id.borrow_mut();
-    let now = now_ms();
-    for (key, value) in commits {
-        if !groups.contains_key(&key.group) && groups.len() >= GROUPS_MAX {
+        let partition = tp.partition.0;
+        let leads_at = metadata
+            .partition(OFFSETS_TOPIC, tp.partition)
+            .filter(|state| state.leader == me)
+            .map(|state| state.leader_epoch);
+        let loaded_at = ctx.groups.loaded.borrow().get(&partition).copied();
+        if leads_at == loaded_at {
             continue;
         }
-        groups
-            .entry(key.group.clone())
-            .or_insert_with(|| Group::new(&key.group, now))
-            .offsets
-            .insert((key.topic, key.partition), value);
+        ctx.groups.loaded.borrow_mut().remove(&partition);
+        ctx.groups
+            .by_id
+            .borrow_mut()
+            .retain(|group, _| super::partition_for(ctx, group) != partition);
+        let Some(epoch) = leads_at else {
+            continue;
+        };
+        let mut commits: HashMap<OffsetKey, Committed> = HashMap::new();
+        if let Err(error) = replay_log(&log, &mut commits).await {
+            // Tried again at the next tick.
+            tracing::error!(partition = %tp, %error, "replaying committed offsets failed");
+            continue;
+        }
+        let count = commits.len();
+        let now = now_ms();
+        let mut groups = ctx.groups.by_id.borrow_mut();
+        for (key, value) in commits {
+            if !groups.contains_key(&key.group) && groups.len() >= GROUPS_MAX {
+                continue;
+            }
+            groups
+                .entry(key.group.clone())
+                .or_insert_with(|| Group::new(&key.group, now))
+                .offsets
+                .insert((key.topic, key.partition), value);
+        }
+        ctx.groups.loaded.borrow_mut().insert(partition, epoch);
+        loaded += count;
+        if count > 0 {
+            let commits = count;
+            tracing::debug!(partition = %tp, leader_epoch = epoch, commits, "offsets loaded");
+        }
     }
-    count
+    loaded
 }
 
 async fn replay_log(
@@ -133,6 +176,7 @@ async fn tick_loop(ctx: Rc<ShardCtx>) {
     let mut ticks: u32 = 0;
     loop {
         glommio::timer::sleep(TICK).await;
+        load_leaderships(&ctx).await;
         let now = now_ms();
         let limits = limits(&ctx);
         {

@@ -201,6 +201,16 @@ pub fn coordinates(ctx: &ShardCtx, group: &str) -> bool {
         .leads(OFFSETS_TOPIC, PartitionId(partition_for(ctx, group)))
 }
 
+/// Whether the commits of `group`'s offsets partition are loaded at its current leader epoch.
+pub fn loaded(ctx: &ShardCtx, group: &str) -> bool {
+    let partition = partition_for(ctx, group);
+    let epoch = ctx
+        .metadata()
+        .partition(OFFSETS_TOPIC, PartitionId(partition))
+        .map(|p| p.leader_epoch);
+    epoch.is_some_and(|epoch| ctx.groups.is_loaded(partition, epoch))
+}
+
 /// The shard coordinating `group`.
 pub fn coordinator_shard(ctx: &ShardCtx, group: &str) -> ShardId {
     ctx.owner_of(OFFSETS_TOPIC, PartitionId(partition_for(ctx, group)))

@@ -316,7 +316,8 @@ fn given_commits_when_the_logs_are_replayed_should_restore_them() {
         // Forget everything in memory, then replay the logs.
         ctx.groups.by_id.borrow_mut().clear();
         fetch(&ctx, 9, "durable", None).await;
-        let replayed = super::housekeeping::replay(&ctx).await;
+        ctx.groups.loaded.borrow_mut().clear();
+        let replayed = super::housekeeping::load_leaderships(&ctx).await;
         assert_eq!(replayed, 2);
         fetch(&ctx, 9, "durable", Some(41)).await;
         fetch(&ctx, 5, "solo", Some(41)).await;
@@ -333,7 +334,8 @@ fn given_an_empty_group_past_retention_when_offsets_expire_should_write_tombston
         fetch(&ctx, 9, "old", None).await;
         // The tombstones are in the log: a replay does not bring the commit back.
         ctx.groups.by_id.borrow_mut().clear();
-        assert_eq!(super::housekeeping::replay(&ctx).await, 0);
+        ctx.groups.loaded.borrow_mut().clear();
+        assert_eq!(super::housekeeping::load_leaderships(&ctx).await, 0);
         fetch(&ctx, 9, "old", None).await;
     });
 }

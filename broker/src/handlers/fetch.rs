@@ -62,8 +62,11 @@ pub async fn handle(ctx: &RequestContext, request: FetchRequest) -> Answer<Fetch
     let min_bytes = usize::try_from(request.min_bytes.max(0)).unwrap_or(0);
     let max_wait = Duration::from_millis(request.max_wait_ms.clamp(0, MAX_WAIT_MS_MAX) as u64);
 
+    let fetch = Fetch {
+        replica: replica_id(version, &request),
+    };
     let deadline = Instant::now() + max_wait;
-    let mut results = read_all(&ctx.shard, &wanted).await;
+    let mut results = read_all(&ctx.shard, fetch, &wanted).await;
     loop {
         let available: usize = results.iter().map(FetchResult::records_len).sum();
         let failed = results.iter().any(|r| r.error_code != 0);
@@ -72,8 +75,9 @@ pub async fn handle(ctx: &RequestContext, request: FetchRequest) -> Answer<Fetch
         if available >= min_bytes || failed || remaining.is_zero() {
             break;
         }
-        wait_for_appends(&ctx.shard, &wanted, &results, remaining).await;
-        results = read_all(&ctx.shard, &wanted).await;
+        let committed = fetch.replica.is_none();
+        wait_for_appends(&ctx.shard, &wanted, &results, remaining, committed).await;
+        results = read_all(&ctx.shard, fetch, &wanted).await;
     }
     trim_to(max_bytes, &mut results);
     if version < ZSTD_FETCH_VERSION_MIN {
@@ -84,6 +88,16 @@ pub async fn handle(ctx: &RequestContext, request: FetchRequest) -> Answer<Fetch
         trim_to(max_bytes, &mut results);
     }
     respond(&ctx.shard, plan, by_id, results)
+}
+
+/// The follower that sends the fetch (its broker id: the body's `replica_id` before v15, its
+/// `replica_state` from v15), or `None` for a consumer (-1).
+fn replica_id(version: i16, request: &FetchRequest) -> Option<i32> {
+    let id = match version {
+        15.. => request.replica_state.replica_id.0,
+        _ => request.replica_id.0,
+    };
+    (id >= 0).then_some(id)
 }
 
 /// The partitions this fetch reads: the request's, or (in an established fetch session) the
@@ -307,12 +321,12 @@ fn resolve(
 }
 
 /// Reads every resolvable partition from its owner; one result per `wanted`, in order.
-async fn read_all(ctx: &ShardCtx, wanted: &[Wanted]) -> Vec<FetchResult> {
+async fn read_all(ctx: &ShardCtx, fetch: Fetch, wanted: &[Wanted]) -> Vec<FetchResult> {
     let items = wanted
         .iter()
         .filter_map(|w| w.tp.as_ref().ok().map(|tp| (tp.clone(), w.item)))
         .collect::<Vec<_>>();
-    let mut read = scatter(ctx, Fetch, items).await.into_iter();
+    let mut read = scatter(ctx, fetch, items).await.into_iter();
     let results = wanted
         .iter()
         .map(|w| match &w.tp {
@@ -330,6 +344,7 @@ async fn wait_for_appends(
     wanted: &[Wanted],
     read: &[FetchResult],
     timeout: Duration,
+    committed: bool,
 ) {
     let items = wanted
         .iter()
@@ -339,7 +354,7 @@ async fn wait_for_appends(
             Some((tp.clone(), w.item.offset.max(Offset(r.high_watermark))))
         })
         .collect();
-    wait_for_any_owner(ctx, items, timeout).await;
+    wait_for_any_owner(ctx, items, timeout, committed).await;
 }
 
 /// Keeps whole partitions in request order while they fit in `max_bytes`; the first non-empty

@@ -99,6 +99,8 @@ pub enum Command {
     SetBrokerConfigs {
         configs: BTreeMap<String, String>,
     },
+    /// A partition leader changes its ISR (Kafka's AlterPartition).
+    AlterPartition(IsrChange),
     /// A single-node data directory's topic registry, the first entry of its log: its topics
     /// keep their ids and this node leads their partitions.
     Import {
@@ -106,6 +108,19 @@ pub enum Command {
         topics: BTreeMap<String, TopicMeta>,
         broker_configs: BTreeMap<String, String>,
     },
+}
+
+/// A partition leader's new ISR: applied only if it still leads at `leader_epoch` and the
+/// partition is at `partition_epoch`, so a deposed leader or a change computed from a stale
+/// state cannot take effect.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IsrChange {
+    pub topic: String,
+    pub partition: i32,
+    pub leader: i32,
+    pub leader_epoch: i32,
+    pub partition_epoch: i32,
+    pub isr: Vec<i32>,
 }
 
 /// The proposal an entry of the log carries; `None` for Raft's own entries (a new leader's
@@ -134,6 +149,8 @@ pub enum Outcome {
     Registered {
         producer_id_generation: u64,
     },
+    /// A partition as it now is.
+    Partition(PartitionState),
     Done,
 }
 
@@ -219,6 +236,7 @@ impl ClusterImage {
                 self.broker_configs = configs;
                 Ok(Outcome::Done)
             }
+            Command::AlterPartition(change) => self.alter_partition(change).map(Outcome::Partition),
             Command::Import {
                 node_id,
                 topics,
@@ -226,7 +244,7 @@ impl ClusterImage {
             } => {
                 for (name, mut meta) in topics {
                     meta.partition_states = (0..meta.partitions)
-                        .map(|_| PartitionState::new(vec![node_id]))
+                        .map(|_| PartitionState::new(vec![node_id], &[]))
                         .collect();
                     self.topics.insert(name, meta);
                 }
@@ -249,6 +267,8 @@ impl ClusterImage {
 
     /// A fenced broker leads nothing: each partition it led gets the next live member of its
     /// ISR, or no leader when it was the last (no unclean election: its data is only there).
+    /// It leaves the ISR of the partitions it follows too (unless it is their last member), so
+    /// their acks=all producers do not wait for it.
     fn move_leadership_from(&mut self, node_id: i32) {
         let live: Vec<i32> = self.live_brokers().iter().map(|b| b.node_id).collect();
         for state in self
@@ -257,6 +277,10 @@ impl ClusterImage {
             .flat_map(|t| &mut t.partition_states)
         {
             if state.leader != node_id {
+                if state.isr.len() > 1 && state.isr.contains(&node_id) {
+                    state.isr.retain(|r| *r != node_id);
+                    state.partition_epoch += 1;
+                }
                 continue;
             }
             let next = state.isr.iter().copied().find(|r| live.contains(r));
@@ -309,10 +333,19 @@ impl ClusterImage {
             id,
             partitions: replicas.len() as i32,
             configs,
-            partition_states: replicas.into_iter().map(PartitionState::new).collect(),
+            partition_states: self.new_partitions(replicas),
         };
         self.topics.insert(name, meta.clone());
         Ok(meta)
+    }
+
+    /// States of new partitions on `assignment`, every live replica in sync.
+    fn new_partitions(&self, assignment: Assignment) -> Vec<PartitionState> {
+        let live: Vec<i32> = self.live_brokers().iter().map(|b| b.node_id).collect();
+        assignment
+            .into_iter()
+            .map(|replicas| PartitionState::new(replicas, &live))
+            .collect()
     }
 
     fn create_partitions(
@@ -350,10 +383,10 @@ impl ClusterImage {
             }
             None => self.place(seed(&old.id), old.partitions..count, replication_factor)?,
         };
+        let new_states = self.new_partitions(added);
         let meta = self.topics.get_mut(name).expect("looked up above");
         meta.partitions = count;
-        meta.partition_states
-            .extend(added.into_iter().map(PartitionState::new));
+        meta.partition_states.extend(new_states);
         Ok(meta.clone())
     }
 
@@ -452,6 +485,61 @@ fn rack_alternated(brokers: &[&BrokerRegistration]) -> Vec<i32> {
 fn seed(id: &Uuid) -> u64 {
     let bytes = id.as_bytes();
     u64::from_le_bytes(bytes[..8].try_into().expect("16 bytes"))
+}
+
+impl ClusterImage {
+    /// [`Command::AlterPartition`]: the new ISR, checked against the partition's state.
+    fn alter_partition(&mut self, change: IsrChange) -> Result<PartitionState, ControlError> {
+        let IsrChange {
+            topic,
+            partition,
+            leader,
+            leader_epoch,
+            partition_epoch,
+            isr,
+        } = change;
+        let topic = topic.as_str();
+        let live: Vec<i32> = self.live_brokers().iter().map(|b| b.node_id).collect();
+        let state = usize::try_from(partition)
+            .ok()
+            .and_then(|p| self.topics.get_mut(topic)?.partition_states.get_mut(p))
+            .ok_or_else(|| unknown_topic(topic))?;
+        let refuse = |error, why: String| Err(ControlError::new(error, why));
+        if state.leader != leader || state.leader_epoch != leader_epoch {
+            let why = format!(
+                "{topic}-{partition} is led by {} at epoch {}, not {leader} at {leader_epoch}",
+                state.leader, state.leader_epoch
+            );
+            return refuse(ResponseError::FencedLeaderEpoch, why);
+        }
+        if state.partition_epoch != partition_epoch {
+            let why = format!(
+                "{topic}-{partition} is at partition epoch {}, not {partition_epoch}",
+                state.partition_epoch
+            );
+            return refuse(ResponseError::InvalidUpdateVersion, why);
+        }
+        let mut sorted = isr.clone();
+        sorted.sort_unstable();
+        sorted.dedup();
+        let valid = sorted.len() == isr.len()
+            && isr.contains(&leader)
+            && isr.iter().all(|r| state.replicas.contains(r));
+        if !valid {
+            let why = format!("ISR {isr:?} is not a set of {topic}-{partition}'s replicas");
+            return refuse(ResponseError::InvalidRequest, why);
+        }
+        if let Some(r) = isr
+            .iter()
+            .find(|r| !state.isr.contains(r) && !live.contains(r))
+        {
+            let why = format!("broker {r} is fenced: it cannot join the ISR");
+            return refuse(ResponseError::IneligibleReplica, why);
+        }
+        state.isr = isr;
+        state.partition_epoch += 1;
+        Ok(state.clone())
+    }
 }
 
 fn unknown_topic(name: &str) -> ControlError {

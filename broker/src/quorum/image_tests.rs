@@ -55,7 +55,10 @@ fn placement_spreads_leaders_and_never_repeats_a_broker() {
         let mut replicas = state.replicas.clone();
         replicas.sort_unstable();
         assert_eq!(replicas, vec![1, 2, 3]);
-        assert_eq!(state.isr, vec![state.leader]);
+        assert_eq!(
+            state.isr, state.replicas,
+            "every live replica starts in sync"
+        );
         *leaders.entry(state.leader).or_insert(0) += 1;
     }
     assert_eq!(leaders.values().copied().collect::<Vec<_>>(), vec![2, 2, 2]);
@@ -132,7 +135,7 @@ fn fencing_moves_leadership_to_a_live_isr_member() {
     let mut image = image_of(&[(1, None), (2, None)]);
     let command = assigned("t", 1, 2, Some(vec![vec![1, 2]]));
     image.apply(command).expect("created");
-    image.topics.get_mut("t").expect("created").partition_states[0].isr = vec![1, 2];
+    assert_eq!(image.topics["t"].partition_states[0].isr, vec![1, 2]);
     image
         .apply(Command::FenceBroker {
             node_id: 1,
@@ -212,5 +215,73 @@ fn each_registration_gets_a_new_producer_id_generation() {
         Outcome::Registered {
             producer_id_generation: 41
         }
+    );
+}
+
+fn alter(leader: i32, epochs: (i32, i32), isr: Vec<i32>) -> Command {
+    Command::AlterPartition(IsrChange {
+        topic: "t".into(),
+        partition: 0,
+        leader,
+        leader_epoch: epochs.0,
+        partition_epoch: epochs.1,
+        isr,
+    })
+}
+
+#[test]
+fn an_isr_change_applies_only_from_the_current_leader_at_the_current_epochs() {
+    let mut image = image_of(&[(1, None), (2, None), (3, None)]);
+    image
+        .apply(assigned("t", 1, 3, Some(vec![vec![1, 2, 3]])))
+        .expect("created");
+    let shrunk = image.apply(alter(1, (0, 0), vec![1, 3])).expect("shrunk");
+    let Outcome::Partition(state) = shrunk else {
+        panic!("{shrunk:?}");
+    };
+    assert_eq!((state.isr.clone(), state.partition_epoch), (vec![1, 3], 1));
+
+    // Computed from the state before the change: refused, nothing changes.
+    let stale = image.apply(alter(1, (0, 0), vec![1])).expect_err("stale");
+    assert_eq!(stale.error, ResponseError::InvalidUpdateVersion);
+    // From a broker that does not lead, or at another leader epoch.
+    let deposed = image
+        .apply(alter(2, (0, 1), vec![1, 2]))
+        .expect_err("not leader");
+    assert_eq!(deposed.error, ResponseError::FencedLeaderEpoch);
+    let old_epoch = image
+        .apply(alter(1, (3, 1), vec![1]))
+        .expect_err("other epoch");
+    assert_eq!(old_epoch.error, ResponseError::FencedLeaderEpoch);
+    // Not a set of the replicas, or without the leader.
+    for bad in [vec![1, 1], vec![1, 9], vec![2, 3]] {
+        let error = image
+            .apply(alter(1, (0, 1), bad.clone()))
+            .expect_err("invalid");
+        assert_eq!(error.error, ResponseError::InvalidRequest, "{bad:?}");
+    }
+    assert_eq!(image.topics["t"].partition_states[0].isr, vec![1, 3]);
+
+    // A fenced broker cannot join; a fenced member leaves the ISR of partitions it follows.
+    image
+        .apply(Command::FenceBroker {
+            node_id: 2,
+            incarnation: 7,
+        })
+        .expect("fenced");
+    let fenced = image
+        .apply(alter(1, (0, 1), vec![1, 2, 3]))
+        .expect_err("fenced");
+    assert_eq!(fenced.error, ResponseError::IneligibleReplica);
+    image
+        .apply(Command::FenceBroker {
+            node_id: 3,
+            incarnation: 7,
+        })
+        .expect("fenced");
+    let state = &image.topics["t"].partition_states[0];
+    assert_eq!(
+        (state.leader, state.isr.clone(), state.partition_epoch),
+        (1, vec![1], 2)
     );
 }

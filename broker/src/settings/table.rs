@@ -173,6 +173,24 @@ settings! {
         doc: "Replication factor of auto-created topics and of CreateTopics asking for -1; more \
               than the live brokers: INVALID_REPLICATION_FACTOR.",
     },
+    min_insync_replicas: u32 {
+        name: "min.insync.replicas",
+        topic: "min.insync.replicas",
+        scope: Dynamic,
+        kind: Int(1, i16::MAX as u32),
+        default: 1,
+        doc: "In-sync replicas an acks=all produce needs: fewer before the append is \
+              NOT_ENOUGH_REPLICAS, fewer by the time it is replicated \
+              NOT_ENOUGH_REPLICAS_AFTER_APPEND.",
+    },
+    replica_lag_time_max_ms: u64 {
+        name: "replica.lag.time.max.ms",
+        scope: Static,
+        kind: Int(1, i32::MAX as u64),
+        default: 30_000,
+        doc: "A follower that has not caught up with its leader's log end for this long leaves \
+              the ISR.",
+    },
     auto_create_topics_enable: bool {
         name: "auto.create.topics.enable",
         scope: Static,

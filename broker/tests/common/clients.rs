@@ -246,8 +246,19 @@ pub fn block_on<F: Future>(future: F) -> F::Output {
 /// Creates a topic with `partitions` partitions and the given topic configs; panics unless the
 /// broker reports success.
 pub fn create_topic(bootstrap: &str, topic: &str, partitions: i32, configs: &[(&str, &str)]) {
+    create_topic_with(bootstrap, topic, (partitions, 1), configs);
+}
+
+/// [`create_topic`] with `(partitions, replication factor)`.
+pub fn create_topic_with(
+    bootstrap: &str,
+    topic: &str,
+    (partitions, replication): (i32, i32),
+    configs: &[(&str, &str)],
+) {
     let admin = admin(bootstrap);
-    let mut new_topic = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+    let replication = TopicReplication::Fixed(replication);
+    let mut new_topic = NewTopic::new(topic, partitions, replication);
     for (key, value) in configs {
         new_topic = new_topic.set(key, value);
     }
