@@ -27,7 +27,7 @@ use kafka_protocol::error::ResponseError;
 use crate::ids::{NodeId, PartitionId, ShardId};
 use crate::metadata::{MetadataSnapshot, PartitionState, TopicMeta};
 use crate::quorum::image::{
-    Applied, Assignment, ClusterImage, Command, IsrChange, Outcome, Proposal,
+    Applied, Assignment, ClusterImage, Command, Election, IsrChange, Outcome, Proposal,
 };
 use crate::quorum::node::{AppliedBatch, Input};
 use crate::shard::ShardCtx;
@@ -66,6 +66,11 @@ pub enum ControlRequest {
     },
     /// A partition leader's ISR change.
     AlterPartition(IsrChange),
+    /// Leader elections (see `Command::ElectLeaders`).
+    ElectLeaders {
+        partitions: Option<Vec<(String, i32)>>,
+        unclean: bool,
+    },
     /// Replaces the topic's whole set of overrides (the handler computes it from the operations).
     SetTopicConfigs {
         name: String,
@@ -102,6 +107,8 @@ pub enum ControlDone {
     BrokerConfigs,
     /// The partition as it now is.
     Partition(PartitionState),
+    /// Each election asked for, and why it did not happen (`None`: it did).
+    Elections(Vec<Election>),
 }
 
 pub type ControlReply = Result<ControlDone, ControlError>;
@@ -198,10 +205,12 @@ pub async fn call_topic(
 ) -> Result<TopicMeta, ControlError> {
     match call(ctx, request).await? {
         ControlDone::Topic(meta) => Ok(meta),
-        ControlDone::BrokerConfigs | ControlDone::Partition(_) => Err(ControlError::new(
-            ResponseError::UnknownServerError,
-            "a topic change answered as a broker change",
-        )),
+        ControlDone::BrokerConfigs | ControlDone::Partition(_) | ControlDone::Elections(_) => {
+            Err(ControlError::new(
+                ResponseError::UnknownServerError,
+                "a topic change answered as a broker change",
+            ))
+        }
     }
 }
 
@@ -239,6 +248,7 @@ pub async fn serve(ctx: &ShardCtx, request: ControlRequest) -> ControlReply {
     match outcome {
         Outcome::Topic(meta) => Ok(ControlDone::Topic(meta)),
         Outcome::Partition(state) => Ok(ControlDone::Partition(state)),
+        Outcome::Elections(elections) => Ok(ControlDone::Elections(elections)),
         Outcome::Done | Outcome::Registered { .. } => Ok(ControlDone::BrokerConfigs),
     }
 }
@@ -274,6 +284,16 @@ fn checked_command(
         }
         ControlRequest::DeleteTopic { name } => (Command::DeleteTopic { name }, false),
         ControlRequest::AlterPartition(change) => (Command::AlterPartition(change), false),
+        ControlRequest::ElectLeaders {
+            partitions,
+            unclean,
+        } => (
+            Command::ElectLeaders {
+                partitions,
+                unclean,
+            },
+            false,
+        ),
         ControlRequest::CreatePartitions {
             name,
             count,

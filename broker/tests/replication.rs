@@ -195,6 +195,29 @@ fn given_rf3_and_min_isr_2_when_the_leader_is_killed_under_acks_all_should_lose_
             logs.iter().all(|l| l == &logs[0])
         },
     );
+
+    // The operator gives the partition back to its preferred leader, the first replica.
+    let args = [
+        "topic",
+        "elect-leaders",
+        "--topic",
+        "failover",
+        "--bootstrap",
+    ];
+    let (status, stdout, stderr) =
+        run_to_exit(&[&args[..], &[survivor_bootstrap.as_str()]].concat());
+    assert!(status.success(), "{stdout}{stderr}");
+    assert!(stdout.contains("elected"), "{stdout}");
+    let placed = placement(&survivor_bootstrap, "failover");
+    assert_eq!(
+        placed[0].0, placed[0].1[0],
+        "the preferred replica leads: {placed:?}"
+    );
+    assert_eq!(placed[0].0, old_leader, "{placed:?}");
+    let (status, stdout, stderr) =
+        run_to_exit(&[&args[..], &[survivor_bootstrap.as_str()]].concat());
+    assert!(status.success(), "{stdout}{stderr}");
+    assert!(stdout.contains("ELECTION_NOT_NEEDED"), "{stdout}");
 }
 
 #[test]

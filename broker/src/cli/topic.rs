@@ -1,5 +1,6 @@
-//! `odradek topic list | describe | create | delete | alter`: Metadata, DescribeConfigs,
-//! ListOffsets, CreateTopics, DeleteTopics, CreatePartitions and IncrementalAlterConfigs.
+//! `odradek topic list | describe | create | delete | alter | elect-leaders`: Metadata,
+//! DescribeConfigs, ListOffsets, CreateTopics, DeleteTopics, CreatePartitions,
+//! IncrementalAlterConfigs and ElectLeaders.
 
 use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
@@ -36,6 +37,9 @@ pub enum TopicAction {
         /// Number of partitions (default: the broker's num.partitions).
         #[arg(long, value_name = "N")]
         partitions: Option<i32>,
+        /// Replicas of each partition (default: the broker's default.replication.factor).
+        #[arg(long, value_name = "N")]
+        replication_factor: Option<i16>,
         /// A topic config, e.g. --config retention.ms=60000 (repeatable).
         #[arg(long = "config", value_name = "NAME=VALUE")]
         configs: Vec<String>,
@@ -53,6 +57,19 @@ pub enum TopicAction {
         #[arg(long = "config", value_name = "NAME=VALUE", group = "change")]
         configs: Vec<String>,
     },
+    /// Gives partitions back to their preferred leader (the first replica) where it is live
+    /// and in sync; with --unclean, a partition without a leader gets any live replica (its
+    /// records that only the lost in-sync replicas held are gone).
+    ElectLeaders {
+        /// Only this topic's partitions (default: every topic).
+        #[arg(long)]
+        topic: Option<String>,
+        /// Only this partition of --topic.
+        #[arg(long, requires = "topic")]
+        partition: Option<i32>,
+        #[arg(long)]
+        unclean: bool,
+    },
 }
 
 pub fn run(common: &Common, action: TopicAction) -> Result<(), CliError> {
@@ -69,12 +86,26 @@ pub fn run(common: &Common, action: TopicAction) -> Result<(), CliError> {
         TopicAction::List => list(common, &mut cluster),
         TopicAction::Describe { topic } => describe(common, &mut cluster, &topic),
         TopicAction::Create {
-            topic, partitions, ..
-        } => create(common, &mut cluster, &topic, partitions, &configs),
+            topic,
+            partitions,
+            replication_factor,
+            ..
+        } => create(
+            common,
+            &mut cluster,
+            &topic,
+            (partitions, replication_factor),
+            &configs,
+        ),
         TopicAction::Delete { topic } => delete(common, &mut cluster, &topic),
         TopicAction::Alter {
             topic, partitions, ..
         } => alter(common, &mut cluster, &topic, partitions, &configs),
+        TopicAction::ElectLeaders {
+            topic,
+            partition,
+            unclean,
+        } => elect_leaders(common, &mut cluster, topic, partition, unclean),
     }
 }
 
@@ -225,11 +256,16 @@ fn create(
     common: &Common,
     cluster: &mut Cluster,
     topic: &str,
-    partitions: Option<i32>,
+    (partitions, replication_factor): (Option<i32>, Option<i16>),
     configs: &[(String, String)],
 ) -> Result<(), CliError> {
     if partitions.is_some_and(|n| n < 1) {
         return Err(CliError::Usage("--partitions must be at least 1".into()));
+    }
+    if replication_factor.is_some_and(|n| n < 1) {
+        return Err(CliError::Usage(
+            "--replication-factor must be at least 1".into(),
+        ));
     }
     let configs = configs
         .iter()
@@ -242,7 +278,7 @@ fn create(
     let creatable = CreatableTopic::default()
         .with_name(topic_name(topic))
         .with_num_partitions(partitions.unwrap_or(-1))
-        .with_replication_factor(-1)
+        .with_replication_factor(replication_factor.unwrap_or(-1))
         .with_configs(configs);
     let request = CreateTopicsRequest::default()
         .with_topics(vec![creatable])
@@ -331,6 +367,79 @@ fn alter(
         }
     }
     done(common, "altered", topic, partitions.map(i64::from))
+}
+
+fn elect_leaders(
+    common: &Common,
+    cluster: &mut Cluster,
+    topic: Option<String>,
+    partition: Option<i32>,
+    unclean: bool,
+) -> Result<(), CliError> {
+    let partitions = match (&topic, partition) {
+        (None, _) => None,
+        (Some(topic), Some(p)) => Some(vec![(topic.clone(), vec![p])]),
+        (Some(topic), None) => {
+            let metadata = cluster.metadata(Some(&[topic.as_str()]))?;
+            let found = metadata.topics.first().filter(|t| t.error_code == 0);
+            let found = found.ok_or_else(|| unknown_topic(topic))?;
+            let all = found.partitions.iter().map(|p| p.partition_index).collect();
+            Some(vec![(topic.clone(), all)])
+        }
+    };
+    let request = ElectLeadersRequest::default()
+        .with_election_type(i8::from(unclean))
+        .with_topic_partitions(partitions.map(|topics| {
+            topics
+                .into_iter()
+                .map(|(t, p)| {
+                    elect_leaders_request::TopicPartitions::default()
+                        .with_topic(topic_name(&t))
+                        .with_partitions(p)
+                })
+                .collect()
+        }))
+        .with_timeout_ms(ADMIN_TIMEOUT_MS);
+    let (_, response): (i16, ElectLeadersResponse) = cluster
+        .bootstrap()
+        .call_negotiated(ApiKey::ElectLeaders, |_| request)?;
+    check(response.error_code, None, "elect leaders")?;
+    let mut rows = Vec::new();
+    let mut failure = None;
+    for topic in &response.replica_election_results {
+        for p in &topic.partition_result {
+            let context = format!("elect a leader of {}-{}", topic.topic.0, p.partition_id);
+            let outcome = match check(p.error_code, p.error_message.as_ref(), &context) {
+                Ok(()) => "elected".to_string(),
+                Err(error) => {
+                    let name = match &error {
+                        CliError::Kafka { name, .. } => name.clone(),
+                        other => other.to_string(),
+                    };
+                    if name != "ELECTION_NOT_NEEDED" && failure.is_none() {
+                        failure = Some(error);
+                    }
+                    name
+                }
+            };
+            rows.push((topic.topic.0.to_string(), p.partition_id, outcome));
+        }
+    }
+    let json = json!({
+        "elections": rows.iter().map(|(t, p, r)| json!({"topic": t, "partition": p, "result": r}))
+            .collect::<Vec<_>>(),
+    });
+    common.emit(json, || {
+        if rows.is_empty() {
+            return "no election needed\n".to_string();
+        }
+        let mut table = Table::new(&["TOPIC", "PARTITION", "RESULT"]);
+        for (t, p, r) in &rows {
+            table.row(vec![t.clone(), p.to_string(), r.clone()]);
+        }
+        table.render()
+    });
+    failure.map_or(Ok(()), Err)
 }
 
 /// Prints what a successful create, delete or alter did.

@@ -11,7 +11,7 @@
 //! or to shard 0 where `RUNS_ON` says):
 //! - [`api_versions`], [`metadata`] (auto-create: shard 0), [`describe_cluster`],
 //!   [`describe_quorum`]
-//! - [`create_topics`], [`delete_topics`], [`create_partitions`] (shard 0)
+//! - [`create_topics`], [`delete_topics`], [`create_partitions`], [`elect_leaders`] (shard 0)
 //! - [`describe_configs`], [`incremental_alter_configs`], [`alter_configs`] (alter: shard 0)
 //! - [`produce`], [`fetch`], [`list_offsets`], [`delete_records`], [`offset_for_leader_epoch`]
 //!   (owning shards), [`init_producer_id`]
@@ -45,6 +45,7 @@ pub mod describe_cluster;
 pub mod describe_configs;
 pub mod describe_groups;
 pub mod describe_quorum;
+pub mod elect_leaders;
 pub mod fetch;
 pub mod find_coordinator;
 pub mod heartbeat;
@@ -239,6 +240,7 @@ api_table! {
     offset_for_leader_epoch, old OffsetForLeaderEpochOld;
     describe_configs, old DescribeConfigsOld;
     create_partitions;
+    elect_leaders;
     incremental_alter_configs;
     alter_configs;
     describe_cluster;
@@ -433,6 +435,7 @@ mod tests {
         (ApiKey::DescribeConfigs, (0, 4)),
         (ApiKey::AlterConfigs, (0, 2)),
         (ApiKey::CreatePartitions, (0, 3)),
+        (ApiKey::ElectLeaders, (0, 2)),
         (ApiKey::DeleteGroups, (0, 2)),
         (ApiKey::IncrementalAlterConfigs, (0, 1)),
         (ApiKey::OffsetDelete, (0, 0)),

@@ -101,6 +101,13 @@ pub enum Command {
     },
     /// A partition leader changes its ISR (Kafka's AlterPartition).
     AlterPartition(IsrChange),
+    /// Leader elections asked by an operator (ElectLeaders) or the controller's own rebalance:
+    /// for `partitions` (`None`: every partition), the preferred replica where it is live and in
+    /// sync, or with `unclean`, any live replica for a partition that has no leader.
+    ElectLeaders {
+        partitions: Option<Vec<(String, i32)>>,
+        unclean: bool,
+    },
     /// A single-node data directory's topic registry, the first entry of its log: its topics
     /// keep their ids and this node leads their partitions.
     Import {
@@ -122,6 +129,9 @@ pub struct IsrChange {
     pub partition_epoch: i32,
     pub isr: Vec<i32>,
 }
+
+/// One partition's leader election: (topic, partition, why not; `None`: a new leader).
+pub type Election = (String, i32, Option<ControlError>);
 
 /// The proposal an entry of the log carries; `None` for Raft's own entries (a new leader's
 /// empty entry; voters are static, so no conf changes) and, logged, for one that does not
@@ -151,6 +161,8 @@ pub enum Outcome {
     },
     /// A partition as it now is.
     Partition(PartitionState),
+    /// Each election asked for: its partition and why it did not happen (`None`: it did).
+    Elections(Vec<Election>),
     Done,
 }
 
@@ -237,6 +249,10 @@ impl ClusterImage {
                 Ok(Outcome::Done)
             }
             Command::AlterPartition(change) => self.alter_partition(change).map(Outcome::Partition),
+            Command::ElectLeaders {
+                partitions,
+                unclean,
+            } => Ok(Outcome::Elections(self.elect_leaders(partitions, unclean))),
             Command::Import {
                 node_id,
                 topics,
@@ -263,50 +279,6 @@ impl ClusterImage {
         self.brokers
             .get_mut(&node_id)
             .filter(|b| b.incarnation == incarnation)
-    }
-
-    /// A fenced broker leads nothing: each partition it led gets the next live member of its
-    /// ISR, or no leader when it was the last (no unclean election: its data is only there).
-    /// It leaves the ISR of the partitions it follows too (unless it is their last member), so
-    /// their acks=all producers do not wait for it.
-    fn move_leadership_from(&mut self, node_id: i32) {
-        let live: Vec<i32> = self.live_brokers().iter().map(|b| b.node_id).collect();
-        for state in self
-            .topics
-            .values_mut()
-            .flat_map(|t| &mut t.partition_states)
-        {
-            if state.leader != node_id {
-                if state.isr.len() > 1 && state.isr.contains(&node_id) {
-                    state.isr.retain(|r| *r != node_id);
-                    state.partition_epoch += 1;
-                }
-                continue;
-            }
-            let next = state.isr.iter().copied().find(|r| live.contains(r));
-            if next.is_some() {
-                state.isr.retain(|r| *r != node_id);
-            }
-            state.leader = next.unwrap_or(NO_LEADER);
-            state.leader_epoch += 1;
-            state.partition_epoch += 1;
-        }
-    }
-
-    /// A broker back (registered or unfenced) leads the partitions that lost their leader
-    /// while it was their last in-sync replica.
-    fn elect_where_leaderless(&mut self, node_id: i32) {
-        for state in self
-            .topics
-            .values_mut()
-            .flat_map(|t| &mut t.partition_states)
-        {
-            if state.leader == NO_LEADER && state.isr.contains(&node_id) {
-                state.leader = node_id;
-                state.leader_epoch += 1;
-                state.partition_epoch += 1;
-            }
-        }
     }
 
     fn create_topic(
@@ -487,62 +459,7 @@ fn seed(id: &Uuid) -> u64 {
     u64::from_le_bytes(bytes[..8].try_into().expect("16 bytes"))
 }
 
-impl ClusterImage {
-    /// [`Command::AlterPartition`]: the new ISR, checked against the partition's state.
-    fn alter_partition(&mut self, change: IsrChange) -> Result<PartitionState, ControlError> {
-        let IsrChange {
-            topic,
-            partition,
-            leader,
-            leader_epoch,
-            partition_epoch,
-            isr,
-        } = change;
-        let topic = topic.as_str();
-        let live: Vec<i32> = self.live_brokers().iter().map(|b| b.node_id).collect();
-        let state = usize::try_from(partition)
-            .ok()
-            .and_then(|p| self.topics.get_mut(topic)?.partition_states.get_mut(p))
-            .ok_or_else(|| unknown_topic(topic))?;
-        let refuse = |error, why: String| Err(ControlError::new(error, why));
-        if state.leader != leader || state.leader_epoch != leader_epoch {
-            let why = format!(
-                "{topic}-{partition} is led by {} at epoch {}, not {leader} at {leader_epoch}",
-                state.leader, state.leader_epoch
-            );
-            return refuse(ResponseError::FencedLeaderEpoch, why);
-        }
-        if state.partition_epoch != partition_epoch {
-            let why = format!(
-                "{topic}-{partition} is at partition epoch {}, not {partition_epoch}",
-                state.partition_epoch
-            );
-            return refuse(ResponseError::InvalidUpdateVersion, why);
-        }
-        let mut sorted = isr.clone();
-        sorted.sort_unstable();
-        sorted.dedup();
-        let valid = sorted.len() == isr.len()
-            && isr.contains(&leader)
-            && isr.iter().all(|r| state.replicas.contains(r));
-        if !valid {
-            let why = format!("ISR {isr:?} is not a set of {topic}-{partition}'s replicas");
-            return refuse(ResponseError::InvalidRequest, why);
-        }
-        if let Some(r) = isr
-            .iter()
-            .find(|r| !state.isr.contains(r) && !live.contains(r))
-        {
-            let why = format!("broker {r} is fenced: it cannot join the ISR");
-            return refuse(ResponseError::IneligibleReplica, why);
-        }
-        state.isr = isr;
-        state.partition_epoch += 1;
-        Ok(state.clone())
-    }
-}
-
-fn unknown_topic(name: &str) -> ControlError {
+pub(super) fn unknown_topic(name: &str) -> ControlError {
     ControlError::new(
         ResponseError::UnknownTopicOrPartition,
         format!("topic '{name}' does not exist"),

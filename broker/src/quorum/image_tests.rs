@@ -285,3 +285,109 @@ fn an_isr_change_applies_only_from_the_current_leader_at_the_current_epochs() {
         (1, vec![1], 2)
     );
 }
+
+#[test]
+fn preferred_elections_give_leadership_back_to_the_first_replica_when_it_is_in_sync() {
+    let mut image = image_of(&[(1, None), (2, None), (3, None)]);
+    image
+        .apply(assigned("t", 1, 3, Some(vec![vec![1, 2, 3]])))
+        .expect("created");
+    let fence = |node_id| Command::FenceBroker {
+        node_id,
+        incarnation: 7,
+    };
+    image.apply(fence(1)).expect("fenced");
+    let state = image.topics["t"].partition_states[0].clone();
+    assert_eq!((state.leader, state.isr.clone()), (2, vec![2, 3]));
+    let elect = |unclean| Command::ElectLeaders {
+        partitions: Some(vec![("t".into(), 0), ("gone".into(), 0)]),
+        unclean,
+    };
+    let Ok(Outcome::Elections(results)) = image.apply(elect(false)) else {
+        panic!("elections");
+    };
+    let errors: Vec<_> = results
+        .iter()
+        .map(|(_, _, e)| e.as_ref().map(|e| e.error))
+        .collect();
+    assert_eq!(
+        errors,
+        vec![
+            Some(ResponseError::PreferredLeaderNotAvailable),
+            Some(ResponseError::UnknownTopicOrPartition)
+        ]
+    );
+    // Back and in sync (its leader's AlterPartition): broker 1 leads again.
+    image
+        .apply(Command::UnfenceBroker {
+            node_id: 1,
+            incarnation: 7,
+        })
+        .expect("unfenced");
+    image
+        .apply(Command::AlterPartition(IsrChange {
+            topic: "t".into(),
+            partition: 0,
+            leader: 2,
+            leader_epoch: 1,
+            partition_epoch: 1,
+            isr: vec![1, 2, 3],
+        }))
+        .expect("ISR grown");
+    assert_eq!(image.imbalanced_partitions(10), vec![("t".to_string(), 0)]);
+    let Ok(Outcome::Elections(results)) = image.apply(elect(false)) else {
+        panic!("elections");
+    };
+    assert!(results[0].2.is_none(), "{results:?}");
+    let state = &image.topics["t"].partition_states[0];
+    assert_eq!((state.leader, state.leader_epoch), (1, 2));
+    assert!(image.imbalanced_partitions(10).is_empty());
+    // Every partition, nothing to do: nothing reported.
+    let all = Command::ElectLeaders {
+        partitions: None,
+        unclean: false,
+    };
+    assert_eq!(image.apply(all), Ok(Outcome::Elections(Vec::new())));
+}
+
+#[test]
+fn an_unclean_election_takes_any_live_replica_only_where_no_leader_is_left() {
+    let mut image = image_of(&[(1, None), (2, None)]);
+    image
+        .apply(assigned("t", 1, 2, Some(vec![vec![1, 2]])))
+        .expect("created");
+    image
+        .apply(Command::AlterPartition(IsrChange {
+            topic: "t".into(),
+            partition: 0,
+            leader: 1,
+            leader_epoch: 0,
+            partition_epoch: 0,
+            isr: vec![1],
+        }))
+        .expect("shrunk");
+    image
+        .apply(Command::FenceBroker {
+            node_id: 1,
+            incarnation: 7,
+        })
+        .expect("fenced");
+    assert_eq!(image.topics["t"].partition_states[0].leader, NO_LEADER);
+    let unclean = Command::ElectLeaders {
+        partitions: Some(vec![("t".into(), 0)]),
+        unclean: true,
+    };
+    let Ok(Outcome::Elections(results)) = image.apply(unclean.clone()) else {
+        panic!("elections");
+    };
+    assert!(results[0].2.is_none(), "{results:?}");
+    let state = &image.topics["t"].partition_states[0];
+    assert_eq!((state.leader, state.isr.clone()), (2, vec![2]));
+    let Ok(Outcome::Elections(results)) = image.apply(unclean) else {
+        panic!("elections");
+    };
+    assert_eq!(
+        results[0].2.as_ref().map(|e| e.error),
+        Some(ResponseError::ElectionNotNeeded)
+    );
+}

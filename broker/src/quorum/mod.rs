@@ -30,6 +30,7 @@
 pub mod boot;
 pub mod frame;
 pub mod image;
+mod leadership;
 pub mod log_file;
 pub mod node;
 pub mod start;

@@ -94,6 +94,8 @@ pub struct Driver {
     pub session_timeout: Duration,
     /// This node's incarnation, for its own heartbeats.
     pub incarnation: u64,
+    /// `auto.leader.rebalance.enable`: how often, and past which imbalance (percent).
+    pub leader_rebalance: Option<(Duration, u32)>,
     pub shutdown: Shutdown,
     /// Set when the storage failed: the broker must stop.
     pub on_failure: Box<dyn Fn(String)>,
@@ -116,6 +118,9 @@ impl Driver {
         let mut next_tick = Instant::now() + TICK;
         let mut next_heartbeat = Instant::now();
         let mut leader = None;
+        let mut next_rebalance = self
+            .leader_rebalance
+            .map(|(every, _)| Instant::now() + every);
         let mut liveness = Liveness::default();
         self.publish_status(leader);
         while !self.shutdown.is_triggered() {
@@ -140,6 +145,14 @@ impl Driver {
                 if self.node_ref().raft.state == StateRole::Leader {
                     self.watch_liveness(&mut liveness, now);
                     self.add_observers();
+                    if let (Some(at), Some((every, percent))) =
+                        (next_rebalance, self.leader_rebalance)
+                    {
+                        if now >= at {
+                            next_rebalance = Some(now + every);
+                            self.rebalance_leaders(percent);
+                        }
+                    }
                 }
             }
             if now >= next_heartbeat {
@@ -248,6 +261,22 @@ impl Driver {
                 incarnation,
             });
         }
+    }
+
+    /// On the leader: preferred elections where leadership is out of balance.
+    fn rebalance_leaders(&mut self, percent: u32) {
+        let partitions = self.image.imbalanced_partitions(percent);
+        if partitions.is_empty() {
+            return;
+        }
+        tracing::info!(
+            partitions = partitions.len(),
+            "leaders out of balance: preferred elections"
+        );
+        self.propose_internal(Command::ElectLeaders {
+            partitions: Some(partitions),
+            unclean: false,
+        });
     }
 
     fn unfence_if_back(&mut self, heartbeat: &Heartbeat, liveness: &mut Liveness) {

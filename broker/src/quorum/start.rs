@@ -98,6 +98,10 @@ pub async fn start(ctx: &Rc<ShardCtx>, start: QuorumStart) -> Result<(), String>
         heartbeat_interval: Duration::from_millis(config.broker_heartbeat_interval_ms),
         session_timeout: Duration::from_millis(config.broker_session_timeout_ms),
         incarnation,
+        leader_rebalance: config.auto_leader_rebalance_enable.then(|| {
+            let every = Duration::from_secs(config.leader_imbalance_check_interval_seconds);
+            (every, config.leader_imbalance_per_broker_percentage)
+        }),
         shutdown: shutdown.clone(),
         on_failure: Box::new(move |reason| {
             tracing::error!(%reason, "the metadata quorum failed: stopping the broker");

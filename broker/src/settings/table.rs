@@ -191,6 +191,29 @@ settings! {
         doc: "A follower that has not caught up with its leader's log end for this long leaves \
               the ISR.",
     },
+    auto_leader_rebalance_enable: bool {
+        name: "auto.leader.rebalance.enable",
+        scope: Static,
+        kind: Bool,
+        default: true,
+        doc: "The controller moves leadership back to each partition's preferred replica (its \
+              first) where a broker leads too few of its preferred partitions.",
+    },
+    leader_imbalance_check_interval_seconds: u64 {
+        name: "leader.imbalance.check.interval.seconds",
+        scope: Static,
+        kind: Int(1, 86_400 * 365),
+        default: 300,
+        doc: "How often the controller checks the leaders' balance.",
+    },
+    leader_imbalance_per_broker_percentage: u32 {
+        name: "leader.imbalance.per.broker.percentage",
+        scope: Static,
+        kind: Int(0, 100),
+        default: 10,
+        doc: "The share of a broker's preferred partitions others may lead before the \
+              controller elects it again.",
+    },
     auto_create_topics_enable: bool {
         name: "auto.create.topics.enable",
         scope: Static,
