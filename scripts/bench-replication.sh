@@ -93,8 +93,9 @@ cluster_run() {
     local tag=$1 bootstrap
     rm -rf "$CLUSTER_DIR"
     bootstrap=$(scripts/cluster.sh up 3 2>"$out/$tag.cluster.log" | tail -1)
+    # odradek-bench takes one bootstrap address.
     # shellcheck disable=SC2046
-    load "$tag" "$bootstrap" 3 $(cluster_pids)
+    load "$tag" "${bootstrap%%,*}" 3 $(cluster_pids)
     scripts/cluster.sh down >>"$out/$tag.cluster.log" 2>&1
 }
 
@@ -129,6 +130,7 @@ declare -a catchups=()
 for run in $(seq "$runs"); do
     rm -rf "$CLUSTER_DIR"
     bootstrap=$(scripts/cluster.sh up 3 2>"$out/catchup-r$run.cluster.log" | tail -1)
+    bootstrap=${bootstrap%%,*}
     "$odradek" topic create catchup --partitions 1 --replication-factor 3 \
         --bootstrap "$bootstrap" >/dev/null
     leader=$("$odradek" topic describe catchup --bootstrap "$bootstrap" --json |
